@@ -42,3 +42,21 @@ def ensure_database(admin_url: str | URL, name: str, *, recreate: bool = False) 
     finally:
         engine.dispose()
     return sqlalchemy_url(admin_url, name)
+
+
+def airflow_connection(url: str | URL) -> str:
+    """The database as an Airflow connection in JSON form (``AIRFLOW_CONN_*``); Unix socket directories included."""
+    import json
+
+    parsed = make_url(url)
+    host = parsed.query.get("host") or parsed.host or "localhost"
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": host if isinstance(host, str) else host[0],
+            "port": parsed.port or 5432,
+            "login": parsed.username or "",
+            "password": parsed.password or "",
+            "schema": parsed.database or "",
+        }
+    )

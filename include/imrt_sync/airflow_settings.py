@@ -1,0 +1,109 @@
+"""Reading the run's settings from Airflow connections and variables (``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` work).
+
+Airflow is imported inside the functions: this module is only called from task code, never at DAG parse time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .config import GitLabSettings, SyncSettings
+
+DEFAULTS: dict[str, str] = {
+    "imrt_gitlab_conn_id": "gitlab_default",
+    "imrt_db_conn_id": "imrt_default",
+    "imrt_gitlab_group": "",
+    "imrt_ignore_projects": "[]",
+    "imrt_webhook_url": "",
+    "imrt_webhook_secret": "",
+    "imrt_map_bound": "256",
+    "imrt_deletion_guard_min": "5",
+    "imrt_deletion_guard_ratio": "0.10",
+    "imrt_concurrency": "8",
+    "imrt_git_cache_dir": "",
+}
+
+
+class SettingsError(ValueError):
+    """A required Airflow variable or connection is missing or malformed."""
+
+
+def variable(name: str) -> str:
+    from airflow.sdk import Variable
+
+    return Variable.get(name, default=DEFAULTS[name])
+
+
+def sync_settings() -> SyncSettings:
+    group = variable("imrt_gitlab_group")
+    webhook_url = variable("imrt_webhook_url")
+    if not group:
+        raise SettingsError("set the Airflow variable imrt_gitlab_group (the exact GitLab group path)")
+    if not webhook_url:
+        raise SettingsError("set the Airflow variable imrt_webhook_url (the URL project hooks point at)")
+    return SyncSettings(
+        group=group,
+        webhook_url=webhook_url,
+        webhook_secret=variable("imrt_webhook_secret"),
+        ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
+        map_bound=int(variable("imrt_map_bound")),
+        deletion_guard_min=int(variable("imrt_deletion_guard_min")),
+        deletion_guard_ratio=float(variable("imrt_deletion_guard_ratio")),
+        concurrency=int(variable("imrt_concurrency")),
+        git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
+    )
+
+
+def gitlab_settings() -> GitLabSettings:
+    from airflow.sdk import BaseHook
+
+    conn_id = variable("imrt_gitlab_conn_id")
+    conn = BaseHook.get_connection(conn_id)
+    if not conn.host or not conn.password:
+        raise SettingsError(f"connection {conn_id} needs a host (GitLab base URL) and a password (access token)")
+    extra = conn.extra_dejson
+    return GitLabSettings(
+        base_url=_base_url(conn.host, conn.schema, conn.port),
+        token=conn.password,
+        connect_timeout=float(extra.get("connect_timeout", 10)),
+        read_timeout=float(extra.get("timeout", 60)),
+        retries=int(extra.get("retries", 5)),
+        backoff_factor=float(extra.get("backoff_factor", 0.5)),
+    )
+
+
+def imrt_engine():
+    from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+    hook = PostgresHook(postgres_conn_id=variable("imrt_db_conn_id"))
+    return hook.get_sqlalchemy_engine(
+        engine_kwargs={"pool_pre_ping": True, "pool_size": 4, "connect_args": {"connect_timeout": 10}}
+    )
+
+
+def _base_url(host: str, scheme: str | None, port: int | None) -> str:
+    if "://" in host:
+        base = host.rstrip("/")
+    else:
+        base = f"{scheme or 'https'}://{host.strip('/')}"
+    if port and base.count(":") < 2:
+        base = f"{base}:{port}"
+    return base
+
+
+def _string_list(value: str) -> list[str]:
+    value = value.strip()
+    if value.startswith("["):
+        parsed = json.loads(value)
+        if not isinstance(parsed, list):
+            raise SettingsError("imrt_ignore_projects must be a JSON list or a comma-separated list")
+        return [str(v) for v in parsed]
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _default_cache_dir() -> str:
+    home = os.environ.get("AIRFLOW_HOME") or tempfile.gettempdir()
+    return str(Path(home) / "imrt-git-cache")

@@ -1,0 +1,54 @@
+"""Settings of a synchronization run, independent of where they are read from (Airflow or a script)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class GitLabSettings:
+    base_url: str
+    token: str = field(repr=False)
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    retries: int = 5
+    backoff_factor: float = 0.5
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    group: str
+    webhook_url: str
+    webhook_secret: str = field(default="", repr=False)
+    ignore_projects: frozenset[str] = frozenset()
+    map_bound: int = 256
+    deletion_guard_min: int = 5
+    deletion_guard_ratio: float = 0.10
+    concurrency: int = 8
+    git_cache_dir: Path = Path("/tmp/imrt-git-cache")
+    git_timeout: float = 300.0
+    lock_wait_seconds: float = 75.0
+    max_item_json_bytes: int = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """What the operator asked for: the DAG's params."""
+
+    mode: str = "incremental"
+    item_ids: tuple[int, ...] = ()
+    dry_run: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("incremental", "full"):
+            raise ValueError(f"mode must be 'incremental' or 'full', not {self.mode!r}")
+
+    @classmethod
+    def from_mapping(cls, params: dict) -> "RunParams":
+        ids = params.get("item_ids") or ()
+        return cls(
+            mode=params.get("mode") or "incremental",
+            item_ids=tuple(sorted({int(i) for i in ids})),
+            dry_run=bool(params.get("dry_run")),
+        )

@@ -1,0 +1,152 @@
+"""A small GitLab REST v4 client: group projects, projects and project hooks.
+
+Every call has a timeout. Reads are retried with exponential back-off on 429 (honouring ``Retry-After``), 5xx,
+timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .config import GitLabSettings
+
+log = logging.getLogger(__name__)
+
+PER_PAGE = 100
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class GitLabError(RuntimeError):
+    """GitLab did not answer as documented, or answered with an error after the retries."""
+
+
+class GitLabClient:
+    def __init__(self, settings: GitLabSettings):
+        self._api = settings.base_url.rstrip("/") + "/api/v4"
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._reads = _session(settings, Retry(
+            total=settings.retries,
+            backoff_factor=settings.backoff_factor,
+            status_forcelist=_RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
+            raise_on_status=False,
+        ))
+        self._writes = _session(settings, Retry(
+            total=settings.retries,
+            connect=settings.retries,
+            read=0,
+            backoff_factor=settings.backoff_factor,
+            status_forcelist=frozenset({429}),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+        ))
+
+    def close(self) -> None:
+        self._reads.close()
+        self._writes.close()
+
+    def __enter__(self) -> "GitLabClient":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def group(self, full_path: str) -> dict:
+        group = self._get_json(f"/groups/{quote(full_path, safe='')}")
+        if group.get("full_path") != full_path:
+            raise GitLabError(f"GitLab returned group {group.get('full_path')!r} for {full_path!r}")
+        return group
+
+    def group_projects(self, group_id: int) -> Iterator[dict]:
+        """Every project directly in the group, in id order, checked against the total GitLab announced."""
+        params = {"per_page": PER_PAGE, "order_by": "id", "sort": "asc", "include_subgroups": "false"}
+        yield from self._paginate(f"/groups/{group_id}/projects", params)
+
+    def project(self, project_id: int) -> dict | None:
+        """The project, or None when it does not exist (any more)."""
+        response = self._request(self._reads, "GET", f"/projects/{project_id}")
+        if response.status_code == 404:
+            return None
+        return _json(_checked(response))
+
+    def hooks(self, project_id: int) -> list[dict]:
+        return list(self._paginate(f"/projects/{project_id}/hooks", {"per_page": PER_PAGE}))
+
+    def create_hook(self, project_id: int, url: str, secret: str) -> dict:
+        body = {"url": url, "push_events": True, "enable_ssl_verification": True}
+        if secret:
+            body["token"] = secret
+        response = self._request(self._writes, "POST", f"/projects/{project_id}/hooks", json=body)
+        return _json(_checked(response))
+
+    def _get_json(self, path: str, params: dict | None = None):
+        return _json(_checked(self._request(self._reads, "GET", path, params=params)))
+
+    def _paginate(self, path: str, params: dict) -> Iterator[dict]:
+        response = _checked(self._request(self._reads, "GET", path, params=params))
+        announced = response.headers.get("X-Total")
+        seen = 0
+        while True:
+            page = _json(response)
+            if not isinstance(page, list):
+                raise GitLabError(f"GitLab GET {path} did not return a list")
+            seen += len(page)
+            yield from page
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                break
+            response = _checked(self._request(self._reads, "GET", next_url))
+        if announced and announced.isdigit() and int(announced) != seen:
+            raise GitLabError(f"GitLab GET {path} announced {announced} records but returned {seen}")
+
+    def _request(self, session: requests.Session, method: str, path_or_url: str, **kwargs) -> requests.Response:
+        url = path_or_url if path_or_url.startswith(("http://", "https://")) else self._api + path_or_url
+        try:
+            return session.request(method, url, timeout=self._timeout, **kwargs)
+        except requests.RequestException as exc:
+            raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}") from None
+
+
+def _session(settings: GitLabSettings, retry: Retry) -> requests.Session:
+    session = requests.Session()
+    session.headers["PRIVATE-TOKEN"] = settings.token
+    adapter = HTTPAdapter(max_retries=retry, pool_maxsize=32)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _checked(response: requests.Response) -> requests.Response:
+    if response.status_code >= 400:
+        raise GitLabError(
+            f"GitLab {response.request.method} {_path_of(response.url)} answered "
+            f"{response.status_code}: {_message(response)}"
+        )
+    return response
+
+
+def _json(response: requests.Response):
+    try:
+        return response.json()
+    except ValueError:
+        raise GitLabError(f"GitLab {_path_of(response.url)} did not return JSON") from None
+
+
+def _message(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason or ""
+    if isinstance(body, dict):
+        return str(body.get("message") or body.get("error") or body)[:300]
+    return str(body)[:300]
+
+
+def _path_of(url: str) -> str:
+    return requests.utils.urlparse(url).path

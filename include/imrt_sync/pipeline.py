@@ -1,0 +1,219 @@
+"""The steps of a synchronization run, as plain functions over plain data.
+
+The Airflow DAG calls one function per task; a script or a benchmark can call them directly.
+Results are small JSON-able dicts so they can travel through XCom.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from .config import RunParams, SyncSettings
+from .errors import ItemValidationError
+from .gitlab import GitLabClient
+from .gitrepo import ITEM_FILE, GitAccess, ItemRepository, remote_head
+from .mapping import map_item, parse_item_json
+from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
+from .schema import ensure_schema
+from .store import ItemStore, Revision
+
+log = logging.getLogger(__name__)
+
+EXIT_MESSAGE_LIMIT = 2500
+
+
+@dataclass
+class Services:
+    settings: SyncSettings
+    gitlab: GitLabClient
+    engine: sa.Engine
+    git_access: GitAccess
+
+    @property
+    def store(self) -> ItemStore:
+        return ItemStore(self.engine, lock_wait_seconds=self.settings.lock_wait_seconds)
+
+
+def list_ids(services: Services, params: RunParams) -> dict:
+    """List the group's projects, compare them with IMRT and plan the run: ``{"plan": {...}, "units": [...]}``."""
+    settings = services.settings
+    if not params.dry_run:
+        ensure_schema(services.engine)
+    log.info("getting item bank ids from source control")
+    started = time.monotonic()
+    projects = _projects_in_scope(services, params)
+    log.info(
+        "retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started
+    )
+    states = _project_states(services, projects)
+    recorded = _recorded_heads(services, params)
+    plan = plan_run(
+        states,
+        recorded,
+        full=params.mode == "full",
+        guard=DeletionGuard(settings.deletion_guard_min, settings.deletion_guard_ratio),
+        listing_complete=True,
+        only_ids=params.item_ids,
+    )
+    _log_plan(plan, params)
+    names = {p["id"]: str(p["path"]) for p in projects}
+    if plan.to_delete:
+        names.update(services.store.item_ids(plan.to_delete))
+    units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names)
+    return {"plan": plan.as_dict(), "units": units}
+
+
+def _projects_in_scope(services: Services, params: RunParams) -> list[dict]:
+    settings, gitlab = services.settings, services.gitlab
+    group = gitlab.group(settings.group)
+    if params.item_ids:
+        found = (gitlab.project(pid) for pid in params.item_ids)
+        projects = [p for p in found if p is not None and p.get("namespace", {}).get("full_path") == settings.group]
+    else:
+        projects = list(gitlab.group_projects(group["id"]))
+    return [p for p in projects if p["path"] not in settings.ignore_projects]
+
+
+def _project_states(services: Services, projects: list[dict]) -> list[ProjectState]:
+    webhook_url = services.settings.webhook_url
+
+    def state(project: dict) -> ProjectState:
+        branch = project.get("default_branch")
+        head = remote_head(project["http_url_to_repo"], branch, services.git_access) if branch else None
+        has_webhook = any(h.get("url") == webhook_url for h in services.gitlab.hooks(project["id"]))
+        return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook)
+
+    with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
+        return list(pool.map(state, projects))
+
+
+def _recorded_heads(services: Services, params: RunParams) -> dict[int, str]:
+    if not sa.inspect(services.engine).has_table("item_git"):
+        return {}
+    return services.store.recorded_heads(params.item_ids or None)
+
+
+def _log_plan(plan: Plan, params: RunParams) -> None:
+    prefix = "DRY RUN: would sync" if params.dry_run else "to sync"
+    log.info(
+        "%s %d items (mode %s), %d unchanged, %d empty repositories, %d to delete, %d projects without the webhook",
+        prefix, len(plan.to_sync), params.mode, len(plan.unchanged), len(plan.empty), len(plan.to_delete),
+        len(plan.missing_webhook),
+    )
+    if plan.deletion_blocked:
+        log.error("deletion guard: %s", plan.deletion_blocked)
+
+
+def sync_unit(services: Services, unit: dict, params: RunParams) -> dict:
+    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure."""
+    outcome: dict = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
+    for action, project_id in [("sync", p) for p in unit["sync"]] + [("delete", p) for p in unit["delete"]]:
+        if params.dry_run:
+            log.info("DRY RUN: would %s project %s", action, project_id)
+            continue
+        try:
+            event = _sync_item(services, project_id, params) if action == "sync" else services.store.delete(project_id)
+        except ItemValidationError as exc:
+            log.error("item of project %s failed: %s", project_id, exc)
+            outcome["failed"][str(project_id)] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the others
+            log.exception("item of project %s failed", project_id)
+            outcome["failed"][str(project_id)] = f"project {project_id}: {type(exc).__name__}: {exc}"
+            outcome["transient"] = True
+        else:
+            if event is None:
+                log.info("project %s is already up to date", project_id)
+                continue
+            log.info(event.log_line())
+            outcome["events"][str(project_id)] = event.kind
+    return outcome
+
+
+def _sync_item(services: Services, project_id: int, params: RunParams):
+    settings = services.settings
+    project = services.gitlab.project(project_id)
+    if project is None:
+        log.warning("project %s is gone since the listing: left for the next run to delete", project_id)
+        return None
+    branch = project["default_branch"]
+    with ItemRepository(settings.git_cache_dir, project_id, project["http_url_to_repo"], services.git_access) as repo:
+        head = repo.fetch(branch)
+        raw = _read_item_file(repo, project_id, head.sha, branch, settings.max_item_json_bytes)
+        item = map_item(parse_item_json(raw, project_id, max_bytes=settings.max_item_json_bytes), project_id)
+        since = None if params.mode == "full" else services.store.recorded_heads([project_id]).get(project_id)
+        commits = repo.commits_touching(head.sha, ITEM_FILE, since)
+    revision = Revision(project_id, settings.group, branch, head, tuple(commits), item)
+    return services.store.save(revision, full=params.mode == "full")
+
+
+def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str, max_bytes: int) -> bytes:
+    try:
+        raw = repo.read(sha, ITEM_FILE, max_bytes)
+    except ValueError as exc:
+        raise ItemValidationError(project_id, str(exc)) from None
+    if raw is None:
+        raise ItemValidationError(project_id, f"{ITEM_FILE} is missing at the head of branch {branch!r}")
+    return raw
+
+
+def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams) -> dict:
+    """Create the project hook where it is still missing; report what was created and what failed."""
+    settings = services.settings
+    outcome: dict = {"missing": len(project_ids), "created": [], "failed": {}}
+    if params.dry_run:
+        log.info("DRY RUN: would create the webhook on %d projects: %s", len(project_ids), project_ids)
+        return outcome
+
+    def ensure_hook(project_id: int) -> bool:
+        if any(h.get("url") == settings.webhook_url for h in services.gitlab.hooks(project_id)):
+            return False
+        services.gitlab.create_hook(project_id, settings.webhook_url, settings.webhook_secret)
+        log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)
+        return True
+
+    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
+        futures = {pid: pool.submit(ensure_hook, pid) for pid in project_ids}
+    for project_id, future in futures.items():
+        try:
+            if future.result():
+                outcome["created"].append(project_id)
+        except Exception as exc:  # noqa: BLE001 - reported per project
+            log.error("creating the webhook of project %s failed: %s", project_id, exc)
+            outcome["failed"][str(project_id)] = f"webhook of project {project_id}: {exc}"
+    log.info("created the webhook on %d of %d projects", len(outcome["created"]), len(project_ids))
+    return outcome
+
+
+def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict | None, units: list[dict]) -> dict:
+    """The run's verdict and its legacy exit message."""
+    if plan is None:
+        return {"status": "FAILED", "message": _limit("Listing the item bank failed: see the list_ids task log")}
+    reported = {o["label"]: o for o in unit_outcomes if o}
+    deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
+    message = (
+        f"Total item bank ids: {plan['total_ids']}, "
+        f"number of items requiring project webhook: {len(plan['missing_webhook'])}, "
+        f"number of items deleted from IMRT: {deleted}"
+    )
+    problems = [error for o in reported.values() for error in o["failed"].values()]
+    problems += [f"unit {u['label']}: did not report (see its task log)" for u in units if u["label"] not in reported]
+    if hooks is None:
+        problems.append("dispatch_webhooks did not report (see its task log)")
+    else:
+        problems += list(hooks["failed"].values())
+    if plan["deletion_blocked"]:
+        problems.append(f"deletion guard: {plan['deletion_blocked']}")
+    if not problems:
+        return {"status": "COMPLETED", "message": message}
+    failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]}, key=int)
+    detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
+    return {"status": "FAILED", "message": _limit(detail)}
+
+
+def _limit(text: str) -> str:
+    return text if len(text) <= EXIT_MESSAGE_LIMIT else text[: EXIT_MESSAGE_LIMIT - 3] + "..."

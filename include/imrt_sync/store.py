@@ -1,0 +1,287 @@
+"""The imrt database: reading what was synced, and writing or deleting one item in one transaction.
+
+Every write holds the legacy ``project_lock`` row of its project (reference §1.8), so this service and the legacy
+Java service can share a database. The lock is taken in its own committed transaction, as the legacy service does,
+and released inside the write transaction: the item's rows and the release commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+
+from . import schema
+from .errors import ItemValidationError
+from .gitrepo import Commit
+from .mapping import MappedItem
+
+log = logging.getLogger(__name__)
+
+_ACQUIRE_LOCK = sa.text(
+    "INSERT INTO project_lock(project_id, locked_at, created_at, updated_at, updated_by) "
+    "VALUES (:project_id, :now, :now, :now, 'internal') "
+    "ON CONFLICT(project_id) DO UPDATE SET locked_at = :now, updated_at = :now "
+    "WHERE (SELECT locked_at FROM project_lock WHERE project_id = :project_id) + INTERVAL '60 seconds' < :now"
+)
+_RELEASE_LOCK = sa.text("DELETE FROM project_lock WHERE project_id = :project_id AND locked_at = :locked_at")
+
+
+class ProjectLockedError(RuntimeError):
+    """Another writer holds the project's lock: try again later."""
+
+
+@dataclass(frozen=True)
+class ItemEvent:
+    kind: str
+    key: int
+    item_id: int
+    project_id: int
+
+    def log_line(self) -> str:
+        return f"ITEM EVENT type: {self.kind} key: {self.key} itemId: {self.item_id} projectId: {self.project_id}"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An item's content at the head of its default branch, with the commits that changed item.json since the last sync."""
+
+    project_id: int
+    group: str
+    branch: str
+    head: Commit
+    commits: tuple[Commit, ...]
+    item: MappedItem
+
+
+class ItemStore:
+    def __init__(self, engine: sa.Engine, *, lock_wait_seconds: float = 75.0):
+        self._engine = engine
+        self._lock_wait = lock_wait_seconds
+
+    def recorded_heads(self, project_ids: Iterable[int] | None = None) -> dict[int, str]:
+        """``item_git.current_commit_hash`` by project id, for all items or the given projects."""
+        query = sa.select(schema.item_git.c.project_id, schema.item_git.c.current_commit_hash)
+        if project_ids is not None:
+            query = query.where(schema.item_git.c.project_id.in_(list(project_ids)))
+        with self._engine.connect() as conn:
+            return {row.project_id: row.current_commit_hash for row in conn.execute(query)}
+
+    def item_ids(self, project_ids: Iterable[int]) -> dict[int, str]:
+        """The item id of each synced project, for labels and messages."""
+        query = (
+            sa.select(schema.item_git.c.project_id, schema.item.c.id)
+            .join(schema.item, schema.item.c.key == schema.item_git.c.item_key)
+            .where(schema.item_git.c.project_id.in_(list(project_ids)))
+        )
+        with self._engine.connect() as conn:
+            return {row.project_id: str(row.id) for row in conn.execute(query)}
+
+    def save(self, revision: Revision, *, full: bool = False) -> ItemEvent | None:
+        """Write the revision; None when the recorded head is already this one (and ``full`` is off)."""
+        return self._locked(revision.project_id, lambda conn: _write_revision(conn, revision, full=full))
+
+    def delete(self, project_id: int) -> ItemEvent | None:
+        """Delete the item synced from the project; None when there is none."""
+        return self._locked(project_id, lambda conn: _delete_item(conn, project_id))
+
+    def _locked(self, project_id: int, write):
+        """Run ``write`` in one transaction that also releases the project's lock."""
+        locked_at = self._acquire(project_id)
+        try:
+            with self._engine.begin() as conn:
+                event = write(conn)
+                self._release(conn, project_id, locked_at)
+            return event
+        except BaseException:
+            self._release_after_failure(project_id, locked_at)
+            raise
+
+    def _acquire(self, project_id: int) -> datetime:
+        deadline = time.monotonic() + self._lock_wait
+        pause = 0.2
+        while True:
+            now = _now_ms()
+            with self._engine.begin() as conn:
+                if conn.execute(_ACQUIRE_LOCK, {"project_id": project_id, "now": now}).rowcount == 1:
+                    return now
+            if time.monotonic() + pause > deadline:
+                raise ProjectLockedError(f"project {project_id} is locked by another writer (project_lock)")
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+    def _release_after_failure(self, project_id: int, locked_at: datetime) -> None:
+        try:
+            with self._engine.begin() as conn:
+                conn.execute(_RELEASE_LOCK, {"project_id": project_id, "locked_at": locked_at})
+        except sa.exc.SQLAlchemyError:
+            log.warning("could not release the lock of project %s: the legacy 60 s take-over applies", project_id)
+
+    @staticmethod
+    def _release(conn: sa.Connection, project_id: int, locked_at: datetime) -> None:
+        if conn.execute(_RELEASE_LOCK, {"project_id": project_id, "locked_at": locked_at}).rowcount != 1:
+            raise ProjectLockedError(
+                f"the lock of project {project_id} was taken over by another writer while this one held it: "
+                "nothing was written"
+            )
+
+
+def _now_ms() -> datetime:
+    now = datetime.now(timezone.utc)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> ItemEvent | None:
+    git_row = conn.execute(
+        sa.select(schema.item_git).where(schema.item_git.c.project_id == revision.project_id).with_for_update()
+    ).first()
+    if git_row is not None and git_row.current_commit_hash == revision.head.sha and not full:
+        return None
+    previous = _previous_item(conn, revision, git_row)
+    key = _upsert_item(conn, revision, previous)
+    _replace_children(conn, key, revision)
+    _link_stimulus(conn, key, revision.item)
+    _upsert_item_git(conn, key, revision)
+    _append_item_log(conn, key, revision)
+    kind = "ITEM_CREATED" if previous is None else "ITEM_UPDATED"
+    return ItemEvent(kind, key, revision.item.item_id, revision.project_id)
+
+
+def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row | None:
+    item = schema.item
+    if git_row is not None:
+        return conn.execute(sa.select(item).where(item.c.key == git_row.item_key)).first()
+    same_id = conn.execute(sa.select(item).where(item.c.id == revision.item.item_id).with_for_update()).first()
+    if same_id is None:
+        return None
+    owner = conn.scalar(sa.select(schema.item_git.c.project_id).where(schema.item_git.c.item_key == same_id.key))
+    if owner is not None and owner != revision.project_id:
+        raise ItemValidationError(
+            revision.project_id,
+            f"item id {revision.item.item_id} is already synced from project {owner}",
+            str(revision.item.item_id),
+        )
+    return same_id
+
+
+def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | None) -> int:
+    head, mapped = revision.head, revision.item
+    values = {
+        **mapped.columns,
+        "item_json": mapped.item_json,
+        "is_being_created": False,
+        "updated_by": head.author_name,
+        "updated_at": sa.func.now(),
+    }
+    if previous is None:
+        first = revision.commits[0] if revision.commits else head
+        values.update(
+            item_created_by=first.author_name,
+            item_created_at=first.committed_at,
+            workflow_status_set_at=head.committed_at,
+        )
+        return conn.execute(sa.insert(schema.item).values(values).returning(schema.item.c.key)).scalar_one()
+    if previous.workflow_status != mapped.columns["workflow_status"]:
+        values["workflow_status_set_at"] = head.committed_at
+    conn.execute(sa.update(schema.item).where(schema.item.c.key == previous.key).values(values))
+    return previous.key
+
+
+def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None:
+    audit = {"item_key": key, "updated_by": revision.head.author_name}
+    for table in (schema.item_form, schema.item_attachment):
+        conn.execute(sa.delete(table).where(table.c.item_key == key))
+    if revision.item.forms:
+        conn.execute(sa.insert(schema.item_form), [{**form, **audit} for form in revision.item.forms])
+    if revision.item.attachments:
+        conn.execute(sa.insert(schema.item_attachment), [{**a, **audit} for a in revision.item.attachments])
+
+
+def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
+    """Keep ``stim_link`` a true picture of the documents: an item links to its stimulus once both are synced."""
+    item, link = schema.item, schema.stim_link
+    if mapped.is_stimulus:
+        conn.execute(sa.delete(link).where(link.c.item_key == key))
+        linked_items = sa.select(
+            item.c.key, sa.literal(key), sa.literal("internal")
+        ).where(item.c.associated_stimulus_id == mapped.item_id, item.c.classification != "stim")
+        statement = insert(link).from_select(["item_key", "item_key_stim", "updated_by"], linked_items)
+        conn.execute(statement.on_conflict_do_update(
+            index_elements=[link.c.item_key], set_={"item_key_stim": statement.excluded.item_key_stim}
+        ))
+        return
+    stimulus_key = None
+    if mapped.stimulus_id is not None:
+        stimulus_key = conn.scalar(
+            sa.select(item.c.key).where(item.c.id == mapped.stimulus_id, item.c.classification == "stim")
+        )
+        if stimulus_key is None:
+            log.warning(
+                "item %s names stimulus %s, which is not in IMRT yet: linked when the stimulus is synced",
+                mapped.item_id, mapped.stimulus_id,
+            )
+    if stimulus_key is None:
+        conn.execute(sa.delete(link).where(link.c.item_key == key))
+        return
+    statement = insert(link).values(item_key=key, item_key_stim=stimulus_key, updated_by="internal")
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[link.c.item_key], set_={"item_key_stim": stimulus_key, "updated_at": sa.func.now()}
+    ))
+
+
+def _upsert_item_git(conn: sa.Connection, key: int, revision: Revision) -> None:
+    values = {
+        "item_key": key,
+        "project_id": revision.project_id,
+        "project_path": revision.group,
+        "current_commit_hash": revision.head.sha,
+        "current_commit_date": revision.head.committed_at,
+        "ingest_source": revision.branch,
+        "updated_by": revision.head.author_name,
+    }
+    statement = insert(schema.item_git).values(values)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[schema.item_git.c.project_id],
+        set_={**{k: v for k, v in values.items() if k != "project_id"}, "updated_at": sa.func.now()},
+    ))
+
+
+def _append_item_log(conn: sa.Connection, key: int, revision: Revision) -> None:
+    if not revision.commits:
+        return
+    rows = [
+        {
+            "item_key": key,
+            "commit_hash": c.sha,
+            "commit_date": c.committed_at,
+            "ingest_source": revision.branch,
+            "updated_by": c.author_name,
+        }
+        for c in revision.commits
+    ]
+    conn.execute(insert(schema.item_log).on_conflict_do_nothing(), rows)
+
+
+def _delete_item(conn: sa.Connection, project_id: int) -> ItemEvent | None:
+    git_row = conn.execute(
+        sa.select(schema.item_git).where(schema.item_git.c.project_id == project_id).with_for_update()
+    ).first()
+    if git_row is None:
+        return None
+    key = git_row.item_key
+    item_id = conn.scalar(sa.select(schema.item.c.id).where(schema.item.c.key == key))
+    link = schema.stim_link
+    conn.execute(sa.delete(schema.item_log).where(schema.item_log.c.item_key == key))
+    conn.execute(sa.delete(schema.item_git).where(schema.item_git.c.project_id == project_id))
+    conn.execute(sa.delete(link).where(sa.or_(link.c.item_key == key, link.c.item_key_stim == key)))
+    for table in (schema.item_form, schema.item_attachment):
+        conn.execute(sa.delete(table).where(table.c.item_key == key))
+    remaining_git = conn.scalar(sa.select(sa.func.count()).where(schema.item_git.c.item_key == key))
+    if not remaining_git:
+        conn.execute(sa.delete(schema.item).where(schema.item.c.key == key))
+    return ItemEvent("ITEM_DELETED", key, item_id, project_id)

@@ -1,0 +1,759 @@
+"""item.json → rows (reference §2.3): parse_item_json, map_item, ItemValidationError."""
+
+from __future__ import annotations
+
+import copy
+import json
+import pickle
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from imrt_sync import schema
+from imrt_sync.errors import ItemValidationError
+from imrt_sync.mapping import MAX_ITEM_JSON_BYTES, MappedItem, map_item, parse_item_json
+
+PROJECT = 17
+UTC = timezone.utc
+
+# A full multiple-choice item in the shape of the legacy fixtures (good-item.json, item_with_admin_data.json,
+# item-with-duplicate-asl-filenames.json, math-all-standard-ids.json), plus fields the mapping does not know.
+FULL_ITEM: dict[str, Any] = {
+    "id": "205030",
+    "type": "mc",
+    "version": "iat-5",
+    "core": {
+        "stimulusId": "99",
+        "tutorialId": None,
+        "enemyItems": [],
+        "metadata": {
+            "subject": "Math",
+            "grade": "5",
+            "depthOfKnowledge": "2",
+            "organizationTypeId": "SBAC",
+            "organizationName": "Smarter Balanced",
+            "contentTaskModel": "TM1",
+            "performanceTask": "PT-7",
+            "writingPurpose": "Narrative",
+            "itemAuthor": "jdoe",
+            "primaryClaim": "1",
+            "primaryContentDomain": "NF",
+            "primaryCommonCoreStandard": "5.NF.A.1",
+            "primaryAssessmentTarget": "E",
+            "secondaryClaim": "2",
+            "secondaryContentDomain": "OA",
+            "secondaryCommonCoreStandard": "5.OA.A.2",
+            "secondaryAssessmentTarget": "A",
+            "tertiaryClaim": "3",
+            "tertiaryContentDomain": "MD",
+            "tertiaryCommonCoreStandard": "5.MD.C.5",
+            "tertiaryAssessmentTarget": "C",
+            "quaternaryClaim": "4",
+            "quaternaryContentDomain": "G",
+            "quaternaryCommonCoreStandard": "5.G.A.1",
+            "quaternaryAssessmentTarget": "B",
+            "testCategory": "",
+            "scoringEngine": "",
+            "someFutureField": {"nested": [1, 2, 3]},
+        },
+        "en": {"prompt": "<p>…</p>", "options": [{"text": "…", "rationale": "…", "isCorrectAnswer": False}]},
+        "testAdministration": {
+            "fieldTestAdministrationId": "345.sss",
+            "administrations": [
+                {
+                    "administrationId": "123.sss",
+                    "itemVersion": "",
+                    "timeframe": "Annual",
+                    "fieldTestData": {"itemDifficultyQuintile": "4"},
+                    "forms": [
+                        {
+                            "assessmentType": "Summative",
+                            "exposures": 100,
+                            "formId": "form.123.OP",
+                            "formType": "Operational",
+                            "sequence": "1",
+                            "status": "Field Test",
+                        },
+                        {
+                            "assessmentType": "Interim",
+                            "exposures": "25",
+                            "formId": "form.124.IA",
+                            "formType": "Interim",
+                        },
+                    ],
+                },
+                {
+                    "administrationId": "345.sss",
+                    "fieldTestData": {"itemDifficultyQuintile": "2"},
+                    "forms": [{"assessmentType": "Summative", "exposures": None, "formId": "form.345.FT", "formType": None}],
+                },
+            ],
+        },
+    },
+    "asl": {
+        "attachments": [
+            {"fileName": "Item_205030_ASL_STEM.MP4", "uploadedDate": "2018-05-25T20:57:45.000Z"},
+            {"fileName": "Item_205030_ASL_OPTIONS.MP4", "uploadedDate": None},
+            {"fileName": "Item_205030_ASL_STEM.MP4", "uploadedDate": "2018-06-01T08:00:00.000Z"},
+            {"fileName": "Item_205030_ASL_STEM.MP4", "uploadedDate": "2018-05-30T08:00:00.000Z"},
+        ],
+        "isAslRequired": "yes",
+        "isAslProvided": True,
+    },
+    "braille": {
+        "attachments": [{"fileName": "Item_205030_ASL_STEM.MP4", "uploadedDate": "2018-07-04T12:30:00+02:00"}],
+        "isBrailleRequired": "no",
+        "isBrailleProvided": False,
+    },
+    "cc": {
+        "attachments": [{"fileName": "item_205030_cc.vtt"}],
+        "isCcRequired": "undetermined",
+        "isCcProvided": None,
+        "itemCcAudioAssociations": [],
+    },
+    "textToSpeech": {"isVisualTTSRequired": "yes", "isVisualTTSProvided": True, "isSightTTSProvided": False},
+    "workflow": {"workflowStatusCode": "Draft"},
+    "translations": {"esp": {"prompt": "", "options": [], "isRequired": "yes", "isProvided": True}},
+    "unknownTopLevel": {"kept": True},
+}
+
+STIMULUS: dict[str, Any] = {
+    "id": "205034",
+    "type": "stim",
+    "version": "iat-5",
+    "core": {
+        "stimulusId": "not-read-for-stimuli",
+        "en": {"content": "<p>…</p>"},
+        "metadata": {"subject": "ELA", "grade": "7", "primaryClaim": "2", "primaryAssessmentTarget": "1"},
+    },
+    "workflow": {"workflowStatusCode": "Approved"},
+}
+
+TUTORIAL: dict[str, Any] = {"id": "300001", "type": "tut", "core": {"en": {"content": "<p>How to drag</p>"}}}
+
+# Columns the mapping does not own: the key, the document, and columns that depend on the commit or the row.
+UNMAPPED_ITEM_COLUMNS = {
+    "key",
+    "item_json",
+    "created_at",
+    "updated_at",
+    "updated_by",
+    "item_created_by",
+    "item_created_at",
+    "workflow_status_set_at",
+    "is_being_created",
+}
+STANDARD_COLUMNS = [
+    f"{ordinal}_{field}"
+    for ordinal in ("primary", "secondary", "tertiary", "quaternary")
+    for field in ("claim", "content_domain", "common_core_standard", "target")
+]
+
+
+Steps = tuple[str | int, ...]
+
+
+def mutated(document: dict, path: str | Steps, value: Any = None, *, delete: bool = False) -> dict:
+    """A deep copy of ``document`` with ``path`` set to ``value`` or deleted.
+
+    ``path`` is dotted with ``[i]`` for list elements (``asl.attachments[1].fileName``), or a tuple of steps.
+    """
+    steps = _steps(path) if isinstance(path, str) else path
+    doc = copy.deepcopy(document)
+    parent: Any = doc
+    for step in steps[:-1]:
+        parent = parent[step]
+    if delete:
+        del parent[steps[-1]]
+    else:
+        parent[steps[-1]] = value
+    return doc
+
+
+def _steps(path: str) -> Steps:
+    steps: list[str | int] = []
+    for part in path.split("."):
+        name, _, rest = part.partition("[")
+        if name:
+            steps.append(name)
+        steps.extend(int(index) for index in rest.rstrip("]").split("][") if index)
+    return tuple(steps)
+
+
+def problem_of(document: Any) -> str:
+    with pytest.raises(ItemValidationError) as info:
+        map_item(document, PROJECT)
+    assert info.value.project_id == PROJECT
+    assert str(info.value).startswith(f"project {PROJECT}")
+    assert info.value.problem in str(info.value)
+    return info.value.problem
+
+
+# ---------------------------------------------------------------------------------------------- full item
+
+
+def test_full_item_columns():
+    mapped = map_item(copy.deepcopy(FULL_ITEM), PROJECT)
+
+    assert mapped.columns == {
+        "id": 205030,
+        "item_type": "mc",
+        "classification": "item",
+        "workflow_status": "Draft",
+        "subject": "Math",
+        "grade": "5",
+        "dok": "2",
+        "organization_type_id": "SBAC",
+        "organization_name": "Smarter Balanced",
+        "content_task_model": "TM1",
+        "performance_task": "PT-7",
+        "writing_purpose": "Narrative",
+        "item_author": "jdoe",
+        "primary_claim": "1",
+        "primary_content_domain": "NF",
+        "primary_common_core_standard": "5.NF.A.1",
+        "primary_target": "E",
+        "secondary_claim": "2",
+        "secondary_content_domain": "OA",
+        "secondary_common_core_standard": "5.OA.A.2",
+        "secondary_target": "A",
+        "tertiary_claim": "3",
+        "tertiary_content_domain": "MD",
+        "tertiary_common_core_standard": "5.MD.C.5",
+        "tertiary_target": "C",
+        "quaternary_claim": "4",
+        "quaternary_content_domain": "G",
+        "quaternary_common_core_standard": "5.G.A.1",
+        "quaternary_target": "B",
+        "associated_stimulus_id": 99,
+        "asl_required": "yes",
+        "asl_provided": "true",
+        "braille_required": "no",
+        "braille_provided": "false",
+        "cc_required": "undetermined",
+        "cc_provided": "",
+        "translation_required": "yes",
+        "translation_provided": "true",
+        "visual_tts_required": "yes",
+        "visual_tts_provided": True,
+        "sight_tts_provided": False,
+        "exposures_count": 125,
+        "form_count": 3,
+        "item_difficulty_quintile": 2,
+    }
+
+
+def test_full_item_identity_and_document():
+    document = copy.deepcopy(FULL_ITEM)
+    mapped = map_item(document, PROJECT)
+
+    assert isinstance(mapped, MappedItem)
+    assert mapped.item_id == 205030
+    assert mapped.item_type == "mc"
+    assert mapped.is_stimulus is False
+    assert mapped.stimulus_id == 99
+    assert mapped.item_json == FULL_ITEM  # unknown fields are kept
+    assert mapped.item_json["unknownTopLevel"] == {"kept": True}
+    assert mapped.item_json["core"]["metadata"]["someFutureField"] == {"nested": [1, 2, 3]}
+
+
+def test_full_item_attachments_are_deduplicated_keeping_the_latest_upload():
+    mapped = map_item(copy.deepcopy(FULL_ITEM), PROJECT)
+
+    assert mapped.attachments == (
+        {
+            "file_name": "Item_205030_ASL_STEM.MP4",
+            "file_type": "asl",
+            "uploaded_at": datetime(2018, 6, 1, 8, 0, tzinfo=UTC),
+        },
+        {"file_name": "Item_205030_ASL_OPTIONS.MP4", "file_type": "asl", "uploaded_at": None},
+        # the same file name under another type is another row
+        {
+            "file_name": "Item_205030_ASL_STEM.MP4",
+            "file_type": "braille",
+            "uploaded_at": datetime(2018, 7, 4, 10, 30, tzinfo=UTC),
+        },
+        {"file_name": "item_205030_cc.vtt", "file_type": "cc", "uploaded_at": None},
+    )
+    for attachment in mapped.attachments:
+        assert attachment["uploaded_at"] is None or attachment["uploaded_at"].tzinfo is not None
+
+
+def test_full_item_forms():
+    mapped = map_item(copy.deepcopy(FULL_ITEM), PROJECT)
+
+    assert mapped.forms == (
+        {"assessment_type": "Summative", "form_id": "form.123.OP", "form_type": "Operational", "exposures": 100},
+        {"assessment_type": "Interim", "form_id": "form.124.IA", "form_type": "Interim", "exposures": 25},
+        {"assessment_type": "Summative", "form_id": "form.345.FT", "form_type": None, "exposures": None},
+    )
+
+
+def test_mapped_columns_are_exactly_the_item_columns_the_mapping_owns():
+    for document in (FULL_ITEM, STIMULUS, TUTORIAL):
+        columns = map_item(copy.deepcopy(document), PROJECT).columns
+        assert set(columns) <= set(schema.item.c.keys())
+        assert set(columns) == set(schema.item.c.keys()) - UNMAPPED_ITEM_COLUMNS
+
+
+# ------------------------------------------------------------------------------ stimulus, tutorial, int id
+
+
+def test_stimulus():
+    mapped = map_item(copy.deepcopy(STIMULUS), PROJECT)
+
+    assert mapped.item_id == 205034
+    assert mapped.item_type == "stim"
+    assert mapped.is_stimulus is True
+    assert mapped.stimulus_id is None  # core.stimulusId is not read for stimuli
+    assert mapped.columns["classification"] == "stim"
+    assert mapped.columns["associated_stimulus_id"] is None
+    assert mapped.columns["workflow_status"] == "Approved"
+    assert mapped.columns["subject"] == "ELA"
+    assert mapped.columns["grade"] == "7"
+    assert mapped.columns["primary_claim"] == "2"
+    assert mapped.columns["primary_target"] == "1"
+    assert mapped.columns["secondary_claim"] == ""
+    assert mapped.columns["dok"] == ""
+    assert mapped.columns["asl_provided"] == ""
+    assert mapped.columns["visual_tts_provided"] is None
+    assert (mapped.columns["exposures_count"], mapped.columns["form_count"]) == (None, None)
+    assert mapped.attachments == ()
+    assert mapped.forms == ()
+
+
+def test_tutorial_without_metadata():
+    mapped = map_item(copy.deepcopy(TUTORIAL), PROJECT)
+    columns = mapped.columns
+
+    assert (mapped.item_id, mapped.item_type, mapped.is_stimulus, mapped.stimulus_id) == (300001, "tut", False, None)
+    assert columns["classification"] == "item"
+    assert columns["workflow_status"] == ""
+    for name in (
+        "subject", "grade", "dok", "organization_type_id", "organization_name", "content_task_model",
+        "performance_task", "writing_purpose", "item_author", *STANDARD_COLUMNS,
+        "asl_required", "asl_provided", "braille_required", "braille_provided", "cc_required", "cc_provided",
+        "translation_required", "translation_provided", "visual_tts_required",
+    ):  # fmt: skip
+        assert columns[name] == "", name
+    for name in (
+        "associated_stimulus_id", "visual_tts_provided", "sight_tts_provided",
+        "exposures_count", "form_count", "item_difficulty_quintile",
+    ):  # fmt: skip
+        assert columns[name] is None, name
+    assert mapped.attachments == () and mapped.forms == ()
+
+
+def test_numeric_id_given_as_an_integer():
+    mapped = map_item({"id": 205030, "type": "mc"}, PROJECT)
+    assert mapped.item_id == 205030
+    assert mapped.columns["id"] == 205030
+
+
+def test_minimal_document_with_null_sections():
+    document = {
+        "id": "1",
+        "type": "mc",
+        "core": None,
+        "asl": None,
+        "braille": {"attachments": None},
+        "cc": {},
+        "textToSpeech": None,
+        "workflow": {"workflowStatusCode": None},
+        "translations": {"esp": None},
+    }
+    mapped = map_item(document, PROJECT)
+    assert mapped.columns["workflow_status"] == ""
+    assert mapped.columns["braille_provided"] == ""
+    assert mapped.attachments == ()
+
+
+# -------------------------------------------------------------------------------- field-level leniencies
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "column", "expected"),
+    [
+        ("core.stimulusId", None, "associated_stimulus_id", None),
+        ("core.stimulusId", "", "associated_stimulus_id", None),
+        ("core.stimulusId", 205034, "associated_stimulus_id", 205034),
+        ("core.metadata.grade", 5, "grade", "5"),  # Jackson coerces scalars into String fields
+        ("core.metadata.grade", None, "grade", ""),
+        ("asl.isAslProvided", "true", "asl_provided", "true"),
+        ("asl.isAslProvided", "FALSE", "asl_provided", "false"),
+        ("translations.esp.isProvided", None, "translation_provided", ""),
+        ("textToSpeech.isSightTTSProvided", "true", "sight_tts_provided", True),
+        ("textToSpeech.isVisualTTSRequired", None, "visual_tts_required", ""),
+        ("core.testAdministration.administrations[0].forms[0].exposures", 100.0, "exposures_count", 125),
+        ("core.testAdministration.administrations[0].forms[0].exposures", " 7 ", "exposures_count", 32),
+        ("core.testAdministration.administrations[0].forms[0].exposures", "", "exposures_count", 25),
+        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", 5, "item_difficulty_quintile", 5),
+        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", None, "item_difficulty_quintile", None),
+        ("core.testAdministration.administrations[1].fieldTestData", None, "item_difficulty_quintile", None),
+        ("core.testAdministration.fieldTestAdministrationId", "no-such-administration", "item_difficulty_quintile", None),
+        ("core.testAdministration.fieldTestAdministrationId", None, "item_difficulty_quintile", None),
+        ("core.testAdministration.administrations", [], "exposures_count", None),
+        ("core.testAdministration.administrations", [], "form_count", None),
+        ("core.testAdministration.administrations", [], "item_difficulty_quintile", None),
+        ("core.testAdministration.administrations", [{"administrationId": "345.sss"}], "form_count", 0),
+        ("core.testAdministration.administrations", [{"administrationId": "345.sss"}], "exposures_count", 0),
+        ("core.testAdministration", None, "form_count", None),
+    ],
+)
+def test_field_values(path, value, column, expected):
+    assert map_item(mutated(FULL_ITEM, path, value), PROJECT).columns[column] == expected
+
+
+def test_a_quintile_in_an_administration_that_is_not_the_field_test_is_not_read():
+    document = mutated(FULL_ITEM, "core.testAdministration.administrations[0].fieldTestData.itemDifficultyQuintile", "x")
+    assert map_item(document, PROJECT).columns["item_difficulty_quintile"] == 2
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "expected"),
+    [
+        ("2018-05-25T20:57:45.000Z", datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC)),
+        ("2018-05-25T20:57:45.123Z", datetime(2018, 5, 25, 20, 57, 45, 123000, tzinfo=UTC)),
+        ("2018-05-25T22:57:45+02:00", datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC)),
+        ("2018-05-25T20:57:45", datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC)),  # no offset: UTC
+        (1527281865000, datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC)),  # epoch milliseconds
+        ("", None),
+        (None, None),
+    ],
+)
+def test_uploaded_date(uploaded, expected):
+    document = {"id": "1", "type": "mc", "cc": {"attachments": [{"fileName": "a.vtt", "uploadedDate": uploaded}]}}
+    (attachment,) = map_item(document, PROJECT).attachments
+    assert attachment["uploaded_at"] == expected
+    if expected is not None:
+        assert attachment["uploaded_at"].utcoffset() is not None
+
+
+def test_duplicate_attachment_with_equal_dates_keeps_the_last_and_the_first_position():
+    attachments = [
+        {"fileName": "b.mp4", "uploadedDate": None},
+        {"fileName": "a.mp4", "uploadedDate": None},
+        {"fileName": "b.mp4", "uploadedDate": None, "marker": 2},
+    ]
+    mapped = map_item({"id": "1", "type": "mc", "asl": {"attachments": attachments}}, PROJECT)
+    assert [row["file_name"] for row in mapped.attachments] == ["b.mp4", "a.mp4"]
+
+
+# ------------------------------------------------------------------------------------------ validation
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("id", "abc", "The id is not a number and cannot be ingested into the system: 'abc'"),
+        ("id", "205030a", "The id is not a number and cannot be ingested into the system: '205030a'"),
+        ("id", " 205030", "The id is not a number and cannot be ingested into the system: ' 205030'"),
+        ("id", "-5", "The id is not a number and cannot be ingested into the system: '-5'"),
+        ("id", 205030.0, "The id is not a number and cannot be ingested into the system: 205030.0"),
+        ("id", "0", "id must be between 1 and 2147483647, got 0"),
+        ("id", "99999999999", "id must be between 1 and 2147483647, got 99999999999"),
+        ("id", 2**31, "id must be between 1 and 2147483647, got 2147483648"),
+        ("id", ["205030"], "id must be a string or an integer, got list"),
+        ("id", True, "id must be a string or an integer, got boolean"),
+        ("id", None, "id is missing"),
+        ("id", "", "id is missing"),
+    ],
+)
+def test_bad_id(path, value, problem):
+    document = mutated(FULL_ITEM, path, value)
+    with pytest.raises(ItemValidationError) as info:
+        map_item(document, PROJECT)
+    assert info.value.problem == problem
+    assert info.value.item_id is None
+    assert str(info.value) == f"project {PROJECT}: {problem}"
+
+
+def test_missing_id():
+    assert problem_of(mutated(FULL_ITEM, "id", delete=True)) == "id is missing"
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("type", None, "type is missing"),
+        ("type", "", "type is missing"),
+        ("type", 3, "type must be a non-empty string, got integer"),
+        ("core", [], "core must be an object or null, got list"),
+        ("core.metadata", [], "core.metadata must be an object or null, got list"),
+        ("core.metadata", "x", "core.metadata must be an object or null, got string"),
+        ("core.metadata.grade", ["5"], "core.metadata.grade must be a string or null, got list"),
+        ("core.metadata.grade", {"v": "5"}, "core.metadata.grade must be a string or null, got object"),
+        ("core.metadata.grade", 5.5, "core.metadata.grade must be a string or null, got number"),
+        ("core.metadata.subject", "Ma\x00th", "core.metadata.subject must not contain NUL characters"),
+        ("core.metadata.subject", "Ma\ud800th", "core.metadata.subject must be valid Unicode text (it has an unpaired surrogate)"),
+        ("core.metadata.quaternaryAssessmentTarget", [], "core.metadata.quaternaryAssessmentTarget must be a string or null, got list"),
+        ("workflow", "Draft", "workflow must be an object or null, got string"),
+        ("workflow.workflowStatusCode", {}, "workflow.workflowStatusCode must be a string or null, got object"),
+        ("core.stimulusId", "abc", "core.stimulusId must be a numeric id or null, got string 'abc'"),
+        ("core.stimulusId", "12.5", "core.stimulusId must be a numeric id or null, got string '12.5'"),
+        ("core.stimulusId", 9.5, "core.stimulusId must be a numeric id or null, got number 9.5"),
+        ("core.stimulusId", True, "core.stimulusId must be a numeric id or null, got boolean"),
+        ("core.stimulusId", [99], "core.stimulusId must be a numeric id or null, got list"),
+        ("core.stimulusId", "0", "core.stimulusId must be between 1 and 2147483647, got 0"),
+        ("core.stimulusId", "12345678901", "core.stimulusId must be between 1 and 2147483647, got 12345678901"),
+        ("asl", [], "asl must be an object or null, got list"),
+        ("asl.isAslProvided", "maybe", "asl.isAslProvided must be a boolean or null, got string 'maybe'"),
+        ("asl.isAslProvided", 1, "asl.isAslProvided must be a boolean or null, got integer 1"),
+        ("asl.isAslRequired", [], "asl.isAslRequired must be a string or null, got list"),
+        ("asl.attachments", {}, "asl.attachments must be an array or null, got object"),
+        ("asl.attachments", "a.mp4", "asl.attachments must be an array or null, got string"),
+        ("asl.attachments[1]", "a.mp4", "asl.attachments[1] must be an object, got string"),
+        ("asl.attachments[1]", None, "asl.attachments[1] must be an object, got null"),
+        ("asl.attachments[1].fileName", None, "asl.attachments[1].fileName must be a non-empty string, got null"),
+        ("asl.attachments[1].fileName", "", "asl.attachments[1].fileName must be a non-empty string, got string ''"),
+        ("asl.attachments[1].fileName", 12, "asl.attachments[1].fileName must be a non-empty string, got integer 12"),
+        ("asl.attachments[0].uploadedDate", "yesterday", "asl.attachments[0].uploadedDate must be an ISO-8601 date-time, got string 'yesterday'"),
+        ("asl.attachments[0].uploadedDate", "2018-13-45T00:00:00Z", "asl.attachments[0].uploadedDate must be an ISO-8601 date-time, got string '2018-13-45T00:00:00Z'"),
+        ("asl.attachments[0].uploadedDate", [], "asl.attachments[0].uploadedDate must be an ISO-8601 date-time string or null, got list"),
+        ("asl.attachments[0].uploadedDate", 10**20, "asl.attachments[0].uploadedDate must be an ISO-8601 date-time, got integer 100000000000000000000"),
+        ("braille.isBrailleProvided", {}, "braille.isBrailleProvided must be a boolean or null, got object"),
+        ("cc.attachments[0]", [], "cc.attachments[0] must be an object, got list"),
+        ("translations", [], "translations must be an object or null, got list"),
+        ("translations.esp", "yes", "translations.esp must be an object or null, got string"),
+        ("translations.esp.isProvided", "si", "translations.esp.isProvided must be a boolean or null, got string 'si'"),
+        ("textToSpeech.isVisualTTSProvided", [], "textToSpeech.isVisualTTSProvided must be a boolean or null, got list"),
+        ("core.testAdministration", [], "core.testAdministration must be an object or null, got list"),
+        ("core.testAdministration.administrations", {}, "core.testAdministration.administrations must be an array or null, got object"),
+        ("core.testAdministration.administrations[1]", 7, "core.testAdministration.administrations[1] must be an object, got integer"),
+        ("core.testAdministration.administrations[0].forms", "f", "core.testAdministration.administrations[0].forms must be an array or null, got string"),
+        ("core.testAdministration.administrations[0].forms[1]", None, "core.testAdministration.administrations[0].forms[1] must be an object, got null"),
+        ("core.testAdministration.administrations[0].forms[1].exposures", "many", "core.testAdministration.administrations[0].forms[1].exposures must be an integer, a numeric string or null, got string 'many'"),
+        ("core.testAdministration.administrations[0].forms[1].exposures", 2.5, "core.testAdministration.administrations[0].forms[1].exposures must be an integer, a numeric string or null, got number 2.5"),
+        ("core.testAdministration.administrations[0].forms[1].exposures", False, "core.testAdministration.administrations[0].forms[1].exposures must be an integer, a numeric string or null, got boolean"),
+        ("core.testAdministration.administrations[0].forms[1].exposures", "99999999999", "core.testAdministration.administrations[0].forms[1].exposures must fit a 32-bit integer, got 99999999999"),
+        ("core.testAdministration.administrations[0].forms[1].exposures", 2**31, "core.testAdministration.administrations[0].forms[1].exposures must fit a 32-bit integer, got 2147483648"),
+        ("core.testAdministration.administrations[0].forms[1].formId", ["x"], "core.testAdministration.administrations[0].forms[1].formId must be a string or null, got list"),
+        ("core.testAdministration.administrations[1].administrationId", {}, "core.testAdministration.administrations[1].administrationId must be a string or null, got object"),
+        ("core.testAdministration.administrations[1].fieldTestData", [], "core.testAdministration.administrations[1].fieldTestData must be an object or null, got list"),
+        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", "second", "core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile must be an integer, a numeric string or null, got string 'second'"),
+        ("core.testAdministration.fieldTestAdministrationId", [], "core.testAdministration.fieldTestAdministrationId must be a string or null, got list"),
+    ],
+)  # fmt: skip
+def test_wrong_types_name_the_path(path, value, problem):
+    with pytest.raises(ItemValidationError) as info:
+        map_item(mutated(FULL_ITEM, path, value), PROJECT)
+    assert info.value.problem == problem
+    assert info.value.item_id == "205030"
+    assert str(info.value) == f"project {PROJECT} (item 205030): {problem}"
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), {1, 2}, b"bytes"])
+def test_the_document_must_be_storable_as_json(value):
+    """Only reachable with a document that did not come from parse_item_json."""
+    problem = problem_of(mutated(FULL_ITEM, "unknownTopLevel", value))
+    assert problem.startswith("item.json cannot be stored as JSON: ")
+
+
+def test_total_exposures_must_fit_an_integer():
+    document = mutated(FULL_ITEM, "core.testAdministration.administrations[0].forms[0].exposures", 2**31 - 1)
+    assert "add up to 2147483672" in problem_of(document)
+
+
+@pytest.mark.parametrize("document", [[], "item", 3, None, True])
+def test_document_must_be_an_object(document):
+    assert problem_of(document) == f"item.json must be a JSON object, got {json_kind(document)}"
+
+
+def json_kind(value: Any) -> str:
+    return {list: "list", str: "string", int: "integer", type(None): "null", bool: "boolean"}[type(value)]
+
+
+# -------------------------------------------------------------------------------------------- parsing
+
+
+def test_parse_item_json():
+    raw = json.dumps(FULL_ITEM).encode()
+    assert parse_item_json(raw, PROJECT) == FULL_ITEM
+    assert parse_item_json(b"\xef\xbb\xbf" + raw, PROJECT) == FULL_ITEM  # a UTF-8 byte order mark is ignored
+    assert parse_item_json(bytearray(raw), PROJECT) == FULL_ITEM
+    assert parse_item_json(memoryview(raw), PROJECT) == FULL_ITEM
+    assert map_item(parse_item_json(raw, PROJECT), PROJECT).columns == map_item(copy.deepcopy(FULL_ITEM), PROJECT).columns
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"", "item.json is not valid JSON: Expecting value at line 1 column 1"),
+        (b"<html>404</html>", "item.json is not valid JSON: Expecting value at line 1 column 1"),
+        (b'{"id": "1",\n "type": }', "item.json is not valid JSON: Expecting value at line 2 column 10"),
+        (b'{"id": "1"} trailing', "item.json is not valid JSON: Extra data at line 1 column 13"),
+        (b'{"x": NaN}', "item.json is not valid JSON: NaN is not a JSON number"),
+        (b'{"x": -Infinity}', "item.json is not valid JSON: -Infinity is not a JSON number"),
+        (b'{"x": 1e400}', "item.json is not valid JSON: the number 1e400 is out of range"),
+        (b'{"x": "caf\xe9"}', "item.json is not valid UTF-8: invalid continuation byte at byte 10"),
+        (b"\xff\xfe{\x00}\x00", "item.json is not valid UTF-8: invalid start byte at byte 0"),
+        (b"[]", "item.json must be a JSON object, got list"),
+        (b'"205030"', "item.json must be a JSON object, got string"),
+        (b"null", "item.json must be a JSON object, got null"),
+        (b"[" * 100_000 + b"]" * 100_000, "item.json is not valid JSON: it is nested too deeply"),
+    ],
+)
+def test_parse_errors(raw, problem):
+    with pytest.raises(ItemValidationError) as info:
+        parse_item_json(raw, PROJECT)
+    assert info.value.problem == problem
+    assert info.value.item_id is None
+    assert str(info.value) == f"project {PROJECT}: {problem}"
+
+
+def test_parse_rejects_documents_over_the_size_limit():
+    raw = json.dumps({"id": "1", "type": "mc", "pad": "x" * 100}).encode()
+    assert parse_item_json(raw, PROJECT, max_bytes=len(raw))["id"] == "1"
+    with pytest.raises(ItemValidationError) as info:
+        parse_item_json(raw, PROJECT, max_bytes=len(raw) - 1)
+    assert info.value.problem == f"item.json is {len(raw)} bytes, larger than the limit of {len(raw) - 1} bytes"
+    assert MAX_ITEM_JSON_BYTES == 5 * 1024 * 1024
+    with pytest.raises(ItemValidationError, match="larger than the limit of 5242880 bytes"):
+        parse_item_json(b" " * (MAX_ITEM_JSON_BYTES + 1), PROJECT)
+
+
+def test_parse_rejects_text():
+    with pytest.raises(TypeError):
+        parse_item_json('{"id": "1"}', PROJECT)  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------ ItemValidationError
+
+
+def test_item_validation_error():
+    error = ItemValidationError(17, "core.metadata.grade must be a string or null, got list", "205030")
+    assert isinstance(error, ValueError)
+    assert str(error) == "project 17 (item 205030): core.metadata.grade must be a string or null, got list"
+    assert (error.project_id, error.item_id, error.problem) == (17, "205030", "core.metadata.grade must be a string or null, got list")
+
+    without_item = ItemValidationError(17, "item.json is not valid JSON: Expecting value at line 1 column 1")
+    assert str(without_item) == "project 17: item.json is not valid JSON: Expecting value at line 1 column 1"
+    assert without_item.item_id is None
+
+    copied = pickle.loads(pickle.dumps(error))
+    assert (copied.project_id, copied.item_id, copied.problem, str(copied)) == (17, "205030", error.problem, str(error))
+
+
+# ------------------------------------------------------------------------------------------- properties
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**40), max_value=2**40).map(str)
+    | st.floats()
+    | st.text(max_size=12)
+    | st.sampled_from(["", "true", "False", "2018-05-25T20:57:45.000Z", "2018-02-30", "345.sss", "stim", "\x00"])
+)
+json_values = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    max_leaves=25,
+)
+_KNOWN_KEYS = [
+    "id", "type", "core", "metadata", "stimulusId", "testAdministration", "administrations", "forms",
+    "administrationId", "fieldTestAdministrationId", "fieldTestData", "itemDifficultyQuintile", "exposures",
+    "asl", "braille", "cc", "attachments", "fileName", "uploadedDate", "workflow", "workflowStatusCode",
+    "translations", "esp", "isProvided", "textToSpeech", "isSightTTSProvided", "grade", "subject",
+]  # fmt: skip
+structured_values = st.recursive(
+    _scalars,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.sampled_from(_KNOWN_KEYS) | st.text(max_size=6), children, max_size=6),
+    max_leaves=40,
+)
+
+
+def _paths(value: Any, prefix: Steps = ()) -> list[Steps]:
+    """The steps to every value inside a document."""
+    found: list[Steps] = []
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for step, child in children:
+        found += [(*prefix, step), *_paths(child, (*prefix, step))]
+    return found
+
+
+@st.composite
+def mutated_documents(draw) -> dict:
+    document = copy.deepcopy(draw(st.sampled_from([FULL_ITEM, STIMULUS, TUTORIAL])))
+    for _ in range(draw(st.integers(min_value=1, max_value=4))):
+        paths = [path for path in _paths(document) if path not in (("id",), ("type",))]  # covered elsewhere
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        if draw(st.booleans()):
+            document = mutated(document, path, draw(structured_values))
+        else:
+            document = mutated(document, path, delete=True)
+    return document
+
+
+def _assert_sane(mapped: MappedItem) -> None:
+    columns = mapped.columns
+    assert set(columns) == set(schema.item.c.keys()) - UNMAPPED_ITEM_COLUMNS
+    assert 1 <= mapped.item_id <= 2**31 - 1 and columns["id"] == mapped.item_id
+    assert columns["classification"] == ("stim" if mapped.is_stimulus else "item")
+    for name, value in columns.items():
+        column_type = schema.item.c[name].type
+        if name in ("visual_tts_provided", "sight_tts_provided"):
+            assert value is None or isinstance(value, bool), name
+        elif column_type.python_type is int:
+            assert value is None or (type(value) is int and -(2**31) <= value < 2**31), name
+        else:
+            assert type(value) is str and "\x00" not in value, name
+            value.encode("utf-8")
+    keys = [(row["file_name"], row["file_type"]) for row in mapped.attachments]
+    assert len(keys) == len(set(keys))
+    for row in mapped.attachments:
+        assert row["file_type"] in ("asl", "braille", "cc")
+        assert row["uploaded_at"] is None or row["uploaded_at"].utcoffset() is not None
+    for form in mapped.forms:
+        assert form["exposures"] is None or type(form["exposures"]) is int
+    json.dumps(mapped.item_json, allow_nan=False)
+
+
+def _map_or_reject(document: Any) -> None:
+    try:
+        mapped = map_item(document, PROJECT)
+    except ItemValidationError as error:
+        assert error.project_id == PROJECT and error.problem
+        str(error)
+    else:
+        _assert_sane(mapped)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_values)
+def test_any_json_value_maps_or_raises_item_validation_error(document):
+    _map_or_reject(document)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.dictionaries(st.sampled_from(_KNOWN_KEYS), structured_values, max_size=8))
+def test_any_object_maps_or_raises_item_validation_error(document):
+    _map_or_reject(document)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_documents())
+def test_mutated_documents_map_or_raise_item_validation_error(document):
+    _map_or_reject(document)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=64) | json_values.map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_parse_or_raise_item_validation_error(raw):
+    try:
+        document = parse_item_json(raw, PROJECT)
+    except ItemValidationError:
+        return
+    assert isinstance(document, dict)
+    _map_or_reject(document)
+
+
+def test_epoch_milliseconds_far_in_the_past_are_rejected_not_crashing():
+    document = {"id": "1", "type": "mc", "cc": {"attachments": [{"fileName": "a", "uploadedDate": -(10**15)}]}}
+    assert "uploadedDate must be an ISO-8601 date-time" in problem_of(document)

@@ -1,0 +1,86 @@
+import pytest
+
+from imrt_sync.planning import DeletionGuard, ProjectState, plan_run, work_units
+
+GUARD = DeletionGuard(minimum=5, ratio=0.10)
+
+
+def project(pid, head="h", hook=True, branch="main"):
+    return ProjectState(pid, str(200000 + pid), branch, head, hook)
+
+
+def test_new_stale_unchanged_gone_and_missing_hook_are_told_apart():
+    projects = [project(1, "a"), project(2, "b2"), project(3, "c", hook=False), project(4, None)]
+    recorded = {2: "b1", 3: "c", 9: "z"}
+    plan = plan_run(projects, recorded, full=False, guard=GUARD, listing_complete=True)
+    assert plan.to_sync == (1, 2)  # 1 is new, 2 moved
+    assert plan.unchanged == (3,)
+    assert plan.empty == (4,)
+    assert plan.gone == (9,)
+    assert plan.to_delete == (9,)
+    assert plan.missing_webhook == (3,)
+    assert plan.total_ids == 4
+    assert plan.deletion_blocked == ""
+
+
+def test_full_mode_resyncs_unchanged_items():
+    plan = plan_run([project(1, "a"), project(2, "b")], {1: "a", 2: "b"}, full=True, guard=GUARD, listing_complete=True)
+    assert plan.to_sync == (1, 2)
+    assert plan.unchanged == ()
+
+
+def test_incomplete_listing_deletes_nothing():
+    plan = plan_run([project(1)], {1: "h", 2: "x"}, full=False, guard=GUARD, listing_complete=False)
+    assert plan.to_delete == ()
+
+
+def test_empty_listing_never_deletes_even_below_the_guard():
+    plan = plan_run([], {1: "a", 2: "b"}, full=False, guard=GUARD, listing_complete=True)
+    assert plan.to_delete == ()
+    assert "returned no projects" in plan.deletion_blocked
+
+
+@pytest.mark.parametrize(
+    ("recorded", "gone", "allowed"),
+    [(20, 5, True), (20, 6, False), (100, 10, True), (100, 11, False), (1000, 100, True), (1000, 101, False)],
+)
+def test_deletion_guard_allows_max_of_minimum_and_ratio(recorded, gone, allowed):
+    heads = {pid: "h" for pid in range(recorded)}
+    listed = [project(pid) for pid in range(gone, recorded)]
+    plan = plan_run(listed, heads, full=False, guard=GUARD, listing_complete=True)
+    assert plan.gone == tuple(range(gone))
+    if allowed:
+        assert plan.to_delete == tuple(range(gone)) and not plan.deletion_blocked
+    else:
+        assert plan.to_delete == ()
+        assert f"{gone} of {recorded} items would be deleted" in plan.deletion_blocked
+
+
+def test_targeted_run_deletes_a_requested_project_that_is_gone():
+    plan = plan_run([], {7: "h"}, full=False, guard=GUARD, listing_complete=True, only_ids=(7,))
+    assert plan.to_delete == (7,)
+
+
+def test_one_unit_per_item_while_within_the_bound():
+    names = {1: "200001", 2: "200002", 3: "200003"}
+    units = work_units([1, 2], [3], bound=3, names=names)
+    assert units == [
+        {"label": "200001", "sync": [1], "delete": []},
+        {"label": "200002", "sync": [2], "delete": []},
+        {"label": "200003", "sync": [], "delete": [3]},
+    ]
+
+
+def test_batches_above_the_bound_stay_within_it_and_cover_every_item_once():
+    ids = list(range(1, 1001))
+    names = {pid: f"item{pid}" for pid in ids}
+    units = work_units(ids[:990], ids[990:], bound=256, names=names)
+    assert len(units) <= 256
+    covered = [pid for u in units for pid in u["sync"] + u["delete"]]
+    assert sorted(covered) == ids
+    assert units[0]["label"] == "item1..item4 (4 items)"
+    assert units[-1]["delete"] == ids[-(1000 % 4 or 4):]
+
+
+def test_no_work_no_units():
+    assert work_units([], [], bound=256, names={}) == []
