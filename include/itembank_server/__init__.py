@@ -1,0 +1,28 @@
+"""A GitLab-compatible item bank server for development and tests.
+
+One GitLab project per test item (``item.json`` at the root of the default branch), served through the
+documented REST v4 subset the product uses and git smart HTTP, with request counters and injectable faults.
+"""
+
+from .faults import FAULT_KINDS, Counters, Fault, Faults
+from .generator import GeneratedItem, generate_bank, generate_items, make_item_document
+from .gitrepo import CommitSpec
+from .server import ItemBankServer
+from .store import ItemBank, NotFoundError, ProjectExistsError, ProjectSpec
+
+__all__ = [
+    "FAULT_KINDS",
+    "CommitSpec",
+    "Counters",
+    "Fault",
+    "Faults",
+    "GeneratedItem",
+    "ItemBank",
+    "ItemBankServer",
+    "NotFoundError",
+    "ProjectExistsError",
+    "ProjectSpec",
+    "generate_bank",
+    "generate_items",
+    "make_item_document",
+]

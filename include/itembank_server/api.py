@@ -1,0 +1,490 @@
+"""The GitLab REST v4 subset: routes, parameter coercion like Grape's, and GitLab's JSON entities."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from .faults import Faults
+from .pagination import DEFAULT_PER_PAGE, PageResult, clamp_page, paginate, pagination_headers
+from .responses import ApiError, Response, invalid_param, json_response, not_found_message
+from .store import HOOK_DEFAULTS, PROJECT_ORDER_COLUMNS, ItemBank
+
+API_PREFIX = "/api/v4"
+_TRUE = {"1", "on", "t", "true", "y", "yes"}
+_FALSE = {"0", "off", "f", "false", "n", "no"}
+_HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
+_HOOK_STRINGS = [name for name, default in HOOK_DEFAULTS.items() if not isinstance(default, bool)]
+_TOKEN_PARAMS = ("private_token", "access_token")
+
+# Declared parameters with defaults: Grape puts them into ``params``, so they show up in GitLab's Link URLs.
+_GROUP_PROJECTS_DEFAULTS = {
+    "include_ancestor_groups": "false",
+    "include_subgroups": "false",
+    "order_by": "created_at",
+    "owned": "false",
+    "simple": "false",
+    "sort": "desc",
+    "starred": "false",
+    "with_custom_attributes": "false",
+    "with_issues_enabled": "false",
+    "with_merge_requests_enabled": "false",
+    "with_shared": "true",
+}
+
+
+@dataclass
+class ApiRequest:
+    method: str
+    path: str  # raw (still percent-encoded) path, without the query
+    query: list[tuple[str, str]]
+    headers: Mapping[str, str]
+    body: bytes = b""
+
+    @property
+    def params(self) -> dict[str, str]:
+        """Query parameters, the last occurrence winning (Rack)."""
+        return dict(self.query)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    handler: str
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.method} {self.template}"
+
+    def match(self, path: str) -> dict[str, str] | None:
+        expected, actual = self.template.split("/"), path.split("/")
+        if len(expected) != len(actual):
+            return None
+        params = {}
+        for want, got in zip(expected, actual):
+            if want.startswith(":"):
+                if not got:
+                    return None
+                params[want[1:]] = unquote(got)
+            elif want != got:
+                return None
+        return params
+
+
+@dataclass
+class Resolution:
+    """Which route a request hits: ``endpoint`` names it for counters and faults."""
+
+    endpoint: str
+    route: Route | None = None
+    params: dict[str, str] = field(default_factory=dict)
+    allowed: list[str] = field(default_factory=list)  # methods of the path when the method is not one of them
+
+
+ROUTES = [
+    Route("GET", f"{API_PREFIX}/groups/:id", "show_group"),
+    Route("GET", f"{API_PREFIX}/groups/:id/projects", "list_group_projects"),
+    Route("GET", f"{API_PREFIX}/projects/:id", "show_project"),
+    Route("GET", f"{API_PREFIX}/projects/:id/hooks", "list_hooks"),
+    Route("POST", f"{API_PREFIX}/projects/:id/hooks", "create_hook"),
+    Route("GET", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "show_hook"),
+    Route("DELETE", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "delete_hook"),
+]
+
+
+def endpoints() -> list[str]:
+    """Every REST endpoint template (counter and fault key)."""
+    return [route.endpoint for route in ROUTES]
+
+
+def resolve(method: str, path: str) -> Resolution:
+    """The route for ``method`` and raw ``path``; HEAD is answered like GET (as Grape does)."""
+    method = "GET" if method == "HEAD" else method
+    allowed = []
+    for route in ROUTES:
+        params = route.match(path)
+        if params is None:
+            continue
+        if route.method == method:
+            return Resolution(route.endpoint, route, params)
+        allowed.append(route.method)
+    if allowed:
+        return Resolution(f"{method} {_template_of(path)}", allowed=allowed)
+    return Resolution(f"{method} unmatched")
+
+
+def _template_of(path: str) -> str:
+    return next(route.template for route in ROUTES if route.match(path) is not None)
+
+
+def unmatched_response(resolution: Resolution) -> Response:
+    if resolution.allowed:
+        allow = ", ".join(sorted(set(resolution.allowed) | {"OPTIONS"}))
+        return json_response(405, {"error": "405 Not Allowed"}, [("Allow", allow)])
+    return json_response(404, {"error": "404 Not Found"})
+
+
+def presented_token(request: ApiRequest) -> str | None:
+    """The token the request authenticates with: ``private_token``/``access_token`` parameter or header."""
+    params = request.params
+    for name in _TOKEN_PARAMS:
+        if params.get(name):
+            return params[name]
+    if request.headers.get("PRIVATE-TOKEN"):
+        return request.headers["PRIVATE-TOKEN"]
+    scheme, _, credentials = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip()
+    return None
+
+
+def parse_bool(name: str, value: object) -> bool | None:
+    """Grape's Boolean coercion; '' means absent."""
+    if isinstance(value, bool) or value is None:
+        return value
+    text = str(value).strip().lower()
+    if text == "":
+        return None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise invalid_param(name)
+
+
+def parse_int(name: str, value: object, default: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise invalid_param(name)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value).strip(), 10)
+    except ValueError:
+        raise invalid_param(name) from None
+
+
+def _bool_text(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class RestApi:
+    """Answers resolved REST requests from the bank."""
+
+    def __init__(self, bank: ItemBank, base_url: Callable[[], str], faults: Faults):
+        self.bank = bank
+        self._base_url = base_url
+        self.faults = faults
+
+    @property
+    def base_url(self) -> str:
+        return self._base_url()
+
+    def handle(self, resolution: Resolution, request: ApiRequest) -> Response:
+        assert resolution.route is not None
+        handler = getattr(self, resolution.route.handler)
+        try:
+            return handler(request, resolution)
+        except ApiError as error:
+            return error.response
+
+    # -- groups ------------------------------------------------------------------------------------
+
+    def show_group(self, request: ApiRequest, resolution: Resolution) -> Response:
+        group = self._group(resolution.params["id"])
+        body = self.group_entity(group)
+        if parse_bool("with_projects", request.params.get("with_projects")) is not False:
+            projects = self.bank.list_projects(group["id"], order_by="id", sort="asc", limit=100)
+            body["projects"] = [self.project_entity(p) for p in projects]
+            body["shared_projects"] = []
+        return json_response(200, body)
+
+    def list_group_projects(self, request: ApiRequest, resolution: Resolution) -> Response:
+        params = request.params
+        page, per_page = _page_params(params)
+        order_by = params.get("order_by") or "created_at"
+        if order_by not in PROJECT_ORDER_COLUMNS:
+            raise invalid_param("order_by", "does not have a valid value")
+        sort = params.get("sort") or "desc"
+        if sort not in ("asc", "desc"):
+            raise invalid_param("sort", "does not have a valid value")
+        archived = parse_bool("archived", params.get("archived"))
+        simple = bool(parse_bool("simple", params.get("simple")))
+        subgroups = bool(parse_bool("include_subgroups", params.get("include_subgroups")))
+        group = self._group(resolution.params["id"])
+        filters = {"archived": archived, "include_subgroups": subgroups}
+        result = paginate(
+            lambda offset, limit: self.bank.list_projects(
+                group["id"], order_by=order_by, sort=sort, offset=offset, limit=limit, **filters
+            ),
+            lambda cap: self.bank.count_projects(group["id"], cap=cap, **filters),
+            page,
+            per_page,
+        )
+        items = [self.project_entity(p, simple=simple) for p in result.items]
+        canonical = {
+            "order_by": order_by,
+            "sort": sort,
+            "simple": _bool_text(simple),
+            "include_subgroups": _bool_text(subgroups),
+        }
+        if archived is not None:
+            canonical["archived"] = _bool_text(archived)
+        link_params = {**_GROUP_PROJECTS_DEFAULTS, **params, **canonical, "id": resolution.params["id"]}
+        return self._page_response(request, resolution, result, items, link_params)
+
+    def _group(self, ref: str) -> dict:
+        group = self.bank.find_group(ref)
+        if group is None:
+            raise not_found_message("Group")
+        return group
+
+    # -- projects ----------------------------------------------------------------------------------
+
+    def show_project(self, request: ApiRequest, resolution: Resolution) -> Response:
+        return json_response(200, self.project_entity(self._project(resolution.params["id"])))
+
+    def _project(self, ref: str) -> dict:
+        project = self.bank.find_project(ref)
+        if project is None:
+            raise not_found_message("Project")
+        return project
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def list_hooks(self, request: ApiRequest, resolution: Resolution) -> Response:
+        page, per_page = _page_params(request.params)
+        hooks = self.bank.hooks(self._project(resolution.params["id"])["id"])
+        result = paginate(
+            lambda offset, limit: hooks[offset : offset + limit], lambda cap: min(len(hooks), cap), page, per_page
+        )
+        items = [self.hook_entity(h) for h in result.items]
+        link_params = {**request.params, "id": resolution.params["id"]}
+        return self._page_response(request, resolution, result, items, link_params)
+
+    def show_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
+        return json_response(200, self.hook_entity(self._hook(resolution)))
+
+    def create_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
+        params = {**request.params, **_body_params(request)}
+        url = params.get("url")
+        if url is None or url == "":
+            raise invalid_param("url", "is missing")
+        attributes: dict[str, object] = {}
+        for name in _HOOK_BOOLEANS:
+            value = parse_bool(name, params.get(name))
+            if value is not None:
+                attributes[name] = value
+        for name in _HOOK_STRINGS:
+            if params.get(name) is not None:
+                attributes[name] = str(params[name])
+        project = self._project(resolution.params["id"])
+        if not isinstance(url, str) or not _valid_hook_url(url):
+            raise ApiError(422, {"error": "Invalid url given"})
+        token = params.get("token")
+        hook = self.bank.add_hook(project["id"], url, token=str(token) if token else None, **attributes)
+        return json_response(201, self.hook_entity(hook))
+
+    def delete_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
+        hook = self._hook(resolution)
+        self.bank.delete_hook(hook["project_id"], hook["id"])
+        return Response(204)
+
+    def _hook(self, resolution: Resolution) -> dict:
+        project = self._project(resolution.params["id"])
+        hook_id = parse_int("hook_id", resolution.params["hook_id"], 0)
+        matching = [h for h in self.bank.hooks(project["id"]) if h["id"] == hook_id]
+        if not matching:
+            raise ApiError(404, {"message": "404 Not found"})
+        return matching[0]
+
+    # -- pagination --------------------------------------------------------------------------------
+
+    def _page_response(
+        self, request: ApiRequest, resolution: Resolution, result: PageResult, items: list, link_params: dict
+    ) -> Response:
+        truncate = self.faults.take(resolution.endpoint, request.path, ("truncate",)).get("truncate")
+        if truncate is not None:
+            keep = truncate.params.get("keep")
+            items = items[: max(len(items) - 1, 0) if keep is None else int(keep)]
+        link_params = {
+            k: v for k, v in link_params.items() if k not in _TOKEN_PARAMS and not isinstance(v, (list, dict))
+        }
+        headers = pagination_headers(result, self.base_url + request.path, link_params)
+        return json_response(200, items, headers)
+
+    # -- entities ----------------------------------------------------------------------------------
+
+    def namespace_entity(self, group: dict) -> dict:
+        return {
+            "id": group["id"],
+            "name": group["name"],
+            "path": group["path"],
+            "kind": "group",
+            "full_path": group["full_path"],
+            "parent_id": group["parent_id"],
+            "avatar_url": None,
+            "web_url": f"{self.base_url}/groups/{group['full_path']}",
+        }
+
+    def group_entity(self, group: dict) -> dict:
+        return {
+            "id": group["id"],
+            "web_url": f"{self.base_url}/groups/{group['full_path']}",
+            "name": group["name"],
+            "path": group["path"],
+            "description": "",
+            "visibility": "private",
+            "share_with_group_lock": False,
+            "require_two_factor_authentication": False,
+            "two_factor_grace_period": 48,
+            "project_creation_level": "developer",
+            "auto_devops_enabled": None,
+            "subgroup_creation_level": "maintainer",
+            "emails_disabled": False,
+            "emails_enabled": True,
+            "mentions_disabled": None,
+            "lfs_enabled": True,
+            "default_branch": None,
+            "default_branch_protection": 2,
+            "avatar_url": None,
+            "request_access_enabled": True,
+            "full_name": group["full_name"],
+            "full_path": group["full_path"],
+            "created_at": group["created_at"],
+            "parent_id": group["parent_id"],
+            "organization_id": 1,
+            "shared_runners_setting": "enabled",
+            "ldap_cn": None,
+            "ldap_access": None,
+            "wiki_access_level": "enabled",
+            "shared_with_groups": [],
+            "prevent_sharing_groups_outside_hierarchy": False,
+        }
+
+    def project_entity(self, project: dict, *, simple: bool = False) -> dict:
+        base, full_path = self.base_url, project["path_with_namespace"]
+        host = urlsplit(base).hostname or "localhost"
+        web_url = f"{base}/{full_path}"
+        entity = {
+            "id": project["id"],
+            "description": project["description"],
+            "name": project["name"],
+            "name_with_namespace": project["name_with_namespace"],
+            "path": project["path"],
+            "path_with_namespace": full_path,
+            "created_at": project["created_at"],
+            "default_branch": project["default_branch"],
+            "tag_list": [],
+            "topics": [],
+            "ssh_url_to_repo": f"git@{host}:{full_path}.git",
+            "http_url_to_repo": f"{web_url}.git",
+            "web_url": web_url,
+            "readme_url": None,
+            "forks_count": 0,
+            "avatar_url": None,
+            "star_count": 0,
+            "last_activity_at": project["last_activity_at"],
+            "namespace": self.namespace_entity(project["namespace"]),
+        }
+        if simple:
+            return entity
+        api_self = f"{base}{API_PREFIX}/projects/{project['id']}"
+        entity.update(
+            {
+                "container_registry_image_prefix": f"{host}:5050/{full_path}",
+                "_links": {
+                    "self": api_self,
+                    "issues": f"{api_self}/issues",
+                    "merge_requests": f"{api_self}/merge_requests",
+                    "repo_branches": f"{api_self}/repository/branches",
+                    "labels": f"{api_self}/labels",
+                    "events": f"{api_self}/events",
+                    "members": f"{api_self}/members",
+                    "cluster_agents": f"{api_self}/cluster_agents",
+                },
+                "packages_enabled": True,
+                "empty_repo": project["empty_repo"],
+                "archived": project["archived"],
+                "visibility": "private",
+                "resolve_outdated_diff_discussions": False,
+                "repository_object_format": "sha1",
+                "issues_enabled": True,
+                "merge_requests_enabled": True,
+                "wiki_enabled": True,
+                "jobs_enabled": True,
+                "snippets_enabled": True,
+                "container_registry_enabled": True,
+                "service_desk_enabled": False,
+                "can_create_merge_request_in": True,
+                "issues_access_level": "enabled",
+                "repository_access_level": "enabled",
+                "merge_requests_access_level": "enabled",
+                "forking_access_level": "enabled",
+                "wiki_access_level": "enabled",
+                "builds_access_level": "enabled",
+                "snippets_access_level": "enabled",
+                "pages_access_level": "private",
+                "shared_runners_enabled": True,
+                "lfs_enabled": True,
+                "creator_id": 1,
+                "import_status": "none",
+                "open_issues_count": 0,
+                "updated_at": project["updated_at"],
+                "ci_default_git_depth": 20,
+                "public_jobs": True,
+                "shared_with_groups": [],
+                "only_allow_merge_if_pipeline_succeeds": False,
+                "request_access_enabled": True,
+                "merge_method": "merge",
+                "squash_option": "default_off",
+                "permissions": {"project_access": None, "group_access": {"access_level": 50, "notification_level": 3}},
+            }
+        )
+        return entity
+
+    @staticmethod
+    def hook_entity(hook: dict) -> dict:
+        entity = {"id": hook["id"], "url": hook["url"], "project_id": hook["project_id"]}
+        entity.update({name: hook.get(name, default) for name, default in HOOK_DEFAULTS.items()})
+        entity.update(
+            {
+                "alert_status": "executable",
+                "disabled_until": None,
+                "url_variables": [],
+                "custom_webhook_template": None,
+                "custom_headers": [],
+                "created_at": hook["created_at"],
+            }
+        )
+        return entity
+
+
+def _page_params(params: Mapping[str, str]) -> tuple[int, int]:
+    page = parse_int("page", params.get("page"), 1)
+    per_page = parse_int("per_page", params.get("per_page"), DEFAULT_PER_PAGE)
+    return clamp_page(page, per_page)
+
+
+def _body_params(request: ApiRequest) -> dict:
+    if not request.body:
+        return {}
+    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type == "application/x-www-form-urlencoded":
+        return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
+    try:
+        payload = json.loads(request.body)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise ApiError(400, {"error": "message body does not match declared format"})
+    return payload
+
+
+def _valid_hook_url(url: str) -> bool:
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)

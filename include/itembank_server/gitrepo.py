@@ -1,0 +1,199 @@
+"""Bare git repositories written with ``git fast-import`` and read with plain git commands."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+FileContent = str | bytes | dict | list
+
+DEFAULT_AUTHOR_NAME = "Item Bank"
+DEFAULT_AUTHOR_EMAIL = "itembank@example.com"
+
+_REPO_CONFIG = """\
+[core]
+\trepositoryformatversion = 0
+\tfilemode = true
+\tbare = true
+[uploadpack]
+\tallowFilter = true
+\tallowAnySHA1InWant = true
+[http]
+\treceivepack = false
+[fastimport]
+\tunpackLimit = 0
+"""
+
+# Git commands run by this module must not be influenced by the user's or the system's configuration.
+GIT_ENV_ISOLATION = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "GIT_TERMINAL_PROMPT": "0"}
+
+
+class GitError(RuntimeError):
+    """A git command failed."""
+
+
+@dataclass(frozen=True)
+class CommitSpec:
+    """One commit to write: files to add or replace, paths to delete, author and date."""
+
+    files: Mapping[str, FileContent] = field(default_factory=dict)
+    message: str = "Update item"
+    author_name: str = DEFAULT_AUTHOR_NAME
+    author_email: str = DEFAULT_AUTHOR_EMAIL
+    committed_at: datetime | None = None
+    delete: Sequence[str] = ()
+
+
+def file_bytes(content: FileContent) -> bytes:
+    """The bytes stored for a file value: JSON documents are pretty-printed, text is UTF-8."""
+    if isinstance(content, bytes):
+        return content
+    if isinstance(content, str):
+        return content.encode("utf-8")
+    if isinstance(content, (dict, list)):
+        return (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    raise TypeError(f"unsupported file content type: {type(content).__name__}")
+
+
+def git_env(git_dir: Path | None = None) -> dict[str, str]:
+    env = {**os.environ, **GIT_ENV_ISOLATION}
+    if git_dir is not None:
+        env["GIT_DIR"] = str(git_dir)
+    return env
+
+
+def init_bare_repo(path: Path, default_branch: str) -> None:
+    """Create a bare repository by writing its skeleton (much faster than spawning ``git init``)."""
+    for sub in ("objects/info", "objects/pack", "refs/heads", "refs/tags"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    (path / "config").write_text(_REPO_CONFIG)
+    (path / "HEAD").write_text(f"ref: refs/heads/{default_branch}\n")
+
+
+def is_repo(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir()
+
+
+def resolve_ref(path: Path, ref: str) -> str | None:
+    """The object id a full ref name points at, reading loose and packed refs directly."""
+    loose = path / ref
+    if loose.is_file():
+        return loose.read_text().strip() or None
+    packed = path / "packed-refs"
+    if packed.is_file():
+        for line in packed.read_text().splitlines():
+            if line and line[0] not in "#^" and line.endswith(" " + ref):
+                return line.split(" ", 1)[0]
+    return None
+
+
+def fast_import(
+    path: Path, branch: str, commits: Sequence[CommitSpec], *, parent: str | None = None, want_shas: bool = True
+) -> list[str]:
+    """Append ``commits`` to ``refs/heads/<branch>`` (first one on top of ``parent``); return their shas."""
+    if not commits:
+        return []
+    marks = path / f"fast-import-marks.{uuid.uuid4().hex}"
+    args = ["git", "fast-import", "--quiet", "--done"]
+    if want_shas:
+        args.append(f"--export-marks={marks}")
+    stream = _fast_import_stream(branch, commits, parent)
+    result = subprocess.run(args, input=stream, env=git_env(path), capture_output=True)
+    if result.returncode != 0:
+        raise GitError(f"git fast-import failed in {path}: {result.stderr.decode(errors='replace').strip()}")
+    if not want_shas:
+        return []
+    try:
+        by_mark = dict(line.split(" ", 1) for line in marks.read_text().split("\n") if line)
+    finally:
+        marks.unlink(missing_ok=True)
+    return [by_mark[f":{n}"].strip() for n in range(1, len(commits) + 1)]
+
+
+def _fast_import_stream(branch: str, commits: Sequence[CommitSpec], parent: str | None) -> bytes:
+    chunks: list[bytes] = []
+    for number, commit in enumerate(commits, start=1):
+        identity = _identity(commit)
+        message = commit.message if commit.message.endswith("\n") else commit.message + "\n"
+        chunks.append(f"commit refs/heads/{branch}\nmark :{number}\n".encode())
+        chunks.append(b"author " + identity + b"\ncommitter " + identity + b"\n")
+        chunks.append(_data(message.encode("utf-8")))
+        if number == 1 and parent:
+            chunks.append(f"from {parent}\n".encode())
+        for deleted in commit.delete:
+            chunks.append(b"D " + _quote_path(deleted) + b"\n")
+        for name, content in commit.files.items():
+            chunks.append(b"M 100644 inline " + _quote_path(name) + b"\n" + _data(file_bytes(content)))
+        chunks.append(b"\n")
+    chunks.append(b"done\n")
+    return b"".join(chunks)
+
+
+def _data(payload: bytes) -> bytes:
+    return b"data %d\n" % len(payload) + payload + b"\n"
+
+
+def _identity(commit: CommitSpec) -> bytes:
+    for value in (commit.author_name, commit.author_email):
+        if any(c in value for c in "<>\n"):
+            raise ValueError(f"invalid author field: {value!r}")
+    when = commit.committed_at or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    offset_minutes = int(when.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
+    sign = "-" if offset_minutes < 0 else "+"
+    hours, minutes = divmod(abs(offset_minutes), 60)
+    stamp = f"{int(when.timestamp())} {sign}{hours:02d}{minutes:02d}"
+    return f"{commit.author_name} <{commit.author_email}> {stamp}".encode()
+
+
+def _quote_path(name: str) -> bytes:
+    parts = name.split("/")
+    if not name or name.startswith("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\n" in name:
+        raise ValueError(f"invalid repository path: {name!r}")
+    if name[0] == '"' or any(c in name for c in ' \\"'):
+        return json.dumps(name).encode("utf-8")
+    return name.encode("utf-8")
+
+
+def run_git(path: Path, *args: str) -> bytes:
+    result = subprocess.run(["git", *args], env=git_env(path), capture_output=True)
+    if result.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed in {path}: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout
+
+
+def read_blob(path: Path, rev: str, name: str) -> bytes | None:
+    result = subprocess.run(["git", "cat-file", "blob", f"{rev}:{name}"], env=git_env(path), capture_output=True)
+    return result.stdout if result.returncode == 0 else None
+
+
+def log(path: Path, rev: str, file_path: str | None = None) -> list[dict]:
+    """Commits reachable from ``rev`` (newest first), optionally only those touching ``file_path``."""
+    args = ["log", "--format=%H%x00%an%x00%ae%x00%aI%x00%cI%x00%B%x1e", rev]
+    if file_path:
+        args += ["--", file_path]
+    records = run_git(path, *args).decode("utf-8").split("\x1e")
+    commits = []
+    for record in records:
+        record = record.strip("\n")
+        if not record:
+            continue
+        sha, name, email, authored, committed, message = record.split("\x00", 5)
+        commits.append(
+            {
+                "sha": sha,
+                "author_name": name,
+                "author_email": email,
+                "authored_at": datetime.fromisoformat(authored),
+                "committed_at": datetime.fromisoformat(committed),
+                "message": message.rstrip("\n"),
+            }
+        )
+    return commits

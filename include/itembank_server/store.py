@@ -1,0 +1,555 @@
+"""The persistent item bank: groups, projects and hooks in SQLite, one bare git repository per project."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from . import gitrepo
+from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS groups (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    name       TEXT NOT NULL,
+    path       TEXT NOT NULL,
+    full_path  TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    full_name  TEXT NOT NULL,
+    parent_id  INTEGER REFERENCES groups(id),
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS projects (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    group_id         INTEGER NOT NULL REFERENCES groups(id),
+    name             TEXT NOT NULL,
+    path             TEXT NOT NULL,
+    full_path        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    description      TEXT,
+    default_branch   TEXT NOT NULL,
+    archived         INTEGER NOT NULL DEFAULT 0,
+    empty_repo       INTEGER NOT NULL DEFAULT 1,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    last_activity_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS projects_by_group ON projects (group_id, created_at, id);
+CREATE TABLE IF NOT EXISTS hooks (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+    url        TEXT NOT NULL,
+    token      TEXT,
+    attributes TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hooks_by_project ON hooks (project_id, id);
+"""
+
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+PROJECT_ORDER_COLUMNS = {
+    "id": "p.id",
+    "name": "p.name",
+    "path": "p.path",
+    "created_at": "p.created_at",
+    "updated_at": "p.updated_at",
+    "last_activity_at": "p.last_activity_at",
+}
+
+HOOK_DEFAULTS: dict[str, object] = {
+    "name": None,
+    "description": None,
+    "push_events": True,
+    "push_events_branch_filter": None,
+    "branch_filter_strategy": "wildcard",
+    "issues_events": False,
+    "confidential_issues_events": False,
+    "merge_requests_events": False,
+    "tag_push_events": False,
+    "note_events": False,
+    "confidential_note_events": False,
+    "job_events": False,
+    "pipeline_events": False,
+    "wiki_page_events": False,
+    "deployment_events": False,
+    "feature_flag_events": False,
+    "releases_events": False,
+    "emoji_events": False,
+    "resource_access_token_events": False,
+    "repository_update_events": False,
+    "enable_ssl_verification": True,
+}
+
+
+class NotFoundError(KeyError):
+    """No such group, project or hook."""
+
+
+class ProjectExistsError(ValueError):
+    """A project with that path already exists in the group."""
+
+
+@dataclass(frozen=True)
+class ProjectSpec:
+    """A project to create in bulk, with the commits of its history (none: an empty repository)."""
+
+    path: str
+    commits: Sequence[CommitSpec] = ()
+    name: str | None = None
+    default_branch: str = "main"
+    archived: bool = False
+    created_at: datetime | None = None
+
+
+def timestamp(when: datetime | None = None) -> str:
+    """GitLab's timestamp format: UTC with milliseconds, e.g. ``2024-01-05T10:20:30.123Z``."""
+    when = when or datetime.now(timezone.utc)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _validate_segment(segment: str, what: str) -> None:
+    if not _PATH_SEGMENT.match(segment) or segment.endswith((".git", ".atom")):
+        raise ValueError(f"invalid {what} path: {segment!r}")
+
+
+class ItemBank:
+    """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+        self.repos_dir = self.root / "repos"
+        self.repos_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._repo_locks: dict[int, threading.Lock] = {}
+        self._db = sqlite3.connect(self.root / "itembank.sqlite3", check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- storage helpers ---------------------------------------------------------------------------
+
+    def _rows(self, sql: str, params: Sequence | Mapping = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _repo_lock(self, project_id: int) -> threading.Lock:
+        with self._lock:
+            return self._repo_locks.setdefault(project_id, threading.Lock())
+
+    # -- groups ------------------------------------------------------------------------------------
+
+    def create_group(self, full_path: str, *, name: str | None = None) -> dict:
+        """The group at ``full_path``, created (with missing parents) if needed."""
+        segments = full_path.strip("/").split("/")
+        for segment in segments:
+            _validate_segment(segment, "group")
+        with self._transaction() as db:
+            parent: sqlite3.Row | None = None
+            for depth, segment in enumerate(segments, start=1):
+                path = "/".join(segments[:depth])
+                row = db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
+                if row is None:
+                    leaf_name = name if (name and depth == len(segments)) else segment
+                    full_name = f"{parent['full_name']} / {leaf_name}" if parent else leaf_name
+                    db.execute(
+                        "INSERT INTO groups (name, path, full_path, full_name, parent_id, created_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (leaf_name, segment, path, full_name, parent["id"] if parent else None, timestamp()),
+                    )
+                    row = db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
+                parent = row
+        return self._group_dict(parent)
+
+    def find_group(self, ref: int | str) -> dict | None:
+        """The group with numeric id ``ref`` (int or digit string) or full path ``ref``, or None."""
+        if isinstance(ref, int) or ref.isdigit():
+            rows = self._rows("SELECT * FROM groups WHERE id = ?", (int(ref),))
+        else:
+            rows = self._rows("SELECT * FROM groups WHERE full_path = ?", (ref,))
+        return self._group_dict(rows[0]) if rows else None
+
+    def group(self, ref: int | str) -> dict:
+        found = self.find_group(ref)
+        if found is None:
+            raise NotFoundError(f"group {ref!r}")
+        return found
+
+    def _resolve_group(self, group: int | str | Mapping) -> dict:
+        if isinstance(group, Mapping):
+            return self.group(group["id"])
+        found = self.find_group(group)
+        if found is not None:
+            return found
+        if isinstance(group, str) and not group.isdigit():
+            return self.create_group(group)
+        raise NotFoundError(f"group {group!r}")
+
+    @staticmethod
+    def _group_dict(row: sqlite3.Row) -> dict:
+        return {k: row[k] for k in ("id", "name", "path", "full_path", "full_name", "parent_id", "created_at")}
+
+    # -- projects ----------------------------------------------------------------------------------
+
+    def create_project(
+        self,
+        group: int | str | Mapping,
+        path: str,
+        files: Mapping[str, FileContent] | None = None,
+        *,
+        author_name: str = DEFAULT_AUTHOR_NAME,
+        author_email: str = DEFAULT_AUTHOR_EMAIL,
+        message: str = "Create item",
+        default_branch: str = "main",
+        committed_at: datetime | None = None,
+        name: str | None = None,
+        archived: bool = False,
+        created_at: datetime | None = None,
+    ) -> dict:
+        """Create a project whose repository holds one commit with ``files`` (an empty repository if None)."""
+        commits = []
+        if files is not None:
+            commits.append(CommitSpec(files, message, author_name, author_email, committed_at))
+        spec = ProjectSpec(path, commits, name, default_branch, archived, created_at or committed_at)
+        return self.create_projects(group, [spec])[0]
+
+    def create_projects(
+        self, group: int | str | Mapping, specs: Iterable[ProjectSpec], *, workers: int | None = None
+    ) -> list[dict]:
+        """Create many projects at once: repositories are written in parallel, rows in one transaction."""
+        group_row = self._resolve_group(group)
+        specs = list(specs)
+        self._check_new_paths(group_row, specs)
+        with_history = [spec for spec in specs if spec.commits]
+        if with_history:
+            workers = workers or max(2, (os.cpu_count() or 2) * 2)
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                list(pool.map(lambda spec: self._write_new_repo(group_row, spec), with_history))
+        return self._insert_projects(group_row, specs)
+
+    def _check_new_paths(self, group: dict, specs: Sequence[ProjectSpec]) -> None:
+        seen: set[str] = set()
+        for spec in specs:
+            _validate_segment(spec.path, "project")
+            if spec.path.lower() in seen:
+                raise ProjectExistsError(f"duplicate project path {spec.path!r}")
+            seen.add(spec.path.lower())
+        existing = {
+            row["path"].lower() for row in self._rows("SELECT path FROM projects WHERE group_id = ?", (group["id"],))
+        }
+        clash = sorted(seen & existing)
+        if clash:
+            raise ProjectExistsError(f"project path(s) already taken in {group['full_path']}: {', '.join(clash[:5])}")
+
+    def _write_new_repo(self, group: dict, spec: ProjectSpec) -> None:
+        repo = self.repos_dir / group["full_path"] / f"{spec.path}.git"
+        shutil.rmtree(repo, ignore_errors=True)  # a stale directory without a project row is garbage
+        gitrepo.init_bare_repo(repo, spec.default_branch)
+        gitrepo.fast_import(repo, spec.default_branch, spec.commits, want_shas=False)
+
+    def _insert_projects(self, group: dict, specs: Sequence[ProjectSpec]) -> list[dict]:
+        created = []
+        now = timestamp()
+        with self._transaction() as db:
+            for spec in specs:
+                commit_times = [timestamp(c.committed_at) if c.committed_at else now for c in spec.commits]
+                created_at = (
+                    timestamp(spec.created_at) if spec.created_at else (commit_times[0] if commit_times else now)
+                )
+                last_activity = max([created_at, *commit_times])
+                cursor = db.execute(
+                    "INSERT INTO projects (group_id, name, path, full_path, default_branch, archived, empty_repo,"
+                    " created_at, updated_at, last_activity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        group["id"],
+                        spec.name or spec.path,
+                        spec.path,
+                        f"{group['full_path']}/{spec.path}",
+                        spec.default_branch,
+                        int(spec.archived),
+                        int(not spec.commits),
+                        created_at,
+                        last_activity,
+                        last_activity,
+                    ),
+                )
+                created.append(
+                    self._project_from_values(
+                        group,
+                        id=cursor.lastrowid,
+                        name=spec.name or spec.path,
+                        path=spec.path,
+                        description=None,
+                        default_branch=spec.default_branch,
+                        archived=spec.archived,
+                        empty_repo=not spec.commits,
+                        created_at=created_at,
+                        updated_at=last_activity,
+                        last_activity_at=last_activity,
+                    )
+                )
+        return created
+
+    _PROJECT_SELECT = (
+        "SELECT p.*, g.name AS g_name, g.path AS g_path, g.full_path AS g_full_path, g.full_name AS g_full_name,"
+        " g.parent_id AS g_parent_id, g.created_at AS g_created_at FROM projects p JOIN groups g ON g.id = p.group_id"
+    )
+
+    def find_project(self, ref: int | str) -> dict | None:
+        """The project with numeric id ``ref`` (int or digit string) or full path ``ref``, or None."""
+        if isinstance(ref, int) or ref.isdigit():
+            rows = self._rows(f"{self._PROJECT_SELECT} WHERE p.id = ?", (int(ref),))
+        else:
+            rows = self._rows(f"{self._PROJECT_SELECT} WHERE p.full_path = ?", (ref,))
+        return self._project_dict(rows[0]) if rows else None
+
+    def project(self, project_id: int | str) -> dict:
+        found = self.find_project(project_id)
+        if found is None:
+            raise NotFoundError(f"project {project_id!r}")
+        return found
+
+    def projects(self, group: int | str, *, include_subgroups: bool = False) -> list[dict]:
+        """All projects of the group, oldest id first."""
+        return self.list_projects(
+            self.group(group)["id"], order_by="id", sort="asc", include_subgroups=include_subgroups
+        )
+
+    def list_projects(
+        self,
+        group_id: int,
+        *,
+        order_by: str = "created_at",
+        sort: str = "desc",
+        archived: bool | None = None,
+        include_subgroups: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[dict]:
+        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction)."""
+        direction = {"asc": "ASC", "desc": "DESC"}[sort]
+        where, params = self._project_filter(group_id, archived, include_subgroups)
+        order = f"{PROJECT_ORDER_COLUMNS[order_by]} {direction}"
+        if order_by != "id":
+            order += f", p.id {direction}"
+        sql = f"{self._PROJECT_SELECT} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        rows = self._rows(sql, [*params, -1 if limit is None else limit, offset])
+        return [self._project_dict(row) for row in rows]
+
+    def count_projects(
+        self, group_id: int, *, archived: bool | None = None, include_subgroups: bool = False, cap: int | None = None
+    ) -> int:
+        """How many projects match, counting at most ``cap`` (GitLab's limited count)."""
+        where, params = self._project_filter(group_id, archived, include_subgroups)
+        inner = f"SELECT 1 FROM projects p WHERE {where} LIMIT ?"
+        return self._rows(f"SELECT count(*) FROM ({inner})", [*params, -1 if cap is None else cap])[0][0]
+
+    def _project_filter(self, group_id: int, archived: bool | None, include_subgroups: bool) -> tuple[str, list]:
+        if include_subgroups:
+            full_path = self.group(group_id)["full_path"]
+            clauses = ["p.group_id IN (SELECT id FROM groups WHERE full_path = ? OR full_path LIKE ? ESCAPE '\\')"]
+            params: list = [full_path, full_path.replace("_", "\\_").replace("%", "\\%") + "/%"]
+        else:
+            clauses, params = ["p.group_id = ?"], [group_id]
+        if archived is not None:
+            clauses.append("p.archived = ?")
+            params.append(int(archived))
+        return " AND ".join(clauses), params
+
+    def _project_dict(self, row: sqlite3.Row) -> dict:
+        group = {
+            "id": row["group_id"],
+            "name": row["g_name"],
+            "path": row["g_path"],
+            "full_path": row["g_full_path"],
+            "full_name": row["g_full_name"],
+            "parent_id": row["g_parent_id"],
+            "created_at": row["g_created_at"],
+        }
+        fields = ("id", "name", "path", "description", "default_branch", "created_at", "updated_at", "last_activity_at")
+        return self._project_from_values(
+            group, archived=bool(row["archived"]), empty_repo=bool(row["empty_repo"]), **{k: row[k] for k in fields}
+        )
+
+    def _project_from_values(self, group: dict, **values) -> dict:
+        return {
+            **values,
+            "path_with_namespace": f"{group['full_path']}/{values['path']}",
+            "name_with_namespace": f"{group['full_name']} / {values['name']}",
+            "namespace": group,
+        }
+
+    def set_archived(self, project_id: int | str, archived: bool = True) -> dict:
+        project = self.project(project_id)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE projects SET archived = ?, updated_at = ? WHERE id = ?",
+                (int(archived), timestamp(), project["id"]),
+            )
+        return self.project(project["id"])
+
+    def delete_project(self, project_id: int | str) -> None:
+        """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards."""
+        project = self.project(project_id)
+        with self._repo_lock(project["id"]):
+            with self._transaction() as db:
+                db.execute("DELETE FROM hooks WHERE project_id = ?", (project["id"],))
+                db.execute("DELETE FROM projects WHERE id = ?", (project["id"],))
+            shutil.rmtree(self.repo_path(project), ignore_errors=True)
+
+    # -- repositories ------------------------------------------------------------------------------
+
+    def repo_path(self, project: int | str | Mapping) -> Path:
+        if not isinstance(project, Mapping):
+            project = self.project(project)
+        return self.repos_dir / f"{project['path_with_namespace']}.git"
+
+    def ensure_repo(self, project: Mapping) -> Path:
+        """The project's bare repository, created empty if the project has none yet."""
+        repo = self.repo_path(project)
+        if not gitrepo.is_repo(repo):
+            with self._repo_lock(project["id"]):
+                if not gitrepo.is_repo(repo):
+                    gitrepo.init_bare_repo(repo, project["default_branch"])
+        return repo
+
+    def push_commit(
+        self,
+        project_id: int | str,
+        files: Mapping[str, FileContent] | None = None,
+        *,
+        message: str = "Update item",
+        author_name: str = DEFAULT_AUTHOR_NAME,
+        author_email: str = DEFAULT_AUTHOR_EMAIL,
+        committed_at: datetime | None = None,
+        branch: str | None = None,
+        delete: Sequence[str] = (),
+    ) -> str:
+        """Add one commit on ``branch`` (default branch if None); return its sha."""
+        commit = CommitSpec(files or {}, message, author_name, author_email, committed_at, tuple(delete))
+        return self.push_commits(project_id, [commit], branch=branch)[-1]
+
+    def push_commits(
+        self, project_id: int | str, commits: Sequence[CommitSpec], *, branch: str | None = None
+    ) -> list[str]:
+        """Add ``commits`` in order on ``branch``; a new branch starts from the default branch's head."""
+        if not commits:
+            return []
+        project = self.project(project_id)
+        branch = branch or project["default_branch"]
+        repo = self.ensure_repo(project)
+        with self._repo_lock(project["id"]):
+            parent = gitrepo.resolve_ref(repo, f"refs/heads/{branch}") or gitrepo.resolve_ref(
+                repo, f"refs/heads/{project['default_branch']}"
+            )
+            shas = gitrepo.fast_import(repo, branch, commits, parent=parent)
+        self._record_push(project, [c.committed_at for c in commits])
+        return shas
+
+    def _record_push(self, project: Mapping, commit_times: Sequence[datetime | None]) -> None:
+        latest = max(timestamp(t) if t else timestamp() for t in commit_times)
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE projects SET empty_repo = 0, last_activity_at = max(last_activity_at, ?),"
+                " updated_at = max(updated_at, ?) WHERE id = ?",
+                (latest, latest, project["id"]),
+            )
+
+    def head(self, project_id: int | str, branch: str | None = None) -> str | None:
+        """The sha at the tip of ``branch`` (default branch if None), None if the branch has no commits."""
+        project = self.project(project_id)
+        ref = f"refs/heads/{branch or project['default_branch']}"
+        return gitrepo.resolve_ref(self.repo_path(project), ref)
+
+    def read_file(self, project_id: int | str, path: str, ref: str | None = None) -> bytes | None:
+        """The content of ``path`` at ``ref`` (default branch if None), None if absent."""
+        project = self.project(project_id)
+        repo = self.repo_path(project)
+        if not gitrepo.is_repo(repo) or project["empty_repo"]:
+            return None
+        return gitrepo.read_blob(repo, ref or f"refs/heads/{project['default_branch']}", path)
+
+    def log(self, project_id: int | str, path: str | None = None, ref: str | None = None) -> list[dict]:
+        """Commits of ``ref`` (default branch if None), newest first, optionally only those touching ``path``."""
+        project = self.project(project_id)
+        if project["empty_repo"]:
+            return []
+        return gitrepo.log(self.repo_path(project), ref or f"refs/heads/{project['default_branch']}", path)
+
+    # -- hooks -------------------------------------------------------------------------------------
+
+    def add_hook(self, project_id: int | str, url: str, *, token: str | None = None, **attributes: object) -> dict:
+        """Register a project hook; unknown attribute names are rejected, missing ones take GitLab's defaults."""
+        unknown = set(attributes) - set(HOOK_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown hook attributes: {sorted(unknown)}")
+        project = self.project(project_id)
+        stored = {**HOOK_DEFAULTS, **attributes}
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO hooks (project_id, url, token, attributes, created_at) VALUES (?, ?, ?, ?, ?)",
+                (project["id"], url, token, json.dumps(stored), timestamp()),
+            )
+        return self.hook(project["id"], cursor.lastrowid)  # type: ignore[arg-type]
+
+    def hooks(self, project_id: int | str) -> list[dict]:
+        """The project's hooks, oldest first, including their secret ``token``."""
+        project = self.project(project_id)
+        rows = self._rows("SELECT * FROM hooks WHERE project_id = ? ORDER BY id", (project["id"],))
+        return [self._hook_dict(row) for row in rows]
+
+    def hook(self, project_id: int | str, hook_id: int) -> dict:
+        project = self.project(project_id)
+        rows = self._rows("SELECT * FROM hooks WHERE project_id = ? AND id = ?", (project["id"], hook_id))
+        if not rows:
+            raise NotFoundError(f"hook {hook_id} of project {project_id!r}")
+        return self._hook_dict(rows[0])
+
+    def delete_hook(self, project_id: int | str, hook_id: int) -> bool:
+        project = self.project(project_id)
+        with self._transaction() as db:
+            cursor = db.execute("DELETE FROM hooks WHERE project_id = ? AND id = ?", (project["id"], hook_id))
+        return cursor.rowcount > 0
+
+    def remove_hooks(self, project_id: int | str) -> int:
+        """Delete all hooks of the project; return how many there were."""
+        project = self.project(project_id)
+        with self._transaction() as db:
+            return db.execute("DELETE FROM hooks WHERE project_id = ?", (project["id"],)).rowcount
+
+    @staticmethod
+    def _hook_dict(row: sqlite3.Row) -> dict:
+        return {
+            "id": row["id"],
+            "url": row["url"],
+            "project_id": row["project_id"],
+            "token": row["token"],
+            "created_at": row["created_at"],
+            **json.loads(row["attributes"]),
+        }
