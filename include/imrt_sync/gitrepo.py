@@ -86,7 +86,7 @@ class ItemRepository:
         """Bring the branch up to date from the remote; return its head commit."""
         try:
             return self._fetch(branch)
-        except (git.GitCommandError, ValueError):
+        except (git.GitError, ValueError):
             # A previous attempt may have been killed half-way: start again from an empty clone, once.
             self.close()
             shutil.rmtree(self.path, ignore_errors=True)
@@ -94,6 +94,8 @@ class ItemRepository:
             return self._fetch(branch)
         except git.GitCommandError as exc:
             raise GitFetchError(_describe(exc, self._url)) from None
+        except (git.GitError, ValueError) as exc:
+            raise GitFetchError(f"git fetch {self._url} failed: {type(exc).__name__}: {exc}") from None
 
     def read(self, sha: str, path: str, max_bytes: int) -> bytes | None:
         """The content of ``path`` at commit ``sha``; None when absent. Raises ValueError over ``max_bytes``."""
@@ -140,9 +142,9 @@ class ItemRepository:
 
     def _has_commit(self, sha: str) -> bool:
         try:
-            self._open().commit(sha)
+            self._open().git.cat_file("-e", f"{sha}^{{commit}}")
             return True
-        except (ValueError, git.BadName):
+        except git.GitCommandError:
             return False
 
 

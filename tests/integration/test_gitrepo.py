@@ -1,0 +1,89 @@
+"""Item repositories over real git smart HTTP from the GitLab-compatible server."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
+from itembank_server import ItemBank, ItemBankServer
+
+TOKEN = "glpat-git-test-token-value"
+
+
+@pytest.fixture
+def bank(tmp_path):
+    bank = ItemBank(tmp_path / "bank")
+    bank.create_group("iat-git")
+    yield bank
+    bank.close()
+
+
+@pytest.fixture
+def server(bank):
+    with ItemBankServer(bank, tokens={TOKEN}) as server:
+        yield server
+
+
+def repo_url(server, project) -> str:
+    return f"{server.url}/iat-git/{project['path']}.git"
+
+
+def when(day: int) -> datetime:
+    return datetime(2024, 1, day, 9, 30, tzinfo=timezone.utc)
+
+
+def test_fetch_reads_the_head_and_lists_only_new_item_json_commits(bank, server, tmp_path):
+    project = bank.create_project("iat-git", "205030", files={"item.json": {"id": "205030"}}, author_name="Ann",
+                                  committed_at=when(1))
+    first = bank.head(project["id"])
+    bank.push_commit(project["id"], files={"README.md": "notes"}, author_name="Bob", committed_at=when(2))
+    second = bank.push_commit(project["id"], files={"item.json": {"id": "205030", "v": 2}}, author_name="Cid",
+                              committed_at=when(3))
+    access = GitAccess(TOKEN, timeout=60)
+    url = repo_url(server, project)
+    assert remote_head(url, "main", access) == second
+    assert remote_head(url, "no-such-branch", access) is None
+
+    with ItemRepository(tmp_path / "cache", project["id"], url, access) as repo:
+        head = repo.fetch("main")
+        assert head.sha == second and head.author_name == "Cid" and head.committed_at == when(3)
+        assert b'"v": 2' in repo.read(head.sha, "item.json", 10_000)
+        assert repo.read(head.sha, "missing.json", 10_000) is None
+        with pytest.raises(ValueError, match="more than the limit of 5"):
+            repo.read(head.sha, "item.json", 5)
+        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", None)] == [first, second]
+        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", first)] == [second]
+        assert repo.commits_touching(head.sha, "item.json", second) == []
+        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", "0" * 40)] == [first, second]
+
+    third = bank.push_commit(project["id"], files={"item.json": {"id": "205030", "v": 3}}, author_name="Dee")
+    server.reset_counters()
+    with ItemRepository(tmp_path / "cache", project["id"], url, access) as repo:
+        assert repo.fetch("main").sha == third
+        assert [c.sha for c in repo.commits_touching(third, "item.json", second)] == [third]
+
+    config = (tmp_path / "cache" / f"{project['id']}.git" / "config").read_text()
+    assert TOKEN not in config and "extraHeader" not in config
+
+
+def test_wrong_token_fails_clearly_without_revealing_any_token(bank, server, tmp_path):
+    project = bank.create_project("iat-git", "205031", files={"item.json": "{}"})
+    wrong = "glpat-not-the-right-one"
+    with pytest.raises(GitFetchError) as error:
+        remote_head(repo_url(server, project), "main", GitAccess(wrong, timeout=30))
+    assert wrong not in str(error.value) and TOKEN not in str(error.value)
+    with ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), GitAccess(wrong)) as repo:
+        with pytest.raises(GitFetchError, match="failed"):
+            repo.fetch("main")
+
+
+def test_a_fetch_that_fails_once_is_retried_from_a_clean_clone(bank, server, tmp_path):
+    project = bank.create_project("iat-git", "205032", files={"item.json": "{}"})
+    cache = tmp_path / "cache"
+    broken = cache / f"{project['id']}.git"
+    broken.mkdir(parents=True)
+    (broken / "HEAD").write_text("garbage")
+    with ItemRepository(cache, project["id"], repo_url(server, project), GitAccess(TOKEN)) as repo:
+        assert repo.fetch("main").sha == bank.head(project["id"])
