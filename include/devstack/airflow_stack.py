@@ -1,0 +1,572 @@
+"""Run a real Airflow 3 stack (api-server, scheduler, dag-processor) as subprocesses, for e2e tests and `make run`.
+
+The launcher never imports Airflow: it starts the ``airflow`` CLI of the running interpreter's environment and talks
+to the stack over the public REST API only.
+
+Every component gets the same complete, explicit configuration through environment variables (nothing inherited
+from ``AIRFLOW_*`` variables of the calling process, no secrets on a command line):
+
+* PostgreSQL metadata database, LocalExecutor, SimpleAuthManager with pre-seeded passwords;
+* one JWT secret, API secret key and Fernet key per home, generated once and kept (``<home>/devstack-secrets.json``)
+  so that a restarted stack can still read what the previous one encrypted, and tokens stay valid;
+* free ports for the API and both log servers, so that several stacks can run side by side;
+* every listening socket on ``host`` (127.0.0.1): the scheduler's log server, which can only bind all interfaces,
+  is not started (``--skip-serve-logs``); the api-server reads the task logs from the shared local log folder.
+
+Each component runs in its own session (process group). ``stop()`` sends SIGINT to every group, then SIGTERM, then
+SIGKILL, and finally kills any descendant that left its group (task runners make their own process groups).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import requests
+
+log = logging.getLogger(__name__)
+
+_HEALTH_KEYS = ("metadatabase", "scheduler", "dag_processor")
+_TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+_HTTP_TIMEOUT = 30.0
+_POLL_INTERVAL = 0.5
+_IDLE_WORKER_GRACE = 5.0  # seconds after SIGINT, see AirflowStack._kill_idle_workers
+_LOCAL_WORKER_TITLE = "airflow worker -- LocalExecutor"
+_ROLES = frozenset({"viewer", "user", "op", "admin"})  # SimpleAuthManagerRole
+
+
+class AirflowStackError(RuntimeError):
+    """The stack could not be started, or one of its processes died."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "<no log>"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _q(segment: str) -> str:
+    """One URL path segment (run ids contain ``:`` and ``+``)."""
+    return quote(segment, safe="")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+
+
+def _is_alive(proc: psutil.Process) -> bool:
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline()).strip()[:100] or proc.name()
+    except psutil.Error:
+        return "?"
+
+
+@contextlib.contextmanager
+def _suppress_gone() -> Iterator[None]:
+    try:
+        yield
+    except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+        pass
+
+
+def _generate_fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+class AirflowStack:
+    """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``.
+
+    Use as a context manager, or call ``start()`` and ``stop()``. All paths are made absolute.
+    """
+
+    def __init__(
+        self,
+        home: Path,
+        metadata_url: str,  # a sqlalchemy URL object works too
+        *,
+        dags_folder: Path,
+        plugins_folder: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        users: Mapping[str, str] = {"admin": "admin"},  # noqa: B006 - never mutated
+        host: str = "127.0.0.1",
+        api_port: int | None = None,
+        parallelism: int = 8,
+        log_prefix: str = "",
+    ) -> None:
+        if not users:
+            raise ValueError("at least one user is needed")
+        for name, role in users.items():
+            if not name or any(c in name for c in ",: ") or role.lower() not in _ROLES:
+                raise ValueError(f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(_ROLES)})")
+        self.home = Path(home).resolve()
+        # A sqlalchemy URL object is accepted too; its password must survive rendering.
+        render = getattr(metadata_url, "render_as_string", None)
+        self.metadata_url: str = render(hide_password=False) if render else str(metadata_url)
+        self.dags_folder = Path(dags_folder).resolve()
+        self.plugins_folder = Path(plugins_folder).resolve() if plugins_folder else self.home / "plugins"
+        self.extra_env = dict(env or {})
+        self.users = dict(users)
+        self.host = host
+        self.api_port = api_port or free_port(host)
+        self.worker_log_server_port = free_port(host)
+        self.trigger_log_server_port = free_port(host)
+        self.parallelism = parallelism
+        self.log_prefix = log_prefix
+        self.logs_dir = self.home / "logs"
+        self.url = f"http://{host}:{self.api_port}"
+        self.processes: dict[str, subprocess.Popen] = {}
+        self.start_seconds: float | None = None
+        self.timings: dict[str, float] = {}  # seconds per start()/stop() phase, for reporting
+        self._log_files: dict[str, Path] = {}
+        self._session = requests.Session()
+        self._cached_tokens: dict[str, str] = {}
+        self._airflow = str(Path(sys.executable).with_name("airflow"))
+        admins = [u for u, r in self.users.items() if r.lower() == "admin"]
+        self.default_user = "admin" if "admin" in self.users else (admins or list(self.users))[0]
+
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.plugins_folder.mkdir(parents=True, exist_ok=True)
+        self.passwords_file = self.home / "simple_auth_manager_passwords.json"
+        self._secrets = self._load_or_create_secrets()
+        self._passwords = self._load_or_create_passwords()
+        self.environment = self._build_environment()
+
+    # ------------------------------------------------------------------ configuration
+
+    def _load_or_create_secrets(self) -> dict[str, str]:
+        path = self.home / "devstack-secrets.json"
+        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {
+            "jwt_secret": lambda: secrets.token_urlsafe(32),
+            "api_secret_key": lambda: secrets.token_urlsafe(32),
+            "fernet_key": _generate_fernet_key,
+        }
+        missing = {k: make() for k, make in wanted.items() if not stored.get(k)}
+        if missing:
+            stored.update(missing)
+            _write_private(path, json.dumps(stored, indent=2) + "\n")
+        return stored
+
+    def _load_or_create_passwords(self) -> dict[str, str]:
+        path = self.passwords_file
+        stored: dict[str, str] = json.loads(path.read_text().strip() or "{}") if path.exists() else {}
+        missing = [u for u in self.users if not stored.get(u)]
+        if missing or not path.exists():
+            stored.update({u: secrets.token_urlsafe(16) for u in missing})
+            _write_private(path, json.dumps(stored) + "\n")
+        return stored
+
+    def _build_environment(self) -> dict[str, str]:
+        # Start from the caller's environment without any Airflow variable (pytest's conftest sets some for its own
+        # process), then set everything Airflow needs explicitly. Extra env comes last and may override.
+        base = {k: v for k, v in os.environ.items() if not k.lstrip("_").startswith("AIRFLOW")}
+        venv_bin = str(Path(sys.executable).parent)
+        base["PATH"] = os.pathsep.join([venv_bin, *(p for p in base.get("PATH", "").split(os.pathsep) if p)])
+        config = {
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW_CONFIG": str(self.home / "airflow.cfg"),
+            "PYTHONUNBUFFERED": "1",
+            # database / executor
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+            # what to load
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
+            # auth
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
+            "AIRFLOW__API__SECRET_KEY": self._secrets["api_secret_key"],
+            "AIRFLOW__CORE__FERNET_KEY": self._secrets["fernet_key"],
+            # API server and the execution API the workers call
+            "AIRFLOW__API__HOST": self.host,
+            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            # logs (log servers are not started, see module doc; their ports are still distinct per stack)
+            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir),
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_server_port),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_server_port),
+            "AIRFLOW__LOGGING__REMOTE_LOGGING": "False",
+            # snappy, but with the real loops: new DAG files are found within 5 s, changed ones re-parsed in 10 s
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "5",
+            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
+            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "10",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
+            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
+            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
+            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
+            "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
+        }
+        return {**base, **config, **self.extra_env}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> AirflowStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def password(self, username: str) -> str:
+        return self._passwords[username]
+
+    def log_file(self, component: str) -> Path:
+        return self.logs_dir / f"{self.log_prefix}{component}.log"
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        path = self.log_file(name)
+        self._log_files[name] = path
+        with open(path, "ab") as out:
+            return subprocess.Popen(
+                [self._airflow, *args],
+                cwd=self.home,
+                env=self.environment,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _logs_report(self, lines: int = 40) -> str:
+        parts = []
+        for name, path in self._log_files.items():
+            proc = self.processes.get(name)
+            status = "" if proc is None else f" (pid {proc.pid}, exit code {proc.poll()})"
+            parts.append(f"----- {name}{status}: {path}\n{_tail(path, lines)}")
+        return "\n".join(parts)
+
+    def check_alive(self) -> None:
+        """Raise ``AirflowStackError`` (with log tails) if a component process has exited."""
+        dead = {name: p.returncode for name, p in self.processes.items() if p.poll() is not None}
+        if dead:
+            raise AirflowStackError(f"Airflow component(s) exited: {dead}\n{self._logs_report()}")
+
+    def start(self, timeout: float = 180) -> None:
+        """Migrate the database, start the components and wait until the health endpoint reports them healthy."""
+        if self.processes:
+            raise AirflowStackError("already started")
+        began = time.monotonic()
+        deadline = began + timeout
+        self.timings = {}
+        atexit.register(self.stop)  # a safety net if the caller never stops us (not run on SIGKILL/SIGTERM)
+        try:
+            self._migrate(deadline)
+            self.timings["db_migrate"] = time.monotonic() - began
+            self.processes["api-server"] = self._spawn(
+                "api-server", ["api-server", "--host", self.host, "--port", str(self.api_port)]
+            )
+            self.processes["scheduler"] = self._spawn("scheduler", ["scheduler", "--skip-serve-logs"])
+            self.processes["dag-processor"] = self._spawn("dag-processor", ["dag-processor"])
+            self._wait_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = self.timings["start"] = time.monotonic() - began
+        log.info("Airflow stack at %s healthy after %.1f s (%s)", self.url, self.start_seconds, self.timings)
+
+    def _migrate(self, deadline: float) -> None:
+        path = self.log_file("db-migrate")
+        self._log_files["db-migrate"] = path
+        with open(path, "ab") as out:
+            try:
+                result = subprocess.run(
+                    [self._airflow, "db", "migrate"],
+                    cwd=self.home,
+                    env=self.environment,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=max(1.0, deadline - time.monotonic()),
+                    start_new_session=True,
+                )
+            except subprocess.TimeoutExpired as exc:
+                raise AirflowStackError(f"airflow db migrate timed out\n{_tail(path)}") from exc
+        if result.returncode != 0:
+            raise AirflowStackError(f"airflow db migrate failed ({result.returncode})\n{_tail(path)}")
+
+    def health(self) -> dict[str, Any] | None:
+        """The health document, or None while the API server does not answer."""
+        try:
+            response = self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5)
+            return response.json() if response.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            return None
+
+    def _wait_healthy(self, deadline: float) -> None:
+        last: dict[str, Any] | None = None
+        spawned = time.monotonic()
+        while True:
+            self.check_alive()
+            last = self.health()
+            if last and "api_answering" not in self.timings:
+                self.timings["api_answering"] = time.monotonic() - spawned
+            if last and all((last.get(key) or {}).get("status") == "healthy" for key in _HEALTH_KEYS):
+                return
+            if time.monotonic() > deadline:
+                raise AirflowStackError(f"Airflow stack not healthy in time; health: {last}\n{self._logs_report()}")
+            time.sleep(_POLL_INTERVAL)
+
+    def pids(self) -> set[int]:
+        """Pids of the live component processes, their descendants and anything else in their process groups."""
+        return {proc.pid for proc in self._tracked()}
+
+    def _tracked(self, known: dict[int, psutil.Process] | None = None) -> list[psutil.Process]:
+        """Live processes of the stack: leaders, their descendants, members of their groups (plus ``known`` ones)."""
+        found: dict[int, psutil.Process] = dict(known or {})
+        for popen in self.processes.values():
+            try:
+                leader = psutil.Process(popen.pid)
+                found[leader.pid] = leader
+                found.update((child.pid, child) for child in leader.children(recursive=True))
+            except psutil.NoSuchProcess:
+                pass
+        groups = {popen.pid for popen in self.processes.values()}
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid not in found and os.getpgid(proc.pid) in groups:
+                    found[proc.pid] = proc
+            except (OSError, psutil.Error):
+                continue
+        return [proc for proc in found.values() if _is_alive(proc)]
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop every component: SIGINT to each process group, then SIGTERM, then SIGKILL. Idempotent.
+
+        About two thirds of ``timeout`` go to the graceful SIGINT, the rest to SIGTERM. Descendants that left
+        their group (task runners make their own) are remembered before signalling and killed at the end.
+        LocalExecutor workers still idle 5 s after SIGINT are killed (see ``_kill_idle_workers``).
+        Raises ``AirflowStackError`` if a process survives SIGKILL.
+        """
+        atexit.unregister(self.stop)
+        if not self.processes:
+            return
+        began = time.monotonic()
+        tracked = {proc.pid: proc for proc in self._tracked()}
+        phases = ((signal.SIGINT, timeout * 2 / 3), (signal.SIGTERM, timeout / 3), (signal.SIGKILL, 10.0))
+        for sig, budget in phases:
+            alive = self._tracked(tracked)
+            if not alive:
+                break
+            if sig != signal.SIGINT:
+                log.warning(
+                    "Airflow stack %s: %s still running, sending %s; %s",
+                    self.url,
+                    [(p.pid, _describe(p)) for p in alive],
+                    sig.name,
+                    {name: p.poll() for name, p in self.processes.items()},
+                )
+            self._signal_groups(sig)
+            if sig == signal.SIGKILL:
+                for proc in alive:
+                    with _suppress_gone():
+                        proc.kill()
+            until = time.monotonic() + budget
+            next_sweep = time.monotonic() + _IDLE_WORKER_GRACE if sig == signal.SIGINT else float("inf")
+            while (alive := self._tracked(tracked)) and time.monotonic() < until:
+                if time.monotonic() > next_sweep:
+                    next_sweep = time.monotonic() + 1.0
+                    self._kill_idle_workers(alive)
+                self._reap()
+                time.sleep(0.1)
+        self._reap()
+        survivors = self._tracked(tracked)
+        self.timings["stop"] = time.monotonic() - began
+        self.processes.clear()
+        self._cached_tokens.clear()
+        if survivors:
+            raise AirflowStackError(f"processes survived SIGKILL: {[p.pid for p in survivors]}")
+
+    def _kill_idle_workers(self, alive: list[psutil.Process]) -> None:
+        """SIGKILL LocalExecutor workers that are still idle well after the scheduler got SIGINT.
+
+        On SIGINT the scheduler (``LocalExecutor.end()``) puts one shutdown message per worker on the queue and joins
+        them. Workers ignore SIGINT and SIGTERM. Now and then (observed on 3.3.2, about 1 stop in 5 under load) one
+        idle worker never returns and the scheduler hangs in ``join()``, through SIGTERM too (multiprocessing joins
+        its children at exit), until SIGKILL. An idle worker runs no task, so killing it loses nothing and lets the
+        scheduler finish its own shutdown. Called every second from 5 s after SIGINT: a worker that finishes its
+        task later turns idle too (and may then wait on a queue lock that a killed worker held).
+        """
+        titles = {p: _describe(p) for p in alive}
+        idle = [p for p, title in titles.items() if title.startswith(_LOCAL_WORKER_TITLE) and title.endswith("<idle>")]
+        if idle:
+            log.warning("Airflow stack %s: killing idle LocalExecutor workers %s", self.url, [p.pid for p in idle])
+        for proc in idle:
+            with _suppress_gone():
+                proc.kill()
+
+    def _reap(self) -> None:
+        for popen in self.processes.values():
+            popen.poll()
+
+    def _signal_groups(self, sig: signal.Signals) -> None:
+        for popen in self.processes.values():
+            with _suppress_gone():
+                os.killpg(popen.pid, sig)  # start_new_session=True: the group id is the leader's pid
+
+    # ------------------------------------------------------------------ REST API
+
+    def token(self, username: str = "admin") -> str:
+        """A fresh JWT for ``username`` from ``POST /auth/token``."""
+        response = self._session.post(
+            f"{self.url}/auth/token",
+            json={"username": username, "password": self.password(username)},
+            timeout=_HTTP_TIMEOUT,
+        )
+        if response.status_code not in (200, 201):
+            raise AirflowStackError(f"POST /auth/token for {username!r}: {response.status_code} {response.text}")
+        return response.json()["access_token"]
+
+    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
+        """A request to the API server at ``path`` (e.g. ``/api/v2/dags``).
+
+        ``token=None`` uses the (cached) token of the default admin user; ``token=""`` sends no Authorization header.
+        Other keyword arguments go to ``requests``; a timeout is always set.
+        """
+        if token is None:
+            user = self.default_user
+            if user not in self._cached_tokens:
+                self._cached_tokens[user] = self.token(user)
+            token = self._cached_tokens[user]
+        headers = dict(kwargs.pop("headers", None) or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        kwargs.setdefault("timeout", _HTTP_TIMEOUT)
+        return self._session.request(method, f"{self.url}{path}", headers=headers, **kwargs)
+
+    def _api_json(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
+        response = self.api(method, path, **kwargs)
+        if response.status_code not in expected:
+            raise AirflowStackError(f"{method} {path}: {response.status_code} {response.text}")
+        return response.json()
+
+    def import_errors(self) -> list[dict]:
+        return self._api_json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
+
+    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict:
+        """Wait until the dag-processor has parsed ``dag_id``; return the DAG document."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            response = self.api("GET", f"/api/v2/dags/{_q(dag_id)}")
+            if response.status_code == 200:
+                return response.json()
+            if response.status_code != 404:
+                raise AirflowStackError(f"GET /api/v2/dags/{_q(dag_id)}: {response.status_code} {response.text}")
+            if time.monotonic() > deadline:
+                errors = "\n".join(f"{e.get('filename')}:\n{e.get('stack_trace')}" for e in self.import_errors())
+                raise TimeoutError(
+                    f"DAG {dag_id!r} not parsed within {timeout} s; import errors:\n{errors or '(none)'}\n"
+                    f"{_tail(self.log_file('dag-processor'))}"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def unpause(self, dag_id: str) -> None:
+        document = self._api_json("PATCH", f"/api/v2/dags/{_q(dag_id)}", json={"is_paused": False})
+        if document.get("is_paused"):
+            raise AirflowStackError(f"DAG {dag_id!r} still paused: {document}")
+
+    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> str:
+        """Trigger a manual run; return its ``dag_run_id``."""
+        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
+        if run_id is not None:
+            body["dag_run_id"] = run_id
+        return self._api_json("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", json=body)["dag_run_id"]
+
+    def dag_run(self, dag_id: str, run_id: str) -> dict:
+        return self._api_json("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
+        """Wait until the run is ``success`` or ``failed``; return that state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.check_alive()
+            state = self.dag_run(dag_id, run_id)["state"]
+            if state in _TERMINAL_RUN_STATES:
+                return state
+            if time.monotonic() > deadline:
+                tis = {(t["task_id"], t["map_index"]): t["state"] for t in self.task_instances(dag_id, run_id)}
+                raise TimeoutError(f"run {dag_id}/{run_id} still {state!r} after {timeout} s; task instances: {tis}")
+            time.sleep(1.0)
+
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
+        """All task instances of the run, mapped ones included (one per map index)."""
+        found: list[dict] = []
+        while True:
+            page = self._api_json(
+                "GET",
+                f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances",
+                params={"limit": 100, "offset": len(found)},
+            )
+            found.extend(page["task_instances"])
+            if not page["task_instances"] or len(found) >= page["total_entries"]:
+                return found
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
+        """The task attempt's log as text, one line per log event."""
+        document = self._api_json(
+            "GET",
+            f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/logs/{try_number}",
+            params={"map_index": map_index, "full_content": True},
+            headers={"Accept": "application/json"},
+        )
+        content = document.get("content")
+        if isinstance(content, str):
+            return content
+        lines = []
+        for entry in content or []:
+            if isinstance(entry, str):
+                lines.append(entry)
+                continue
+            extra = {k: v for k, v in entry.items() if k not in ("timestamp", "level", "event", "logger")}
+            prefix = " ".join(str(entry[k]) for k in ("timestamp", "level", "logger") if entry.get(k))
+            suffix = " ".join(f"{k}={v}" for k, v in extra.items())
+            lines.append(" ".join(part for part in (prefix, str(entry.get("event", "")), suffix) if part))
+        return "\n".join(lines)

@@ -1,0 +1,140 @@
+"""The real DAG under the real scheduler, API server and DAG processor (LocalExecutor, PostgreSQL metadata).
+
+The scheduler starts the latest 09:00 run as soon as the DAG is unpaused (catchup=False): that scheduled run is the
+first full sync. Then a REST-triggered run, authenticated with a token, syncs the items changed since.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from devstack.airflow_stack import AirflowStack
+from devstack.postgres import airflow_connection, ensure_database
+from itembank_server import ItemBank, ItemBankServer, generate_bank
+
+pytestmark = pytest.mark.e2e
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "item_synchronization"
+GROUP = "iat-sched"
+TOKEN = "glpat-scheduler-e2e-token"
+BANK_SIZE = 30
+
+
+@pytest.fixture(scope="module")
+def item_bank(tmp_path_factory):
+    bank = ItemBank(tmp_path_factory.mktemp("bank"))
+    bank.create_group(GROUP)
+    projects = generate_bank(bank, GROUP, count=BANK_SIZE, seed=11)
+    with ItemBankServer(bank, tokens={TOKEN}) as server:
+        yield bank, projects, server
+    bank.close()
+
+
+@pytest.fixture(scope="module")
+def imrt_url(pg_admin_url):
+    return ensure_database(pg_admin_url, f"imrt_sched_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture(scope="module")
+def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
+    _, _, server = item_bank
+    root = tmp_path_factory.mktemp("stack")
+    metadata_url = ensure_database(pg_admin_url, f"airflow_sched_{uuid.uuid4().hex[:10]}")
+    env = {
+        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": server.url, "password": TOKEN, "extra": {"timeout": 30}}
+        ),
+        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
+        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": GROUP,
+        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
+        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": "scheduler-e2e-webhook-secret",
+        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(root / "git-cache"),
+    }
+    airflow = AirflowStack(
+        root / "home",
+        metadata_url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
+        dags_folder=REPO_ROOT / "dags",
+        plugins_folder=REPO_ROOT / "plugins",
+        env=env,
+        parallelism=4,
+    )
+    try:
+        airflow.start()
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def count(url, sql: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
+    bank, projects, _ = item_bank
+    stack.wait_for_dag(DAG_ID)
+    unauthenticated = stack.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token="", json={"logical_date": None})
+    assert unauthenticated.status_code == 401
+
+    stack.unpause(DAG_ID)
+    runs = wait_until(
+        lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"], 60, "the scheduled run"
+    )
+    scheduled = runs[0]
+    assert scheduled["run_type"] == "scheduled"
+    assert stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], timeout=400) == "success"
+    assert count(imrt_url, "SELECT count(*) FROM item") == BANK_SIZE
+    sync_tis = [ti for ti in stack.task_instances(DAG_ID, scheduled["dag_run_id"]) if ti["task_id"] == "sync"]
+    assert sorted(ti["rendered_map_index"] for ti in sync_tis) == sorted(p["path"] for p in projects)
+
+    changed = projects[:2]
+    for p in changed:
+        document = json.loads(bank.read_file(p["id"], "item.json"))
+        document["workflow"] = {"workflowStatusCode": "Approved"}
+        bank.push_commit(p["id"], files={"item.json": document}, message="approve", author_name="Rest R")
+    token = stack.token("admin")
+    response = stack.api(
+        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token=token,
+        json={"logical_date": None, "conf": {"mode": "incremental"}},
+    )
+    assert response.status_code == 200, response.text
+    run_id = response.json()["dag_run_id"]
+    assert stack.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
+
+    instances = {ti["rendered_map_index"]: ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"}
+    assert sorted(instances) == sorted(p["path"] for p in changed)
+    assert count(imrt_url, "SELECT count(*) FROM item WHERE workflow_status = 'Approved' AND updated_by = 'Rest R'") == 2
+    sync_log = stack.task_log(DAG_ID, run_id, "sync", map_index=instances[changed[0]["path"]]["map_index"])
+    assert f"ITEM EVENT type: ITEM_UPDATED key: " in sync_log and f"itemId: {changed[0]['path']}" in sync_log
+    summary_log = stack.task_log(DAG_ID, run_id, "summary")
+    assert (
+        f"Item Synchronization Process complete.  Job execution id: {run_id}, exit status code: COMPLETED, "
+        f"exit message: Total item bank ids: {BANK_SIZE}, number of items requiring project webhook: 0, "
+        "number of items deleted from IMRT: 0"
+    ) in summary_log
+    list_log = stack.task_log(DAG_ID, run_id, "list_ids")
+    assert "getting item bank ids from source control" in list_log
+    assert f"retrieved {BANK_SIZE} item bank ids from source control in " in list_log
+    for secret in (TOKEN, "scheduler-e2e-webhook-secret"):
+        assert secret not in sync_log + summary_log + list_log
