@@ -1,0 +1,199 @@
+"""``python -m devstack run``: the item synchronization on one machine, with nothing but Python.
+
+Starts an embedded PostgreSQL (Airflow's metadata and the ``imrt`` database), the item bank server with a demo
+bank (or uses a real GitLab, see the README), and Airflow's API server, scheduler and DAG processor; runs a sync,
+shows its progress and summary, and keeps the stack up until Ctrl-C. Data stays in the data directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import os
+import secrets
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+from .airflow_stack import AirflowStack
+from .postgres import airflow_connection, ensure_database, start_embedded_postgres
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "item_synchronization"
+DEMO_GROUP = "iat-demo"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start the stack, run a sync, keep the stack up until Ctrl-C")
+    run.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IMRT_DATA_DIR", REPO_ROOT / ".data")))
+    run.add_argument("--api-port", type=int, default=int(os.environ.get("IMRT_API_PORT", "8080")))
+    run.add_argument("--itembank-port", type=int, default=int(os.environ.get("IMRT_ITEMBANK_PORT", "8929")))
+    run.add_argument("--demo-items", type=int, default=int(os.environ.get("IMRT_DEMO_ITEMS", "300")))
+    run.add_argument("--parallelism", type=int, default=int(os.environ.get("IMRT_PARALLELISM", "4")))
+    return parser
+
+
+def say(message: str) -> None:
+    print(f"[devstack] {message}", flush=True)
+
+
+def hold_single_instance_lock(data_dir: Path):
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / "devstack.lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise SystemExit(f"a local stack is already running on {data_dir} (pid {handle.read().strip() or '?'})")
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def item_bank_source(args, data_dir: Path):
+    """The GitLab to sync: the one named by IMRT_GITLAB_* variables, or a local demo item bank server."""
+    if os.environ.get("IMRT_GITLAB_URL"):
+        return None, {
+            "url": os.environ["IMRT_GITLAB_URL"],
+            "token": os.environ["IMRT_GITLAB_TOKEN"],
+            "group": os.environ["IMRT_GITLAB_GROUP"],
+        }
+    from itembank_server import ItemBank, ItemBankServer, generate_bank
+
+    token_file = data_dir / "itembank-token"
+    if not token_file.exists():
+        token_file.write_text(secrets.token_urlsafe(24))
+        token_file.chmod(0o600)
+    token = token_file.read_text().strip()
+    bank = ItemBank(data_dir / "itembank")
+    group = bank.create_group(DEMO_GROUP)
+    if bank.count_projects(group["id"]) == 0:
+        say(f"generating a demo item bank of {args.demo_items} items ...")
+        generate_bank(bank, DEMO_GROUP, count=args.demo_items, seed=0)
+    server = ItemBankServer(bank, "127.0.0.1", args.itembank_port, {token}).start()
+    say(f"item bank server: {server.url} (group {DEMO_GROUP})")
+    return server, {"url": server.url, "token": token, "group": DEMO_GROUP}
+
+
+def airflow_env(gitlab: dict, imrt_url, data_dir: Path) -> dict[str, str]:
+    return {
+        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": gitlab["url"], "password": gitlab["token"], "extra": {"timeout": 60}}
+        ),
+        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
+        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": gitlab["group"],
+        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": os.environ.get("IMRT_WEBHOOK_URL", "http://127.0.0.1:8080/webHook"),
+        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": os.environ.get("IMRT_WEBHOOK_SECRET", ""),
+        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(data_dir / "git-cache"),
+    }
+
+
+def follow_runs(stack: AirflowStack, run_id: str) -> None:
+    """Follow every run until ``run_id`` has ended: unpausing may start the latest scheduled run first."""
+    finished = {r["dag_run_id"] for r in list_runs(stack) if r["state"] in ("success", "failed")}
+    while run_id not in finished:
+        pending = [r for r in list_runs(stack) if r["dag_run_id"] not in finished]
+        active = next((r for r in pending if r["state"] == "running"), None) or pending[0]
+        state = follow_run(stack, active["dag_run_id"])
+        say(f"run {active['dag_run_id']} ({active['run_type']}) ended: {state}")
+        print_summary(stack, active["dag_run_id"])
+        finished.add(active["dag_run_id"])
+
+
+def list_runs(stack: AirflowStack) -> list[dict]:
+    return stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after"}).json()["dag_runs"]
+
+
+def follow_run(stack: AirflowStack, run_id: str) -> str:
+    """Print progress (sync units done of total) until the run ends; return its state."""
+    last = None
+    while True:
+        state = stack.dag_run(DAG_ID, run_id)["state"]
+        units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
+        done = sum(1 for ti in units if ti["state"] in ("success", "failed", "upstream_failed", "skipped"))
+        line = f"run {run_id}: {state}, sync units done {done} of {len(units)}"
+        if line != last:
+            say(line)
+            last = line
+        if state in ("success", "failed"):
+            return state
+        time.sleep(2)
+
+
+def print_summary(stack: AirflowStack, run_id: str) -> None:
+    response = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summary/xcomEntries/outcome")
+    if response.status_code == 200:
+        verdict = response.json()["value"]
+        verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
+        say(f"exit status: {verdict['status']}")
+        say(f"exit message: {verdict['message']}")
+
+
+def count_items(imrt_url) -> int:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(imrt_url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text("SELECT count(*) FROM item")) if sa.inspect(conn).has_table("item") else 0
+    finally:
+        engine.dispose()
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = args.data_dir.resolve()
+    lock = hold_single_instance_lock(data_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    say(f"data directory: {data_dir}")
+    admin_url = start_embedded_postgres(data_dir / "pgdata")
+    metadata_url = ensure_database(admin_url, "airflow").set(drivername="postgresql+psycopg2")
+    imrt_url = ensure_database(admin_url, "imrt")
+    server, gitlab = item_bank_source(args, data_dir)
+    stack = AirflowStack(
+        data_dir / "airflow",
+        metadata_url,
+        dags_folder=REPO_ROOT / "dags",
+        plugins_folder=REPO_ROOT / "plugins",
+        env=airflow_env(gitlab, imrt_url, data_dir),
+        api_port=args.api_port,
+        parallelism=args.parallelism,
+    )
+    try:
+        say("starting Airflow (api-server, scheduler, dag-processor) ...")
+        stack.start()
+        stack.wait_for_dag(DAG_ID)
+        stack.unpause(DAG_ID)
+        run_id = stack.trigger(DAG_ID, conf={"mode": "incremental"})
+        say(f"started a sync: run {run_id}")
+        follow_runs(stack, run_id)
+        say(f"imrt database: {count_items(imrt_url)} items")
+        say(f"Airflow UI: {stack.url}  (login: admin / {stack.password('admin')})")
+        say(f"task logs: {stack.logs_dir}/dag_id={DAG_ID}/run_id={run_id}/")
+        say("the stack stays up; press Ctrl-C to stop it (data is kept)")
+        stop.wait()
+    finally:
+        say("stopping ...")
+        stack.stop()
+        if server is not None:
+            server.stop()
+        lock.close()
+    say("stopped")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
