@@ -9,6 +9,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from .config import GitLabSettings, SyncSettings
 
@@ -85,13 +86,10 @@ def imrt_engine():
 
 
 def _base_url(host: str, scheme: str | None, port: int | None) -> str:
-    if "://" in host:
-        base = host.rstrip("/")
-    else:
-        base = f"{scheme or 'https'}://{host.strip('/')}"
-    if port and base.count(":") < 2:
-        base = f"{base}:{port}"
-    return base
+    """The GitLab base URL from a connection: ``host`` may be a full URL, or a host name with scheme and port."""
+    parsed = urlsplit(host if "://" in host else f"{scheme or 'https'}://{host}")
+    netloc = parsed.netloc if parsed.port or not port else f"{parsed.hostname}:{port}"
+    return urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/"), "", ""))
 
 
 def _string_list(value: str) -> list[str]:
