@@ -122,9 +122,14 @@ def item_synchronization():
     def list_ids(ti=None, params=None, run_id=None) -> list[dict]:
         """Plan the run; return the work units the ``sync`` task is mapped over."""
         from imrt_sync import pipeline
+        from imrt_sync.batch import BatchMirror
+        from imrt_sync.schema import ensure_schema
 
-        pipeline.log.info(LEGACY_START, run_id)
         with _services() as services:
+            ensure_schema(services.engine)
+            execution = BatchMirror(services.engine).mark_started(run_id)
+            ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
+            pipeline.log.info(LEGACY_START, execution.job_execution_id)
             planned = pipeline.list_ids(services, _run_params(params))
         ti.xcom_push(key="plan", value=planned["plan"])
         return planned["units"]
@@ -154,13 +159,19 @@ def item_synchronization():
     @task(trigger_rule="all_done", multiple_outputs=False)
     def summary(ti=None, run_id=None) -> dict:
         from imrt_sync import pipeline
+        from imrt_sync.batch import BatchMirror
 
         plan = ti.xcom_pull(task_ids="list_ids", key="plan")
         units = ti.xcom_pull(task_ids="list_ids") or []
         unit_outcomes = _as_list(ti.xcom_pull(task_ids="sync", key="outcome"))
         hooks = ti.xcom_pull(task_ids="dispatch_webhooks", key="outcome")
         verdict = pipeline.summarize(plan, unit_outcomes, hooks, units)
-        pipeline.log.info(LEGACY_COMPLETE, run_id, verdict["status"], verdict["message"])
+        with _services() as services:
+            execution = BatchMirror(services.engine).record_outcome(
+                run_id, verdict["message"], read_count=verdict["read_count"],
+                write_count=verdict["write_count"], skip_count=verdict["skip_count"],
+            )
+        pipeline.log.info(LEGACY_COMPLETE, execution.job_execution_id, verdict["status"], verdict["message"])
         return _report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
 
     planned = list_ids()

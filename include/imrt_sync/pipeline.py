@@ -19,7 +19,6 @@ from .gitlab import GitLabClient
 from .gitrepo import ITEM_FILE, GitAccess, ItemRepository, remote_head
 from .mapping import map_item, parse_item_json
 from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
-from .schema import ensure_schema
 from .store import ItemStore, Revision
 
 log = logging.getLogger(__name__)
@@ -42,8 +41,6 @@ class Services:
 def list_ids(services: Services, params: RunParams) -> dict:
     """List the group's projects, compare them with IMRT and plan the run: ``{"plan": {...}, "units": [...]}``."""
     settings = services.settings
-    if not params.dry_run:
-        ensure_schema(services.engine)
     log.info("getting item bank ids from source control")
     started = time.monotonic()
     projects = _projects_in_scope(services, params)
@@ -93,8 +90,6 @@ def _project_states(services: Services, projects: list[dict]) -> list[ProjectSta
 
 
 def _recorded_heads(services: Services, params: RunParams) -> dict[int, str]:
-    if not sa.inspect(services.engine).has_table("item_git"):
-        return {}
     return services.store.recorded_heads(params.item_ids or None)
 
 
@@ -192,7 +187,8 @@ def dispatch_webhooks(services: Services, project_ids: list[int], params: RunPar
 def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict | None, units: list[dict]) -> dict:
     """The run's verdict and its legacy exit message."""
     if plan is None:
-        return {"status": "FAILED", "message": _limit("Listing the item bank failed: see the list_ids task log")}
+        message = "Listing the item bank failed: see the list_ids task log"
+        return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0}
     reported = {o["label"]: o for o in unit_outcomes if o}
     deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
     message = (
@@ -208,11 +204,16 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
         problems += list(hooks["failed"].values())
     if plan["deletion_blocked"]:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
-    if not problems:
-        return {"status": "COMPLETED", "message": message}
     failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]}, key=int)
+    counts = {
+        "read_count": plan["total_ids"],
+        "write_count": sum(len(o["events"]) for o in reported.values()),
+        "skip_count": len(failed_ids),
+    }
+    if not problems:
+        return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
-    return {"status": "FAILED", "message": _limit(detail)}
+    return {"status": "FAILED", "message": _limit(detail), **counts}
 
 
 def _limit(text: str) -> str:

@@ -91,6 +91,17 @@ def count(url, sql: str) -> int:
         engine.dispose()
 
 
+def execution_of(url, run_id: str) -> int:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(sa.text(
+                "SELECT job_execution_id FROM batch_job_execution_context WHERE short_context LIKE :run"
+            ), {"run": f'%"{run_id}"%'})
+    finally:
+        engine.dispose()
+
+
 def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     bank, projects, _ = item_bank
     stack.wait_for_dag(DAG_ID)
@@ -128,8 +139,9 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     sync_log = stack.task_log(DAG_ID, run_id, "sync", map_index=instances[changed[0]["path"]]["map_index"])
     assert f"ITEM EVENT type: ITEM_UPDATED key: " in sync_log and f"itemId: {changed[0]['path']}" in sync_log
     summary_log = stack.task_log(DAG_ID, run_id, "summary")
+    execution_id = execution_of(imrt_url, run_id)
     assert (
-        f"Item Synchronization Process complete.  Job execution id: {run_id}, exit status code: COMPLETED, "
+        f"Item Synchronization Process complete.  Job execution id: {execution_id}, exit status code: COMPLETED, "
         f"exit message: Total item bank ids: {BANK_SIZE}, number of items requiring project webhook: 0, "
         "number of items deleted from IMRT: 0"
     ) in summary_log

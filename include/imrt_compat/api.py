@@ -1,0 +1,158 @@
+"""The legacy job API of the Item Ingest Service, served by Airflow's API server (reference §3).
+
+``POST /sync``, ``POST /sync/{projectId}``, ``GET /sync/{jobExecutionId}`` and ``PUT /abandon/{jobInstanceId}``,
+authenticated like the REST API (JWT bearer token or the UI's session cookie) and authorised through the auth manager.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
+from airflow.configuration import conf
+from airflow.utils.session import create_session
+
+from imrt_sync.batch import BatchMirror, already_running_message, execution_view, started_response
+
+from . import DAG_ID, airflow_runs
+from .engine import imrt_engine
+
+log = logging.getLogger(__name__)
+
+SYNC_LOCK_KEY = 0x494D5254_53594E43  # "IMRTSYNC": serialises concurrent POST /sync across API server workers
+
+
+def allow_anonymous_sync() -> bool:
+    """Opt-in, insecure: let legacy in-cluster cron jobs call ``POST /sync`` without a token."""
+    return conf.getboolean("imrt", "allow_anonymous_sync", fallback=False)
+
+
+def _access(method: str) -> list:
+    return [Depends(requires_access_dag(method=method, access_entity=DagAccessEntity.RUN, param_dag_id=DAG_ID))]
+
+
+def _json_errors(app: FastAPI) -> FastAPI:
+    @app.exception_handler(airflow_runs.DagUnavailable)
+    async def dag_unavailable(_: Request, exc: airflow_runs.DagUnavailable):
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(sa.exc.OperationalError)
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def imrt_unreachable(_: Request, exc: sa.exc.SQLAlchemyError):
+        log.error("the imrt database is unreachable or busy: %s", type(exc).__name__)
+        return JSONResponse({"detail": "the imrt database is unreachable or busy; try again later"}, status_code=503)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception):
+        log.exception("unexpected error in the legacy job API")
+        return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
+
+    return app
+
+
+sync_app = _json_errors(FastAPI(title="IMRT legacy /sync", openapi_url=None, docs_url=None, redoc_url=None))
+abandon_app = _json_errors(FastAPI(title="IMRT legacy /abandon", openapi_url=None, docs_url=None, redoc_url=None))
+
+
+def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | PlainTextResponse:
+    """Start a run unless one is active; the Spring Batch execution row comes first, so its id names the run."""
+    mirror = BatchMirror(imrt_engine())
+    with imrt_engine().begin() as lock_conn:
+        if lock_conn.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SYNC_LOCK_KEY}):
+            with create_session() as session:
+                started = _start_unless_running(mirror, conf_params, user_name, session)
+            if started is not None:
+                log.info("POST /sync started run legacy__%s", started.job_execution_id)
+                return JSONResponse(started_response(started))
+    # A run is active, or another request is starting one this very moment.
+    return PlainTextResponse(already_running_message(mirror.job_instance_id()), status_code=409)
+
+
+def _start_unless_running(mirror: BatchMirror, conf_params: dict, user_name: str | None, session):
+    airflow_runs.check_triggerable(DAG_ID, session)
+    reconcile(mirror, session)
+    if airflow_runs.active_runs(DAG_ID, session):
+        return None
+    execution = mirror.create_execution()
+    run_id = f"legacy__{execution.job_execution_id}"
+    mirror.link_run(execution.job_execution_id, run_id)
+    try:
+        airflow_runs.trigger(DAG_ID, run_id, {**conf_params, "jobExecutionId": execution.job_execution_id},
+                             user_name, session)
+    except Exception as exc:
+        mirror.mark_finished(run_id, "FAILED", f"Airflow refused the run: {type(exc).__name__}: {exc}")
+        raise
+    return execution
+
+
+def reconcile(mirror: BatchMirror, session) -> list[int]:
+    """Repair executions left running for runs that have ended: Airflow's run state is the truth."""
+    return mirror.reconcile(lambda run_ids: airflow_runs.run_states(DAG_ID, run_ids, session))
+
+
+def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
+    if anonymous():
+        log.warning("[imrt] allow_anonymous_sync is on: POST /sync accepts requests without a token")
+
+        @app.post("/")
+        def post_sync_anonymously():
+            return start_sync({}, None)
+    else:
+
+        @app.post("/", dependencies=_access("POST"))
+        def post_sync(user: GetUserDep):
+            return start_sync({}, user.get_name())
+
+    @app.post("/{project_id}", dependencies=_access("POST"))
+    def post_sync_item(project_id: int, user: GetUserDep):
+        return start_sync({"item_ids": [project_id]}, user.get_name())
+
+    @app.get("/{job_execution_id}", dependencies=_access("GET"))
+    def get_execution(job_execution_id: int):
+        mirror = BatchMirror(imrt_engine())
+        with create_session() as session:
+            reconcile(mirror, session)
+        execution = mirror.execution(job_execution_id)
+        if execution is None:
+            return JSONResponse({"detail": f"no job execution {job_execution_id}"}, status_code=404)
+        return JSONResponse(execution_view(execution))
+
+
+def _register_abandon_routes(app: FastAPI) -> None:
+    @app.put("/{job_instance_id}", dependencies=_access("PUT"))
+    def abandon(job_instance_id: int):
+        mirror = BatchMirror(imrt_engine())
+        result = mirror.abandon(job_instance_id)
+        if result.kind == "not_found":
+            return PlainTextResponse(result.message, status_code=404)
+        with create_session() as session:
+            for run_id in result.run_ids:
+                stopped = airflow_runs.fail_run(DAG_ID, run_id, session)
+                log.info("abandoned job instance %s: run %s %s", job_instance_id, run_id,
+                         "marked failed" if stopped else "had already ended")
+        return JSONResponse(result.body)
+
+
+_register_sync_routes(sync_app, allow_anonymous_sync)
+_register_abandon_routes(abandon_app)
+
+
+class LegacySyncPathMiddleware:
+    """Serve ``POST /sync`` itself, not only ``/sync/``: a mounted app matches only paths below its prefix."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            path = scope["path"]
+            if path == f"{root}/sync" or path == "/sync":
+                scope = {**scope, "path": path + "/", "raw_path": (path + "/").encode()}
+        await self.app(scope, receive, send)
