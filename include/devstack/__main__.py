@@ -18,6 +18,8 @@ import threading
 import time
 from pathlib import Path
 
+import requests
+
 from .airflow_stack import AirflowStack
 from .postgres import airflow_connection, ensure_database, start_embedded_postgres
 
@@ -113,15 +115,14 @@ def list_runs(stack: AirflowStack) -> list[dict]:
 
 def follow_run(stack: AirflowStack, run_id: str) -> str:
     """Print progress (sync units done of total) until the run ends; return its state."""
-    last = None
+    last_said, last_state = 0.0, None
     while True:
         state = stack.dag_run(DAG_ID, run_id)["state"]
         units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
         done = sum(1 for ti in units if ti["state"] in ("success", "failed", "upstream_failed", "skipped"))
-        line = f"run {run_id}: {state}, sync units done {done} of {len(units)}"
-        if line != last:
-            say(line)
-            last = line
+        if state != last_state or time.monotonic() - last_said >= 10:
+            say(f"run {run_id}: {state}, sync units done {done} of {len(units)}")
+            last_said, last_state = time.monotonic(), state
         if state in ("success", "failed"):
             return state
         time.sleep(2)
@@ -134,6 +135,38 @@ def print_summary(stack: AirflowStack, run_id: str) -> None:
         verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
         say(f"exit status: {verdict['status']}")
         say(f"exit message: {verdict['message']}")
+
+
+def start_sync_as_the_runbook_does(stack: AirflowStack) -> str:
+    """``curl -i -X POST .../sync`` with a token; a 409 (a run is active, e.g. the scheduled one) is waited out."""
+    token = stack.token("admin")
+    while True:
+        response = requests.post(f"{stack.url}/sync", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        if response.status_code == 200:
+            body = response.json()
+            say(f"POST /sync -> 200 {json.dumps(body)}")
+            return f"legacy__{body['jobExecutionId']}"
+        if response.status_code != 409:
+            raise SystemExit(f"POST /sync answered {response.status_code}: {response.text}")
+        active = [r for r in list_runs(stack) if r["state"] in ("queued", "running")]
+        say(f"POST /sync -> 409 (a run is active): waiting for {active[0]['dag_run_id'] if active else 'it'}")
+        if active:
+            follow_run(stack, active[0]["dag_run_id"])
+
+
+def execution_row(imrt_url, run_id: str) -> dict:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(imrt_url)
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT job_execution_id, job_instance_id, start_time, end_time, status, exit_message "
+                "FROM batch_job_execution WHERE job_execution_id = :id"
+            ), {"id": int(run_id.removeprefix("legacy__"))}).mappings().one()
+        return {k: str(v) for k, v in row.items()}
+    finally:
+        engine.dispose()
 
 
 def count_items(imrt_url) -> int:
@@ -172,10 +205,10 @@ def run(args: argparse.Namespace) -> int:
         stack.start()
         stack.wait_for_dag(DAG_ID)
         stack.unpause(DAG_ID)
-        run_id = stack.trigger(DAG_ID, conf={"mode": "incremental"})
-        say(f"started a sync: run {run_id}")
+        run_id = start_sync_as_the_runbook_does(stack)
         follow_runs(stack, run_id)
         say(f"imrt database: {count_items(imrt_url)} items")
+        say(f"batch_job_execution: {execution_row(imrt_url, run_id)}")
         say(f"Airflow UI: {stack.url}  (login: admin / {stack.password('admin')})")
         say(f"task logs: {stack.logs_dir}/dag_id={DAG_ID}/run_id={run_id}/")
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")

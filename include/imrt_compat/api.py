@@ -6,6 +6,7 @@ authenticated like the REST API (JWT bearer token or the UI's session cookie) an
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 
@@ -37,27 +38,27 @@ def _access(method: str) -> list:
     return [Depends(requires_access_dag(method=method, access_entity=DagAccessEntity.RUN, param_dag_id=DAG_ID))]
 
 
-def _json_errors(app: FastAPI) -> FastAPI:
-    @app.exception_handler(airflow_runs.DagUnavailable)
-    async def dag_unavailable(_: Request, exc: airflow_runs.DagUnavailable):
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+def json_errors(route: Callable) -> Callable:
+    """Answer every failure of a route with a clear JSON error and the right status code, never a stack trace."""
 
-    @app.exception_handler(sa.exc.OperationalError)
-    @app.exception_handler(sa.exc.TimeoutError)
-    async def imrt_unreachable(_: Request, exc: sa.exc.SQLAlchemyError):
-        log.error("the imrt database is unreachable or busy: %s", type(exc).__name__)
-        return JSONResponse({"detail": "the imrt database is unreachable or busy; try again later"}, status_code=503)
+    @functools.wraps(route)
+    def guarded(*args, **kwargs):
+        try:
+            return route(*args, **kwargs)
+        except airflow_runs.DagUnavailable as exc:
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+            log.error("the imrt database is unreachable or busy: %s", type(exc).__name__)
+            return JSONResponse({"detail": "the imrt database is unreachable or busy; try again later"}, status_code=503)
+        except Exception as exc:  # noqa: BLE001 - the caller gets a JSON 500, the log gets the trace
+            log.exception("unexpected error in the legacy job API")
+            return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception):
-        log.exception("unexpected error in the legacy job API")
-        return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
-
-    return app
+    return guarded
 
 
-sync_app = _json_errors(FastAPI(title="IMRT legacy /sync", openapi_url=None, docs_url=None, redoc_url=None))
-abandon_app = _json_errors(FastAPI(title="IMRT legacy /abandon", openapi_url=None, docs_url=None, redoc_url=None))
+sync_app = FastAPI(title="IMRT legacy /sync", openapi_url=None, docs_url=None, redoc_url=None)
+abandon_app = FastAPI(title="IMRT legacy /abandon", openapi_url=None, docs_url=None, redoc_url=None)
 
 
 def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | PlainTextResponse:
@@ -101,19 +102,23 @@ def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
         log.warning("[imrt] allow_anonymous_sync is on: POST /sync accepts requests without a token")
 
         @app.post("/")
+        @json_errors
         def post_sync_anonymously():
             return start_sync({}, None)
     else:
 
         @app.post("/", dependencies=_access("POST"))
+        @json_errors
         def post_sync(user: GetUserDep):
             return start_sync({}, user.get_name())
 
     @app.post("/{project_id}", dependencies=_access("POST"))
+    @json_errors
     def post_sync_item(project_id: int, user: GetUserDep):
         return start_sync({"item_ids": [project_id]}, user.get_name())
 
     @app.get("/{job_execution_id}", dependencies=_access("GET"))
+    @json_errors
     def get_execution(job_execution_id: int):
         mirror = BatchMirror(imrt_engine())
         with create_session() as session:
@@ -126,6 +131,7 @@ def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
 
 def _register_abandon_routes(app: FastAPI) -> None:
     @app.put("/{job_instance_id}", dependencies=_access("PUT"))
+    @json_errors
     def abandon(job_instance_id: int):
         mirror = BatchMirror(imrt_engine())
         result = mirror.abandon(job_instance_id)

@@ -15,9 +15,10 @@ def imrt_engine() -> sa.Engine:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from imrt_sync.airflow_settings import variable
+    from imrt_sync.schema import ensure_schema
 
     hook = PostgresHook(postgres_conn_id=variable("imrt_db_conn_id"))
-    return hook.get_sqlalchemy_engine(
+    engine = hook.get_sqlalchemy_engine(
         engine_kwargs={
             "pool_pre_ping": True,
             "pool_size": 2,
@@ -29,3 +30,5 @@ def imrt_engine() -> sa.Engine:
             },
         }
     )
+    ensure_schema(engine)  # the first /sync may come before the first run; if it raises, nothing is cached
+    return engine

@@ -330,3 +330,41 @@ def test_unknown_execution_and_paused_dag_are_clear_json_errors(stack, unpaused)
         assert "paused" in paused.json()["detail"]
     finally:
         stack.unpause(DAG_ID)
+
+
+def test_a_row_left_started_for_an_ended_run_is_repaired(stack, unpaused, imrt):
+    """What a scheduler crash between a run's end and its mirror write leaves behind, and how it is repaired."""
+    token = stack.token("admin")
+    wait_until(lambda: not [r for r in runs(stack) if r["state"] in ("queued", "running")], 300, "no active run")
+    started = post(stack, "/sync", token=token).json()
+    execution_id = started["jobExecutionId"]
+    wait_for_execution(stack, execution_id, token)
+    with imrt.begin() as conn:
+        conn.execute(sa.text("UPDATE batch_job_execution SET status = 'STARTED', exit_code = 'UNKNOWN', "
+                             "end_time = NULL WHERE job_execution_id = :i"), {"i": execution_id})
+    repaired = requests.get(f"{stack.url}/sync/{execution_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert repaired.status_code == 200
+    assert repaired.json()["status"] == "COMPLETED" and repaired.json()["endTime"]
+    assert execution_row(imrt, execution_id)["exit_message"].startswith("Total item bank ids: ")
+    assert post(stack, "/sync", token=token).status_code == 200
+
+
+def test_an_unreachable_imrt_database_is_a_503(stack, unpaused, imrt):
+    token = stack.token("admin")
+    wait_until(lambda: not [r for r in runs(stack) if r["state"] in ("queued", "running")], 300, "no active run")
+    database = imrt.url.database
+    admin = sa.create_engine(imrt.url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
+            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+                         {"d": database})
+        answer = post(stack, "/sync", token=token)
+        assert answer.status_code == 503
+        assert answer.json() == {"detail": "the imrt database is unreachable or busy; try again later"}
+        assert [r for r in runs(stack) if r["state"] in ("queued", "running")] == []
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true'))
+        admin.dispose()
+    assert post(stack, "/sync", token=token).status_code == 200
