@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import Param, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+
+if TYPE_CHECKING:
+    from imrt_sync.config import RunParams
 
 DOC_MD = """
 # Item synchronization
@@ -76,7 +80,7 @@ def _services():
             engine.dispose()
 
 
-def _run_params(params) -> "RunParams":  # noqa: F821 - imported lazily
+def _run_params(params) -> RunParams:
     from imrt_sync.config import RunParams
 
     try:

@@ -21,10 +21,8 @@ from pathlib import Path
 import requests
 
 from .airflow_stack import AirflowStack
-from .postgres import airflow_connection, ensure_database, start_embedded_postgres
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "item_synchronization"
+from .postgres import ensure_database, start_embedded_postgres
+from .project import DAG_ID, REPO_ROOT, project_stack, sync_environment
 DEMO_GROUP = "iat-demo"
 
 
@@ -82,19 +80,6 @@ def item_bank_source(args, data_dir: Path):
     server = ItemBankServer(bank, "127.0.0.1", args.itembank_port, {token}).start()
     say(f"item bank server: {server.url} (group {DEMO_GROUP})")
     return server, {"url": server.url, "token": token, "group": DEMO_GROUP}
-
-
-def airflow_env(gitlab: dict, imrt_url, data_dir: Path) -> dict[str, str]:
-    return {
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": gitlab["url"], "password": gitlab["token"], "extra": {"timeout": 60}}
-        ),
-        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
-        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": gitlab["group"],
-        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": os.environ.get("IMRT_WEBHOOK_URL", "http://127.0.0.1:8080/webHook"),
-        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": os.environ.get("IMRT_WEBHOOK_SECRET", ""),
-        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(data_dir / "git-cache"),
-    }
 
 
 def follow_runs(stack: AirflowStack, run_id: str) -> None:
@@ -188,18 +173,19 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(signum, lambda *_: stop.set())
     say(f"data directory: {data_dir}")
     admin_url = start_embedded_postgres(data_dir / "pgdata")
-    metadata_url = ensure_database(admin_url, "airflow").set(drivername="postgresql+psycopg2")
+    metadata_url = ensure_database(admin_url, "airflow")
     imrt_url = ensure_database(admin_url, "imrt")
     server, gitlab = item_bank_source(args, data_dir)
-    stack = AirflowStack(
-        data_dir / "airflow",
-        metadata_url,
-        dags_folder=REPO_ROOT / "dags",
-        plugins_folder=REPO_ROOT / "plugins",
-        env=airflow_env(gitlab, imrt_url, data_dir),
-        api_port=args.api_port,
-        parallelism=args.parallelism,
+    env = sync_environment(
+        gitlab_url=gitlab["url"],
+        gitlab_token=gitlab["token"],
+        group=gitlab["group"],
+        imrt_url=imrt_url,
+        git_cache_dir=data_dir / "git-cache",
+        webhook_url=os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook"),
+        webhook_secret=os.environ.get("IMRT_WEBHOOK_SECRET", ""),
     )
+    stack = project_stack(data_dir / "airflow", metadata_url, env, api_port=args.api_port, parallelism=args.parallelism)
     try:
         say("starting Airflow (api-server, scheduler, dag-processor) ...")
         stack.start()

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity

@@ -7,21 +7,18 @@ first full sync. Then a REST-triggered run, authenticated with a token, syncs th
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
-from devstack.airflow_stack import AirflowStack
-from devstack.postgres import airflow_connection, ensure_database
+from devstack.postgres import ensure_database
+from devstack.project import DAG_ID, project_stack, sync_environment
+from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "item_synchronization"
 GROUP = "iat-sched"
 TOKEN = "glpat-scheduler-e2e-token"
 BANK_SIZE = 30
@@ -46,40 +43,17 @@ def imrt_url(pg_admin_url):
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
     _, _, server = item_bank
     root = tmp_path_factory.mktemp("stack")
-    metadata_url = ensure_database(pg_admin_url, f"airflow_sched_{uuid.uuid4().hex[:10]}")
-    env = {
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": server.url, "password": TOKEN, "extra": {"timeout": 30}}
-        ),
-        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
-        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": GROUP,
-        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
-        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": "scheduler-e2e-webhook-secret",
-        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(root / "git-cache"),
-    }
-    airflow = AirflowStack(
-        root / "home",
-        metadata_url.set(drivername="postgresql+psycopg2").render_as_string(hide_password=False),
-        dags_folder=REPO_ROOT / "dags",
-        plugins_folder=REPO_ROOT / "plugins",
-        env=env,
-        parallelism=4,
+    env = sync_environment(
+        gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt_url, git_cache_dir=root / "git-cache",
+        webhook_url="https://imrt.example.org/webHook", webhook_secret="scheduler-e2e-webhook-secret",
     )
+    metadata_url = ensure_database(pg_admin_url, f"airflow_sched_{uuid.uuid4().hex[:10]}")
+    airflow = project_stack(root / "home", metadata_url, env, parallelism=4)
     try:
         airflow.start()
         yield airflow
     finally:
         airflow.stop()
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def count(url, sql: str) -> int:
@@ -137,7 +111,7 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     assert sorted(instances) == sorted(p["path"] for p in changed)
     assert count(imrt_url, "SELECT count(*) FROM item WHERE workflow_status = 'Approved' AND updated_by = 'Rest R'") == 2
     sync_log = stack.task_log(DAG_ID, run_id, "sync", map_index=instances[changed[0]["path"]]["map_index"])
-    assert f"ITEM EVENT type: ITEM_UPDATED key: " in sync_log and f"itemId: {changed[0]['path']}" in sync_log
+    assert "ITEM EVENT type: ITEM_UPDATED key: " in sync_log and f"itemId: {changed[0]['path']}" in sync_log
     summary_log = stack.task_log(DAG_ID, run_id, "summary")
     execution_id = execution_of(imrt_url, run_id)
     assert (

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
@@ -19,14 +18,13 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.airflow_stack import AirflowStack
-from devstack.postgres import airflow_connection, ensure_database
+from devstack.postgres import ensure_database
+from devstack.project import DAG_ID, project_stack, sync_environment
+from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "item_synchronization"
 GROUP = "iat-legacy"
 TOKEN = "glpat-legacy-api-token"
 BANK_SIZE = 8
@@ -54,25 +52,13 @@ def imrt(pg_admin_url):
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
     _, _, server = item_bank
     root = tmp_path_factory.mktemp("stack")
-    metadata_url = ensure_database(pg_admin_url, f"airflow_legacy_{uuid.uuid4().hex[:10]}")
-    env = {
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": server.url, "password": TOKEN, "extra": {"timeout": 30}}
-        ),
-        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt.url),
-        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": GROUP,
-        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
-        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(root / "git-cache"),
-    }
-    airflow = AirflowStack(
-        root / "home",
-        metadata_url.set(drivername="postgresql+psycopg2"),
-        dags_folder=REPO_ROOT / "dags",
-        plugins_folder=REPO_ROOT / "plugins",
-        env=env,
-        users={"admin": "admin", "viewer": "viewer"},
-        parallelism=4,
+    env = sync_environment(
+        gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url, git_cache_dir=root / "git-cache",
+        webhook_url="https://imrt.example.org/webHook",
     )
+    metadata_url = ensure_database(pg_admin_url, f"airflow_legacy_{uuid.uuid4().hex[:10]}")
+    airflow = project_stack(root / "home", metadata_url, env, users={"admin": "admin", "viewer": "viewer"},
+                            parallelism=4)
     try:
         airflow.start()
         airflow.wait_for_dag(DAG_ID)
@@ -88,16 +74,6 @@ def unpaused(stack):
     scheduled = wait_until(lambda: runs(stack), 60, "the scheduled run")[0]
     assert stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], timeout=300) == "success"
     return scheduled
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def runs(stack) -> list[dict]:

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.airflow_stack import AirflowStack
-from devstack.postgres import airflow_connection, ensure_database
+from devstack.postgres import ensure_database
+from devstack.project import DAG_ID, project_stack, sync_environment
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DAG_ID = "item_synchronization"
 
 
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory):
     root = tmp_path_factory.mktemp("anonymous")
-    imrt_url = ensure_database(pg_admin_url, f"imrt_anon_{uuid.uuid4().hex[:10]}")
-    metadata_url = ensure_database(pg_admin_url, f"airflow_anon_{uuid.uuid4().hex[:10]}")
-    env = {
-        "AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC": "True",
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps({"conn_type": "http", "host": "http://127.0.0.1:9", "password": "x"}),
-        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
-        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": "iat-anon",
-        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
-    }
-    airflow = AirflowStack(root / "home", metadata_url.set(drivername="postgresql+psycopg2"),
-                           dags_folder=REPO_ROOT / "dags", plugins_folder=REPO_ROOT / "plugins", env=env)
+    env = sync_environment(
+        gitlab_url="http://127.0.0.1:9", gitlab_token="unused", group="iat-anon",
+        imrt_url=ensure_database(pg_admin_url, f"imrt_anon_{uuid.uuid4().hex[:10]}"), git_cache_dir=root / "git-cache",
+        webhook_url="https://imrt.example.org/webHook",
+    )
+    env["AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC"] = "True"
+    airflow = project_stack(root / "home", ensure_database(pg_admin_url, f"airflow_anon_{uuid.uuid4().hex[:10]}"), env)
     try:
         airflow.start()
         airflow.wait_for_dag(DAG_ID)

@@ -1,0 +1,43 @@
+"""This repository's DAG and plugin on an Airflow stack, configured for a GitLab (or the item bank server)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .airflow_stack import AirflowStack
+from .postgres import airflow_connection
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DAG_ID = "item_synchronization"
+
+
+def sync_environment(
+    *,
+    gitlab_url: str,
+    gitlab_token: str,
+    group: str,
+    imrt_url,
+    git_cache_dir: Path,
+    webhook_url: str,
+    webhook_secret: str = "",
+) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables the DAG and the plugin read."""
+    return {
+        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
+            {"conn_type": "http", "host": gitlab_url, "password": gitlab_token, "extra": {"timeout": 60}}
+        ),
+        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
+        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": group,
+        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": webhook_url,
+        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": webhook_secret,
+        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(git_cache_dir),
+    }
+
+
+def project_stack(home: Path, metadata_url, env: dict[str, str], **options) -> AirflowStack:
+    """An Airflow stack (PostgreSQL metadata: psycopg2 driver) running this repository's dags/ and plugins/."""
+    url = metadata_url.set(drivername="postgresql+psycopg2") if hasattr(metadata_url, "set") else metadata_url
+    return AirflowStack(
+        home, url, dags_folder=REPO_ROOT / "dags", plugins_folder=REPO_ROOT / "plugins", env=env, **options
+    )
