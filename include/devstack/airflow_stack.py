@@ -300,17 +300,38 @@ class AirflowStack:
         try:
             self._migrate(deadline)
             self.timings["db_migrate"] = time.monotonic() - began
-            self.processes["api-server"] = self._spawn(
-                "api-server", ["api-server", "--host", self.host, "--port", str(self.api_port)]
-            )
-            self.processes["scheduler"] = self._spawn("scheduler", ["scheduler", "--skip-serve-logs"])
-            self.processes["dag-processor"] = self._spawn("dag-processor", ["dag-processor"])
+            for component in self._component_commands():
+                self.processes[component] = self._spawn(component, self._component_commands()[component])
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()
             raise
         self.start_seconds = self.timings["start"] = time.monotonic() - began
         log.info("Airflow stack at %s healthy after %.1f s (%s)", self.url, self.start_seconds, self.timings)
+
+    def _component_commands(self) -> dict[str, list[str]]:
+        return {
+            "api-server": ["api-server", "--host", self.host, "--port", str(self.api_port)],
+            "scheduler": ["scheduler", "--skip-serve-logs"],
+            "dag-processor": ["dag-processor"],
+        }
+
+    def kill(self, component: str) -> None:
+        """SIGKILL a component and everything it started (its task processes too): a crash, for fault tests."""
+        proc = psutil.Process(self.processes[component].pid)
+        victims = [proc, *proc.children(recursive=True)]
+        for victim in victims:
+            with _suppress_gone():
+                victim.kill()
+        psutil.wait_procs(victims, timeout=10)
+        self.processes[component].wait(timeout=10)
+
+    def restart(self, component: str, timeout: float = 120) -> None:
+        """Start a component again (after :meth:`kill`) and wait until the stack is healthy."""
+        if self.processes[component].poll() is None:
+            raise AirflowStackError(f"{component} is still running")
+        self.processes[component] = self._spawn(component, self._component_commands()[component])
+        self._wait_healthy(time.monotonic() + timeout)
 
     def _migrate(self, deadline: float) -> None:
         path = self.log_file("db-migrate")

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.e2e
 GROUP = "iat-legacy"
 TOKEN = "glpat-legacy-api-token"
 BANK_SIZE = 8
-RUNBOOK = (Path(__file__).resolve().parents[3] / "shared" / "reference" / "runbook.md")
+RUNBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "runbook.md"  # a copy; see tests/test_fixtures.py
 
 
 @pytest.fixture(scope="module")

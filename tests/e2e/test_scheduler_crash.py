@@ -1,0 +1,98 @@
+"""The scheduler (and the task it was running) killed in the middle of a run, then started again.
+
+The legacy service left a hung ``batch_job_execution`` row after a pod restart, blocking every later run until
+someone called ``/abandon``. Here the run ends in a true state, so does its row, and ``/sync`` keeps working.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from devstack.postgres import ensure_database
+from devstack.project import DAG_ID, project_stack, sync_environment
+from e2e_helpers import wait_until
+from itembank_server import ItemBank, ItemBankServer, generate_bank
+
+pytestmark = pytest.mark.e2e
+
+GROUP = "iat-crash"
+TOKEN = "glpat-crash-token"
+BANK_SIZE = 6
+
+
+@pytest.fixture(scope="module")
+def item_bank(tmp_path_factory):
+    bank = ItemBank(tmp_path_factory.mktemp("bank"))
+    bank.create_group(GROUP)
+    generate_bank(bank, GROUP, count=BANK_SIZE, seed=3)
+    with ItemBankServer(bank, tokens={TOKEN}) as server:
+        yield server
+    bank.close()
+
+
+@pytest.fixture(scope="module")
+def imrt(pg_admin_url):
+    engine = sa.create_engine(ensure_database(pg_admin_url, f"imrt_crash_{uuid.uuid4().hex[:10]}"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
+    root = tmp_path_factory.mktemp("stack")
+    env = sync_environment(
+        gitlab_url=item_bank.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url,
+        git_cache_dir=root / "git-cache", webhook_url="https://imrt.example.org/webHook",
+    )
+    # A task whose process died is noticed after this many seconds without a heartbeat.
+    env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "15"
+    env["AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL"] = "10"
+    airflow = project_stack(root / "home", ensure_database(pg_admin_url, f"airflow_crash_{uuid.uuid4().hex[:10]}"),
+                            env, parallelism=4)
+    try:
+        airflow.start()
+        airflow.wait_for_dag(DAG_ID)
+        yield airflow
+    finally:
+        airflow.stop()
+
+
+def task_state(stack, run_id: str, task_id: str) -> str | None:
+    return next((ti["state"] for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == task_id), None)
+
+
+def test_a_run_survives_a_scheduler_crash_and_its_row_ends_truthfully(stack, item_bank, imrt):
+    item_bank.faults.add("GET /api/v4/groups/:id/projects", "latency", seconds=30, times=1)
+    stack.unpause(DAG_ID)
+    run = wait_until(lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"], 60, "a run")[0]
+    run_id = run["dag_run_id"]
+    wait_until(lambda: task_state(stack, run_id, "list_ids") == "running", 60, "list_ids to be running")
+    wait_until(lambda: item_bank.counters().get("GET /api/v4/groups/:id/projects"), 30, "the listing to start")
+
+    stack.kill("scheduler")
+    with imrt.connect() as conn:
+        hung = conn.execute(sa.text("SELECT job_execution_id, status, end_time FROM batch_job_execution")).one()
+    assert hung.status == "STARTED" and hung.end_time is None
+
+    stack.restart("scheduler")
+    assert stack.wait_for_run(DAG_ID, run_id, timeout=400) == "success"
+    assert any(ti["try_number"] > 1 for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "list_ids")
+
+    def row_ended():
+        with imrt.connect() as conn:
+            return conn.execute(sa.text(
+                "SELECT status, exit_code, end_time, exit_message FROM batch_job_execution WHERE job_execution_id = :i"
+            ), {"i": hung.job_execution_id}).one()
+
+    row = wait_until(lambda: (r := row_ended()).end_time and r, 60, "the execution row to end")
+    assert row.status == row.exit_code == "COMPLETED"
+    assert row.exit_message.startswith(f"Total item bank ids: {BANK_SIZE}, ")
+    with imrt.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE end_time IS NULL")) == 0
+        assert conn.scalar(sa.text("SELECT count(*) FROM item")) == BANK_SIZE
+    answer = requests.post(f"{stack.url}/sync", headers={"Authorization": f"Bearer {stack.token()}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
