@@ -100,17 +100,31 @@ def list_runs(stack: AirflowStack) -> list[dict]:
 
 def follow_run(stack: AirflowStack, run_id: str) -> str:
     """Print progress (sync units done of total) until the run ends; return its state."""
-    last_said, last_state = 0.0, None
+    last_said, last_state, sizes = 0.0, None, None
     while True:
         state = stack.dag_run(DAG_ID, run_id)["state"]
         units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
-        done = sum(1 for ti in units if ti["state"] in ("success", "failed", "upstream_failed", "skipped"))
+        if units and sizes is None:
+            sizes = unit_sizes(stack, run_id)
+        done = [ti["map_index"] for ti in units if ti["state"] in ("success", "failed", "upstream_failed", "skipped")]
         if state != last_state or time.monotonic() - last_said >= 10:
-            say(f"run {run_id}: {state}, sync units done {done} of {len(units)}")
+            items_done = sum(sizes.get(index, 1) for index in done) if sizes else len(done)
+            items_total = sum(sizes.values()) if sizes else len(units)
+            say(f"run {run_id}: {state}, items done {items_done} of {items_total}")
             last_said, last_state = time.monotonic(), state
         if state in ("success", "failed"):
             return state
         time.sleep(2)
+
+
+def unit_sizes(stack: AirflowStack, run_id: str) -> dict[int, int]:
+    """Items per mapped ``sync`` instance, from the work units ``list_ids`` returned."""
+    response = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/list_ids/xcomEntries/return_value")
+    if response.status_code != 200:
+        return {}
+    units = response.json()["value"]
+    units = json.loads(units) if isinstance(units, str) else units
+    return {index: len(unit["sync"]) + len(unit["delete"]) for index, unit in enumerate(units)}
 
 
 def print_summary(stack: AirflowStack, run_id: str) -> None:
