@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test run
+.PHONY: install test run bench
 
 install: $(VENV)/.installed
 
@@ -19,3 +19,6 @@ test: install
 
 run: install
 	$(BIN)/python -m devstack run
+
+bench: install
+	$(BIN)/python -m devstack.bench $(BENCH_ARGS)

@@ -171,7 +171,10 @@ def item_synchronization():
         hooks = ti.xcom_pull(task_ids="dispatch_webhooks", key="outcome")
         verdict = pipeline.summarize(plan, unit_outcomes, hooks, units)
         with _services() as services:
-            execution = BatchMirror(services.engine).record_outcome(
+            mirror = BatchMirror(services.engine)
+            if mirror.execution_for_run(run_id) is None:  # list_ids failed before recording the start
+                mirror.mark_started(run_id)
+            execution = mirror.record_outcome(
                 run_id, verdict["message"], read_count=verdict["read_count"],
                 write_count=verdict["write_count"], skip_count=verdict["skip_count"],
             )

@@ -1,20 +1,30 @@
 """Item repositories over git smart HTTP: remote heads, a fetch cache, and reads at a commit.
 
 The token reaches git only through the environment (an ``http.extraHeader`` set with ``GIT_CONFIG_*``), never
-through a command line, a URL or a repository's ``.git/config``.
+through a command line, a URL or a repository's ``.git/config``. Remote heads are read without git: one HTTP request
+for the ref advertisement, parsed here (what ``git ls-remote`` does with protocol v0, minus two processes per call).
 """
 
 from __future__ import annotations
 
 import base64
+import os
+import re
 import shutil
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import git
+import requests
+from requests.adapters import HTTPAdapter
 
 ITEM_FILE = "item.json"
+_ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
+_CONNECT_TIMEOUT = 10.0
+_OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
 
 
 class GitFetchError(RuntimeError):
@@ -33,10 +43,13 @@ class GitAccess:
     token: str
     timeout: float = 300.0
 
+    def authorization(self) -> str:
+        """The HTTP ``Authorization`` header value: GitLab's ``oauth2:<token>`` basic auth."""
+        return "Basic " + base64.b64encode(f"oauth2:{self.token}".encode()).decode()
+
     def environment(self, **config: str) -> dict[str, str]:
         """Environment for a git command: the token as an HTTP header, plus any ``config`` (``key=value``)."""
-        basic = base64.b64encode(f"oauth2:{self.token}".encode()).decode()
-        settings = {"http.extraHeader": f"Authorization: Basic {basic}", **config}
+        settings = {"http.extraHeader": f"Authorization: {self.authorization()}", **config}
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
         env["GIT_CONFIG_COUNT"] = str(len(settings))
         for index, (key, value) in enumerate(settings.items()):
@@ -48,18 +61,79 @@ class GitAccess:
 def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
     """The commit at the tip of ``branch`` in the remote repository, or None when the branch does not exist.
 
-    Protocol v0 makes this one HTTP request (the ref advertisement) instead of two.
+    One HTTP request, the smart-HTTP ref advertisement (``GET <url>/info/refs?service=git-upload-pack``, protocol
+    v0), exactly the request ``git ls-remote`` makes with ``protocol.version=0``; it is read here instead of by a
+    ``git`` and a ``git-remote-http`` process, which cost about 10 ms of CPU per project.
     """
-    env = access.environment(**{"protocol.version": "0"})
+    wanted = f"refs/heads/{branch}"
     try:
-        out = git.Git().ls_remote(url, f"refs/heads/{branch}", env=env, kill_after_timeout=access.timeout)
-    except git.GitCommandError as exc:
-        raise GitFetchError(_describe(exc, url)) from None
-    for line in out.splitlines():
-        sha, _, ref = line.partition("\t")
-        if ref == f"refs/heads/{branch}":
-            return sha
+        response = _http().get(
+            f"{url.rstrip('/')}/info/refs",
+            params={"service": "git-upload-pack"},
+            headers={"Authorization": access.authorization(), "Pragma": "no-cache", "User-Agent": "git/imrt-sync"},
+            timeout=(_CONNECT_TIMEOUT, access.timeout),
+        )
+    except requests.RequestException as exc:
+        raise GitFetchError(f"git ls-remote {url} failed: {type(exc).__name__}") from None
+    if response.status_code != 200:
+        message = response.text.strip().replace("\n", " ")[:400]
+        raise GitFetchError(f"git ls-remote {url} failed (HTTP {response.status_code}): {message}")
+    if response.headers.get("Content-Type", "").split(";")[0].strip() != _ADVERTISEMENT_TYPE:
+        raise GitFetchError(f"git ls-remote {url} failed: the server did not answer with a smart HTTP ref list")
+    try:
+        for sha, ref in _advertised_refs(response.content):
+            if ref == wanted:
+                return sha
+    except ValueError as exc:
+        raise GitFetchError(f"git ls-remote {url} failed: {exc}") from None
     return None
+
+
+def _advertised_refs(body: bytes) -> Iterator[tuple[str, str]]:
+    """``(sha, ref)`` pairs of a protocol v0 upload-pack advertisement (pkt-lines, capabilities after a NUL)."""
+    position, service_seen = 0, False
+    while position < len(body):
+        try:
+            length = int(body[position : position + 4], 16)
+        except ValueError:
+            raise ValueError("malformed ref advertisement") from None
+        if length == 0:  # flush-pkt
+            position += 4
+            continue
+        if length < 4 or position + length > len(body):
+            raise ValueError("malformed ref advertisement")
+        line = body[position + 4 : position + length].rstrip(b"\n")
+        position += length
+        if line == b"# service=git-upload-pack":
+            service_seen = True
+            continue
+        if line.startswith(b"ERR "):
+            raise ValueError(line[4:].decode("utf-8", "replace")[:400])
+        if not service_seen:
+            raise ValueError("malformed ref advertisement")
+        sha, _, ref = line.split(b"\0", 1)[0].partition(b" ")
+        if not _OBJECT_ID.match(sha) or not ref:
+            raise ValueError("malformed ref advertisement")
+        yield sha.decode("ascii"), ref.decode("utf-8", "replace")
+    if not service_seen:
+        raise ValueError("empty ref advertisement")
+
+
+_session: tuple[int, requests.Session] | None = None
+_session_lock = threading.Lock()
+
+
+def _http() -> requests.Session:
+    """One keep-alive connection pool per process (a forked child makes its own), shared by the planning threads."""
+    global _session
+    with _session_lock:
+        if _session is None or _session[0] != os.getpid():
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_maxsize=32, max_retries=0)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            _session = (os.getpid(), session)
+        return _session[1]
 
 
 class ItemRepository:
@@ -121,12 +195,14 @@ class ItemRepository:
 
     def _fetch(self, branch: str) -> Commit:
         repo = self._open()
+        # Protocol v0: the ref advertisement comes with the first request, so a fetch is one request when the cache
+        # is up to date and two when there is something to fetch (v2 adds an ``ls-refs`` request to each).
         repo.git.fetch(
             "--no-tags",
             "--prune",
             self._url,
             f"+refs/heads/{branch}:refs/heads/{branch}",
-            env=self._access.environment(),
+            env=self._access.environment(**{"protocol.version": "0"}),
             kill_after_timeout=self._access.timeout,
         )
         return _commit(repo.commit(f"refs/heads/{branch}"))
