@@ -156,7 +156,9 @@ def item_synchronization():
         if plan is None:
             raise AirflowFailException("list_ids did not produce a plan: nothing to do")
         with _services() as services:
-            outcome = pipeline.dispatch_webhooks(services, plan["missing_webhook"], _run_params(params))
+            outcome = pipeline.dispatch_webhooks(
+                services, plan["missing_webhook"], _run_params(params), recheck=ti.try_number > 1
+            )
         failed = outcome["failed"]
         _report(outcome, "; ".join(failed.values()) if failed else None)
 

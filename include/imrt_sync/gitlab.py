@@ -63,10 +63,13 @@ class GitLabClient:
             raise GitLabError(f"GitLab returned group {group.get('full_path')!r} for {full_path!r}")
         return group
 
-    def group_projects(self, group_id: int) -> Iterator[dict]:
-        """Every project directly in the group, in id order, checked against the total GitLab announced."""
+    def group_projects(self, group: int | str) -> Iterator[dict]:
+        """Every project directly in the group (its id or exact full path), in id order, checked against the total
+        GitLab announced."""
         params = {"per_page": PER_PAGE, "order_by": "id", "sort": "asc", "include_subgroups": "false"}
-        yield from self._paginate(f"/groups/{group_id}/projects", params)
+        for project in self._paginate(f"/groups/{quote(str(group), safe='')}/projects", params):
+            if isinstance(group, int) or project.get("namespace", {}).get("full_path") == group:
+                yield project
 
     def project(self, project_id: int) -> dict | None:
         """The project, or None when it does not exist (any more)."""

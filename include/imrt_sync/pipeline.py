@@ -67,12 +67,11 @@ def list_ids(services: Services, params: RunParams) -> dict:
 
 def _projects_in_scope(services: Services, params: RunParams) -> list[dict]:
     settings, gitlab = services.settings, services.gitlab
-    group = gitlab.group(settings.group)
     if params.item_ids:
         found = (gitlab.project(pid) for pid in params.item_ids)
         projects = [p for p in found if p is not None and p.get("namespace", {}).get("full_path") == settings.group]
     else:
-        projects = list(gitlab.group_projects(group["id"]))
+        projects = list(gitlab.group_projects(settings.group))
     return [p for p in projects if p["path"] not in settings.ignore_projects]
 
 
@@ -156,8 +155,12 @@ def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str
     return raw
 
 
-def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams) -> dict:
-    """Create the project hook where it is still missing; report what was created and what failed."""
+def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams, *, recheck: bool) -> dict:
+    """Create the project hook where it is missing; report what was created and what failed.
+
+    ``recheck`` lists a project's hooks again before creating one: on a retried task, where an earlier try may have
+    created it already. A first try trusts the plan made moments before.
+    """
     settings = services.settings
     outcome: dict = {"missing": len(project_ids), "created": [], "failed": {}}
     if params.dry_run:
@@ -165,7 +168,7 @@ def dispatch_webhooks(services: Services, project_ids: list[int], params: RunPar
         return outcome
 
     def ensure_hook(project_id: int) -> bool:
-        if any(h.get("url") == settings.webhook_url for h in services.gitlab.hooks(project_id)):
+        if recheck and any(h.get("url") == settings.webhook_url for h in services.gitlab.hooks(project_id)):
             return False
         services.gitlab.create_hook(project_id, settings.webhook_url, settings.webhook_secret)
         log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)

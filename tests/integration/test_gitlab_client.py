@@ -38,11 +38,15 @@ def client(server, token=TOKEN, **overrides) -> GitLabClient:
 
 def test_group_projects_pages_through_every_project_of_the_exact_group(server):
     with client(server) as gitlab:
-        group = gitlab.group(GROUP)
-        projects = list(gitlab.group_projects(group["id"]))
+        projects = list(gitlab.group_projects(GROUP))
     assert len(projects) == PROJECTS
     assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
-    assert server.counters()["GET /api/v4/groups/:id/projects"] == 3
+    assert server.counters() == {"GET /api/v4/groups/:id/projects": 3}
+
+
+def test_an_unknown_group_is_a_clear_error(server):
+    with client(server) as gitlab, pytest.raises(GitLabError, match="answered 404: 404 Group Not Found"):
+        list(gitlab.group_projects("iat-nowhere"))
 
 
 @pytest.mark.parametrize(
