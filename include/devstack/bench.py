@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -49,6 +50,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .airflow_stack import _q
 from .project import DAG_ID, REPO_ROOT
 
 GROUP = "iat-bench"
@@ -176,6 +178,7 @@ class CaseResult:
     phases: dict[str, float] = field(default_factory=dict)
     fingerprint: str = ""
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and at end
+    foreign_cpu: float = 0.0  # CPU seconds other processes (not this benchmark's) used during the case
 
     @property
     def rest_total(self) -> int:
@@ -192,6 +195,11 @@ class CaseResult:
     @property
     def all_rows(self) -> int:
         return sum(self.rows.values())
+
+
+def foreign_share(result: CaseResult) -> float:
+    """The share of the machine's CPU time that processes outside the benchmark took during the case."""
+    return result.foreign_cpu / (result.wall * (os.cpu_count() or 1)) if result.wall > 0 else 0.0
 
 
 def wall_check(result: CaseResult) -> Check | None:
@@ -232,7 +240,8 @@ def describe_result(result: CaseResult) -> list[str]:
 
     lines = [
         with_check(f"wall {fmt_seconds(result.wall)}", wall_check(result))
-        + f"   [{result.status}; expected plan: {result.expectation}; load {result.load[0]:.1f}->{result.load[1]:.1f}]",
+        + f"   [{result.status}; expected plan: {result.expectation}; load {result.load[0]:.1f}->{result.load[1]:.1f}"
+        + f"; other processes: {foreign_share(result):.0%} of the CPUs]",
         with_check(
             f"GitLab REST {result.rest_total:,} ({fmt_endpoints(result.rest)})"
             + (f" [N={result.listed:,}, changed={result.changed:,}]" if result.case in REST_TARGET_CASES else ""),
@@ -270,8 +279,9 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
     lines += [
         "",
         "| items | case | DAG wall (target) | direct wall | DAG/direct (target) | GitLab REST DAG / direct (target) "
-        "| git requests DAG / direct | rows written | mapped TIs | Airflow peak | whole-stack peak DAG / direct |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| git requests DAG / direct | rows written | mapped TIs | Airflow peak | whole-stack peak DAG / direct "
+        "| CPU taken by other processes DAG / direct |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     keys = sorted({(r.size, r.case) for r in results})
     for size, case in keys:
@@ -305,9 +315,10 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
         peaks = [r.memory.get("stack") for r in (dag, direct) if r and r.memory.get("stack")]
         if peaks:
             stack += f" (≤ 3 GiB: {_short(check_at_most(max(peaks), MEMORY_TARGET, fmt_bytes))})"
+        others = " / ".join(f"{foreign_share(r):.0%}" if r else "-" for r in (dag, direct))
         lines.append(
             f"| {size:,} | ({case}) {CASES[case]} | {wall} | {direct_wall} | {ratio_text} | {rest} | {git} | {rows} "
-            f"| {tis} | {airflow_peak} | {stack} |"
+            f"| {tis} | {airflow_peak} | {stack} | {others} |"
         )
     lines += ["", "Requests by endpoint and phases:", "", "| items | case | mode | GitLab REST | git | phases |",
               "|---|---|---|---|---|---|"]
@@ -436,6 +447,33 @@ class MemorySampler:
         self.samples += 1
 
 
+def foreign_cpu_seconds(ours: Callable[[], set[int]]) -> dict[int, tuple[float, float]]:
+    """CPU seconds (own + reaped children) of every process outside ``ours()``, by pid, with its start time.
+
+    The machine may be shared: the delta between two readings says how much CPU others took during a case (processes
+    that start and end between the readings are missed unless a surviving parent reaped them).
+    """
+    import psutil
+
+    mine = ours()
+    found = {}
+    for proc in psutil.process_iter(["pid", "create_time", "cpu_times"]):
+        info = proc.info
+        if info["pid"] in mine or info["cpu_times"] is None:
+            continue
+        t = info["cpu_times"]
+        found[info["pid"]] = (info["create_time"], t.user + t.system + t.children_user + t.children_system)
+    return found
+
+
+def foreign_cpu_delta(before: Mapping[int, tuple[float, float]], after: Mapping[int, tuple[float, float]]) -> float:
+    total = 0.0
+    for pid, (created, cpu) in after.items():
+        earlier = before.get(pid)
+        total += cpu - earlier[1] if earlier and earlier[0] == created else cpu  # else: new (or pid reused)
+    return max(0.0, total)
+
+
 def table_writes(admin_url, database: str) -> dict[str, int]:
     """Inserted + updated + deleted rows per table of ``database`` since the statistics were reset."""
     import sqlalchemy as sa
@@ -489,31 +527,19 @@ def imrt_fingerprint(url) -> str:
     return f"{digest} ({counts[0]} items)"
 
 
-# ``python -m itembank_server`` with TCP_NODELAY on its sockets, as GitLab's front (nginx ``tcp_nodelay on``) has.
-# The stock server writes a response's headers and body in two sends without it, so every response waits for the
-# client's delayed ACK (about 40 ms on Linux): 44 ms per REST call and 48 ms per ref advertisement instead of 1 ms
-# and 6 ms, measured one at a time. That stall is the test double's, not GitLab's, and it would dominate every figure.
-_NODELAY_SERVER = (
-    "import sys, itembank_server.server as s; s._Handler.disable_nagle_algorithm = True; "
-    "from itembank_server.__main__ import main; sys.exit(main(sys.argv[1:]))"
-)
-
-
 class BankServer:
     """The item bank server in its own process (``python -m itembank_server serve``), counters over HTTP."""
 
-    def __init__(self, root: Path, log_path: Path, *, nodelay: bool = True):
+    def __init__(self, root: Path, log_path: Path):
         self.root = root
         self.log_path = log_path
-        self.nodelay = nodelay
         self.process: subprocess.Popen | None = None
         self.url = ""
 
     def start(self, timeout: float = 60) -> BankServer:
-        launcher = ["-c", _NODELAY_SERVER] if self.nodelay else ["-m", "itembank_server"]
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, *launcher, "serve", "--root", str(self.root), "--port", "0",
+                [sys.executable, "-m", "itembank_server", "serve", "--root", str(self.root), "--port", "0",
                  "--group", GROUP, "--token", TOKEN],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             )
@@ -656,7 +682,6 @@ class Options:
     concurrency: int
     map_bound: int
     run_timeout: float
-    nodelay: bool = True
 
 
 class ModeRunner:
@@ -682,7 +707,7 @@ class ModeRunner:
         copy_bank(pristine_bank(self.options.data_dir, self.size), self.bank_root)
         shutil.rmtree(self.work / "git-cache", ignore_errors=True)
         self.imrt_url = ensure_database(self.admin_url, self.imrt_db, recreate=True)
-        self.server = BankServer(self.bank_root, self.work / "itembank-server.log", nodelay=self.options.nodelay).start()
+        self.server = BankServer(self.bank_root, self.work / "itembank-server.log").start()
         try:
             self.setup()
         except BaseException:
@@ -721,10 +746,13 @@ class ModeRunner:
             "postgres": lambda: postmaster_pids(self.pgdata),
             "itembank": self.server.pids,
         }
+        ours = lambda: _with_children(os.getpid()) | postmaster_pids(self.pgdata)  # noqa: E731
+        foreign_before = foreign_cpu_seconds(ours)
         with MemorySampler(groups) as sampler:
             started = time.time()
             plan, verdict, phases, mapped = self.execute(case)
             wall = phases.pop("wall", time.time() - started)
+        foreign = foreign_cpu_delta(foreign_before, foreign_cpu_seconds(ours))
         counters = self.server.counters()
         writes_after = settled_table_writes(self.admin_url, self.imrt_db)
         rest, git = split_counters(counters)
@@ -735,7 +763,7 @@ class ModeRunner:
             expectation="ok" if not problems else "; ".join(problems), listed=int(plan.get("total_ids", size_now)),
             changed=changed, rest=rest, git=git, rows=writes_delta(writes_before, writes_after), mapped_tis=mapped,
             memory=memory, phases=phases, fingerprint=imrt_fingerprint(self.imrt_url),
-            load=(load_start, os.getloadavg()[0]),
+            load=(load_start, os.getloadavg()[0]), foreign_cpu=foreign,
         )
 
 
@@ -842,8 +870,6 @@ class DagRunner(ModeRunner):
         return self.stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
 
     def _xcom(self, run_id: str, task_id: str, key: str):
-        from .airflow_stack import _q
-
         response = self.stack.api(
             "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{_q(run_id)}/taskInstances/{task_id}/xcomEntries/{key}"
         )
@@ -857,13 +883,20 @@ class DagRunner(ModeRunner):
         started = time.time()
         run_id = stack.trigger(DAG_ID, {"mode": CASE_MODE[case]})
         deadline = time.monotonic() + self.options.run_timeout
-        while True:
-            run = stack.dag_run(DAG_ID, run_id)
-            if run["state"] in ("success", "failed"):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"run {run_id} still {run['state']} after {self.options.run_timeout} s")
+        # The wall time is the run's end_date, so polling only has to notice the end. GET dagRun costs the API server
+        # ~70 ms of CPU on a run with 250 mapped instances (it loads every instance's DAG version), so the run is
+        # watched through its last task instance (cheap) and read only once that one has ended.
+        summary = f"/api/v2/dags/{DAG_ID}/dagRuns/{_q(run_id)}/taskInstances/summary"
+        for poll in itertools.count():
             stack.check_alive()
+            response = stack.api("GET", summary)
+            last_ended = response.status_code != 200 or response.json().get("state") in _ENDED_TI_STATES
+            if last_ended or poll % 20 == 19:  # now and then anyway: a run can end without its last task
+                run = stack.dag_run(DAG_ID, run_id)
+                if run["state"] in ("success", "failed"):
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} still running after {self.options.run_timeout} s")
             time.sleep(0.5)
         ended = _timestamp(run.get("end_date")) or time.time()
         tis = stack.task_instances(DAG_ID, run_id)
@@ -873,6 +906,9 @@ class DagRunner(ModeRunner):
             verdict = {**verdict, "status": f"COMPLETED but run {run['state']}"}
         mapped = [ti for ti in tis if ti["task_id"] == "sync" and ti["map_index"] >= 0]
         return plan, verdict, {"wall": ended - started, **run_phases(started, run, tis)}, len(mapped)
+
+
+_ENDED_TI_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
 
 
 def _timestamp(value: str | None) -> float | None:
@@ -932,8 +968,7 @@ def machine_meta(options: Options, argv: Sequence[str]) -> dict[str, str]:
                     f"imrt_concurrency {options.concurrency}, imrt_map_bound {options.map_bound}",
         "memory": "peak PSS sampled every 0.5 s; whole stack = Airflow (direct: the bench process) + PostgreSQL + "
                   "item bank server",
-        "item bank server": "own process, " + ("TCP_NODELAY on (as GitLab's nginx)" if options.nodelay else
-                                               "stock (no TCP_NODELAY: ~40 ms delayed-ACK stall per response)"),
+        "item bank server": "own process (python -m itembank_server serve)",
     }
 
 
@@ -970,8 +1005,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, default=8, help="imrt_concurrency (default 8, the DAG's default)")
     parser.add_argument("--map-bound", type=int, default=256, help="imrt_map_bound (default 256, the DAG's default)")
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds one case may take")
-    parser.add_argument("--stock-itembank-server", action="store_true",
-                        help="serve the banks without TCP_NODELAY (about 40 ms more per request, see BankServer)")
     return parser
 
 
@@ -1016,7 +1049,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         data_dir=args.data_dir.resolve(), sizes=args.sizes, cases=sorted(set(args.cases)), modes=args.modes,
         parallelism=args.parallelism, concurrency=args.concurrency, map_bound=args.map_bound,
-        run_timeout=args.run_timeout, nodelay=not args.stock_itembank_server,
+        run_timeout=args.run_timeout,
     )
     from .postgres import start_embedded_postgres
 

@@ -161,3 +161,16 @@ def test_render_markdown_has_the_table_the_readme_takes():
     assert "25.0 s (≤ 30.0 s: PASS)" in row_b
     assert "2,020 / - (≤ 2,115: PASS)" in row_b
     assert "Same end state in both modes (item_git heads): yes" in report
+
+
+def test_foreign_cpu_is_what_other_processes_used_in_between():
+    from devstack.bench import foreign_cpu_delta, foreign_share
+
+    before = {1: (100.0, 5.0), 2: (100.0, 1.0), 3: (100.0, 9.0)}
+    after = {1: (100.0, 7.5), 2: (150.0, 0.5), 4: (160.0, 2.0)}  # 2: pid reused by a new process; 3 ended; 4 new
+    assert foreign_cpu_delta(before, after) == 2.5 + 0.5 + 2.0
+    assert foreign_cpu_delta(after, after) == 0.0
+    import os
+
+    share = foreign_share(result(wall=10.0, foreign_cpu=5.0))
+    assert share == 5.0 / (10.0 * (os.cpu_count() or 1))
