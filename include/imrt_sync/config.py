@@ -23,6 +23,7 @@ class SyncSettings:
     webhook_secret: str = field(default="", repr=False)
     ignore_projects: frozenset[str] = frozenset()
     map_bound: int = 256
+    batch_size: int = 64
     deletion_guard_min: int = 5
     deletion_guard_ratio: float = 0.10
     concurrency: int = 8

@@ -61,7 +61,7 @@ def list_ids(services: Services, params: RunParams) -> dict:
     names = {p["id"]: str(p["path"]) for p in projects}
     if plan.to_delete:
         names.update(services.store.item_ids(plan.to_delete))
-    units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names)
+    units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names, settings.batch_size)
     return {"plan": plan.as_dict(), "units": units}
 
 

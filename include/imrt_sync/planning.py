@@ -107,17 +107,21 @@ def _guarded_deletions(
     return gone, ""
 
 
-def work_units(to_sync: list[int], to_delete: list[int], bound: int, names: dict[int, str]) -> list[dict]:
-    """Group the work into at most ``bound`` units: one item per unit while that fits, else ranges of items.
+def work_units(
+    to_sync: list[int], to_delete: list[int], bound: int, names: dict[int, str], batch_size: int = 1
+) -> list[dict]:
+    """Group the work into at most ``bound`` units: one item per unit while that fits, else batches of items.
 
-    ``names`` gives the item id (the project path) of a project id, for the unit's label.
+    A batch holds at least ``batch_size`` items: every unit costs a task instance's start-up (fork, DAG parse,
+    Execution API calls), so a full run of a large bank goes fastest in a few dozen big units, not ``bound`` small
+    ones. ``names`` gives the item id (the project path) of a project id, for the unit's label.
     """
-    if bound < 1:
-        raise ValueError("the mapping bound must be at least 1")
+    if bound < 1 or batch_size < 1:
+        raise ValueError("the mapping bound and the batch size must be at least 1")
     work = [("sync", pid) for pid in to_sync] + [("delete", pid) for pid in to_delete]
     if not work:
         return []
-    size = math.ceil(len(work) / bound)
+    size = 1 if len(work) <= bound else max(batch_size, math.ceil(len(work) / bound))
     units = []
     for start in range(0, len(work), size):
         chunk = work[start : start + size]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import json
 import subprocess
 import sys
@@ -301,10 +303,11 @@ def test_missing_webhooks_are_created_and_counted(dag, configured, bank, imrt_en
 
 def test_above_the_bound_ids_are_batched_into_labelled_ranges(dag, configured, bank, monkeypatch, imrt_engine):
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_MAP_BOUND", "5")
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_BATCH_SIZE", "8")  # above ceil(24 / 5) = 5
     dag_run, states = run(dag, mode="full")
     assert dag_run.state == "success"
     instances = mapped(states)
-    assert len(instances) == 5
+    assert len(instances) == math.ceil(BANK_SIZE / 8)
     assert all(".." in label and label.endswith(" items)") for _, label in instances.values())
     with imrt_engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM item")) == BANK_SIZE

@@ -84,3 +84,22 @@ def test_batches_above_the_bound_stay_within_it_and_cover_every_item_once():
 
 def test_no_work_no_units():
     assert work_units([], [], bound=256, names={}) == []
+
+
+def test_batches_hold_at_least_the_batch_size_above_the_bound():
+    ids = list(range(1, 2001))
+    units = work_units(ids, [], bound=256, names={}, batch_size=64)
+    assert [len(u["sync"]) for u in units] == [64] * 31 + [2000 - 31 * 64]
+    assert units[0]["label"] == "project 1..project 64 (64 items)"
+
+
+def test_batch_size_gives_way_to_the_bound_on_huge_banks():
+    ids = list(range(1, 20001))
+    units = work_units(ids, [], bound=256, names={}, batch_size=64)
+    assert len(units) <= 256
+    assert max(len(u["sync"]) for u in units) == 79  # ceil(20000 / 256)
+
+
+def test_work_within_the_bound_stays_one_item_per_unit_whatever_the_batch_size():
+    units = work_units(list(range(1, 257)), [], bound=256, names={}, batch_size=64)
+    assert len(units) == 256 and all(len(u["sync"]) == 1 for u in units)
