@@ -33,6 +33,9 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 **Params**: `mode` (`incremental`: only items whose head moved; `full`: re-ingest every item),
 `item_ids` (GitLab project ids: sync only these), `dry_run` (plan and log, write nothing, create no hook).
 
+**Real-time path**: runs named `webhook__…` are started by the GitLab hook receiver (`/webHook`); each takes every
+pending event recorded in `imrt_webhook_event` and syncs those items. They are not mirrored into Spring Batch.
+
 **Where to look**: each `sync` instance is named after its item id; its log has one `ITEM EVENT` line per item.
 A failed run's `summary` log names every failed item and its error. Configuration: the repository README.
 """
@@ -129,12 +132,16 @@ def item_synchronization():
         from imrt_sync.batch import BatchMirror
         from imrt_sync.schema import ensure_schema
 
+        run_params = _run_params(params)
         with _services() as services:
             ensure_schema(services.engine)
-            execution = BatchMirror(services.engine).mark_started(run_id)
-            ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
-            pipeline.log.info(LEGACY_START, execution.job_execution_id)
-            planned = pipeline.list_ids(services, _run_params(params))
+            if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
+                run_params = pipeline.claim_events(services, run_id, run_params)
+            else:
+                execution = BatchMirror(services.engine).mark_started(run_id)
+                ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
+                pipeline.log.info(LEGACY_START, execution.job_execution_id)
+            planned = pipeline.list_ids(services, run_params)
         ti.xcom_push(key="plan", value=planned["plan"])
         return planned["units"]
 
@@ -163,7 +170,7 @@ def item_synchronization():
         _report(outcome, "; ".join(failed.values()) if failed else None)
 
     @task(trigger_rule="all_done", multiple_outputs=False)
-    def summary(ti=None, run_id=None) -> dict:
+    def summary(ti=None, params=None, run_id=None) -> dict:
         from imrt_sync import pipeline
         from imrt_sync.batch import BatchMirror
 
@@ -173,6 +180,10 @@ def item_synchronization():
         hooks = ti.xcom_pull(task_ids="dispatch_webhooks", key="outcome")
         verdict = pipeline.summarize(plan, unit_outcomes, hooks, units)
         with _services() as services:
+            if _run_params(params).webhook_events:
+                pipeline.close_events(services, run_id, plan, unit_outcomes, hooks, units)
+                pipeline.log.info("hook events run ended %s: %s", verdict["status"], verdict["message"])
+                return _report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
             mirror = BatchMirror(services.engine)
             if mirror.execution_for_run(run_id) is None:  # list_ids failed before recording the start
                 mirror.mark_started(run_id)

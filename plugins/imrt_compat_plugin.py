@@ -1,8 +1,9 @@
-"""Airflow plugin: the legacy Item Ingest Service API and the Spring Batch mirror (see ``include/imrt_compat``)."""
+"""Airflow plugin: the legacy Item Ingest Service API, the GitLab hook receiver and the Spring Batch mirror
+(see ``include/imrt_compat``)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
-from imrt_compat import api, listener
+from imrt_compat import api, listener, webhooks
 
 
 class ImrtCompatPlugin(AirflowPlugin):
@@ -10,8 +11,9 @@ class ImrtCompatPlugin(AirflowPlugin):
     fastapi_apps = [
         {"app": api.sync_app, "url_prefix": "/sync", "name": "IMRT legacy /sync"},
         {"app": api.abandon_app, "url_prefix": "/abandon", "name": "IMRT legacy /abandon"},
+        {"app": webhooks.webhook_app, "url_prefix": "/webHook", "name": "IMRT GitLab webhook receiver"},
     ]
     fastapi_root_middlewares = [
-        {"middleware": api.LegacySyncPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy /sync path"},
+        {"middleware": api.LegacyPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy paths"},
     ]
     listeners = [listener]

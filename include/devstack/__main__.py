@@ -57,6 +57,14 @@ def hold_single_instance_lock(data_dir: Path):
     return handle
 
 
+def kept_secret(path: Path) -> str:
+    """A random secret generated on the first start and kept (mode 600) in the data directory."""
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
 def item_bank_source(args, data_dir: Path):
     """The GitLab to sync: the one named by IMRT_GITLAB_* variables, or a local demo item bank server."""
     if os.environ.get("IMRT_GITLAB_URL"):
@@ -67,11 +75,7 @@ def item_bank_source(args, data_dir: Path):
         }
     from itembank_server import ItemBank, ItemBankServer, generate_bank
 
-    token_file = data_dir / "itembank-token"
-    if not token_file.exists():
-        token_file.write_text(secrets.token_urlsafe(24))
-        token_file.chmod(0o600)
-    token = token_file.read_text().strip()
+    token = kept_secret(data_dir / "itembank-token")
     bank = ItemBank(data_dir / "itembank")
     group = bank.create_group(DEMO_GROUP)
     if bank.count_projects(group["id"]) == 0:
@@ -197,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         imrt_url=imrt_url,
         git_cache_dir=data_dir / "git-cache",
         webhook_url=os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook"),
-        webhook_secret=os.environ.get("IMRT_WEBHOOK_SECRET", ""),
+        webhook_secret=os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret"),
     )
     stack = project_stack(data_dir / "airflow", metadata_url, env, api_port=args.api_port, parallelism=args.parallelism)
     try:
@@ -211,6 +215,8 @@ def run(args: argparse.Namespace) -> int:
         say(f"batch_job_execution: {execution_row(imrt_url, run_id)}")
         say(f"Airflow UI: {stack.url}  (login: admin / {stack.password('admin')})")
         say(f"task logs: {stack.logs_dir}/dag_id={DAG_ID}/run_id={run_id}/")
+        say(f"GitLab hook receiver: {stack.url}/webHook  (X-Gitlab-Token: the secret in {data_dir / 'webhook-secret'}"
+            " unless IMRT_WEBHOOK_SECRET is set)")
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")
         stop.wait()
     finally:

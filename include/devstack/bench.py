@@ -1058,6 +1058,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     from .postgres import start_embedded_postgres
 
+    signal.signal(signal.SIGTERM, _interrupted)  # stop the stacks, servers and PostgreSQL as on Ctrl-C
     options.data_dir.mkdir(parents=True, exist_ok=True)
     # Library warnings (direct mode logs like a task does) go to a file, not between the figures.
     logging.basicConfig(filename=options.data_dir / "bench.log", level=logging.WARNING,
@@ -1088,6 +1089,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             say("\n" + report)
             say(f"written to {options.data_dir / 'bench-report.md'}")
     return 0
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 if __name__ == "__main__":

@@ -51,14 +51,14 @@ def active_runs(dag_id: str, session: Session) -> list[ActiveRun]:
     return [ActiveRun(run_id, str(state)) for run_id, state in rows]
 
 
-def trigger(dag_id: str, run_id: str, conf: dict, user_name: str | None, session: Session) -> str:
+def trigger(dag_id: str, run_id: str, conf: dict, user_name: str | None, session: Session, note: str) -> str:
     dag_run = trigger_dag(
         dag_id,
         triggered_by=DagRunTriggeredByType.REST_API,
         run_id=run_id,
         conf=conf,
         triggering_user_name=user_name,
-        note=f"Started by the legacy /sync endpoint: Spring Batch job execution {conf.get('jobExecutionId')}",
+        note=note,
         session=session,
     )
     session.commit()

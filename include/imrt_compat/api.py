@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
+from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -20,6 +21,7 @@ from airflow.configuration import conf
 from airflow.utils.session import create_session
 
 from imrt_sync.batch import BatchMirror, already_running_message, execution_view, started_response
+from imrt_sync.webhooks import is_webhook_run
 
 from . import DAG_ID, airflow_runs
 from .engine import imrt_engine
@@ -36,6 +38,28 @@ def allow_anonymous_sync() -> bool:
 
 def _access(method: str) -> list:
     return [Depends(requires_access_dag(method=method, access_entity=DagAccessEntity.RUN, param_dag_id=DAG_ID))]
+
+
+LARGE_BODY_BYTES = 1024 * 1024
+# Ids as the legacy tables store them: project ids are integer columns, Spring Batch ids bigint.
+ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+BatchId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+
+
+async def no_request_body(request: Request) -> None:
+    """The legacy routes take no request body (the legacy service read none): a body is refused, not ignored, so
+    that a request meant for something else never starts or abandons a sync."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.strip() not in ("", "0"):
+        too_large = not declared.strip().isdigit() or int(declared) > LARGE_BODY_BYTES
+        raise HTTPException(413 if too_large else 400, "this endpoint takes no request body")
+    if "chunked" in request.headers.get("transfer-encoding", "").lower():
+        async for chunk in request.stream():
+            if chunk:
+                raise HTTPException(400, "this endpoint takes no request body")
+
+
+NO_BODY = Depends(no_request_body)
 
 
 def json_errors(route: Callable) -> Callable:
@@ -78,14 +102,16 @@ def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | Plain
 def _start_unless_running(mirror: BatchMirror, conf_params: dict, user_name: str | None, session):
     airflow_runs.check_triggerable(DAG_ID, session)
     reconcile(mirror, session)
-    if airflow_runs.active_runs(DAG_ID, session):
-        return None
+    if any(not is_webhook_run(run.run_id) for run in airflow_runs.active_runs(DAG_ID, session)):
+        return None  # a run of the real-time path does not count: the new run waits for it (max_active_runs=1)
     execution = mirror.create_execution()
     run_id = f"legacy__{execution.job_execution_id}"
     mirror.link_run(execution.job_execution_id, run_id)
     try:
-        airflow_runs.trigger(DAG_ID, run_id, {**conf_params, "jobExecutionId": execution.job_execution_id},
-                             user_name, session)
+        airflow_runs.trigger(
+            DAG_ID, run_id, {**conf_params, "jobExecutionId": execution.job_execution_id}, user_name, session,
+            note=f"Started by the legacy /sync endpoint: Spring Batch job execution {execution.job_execution_id}",
+        )
     except Exception as exc:
         mirror.mark_finished(run_id, "FAILED", f"Airflow refused the run: {type(exc).__name__}: {exc}")
         raise
@@ -101,25 +127,26 @@ def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
     if anonymous():
         log.warning("[imrt] allow_anonymous_sync is on: POST /sync accepts requests without a token")
 
-        @app.post("/")
+        @app.post("/", dependencies=[NO_BODY])
         @json_errors
         def post_sync_anonymously():
             return start_sync({}, None)
     else:
 
-        @app.post("/", dependencies=_access("POST"))
+        @app.post("/", dependencies=[*_access("POST"), NO_BODY])
         @json_errors
         def post_sync(user: GetUserDep):
             return start_sync({}, user.get_name())
 
-    @app.post("/{project_id}", dependencies=_access("POST"))
+    @app.post("/{project_id}", dependencies=[*_access("POST"), NO_BODY])
     @json_errors
-    def post_sync_item(project_id: int, user: GetUserDep):
+    def post_sync_item(project_id: ProjectId, user: GetUserDep):
         return start_sync({"item_ids": [project_id]}, user.get_name())
 
-    @app.get("/{job_execution_id}", dependencies=_access("GET"))
+    # Like every legacy route, it needs the permission to trigger the DAG (a viewer gets 403): it also repairs rows.
+    @app.get("/{job_execution_id}", dependencies=[*_access("POST"), NO_BODY])
     @json_errors
-    def get_execution(job_execution_id: int):
+    def get_execution(job_execution_id: BatchId):
         mirror = BatchMirror(imrt_engine())
         with create_session() as session:
             reconcile(mirror, session)
@@ -130,9 +157,9 @@ def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
 
 
 def _register_abandon_routes(app: FastAPI) -> None:
-    @app.put("/{job_instance_id}", dependencies=_access("PUT"))
+    @app.put("/{job_instance_id}", dependencies=[*_access("PUT"), NO_BODY])
     @json_errors
-    def abandon(job_instance_id: int):
+    def abandon(job_instance_id: BatchId):
         mirror = BatchMirror(imrt_engine())
         result = mirror.abandon(job_instance_id)
         if result.kind == "not_found":
@@ -149,16 +176,25 @@ _register_sync_routes(sync_app, allow_anonymous_sync)
 _register_abandon_routes(abandon_app)
 
 
-class LegacySyncPathMiddleware:
-    """Serve ``POST /sync`` itself, not only ``/sync/``: a mounted app matches only paths below its prefix."""
+class LegacyPathMiddleware:
+    """Serve the legacy paths as they were: ``POST /sync`` itself (a mounted app matches only paths below its
+    prefix), and GitLab's ``/webHook`` and ``/systemHook`` (plus ``[imrt] webhook_path``) by the hook receiver."""
 
     def __init__(self, app):
         self.app = app
+        extra = conf.get("imrt", "webhook_path", fallback="").rstrip("/")
+        self.rewrites = {"/sync": "/sync/", "/webHook": "/webHook/", "/systemHook": "/webHook/",
+                         "/systemHook/": "/webHook/"}
+        if extra.startswith("/") and extra not in self.rewrites:
+            self.rewrites.update({extra: "/webHook/", f"{extra}/": "/webHook/"})
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             root = scope.get("root_path", "")
             path = scope["path"]
-            if path == f"{root}/sync" or path == "/sync":
-                scope = {**scope, "path": path + "/", "raw_path": (path + "/").encode()}
+            relative = path.removeprefix(root) if root and path.startswith(root) else path
+            target = self.rewrites.get(relative)
+            if target is not None:
+                new_path = f"{root}{target}" if root and path.startswith(root) else target
+                scope = {**scope, "path": new_path, "raw_path": new_path.encode()}
         await self.app(scope, receive, send)

@@ -1,4 +1,5 @@
-"""Mirror every run of the DAG into the Spring Batch tables, whatever started it (schedule, UI, REST API, /sync).
+"""Mirror every run of the DAG into the Spring Batch tables, whatever started it (schedule, UI, REST API, /sync);
+the runs the GitLab hook receiver starts are not the sync job: their unclosed events are released instead.
 
 The hooks run in the scheduler loop (and in the API server for manual state changes), so they only enqueue: one
 daemon thread per process does the database work with short timeouts. A lost event is repaired by the reconciler
@@ -29,6 +30,17 @@ def _mirror():
     from .engine import imrt_engine
 
     return BatchMirror(imrt_engine())
+
+
+def _release_events(run_id: str) -> None:
+    """A hook events run that ended without closing its events (no summary): the next run takes them."""
+    from imrt_sync.webhooks import EventLog
+
+    from .engine import imrt_engine
+
+    released = EventLog(imrt_engine()).release([run_id])
+    if released:
+        log.warning("run %s ended without closing %d GitLab hook events: back to pending", run_id, released)
 
 
 def _work() -> None:
@@ -65,9 +77,16 @@ def _join_with_timeout(timeout: float) -> None:
     done.wait(timeout)
 
 
+def _mirrored(dag_run) -> bool:
+    """Runs of the sync job; the real-time path's runs are recorded in ``imrt_webhook_event`` instead."""
+    from imrt_sync.webhooks import is_webhook_run
+
+    return dag_run.dag_id == DAG_ID and not is_webhook_run(dag_run.run_id)
+
+
 @hookimpl
 def on_dag_run_running(dag_run, msg: str) -> None:
-    if dag_run.dag_id != DAG_ID:
+    if not _mirrored(dag_run):
         return
     run_id, started_at = dag_run.run_id, dag_run.start_date
     _submit(lambda: _mirror().mark_started(run_id, started_at))
@@ -88,6 +107,9 @@ def _finish(dag_run, status: str, msg: str) -> None:
     if dag_run.dag_id != DAG_ID:
         return
     run_id, ended_at = dag_run.run_id, dag_run.end_date
+    if not _mirrored(dag_run):
+        _submit(lambda: _release_events(run_id))
+        return
 
     def close() -> None:
         mirror = _mirror()

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import GitLabSettings, SyncSettings
+from .config import GitLabSettings, ReceiverSettings, SyncSettings
 
 DEFAULTS: dict[str, str] = {
     "imrt_gitlab_conn_id": "gitlab_default",
@@ -57,6 +57,14 @@ def sync_settings() -> SyncSettings:
         deletion_guard_ratio=float(variable("imrt_deletion_guard_ratio")),
         concurrency=int(variable("imrt_concurrency")),
         git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
+    )
+
+
+def receiver_settings() -> ReceiverSettings:
+    return ReceiverSettings(
+        group=variable("imrt_gitlab_group"),
+        ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
+        secret=variable("imrt_webhook_secret"),
     )
 
 

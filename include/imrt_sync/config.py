@@ -34,12 +34,22 @@ class SyncSettings:
 
 
 @dataclass(frozen=True)
+class ReceiverSettings:
+    """What the GitLab hook receiver checks an event against."""
+
+    group: str
+    ignore_projects: frozenset[str] = frozenset()
+    secret: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class RunParams:
     """What the operator asked for: the DAG's params."""
 
     mode: str = "incremental"
     item_ids: tuple[int, ...] = ()
     dry_run: bool = False
+    webhook_events: bool = False  # a run started by the hook receiver: its items are the pending events' projects
 
     def __post_init__(self) -> None:
         if self.mode not in ("incremental", "full"):
@@ -52,4 +62,5 @@ class RunParams:
             mode=params.get("mode") or "incremental",
             item_ids=tuple(sorted({int(i) for i in ids})),
             dry_run=bool(params.get("dry_run")),
+            webhook_events=bool(params.get("webhook_events")),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
@@ -20,6 +20,7 @@ from .gitrepo import ITEM_FILE, GitAccess, ItemRepository, remote_head
 from .mapping import map_item, parse_item_json
 from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
 from .store import ItemStore, Revision
+from .webhooks import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,38 @@ class Services:
         return ItemStore(self.engine, lock_wait_seconds=self.settings.lock_wait_seconds)
 
 
+def claim_events(services: Services, run_id: str, params: RunParams) -> RunParams:
+    """A run started by the hook receiver takes every pending event: its items are the events' projects."""
+    claimed = EventLog(services.engine).claim(run_id)
+    project_ids = tuple(sorted({event.project_id for event in claimed}))
+    log.info("took %d GitLab hook events for %d items: %s", len(claimed), len(project_ids), list(project_ids))
+    return replace(params, item_ids=project_ids)
+
+
+def close_events(services: Services, run_id: str, plan: dict | None, unit_outcomes: list[dict | None],
+                 hooks: dict | None, units: list[dict]) -> None:
+    """Record how the run's events ended; a run that could not plan gives its events to the next run."""
+    events = EventLog(services.engine)
+    if plan is None:
+        released = events.release([run_id])
+        log.warning("listing failed: %d hook events go back to pending for the next run", released)
+        return
+    failed = {int(pid): message for o in unit_outcomes if o for pid, message in o["failed"].items()}
+    reported = {o["label"] for o in unit_outcomes if o}
+    for unit in units:
+        if unit["label"] not in reported:
+            failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
+    failed.update({int(pid): message for pid, message in ((hooks or {}).get("failed") or {}).items()})
+    closed = events.close(run_id, failed)
+    log.info("closed %d hook events (%d items failed)", closed, len(failed))
+
+
 def list_ids(services: Services, params: RunParams) -> dict:
     """List the group's projects, compare them with IMRT and plan the run: ``{"plan": {...}, "units": [...]}``."""
     settings = services.settings
+    if params.webhook_events and not params.item_ids:
+        log.info("no pending GitLab hook events: nothing to do")
+        return {"plan": Plan(0, (), (), (), (), ()).as_dict(), "units": []}
     log.info("getting item bank ids from source control")
     started = time.monotonic()
     projects = _projects_in_scope(services, params)

@@ -6,6 +6,8 @@
   ``item_git``, ``item_log``, ``stim_link`` (still with its audit columns, dropped only in V28), ``project_lock``,
   ``item_attachment`` and ``item_form``.
 
+Plus one table of this service's own, ``imrt_webhook_event``: the GitLab hook events the real-time path received.
+
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
 
@@ -36,6 +38,7 @@ __all__ = [
     "project_lock",
     "item_attachment",
     "item_form",
+    "imrt_webhook_event",
 ]
 
 metadata = sa.MetaData()
@@ -285,6 +288,30 @@ item_form = sa.Table(  # V19
     sa.Column("form_type", sa.String),
     sa.Column("exposures", sa.Integer),
     *_audit_columns(),
+)
+
+
+# ------------------------------------------------------------------------- this service's own (not legacy)
+
+imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what became of it (imrt_sync.webhooks)
+    "imrt_webhook_event",
+    metadata,
+    sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("event_type", sa.String(40), nullable=False),  # push | project_create | project_destroy | ...
+    sa.Column("project_id", sa.BigInteger),
+    sa.Column("project_path", sa.String),  # path with namespace, as GitLab sent it
+    sa.Column("ref", sa.String),
+    sa.Column("commit_sha", sa.String(64)),  # a push's checkout_sha (or after)
+    sa.Column("gitlab_event_uuid", sa.String(64)),  # X-Gitlab-Event-UUID
+    sa.Column("status", sa.String(16), nullable=False),  # ignored | pending | claimed | synced | failed
+    sa.Column("detail", sa.String),  # why ignored, or why the item failed
+    sa.Column("run_id", sa.String(250)),  # the Airflow run that took the event
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Index("imrt_webhook_event_open", "status", postgresql_where=sa.text("status IN ('pending', 'claimed')")),
+    sa.Index("imrt_webhook_event_project", "project_id", "received_at"),
+    sa.Index("imrt_webhook_event_commit", "commit_sha"),
 )
 
 

@@ -27,6 +27,7 @@ TABLES = [
     "project_lock",
     "item_attachment",
     "item_form",
+    "imrt_webhook_event",
 ]
 
 ITEM = {

@@ -1,0 +1,168 @@
+"""The GitLab hook receiver, served by Airflow's API server at ``/webHook`` (and ``/systemHook``, reference §1.9).
+
+A request is checked (secret token, size, shape), recorded in ``imrt_webhook_event`` and answered at once; the
+targeted run is started after the answer. A run started for events stays queued while another run is active
+(``max_active_runs=1``) and takes every event still pending when it starts, so a burst of pushes costs one run, not
+one per push. A sweeper thread in every API server process starts a run for events left pending (the server
+restarted between recording and triggering, the DAG was paused, a run ended without closing its events).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import asynccontextmanager
+
+import sqlalchemy as sa
+from fastapi import BackgroundTasks, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from airflow.configuration import conf
+from airflow.utils.session import create_session
+
+from imrt_sync.airflow_settings import receiver_settings
+from imrt_sync.webhooks import (
+    MAX_BODY_BYTES, EventLog, EventRejected, is_webhook_run, parse_event, token_matches, triage, webhook_run_id,
+)
+
+from . import DAG_ID, airflow_runs
+from .engine import imrt_engine
+
+log = logging.getLogger(__name__)
+
+EVENTS_RUN_LOCK_KEY = 0x494D5254_57484B53  # "IMRTWHKS": one process at a time decides whether to start a run
+QUEUED = "queued"
+
+
+def sweep_seconds() -> float:
+    return conf.getfloat("imrt", "webhook_sweep_seconds", fallback=30.0)
+
+
+def ensure_events_run() -> str | None:
+    """Start a run for the pending events unless a queued run will take them; return the run that will."""
+    engine = imrt_engine()
+    events = EventLog(engine)
+    with engine.begin() as lock_conn, create_session() as session:
+        lock_conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_RUN_LOCK_KEY)))
+        release_ended_claims(events, session)
+        if not events.has_pending(lock_conn):
+            return None
+        for run in airflow_runs.active_runs(DAG_ID, session):
+            if is_webhook_run(run.run_id) and run.state == QUEUED:
+                return run.run_id
+        airflow_runs.check_triggerable(DAG_ID, session)
+        run_id = airflow_runs.trigger(
+            DAG_ID, webhook_run_id(), {"webhook_events": True}, None, session,
+            note="Started by GitLab hook events (imrt_webhook_event)",
+        )
+        log.info("started run %s for pending GitLab hook events", run_id)
+        return run_id
+
+
+def release_ended_claims(events: EventLog, session) -> int:
+    """Events claimed by runs that are over (or gone) without closing them go back to pending."""
+    claiming = events.claiming_runs()
+    if not claiming:
+        return 0
+    states = airflow_runs.run_states(DAG_ID, claiming, session)
+    ended = [run_id for run_id in claiming if states.get(run_id) not in (QUEUED, "running")]
+    released = events.release(ended)
+    if released:
+        log.warning("%d GitLab hook events of ended runs %s go back to pending", released, ended)
+    return released
+
+
+def start_events_run_quietly() -> None:
+    """After an answer: start the run now if possible; the sweeper tries again later otherwise."""
+    try:
+        ensure_events_run()
+    except airflow_runs.DagUnavailable as exc:
+        log.warning("GitLab hook events wait: %s", exc.detail)
+    except Exception:  # noqa: BLE001 - the event is recorded; the sweeper retries
+        log.warning("could not start a run for GitLab hook events; the sweeper will retry", exc_info=True)
+
+
+class EventSweeper:
+    """Every ``[imrt] webhook_sweep_seconds``: start a run for events left pending."""
+
+    def __init__(self, period: float):
+        self.period = period
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="imrt-webhook-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            start_events_run_quietly()
+            self._stop.wait(self.period)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    sweeper = EventSweeper(sweep_seconds())
+    sweeper.start()
+    try:
+        yield
+    finally:
+        sweeper.stop()
+
+
+webhook_app = FastAPI(
+    title="IMRT GitLab webhook receiver", openapi_url=None, docs_url=None, redoc_url=None, lifespan=_lifespan
+)
+
+
+def _answer(status_code: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code)
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY_BYTES):
+        raise EventRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise EventRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
+    return bytes(body)
+
+
+@webhook_app.post("/")
+async def receive_event(request: Request, background: BackgroundTasks):
+    """Check, record, answer; the run starts after the answer (GitLab gives a hook 10 s)."""
+    try:
+        settings = await run_in_threadpool(receiver_settings)
+        if not settings.secret:
+            log.error("GitLab hook refused: the Airflow variable imrt_webhook_secret is not set")
+        if not token_matches(request.headers.get("x-gitlab-token"), settings.secret):
+            log.warning("GitLab hook refused from %s: missing or wrong X-Gitlab-Token",
+                        request.client.host if request.client else "?")
+            return _answer(401, "missing or wrong X-Gitlab-Token")
+        event = parse_event(request.headers.get("x-gitlab-event"), await _read_body(request),
+                            request.headers.get("x-gitlab-event-uuid"))
+        verdict = triage(event, settings.group, settings.ignore_projects)
+        event_id = await run_in_threadpool(EventLog(imrt_engine()).record, event, verdict)
+    except EventRejected as exc:
+        return _answer(exc.status_code, exc.detail)
+    except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+        log.error("GitLab hook not recorded: the imrt database is unreachable or busy (%s)", type(exc).__name__)
+        return _answer(503, "the imrt database is unreachable or busy; the nightly sync will catch up")
+    except Exception as exc:  # noqa: BLE001 - GitLab gets a JSON 500, the log gets the trace
+        log.exception("unexpected error in the GitLab hook receiver")
+        return _answer(500, f"unexpected error: {type(exc).__name__}")
+    log.info("GitLab %s event %s for project %s recorded as %s%s", event.event_type, event_id, event.project_id,
+             verdict.status, f" ({verdict.detail})" if verdict.detail else "")
+    if verdict.status == "pending":
+        background.add_task(start_events_run_quietly)
+    body = {"event": event_id, "status": verdict.status}
+    if verdict.detail:
+        body["detail"] = verdict.detail
+    return JSONResponse(body)

@@ -1,0 +1,142 @@
+"""GitLab hook requests read and triaged (imrt_sync.webhooks), with GitLab's documented payload shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imrt_sync.webhooks import (
+    MAX_BODY_BYTES,
+    EventRejected,
+    HookEvent,
+    is_webhook_run,
+    parse_event,
+    token_matches,
+    triage,
+    webhook_run_id,
+)
+
+PAYLOADS = Path(__file__).parents[1] / "fixtures" / "gitlab_hooks"
+
+
+def payload(name: str, **changes) -> dict:
+    document = json.loads((PAYLOADS / f"{name}.json").read_text())
+    document.update(changes)
+    return document
+
+
+def body(document) -> bytes:
+    return json.dumps(document).encode()
+
+
+def test_push_event_is_read_from_gitlabs_documented_payload():
+    event = parse_event("Push Hook", body(payload("push")), "6a2a4c8f-uuid")
+    assert event == HookEvent(
+        "push", 15, "mike/diaspora", ref="refs/heads/master",
+        commit_sha="da1560886d4f094c3e6c9ef40349f7d38b5d27d7", default_branch="master",
+        gitlab_event_uuid="6a2a4c8f-uuid",
+    )
+
+
+def test_system_hook_project_create_and_destroy_are_read():
+    created = parse_event("System Hook", body(payload("project_create")))
+    destroyed = parse_event("System Hook", body(payload("project_destroy")))
+    assert (created.event_type, created.project_id, created.project_path) == ("project_create", 74, "jsmith/storecloud")
+    assert (destroyed.event_type, destroyed.project_id, destroyed.project_path) == (
+        "project_destroy", 73, "jsmith/underscore")
+
+
+def test_a_system_hook_push_is_a_push():
+    event = parse_event("System Hook", body(payload("push")))
+    assert event.event_type == "push" and event.project_id == 15
+
+
+def test_a_deleted_branch_push_keeps_the_after_sha_when_there_is_no_checkout_sha():
+    event = parse_event("Push Hook", body(payload("push", checkout_sha=None, after="0" * 40)))
+    assert event.commit_sha == "0" * 40
+
+
+def test_other_documented_system_events_are_read_but_not_acted_on():
+    event = parse_event("System Hook", body({"event_name": "user_create", "user_id": 41}))
+    assert event.event_type == "user_create" and event.project_id is None
+    assert triage(event, "mike", []).status == "ignored"
+
+
+@pytest.mark.parametrize(
+    ("header", "raw", "status", "says"),
+    [
+        ("Push Hook", b"{not json", 400, "not JSON"),
+        ("Push Hook", b"\xff\xfe", 400, "not JSON"),
+        ("Push Hook", b"[1, 2]", 400, "not a JSON object"),
+        ("Issue Hook", body(payload("push")), 400, "unsupported X-Gitlab-Event 'Issue Hook'"),
+        (None, body(payload("push")), 400, "unsupported X-Gitlab-Event None"),
+        ("Push Hook", body(payload("push", object_kind="build", event_name=None)), 400, "unsupported event 'build'"),
+        ("System Hook", body({"event_name": "pipeline_bananas"}), 400, "unsupported event 'pipeline_bananas'"),
+        ("Push Hook", body(payload("push", project_id="15")), 400, "project_id must be a positive integer"),
+        ("Push Hook", body(payload("push", project_id=-1)), 400, "project_id must be a positive integer"),
+        ("Push Hook", body(payload("push", project_id=2**70)), 400, "project_id must be a positive integer"),
+        ("Push Hook", body(payload("push", project_id=16)), 400, "project_id and project.id differ"),
+        ("Push Hook", body(payload("push", project=None)), 400, "without a project object"),
+        ("Push Hook", body(payload("push", ref=None)), 400, "ref must be a non-empty string"),
+        ("System Hook", body(payload("project_create", path_with_namespace=7)), 400, "path_with_namespace"),
+        ("Push Hook", b" " * (MAX_BODY_BYTES + 1), 413, "larger than"),
+    ],
+)
+def test_malformed_requests_are_rejected_with_a_clear_4xx(header, raw, status, says):
+    with pytest.raises(EventRejected) as caught:
+        parse_event(header, raw)
+    assert caught.value.status_code == status
+    assert says in caught.value.detail
+
+
+def test_push_to_the_default_branch_of_a_group_project_is_acted_on():
+    event = parse_event("Push Hook", body(payload("push")))
+    assert triage(event, "mike", []).status == "pending"
+
+
+@pytest.mark.parametrize(
+    ("changes", "group", "ignored", "reason"),
+    [
+        ({"ref": "refs/heads/feature"}, "mike", [], "not to the default branch master"),
+        ({"ref": "refs/tags/v1"}, "mike", [], "not to the default branch master"),
+        ({}, "iat-prod", [], "not in the group iat-prod"),
+        ({}, "mik", [], "not in the group mik"),  # no prefix match (the legacy service matched prefixes)
+        ({}, "mike", ["diaspora"], "imrt_ignore_projects"),
+    ],
+)
+def test_pushes_elsewhere_are_ignored_with_the_reason(changes, group, ignored, reason):
+    event = parse_event("Push Hook", body(payload("push", **changes)))
+    verdict = triage(event, group, ignored)
+    assert verdict.status == "ignored"
+    assert reason in verdict.detail
+
+
+def test_project_events_outside_the_group_are_ignored():
+    event = parse_event("System Hook", body(payload("project_create")))
+    assert triage(event, "jsmith", []).status == "pending"
+    assert triage(event, "jsmith/sub", []).status == "ignored"
+
+
+def test_a_nested_group_is_matched_on_the_full_namespace():
+    document = payload("push")
+    document["project"] = {**document["project"], "path_with_namespace": "sbac/iat-prod/200123"}
+    event = parse_event("Push Hook", body(document))
+    assert triage(event, "sbac/iat-prod", []).status == "pending"
+    assert triage(event, "iat-prod", []).status == "ignored"
+
+
+def test_token_comparison():
+    assert token_matches("s3cret", "s3cret")
+    assert not token_matches("s3cret ", "s3cret")
+    assert not token_matches(None, "s3cret")
+    assert not token_matches("", "")  # no secret configured: nothing gets in
+    assert not token_matches("anything", "")
+
+
+def test_event_runs_are_named_apart_from_other_runs():
+    run_id = webhook_run_id()
+    assert is_webhook_run(run_id)
+    assert not is_webhook_run("legacy__12") and not is_webhook_run("scheduled__2026-01-01T09:00:00+00:00")
+
