@@ -102,6 +102,11 @@ def _report(outcome: dict, failure: str | None, *, transient: bool = False) -> d
     return outcome
 
 
+def _run_start():
+    """The run's start: a task that starts after the run was abandoned must not reopen its execution."""
+    return get_current_context()["dag_run"].start_date
+
+
 def _as_list(value) -> list:
     if value is None:
         return []
@@ -138,7 +143,7 @@ def item_synchronization():
             if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
                 run_params = pipeline.claim_events(services, run_id, run_params)
             else:
-                execution = BatchMirror(services.engine).mark_started(run_id)
+                execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
                 ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
                 pipeline.log.info(LEGACY_START, execution.job_execution_id)
             planned = pipeline.list_ids(services, run_params)
@@ -186,7 +191,7 @@ def item_synchronization():
                 return _report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
             mirror = BatchMirror(services.engine)
             if mirror.execution_for_run(run_id) is None:  # list_ids failed before recording the start
-                mirror.mark_started(run_id)
+                mirror.mark_started(run_id, _run_start())
             execution = mirror.record_outcome(
                 run_id, verdict["message"], read_count=verdict["read_count"],
                 write_count=verdict["write_count"], skip_count=verdict["skip_count"],

@@ -79,6 +79,8 @@ def start_events_run_quietly() -> None:
         ensure_events_run()
     except airflow_runs.DagUnavailable as exc:
         log.warning("GitLab hook events wait: %s", exc.detail)
+    except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+        log.warning("GitLab hook events wait: the imrt database is unreachable or busy (%s)", type(exc).__name__)
     except Exception:  # noqa: BLE001 - the event is recorded; the sweeper retries
         log.warning("could not start a run for GitLab hook events; the sweeper will retry", exc_info=True)
 
