@@ -7,15 +7,13 @@ first full sync. Then a REST-triggered run, authenticated with a token, syncs th
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID
 from e2e_helpers import wait_until
-from itembank_server import ItemBank, ItemBankServer, generate_bank
+from stack_fixtures import airflow_stack, fresh_database, served_item_bank
 
 pytestmark = pytest.mark.e2e
 
@@ -26,34 +24,24 @@ BANK_SIZE = 30
 
 @pytest.fixture(scope="module")
 def item_bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    projects = generate_bank(bank, GROUP, count=BANK_SIZE, seed=11)
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield bank, projects, server
-    bank.close()
+    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=11) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def imrt_url(pg_admin_url):
-    return ensure_database(pg_admin_url, f"imrt_sched_{uuid.uuid4().hex[:10]}")
+    return fresh_database(pg_admin_url, "imrt_sched")
 
 
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
     _, _, server = item_bank
-    root = tmp_path_factory.mktemp("stack")
-    env = sync_environment(
-        gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt_url, git_cache_dir=root / "git-cache",
-        webhook_url="https://imrt.example.org/webHook", webhook_secret="scheduler-e2e-webhook-secret",
-    )
-    metadata_url = ensure_database(pg_admin_url, f"airflow_sched_{uuid.uuid4().hex[:10]}")
-    airflow = project_stack(root / "home", metadata_url, env, parallelism=4)
-    try:
-        airflow.start()
+    with airflow_stack(
+        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
+        imrt_url=imrt_url, metadata_prefix="airflow_sched", webhook_secret="scheduler-e2e-webhook-secret",
+        parallelism=4,
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 def count(url, sql: str) -> int:
@@ -78,7 +66,6 @@ def execution_of(url, run_id: str) -> int:
 
 def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     bank, projects, _ = item_bank
-    stack.wait_for_dag(DAG_ID)
     unauthenticated = stack.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token="", json={"logical_date": None})
     assert unauthenticated.status_code == 401
 

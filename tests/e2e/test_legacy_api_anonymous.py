@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import requests
 
-from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from stack_fixtures import airflow_stack, fresh_database
 
 pytestmark = pytest.mark.e2e
 
 
-
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory):
-    root = tmp_path_factory.mktemp("anonymous")
-    env = sync_environment(
-        gitlab_url="http://127.0.0.1:9", gitlab_token="unused", group="iat-anon",
-        imrt_url=ensure_database(pg_admin_url, f"imrt_anon_{uuid.uuid4().hex[:10]}"), git_cache_dir=root / "git-cache",
-        webhook_url="https://imrt.example.org/webHook",
-    )
-    env["AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC"] = "True"
-    airflow = project_stack(root / "home", ensure_database(pg_admin_url, f"airflow_anon_{uuid.uuid4().hex[:10]}"), env)
-    try:
-        airflow.start()
-        airflow.wait_for_dag(DAG_ID)
+    with airflow_stack(
+        pg_admin_url, tmp_path_factory.mktemp("anonymous"), gitlab_url="http://127.0.0.1:9", gitlab_token="unused",
+        group="iat-anon", imrt_url=fresh_database(pg_admin_url, "imrt_anon"), metadata_prefix="airflow_anon",
+        extra_env={"AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC": "True"},
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 def test_only_post_sync_is_opened(stack):

@@ -12,7 +12,6 @@ import asyncio
 import http.client
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -21,10 +20,9 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID
 from e2e_helpers import PluginRoute, plugin_class, plugin_routes, wait_until
-from itembank_server import ItemBank, ItemBankServer, generate_bank
+from stack_fixtures import airflow_stack, imrt_database, served_item_bank
 
 pytestmark = pytest.mark.e2e
 
@@ -51,39 +49,26 @@ def test_the_known_routes_are_discovered():
 
 @pytest.fixture(scope="module")
 def item_bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    projects = generate_bank(bank, GROUP, count=BANK_SIZE, seed=23)
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield bank, projects, server
-    bank.close()
+    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=23) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def imrt(pg_admin_url):
-    engine = sa.create_engine(ensure_database(pg_admin_url, f"imrt_requests_{uuid.uuid4().hex[:10]}"))
-    yield engine
-    engine.dispose()
+    with imrt_database(pg_admin_url, "imrt_requests") as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
     _, _, server = item_bank
-    root = tmp_path_factory.mktemp("stack")
-    env = sync_environment(
-        gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url, git_cache_dir=root / "git-cache",
-        webhook_url="https://imrt.example.org/webHook", webhook_secret=HOOK_SECRET,
-    )
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # no scheduled run: every run here is one a request made
-    metadata_url = ensure_database(pg_admin_url, f"airflow_requests_{uuid.uuid4().hex[:10]}")
-    airflow = project_stack(root / "home", metadata_url, env, users={"admin": "admin", "viewer": "viewer"},
-                            parallelism=4)
-    try:
-        airflow.start()
-        airflow.wait_for_dag(DAG_ID)
+    with airflow_stack(
+        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
+        imrt_url=imrt.url, metadata_prefix="airflow_requests", webhook_secret=HOOK_SECRET,
+        extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # every run here is one a request made
+        users={"admin": "admin", "viewer": "viewer"}, parallelism=4,
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 @pytest.fixture(scope="module")

@@ -6,16 +6,13 @@ someone called ``/abandon``. Here the run ends in a true state, so does its row,
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID
 from e2e_helpers import wait_until
-from itembank_server import ItemBank, ItemBankServer, generate_bank
+from stack_fixtures import airflow_stack, imrt_database, served_item_bank
 
 pytestmark = pytest.mark.e2e
 
@@ -26,39 +23,28 @@ BANK_SIZE = 6
 
 @pytest.fixture(scope="module")
 def item_bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    generate_bank(bank, GROUP, count=BANK_SIZE, seed=3)
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
+    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=3) as (_, _, server):
         yield server
-    bank.close()
 
 
 @pytest.fixture(scope="module")
 def imrt(pg_admin_url):
-    engine = sa.create_engine(ensure_database(pg_admin_url, f"imrt_crash_{uuid.uuid4().hex[:10]}"))
-    yield engine
-    engine.dispose()
+    with imrt_database(pg_admin_url, "imrt_crash") as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    root = tmp_path_factory.mktemp("stack")
-    env = sync_environment(
-        gitlab_url=item_bank.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url,
-        git_cache_dir=root / "git-cache", webhook_url="https://imrt.example.org/webHook",
-    )
-    # A task whose process died is noticed after this many seconds without a heartbeat.
-    env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "15"
-    env["AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL"] = "10"
-    airflow = project_stack(root / "home", ensure_database(pg_admin_url, f"airflow_crash_{uuid.uuid4().hex[:10]}"),
-                            env, parallelism=4)
-    try:
-        airflow.start()
-        airflow.wait_for_dag(DAG_ID)
+    heartbeat_env = {
+        # A task whose process died is noticed after this many seconds without a heartbeat.
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
+        "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
+    }
+    with airflow_stack(
+        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=item_bank.url, gitlab_token=TOKEN, group=GROUP,
+        imrt_url=imrt.url, metadata_prefix="airflow_crash", extra_env=heartbeat_env, parallelism=4,
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 def task_state(stack, run_id: str, task_id: str) -> str | None:

@@ -33,10 +33,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.postgres import ensure_database, sqlalchemy_url
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.postgres import sqlalchemy_url
+from devstack.project import DAG_ID
 from e2e_helpers import plugin_routes, wait_until
-from itembank_server import ItemBank, ItemBankServer, generate_bank
+from stack_fixtures import airflow_stack, served_item_bank
 
 pytestmark = pytest.mark.e2e
 
@@ -208,14 +208,11 @@ class CommandLineSampler(threading.Thread):
 
 @pytest.fixture(scope="module")
 def item_bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    projects = generate_bank(bank, GROUP, count=BANK_SIZE, seed=17)
-    broken = projects[BROKEN]
-    bank.push_commit(broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]}, message="broken")
-    with ItemBankServer(bank, tokens={GITLAB_TOKEN}) as server:
-        yield bank, projects, server
-    bank.close()
+    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, GITLAB_TOKEN, count=BANK_SIZE, seed=17) as served:
+        bank, projects, _ = served
+        broken = projects[BROKEN]
+        bank.push_commit(broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]}, message="broken")
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -245,19 +242,13 @@ def root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, root, item_bank, imrt):
     _, _, server = item_bank
-    env = sync_environment(
-        gitlab_url=server.url, gitlab_token=GITLAB_TOKEN, group=GROUP, imrt_url=imrt.url,
-        git_cache_dir=root / "git-cache", webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET,
-    )
-    env["AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE"] = "False"  # only the run the test triggers
-    airflow = project_stack(root / "home", ensure_database(pg_admin_url, f"airflow_sec_{uuid.uuid4().hex[:10]}"),
-                            env, parallelism=4)
-    try:
-        airflow.start()
-        airflow.wait_for_dag(DAG_ID)
+    with airflow_stack(
+        pg_admin_url, root, gitlab_url=server.url, gitlab_token=GITLAB_TOKEN, group=GROUP, imrt_url=imrt.url,
+        metadata_prefix="airflow_sec", webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET,
+        extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # only the run the test triggers
+        parallelism=4,
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 @pytest.fixture(scope="module")

@@ -15,10 +15,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID
 from e2e_helpers import wait_until
-from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
+from itembank_server import ItemBank, make_item_document
+from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -32,47 +32,31 @@ PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
 
 @pytest.fixture(scope="module")
 def item_bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    projects = generate_bank(bank, GROUP, count=BANK_SIZE, seed=11)
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield bank, projects, server
-    bank.close()
+    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=11) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def imrt(pg_admin_url):
-    engine = sa.create_engine(ensure_database(pg_admin_url, f"imrt_hooks_{uuid.uuid4().hex[:10]}"))
-    yield engine
-    engine.dispose()
+    with imrt_database(pg_admin_url, "imrt_hooks") as engine:
+        yield engine
 
 
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
     _, _, server = item_bank
-    root = tmp_path_factory.mktemp("stack")
-    env = sync_environment(
-        gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url, git_cache_dir=root / "git-cache",
-        webhook_url=HOOK_URL, webhook_secret=SECRET,
-    )
-    env["AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS"] = "3"
-    metadata_url = ensure_database(pg_admin_url, f"airflow_hooks_{uuid.uuid4().hex[:10]}")
-    airflow = project_stack(root / "home", metadata_url, env, parallelism=4)
-    try:
-        airflow.start()
-        airflow.wait_for_dag(DAG_ID)
+    with airflow_stack(
+        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
+        imrt_url=imrt.url, metadata_prefix="airflow_hooks", webhook_url=HOOK_URL, webhook_secret=SECRET,
+        extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3"}, parallelism=4,
+    ) as airflow:
         yield airflow
-    finally:
-        airflow.stop()
 
 
 @pytest.fixture(scope="module")
 def synced(stack):
-    """Unpausing starts the latest scheduled run: the first full sync, which also creates the project hooks."""
-    stack.unpause(DAG_ID)
-    scheduled = wait_until(lambda: runs(stack), 60, "the scheduled run")[0]
-    assert stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], timeout=300) == "success"
-    return scheduled
+    """The first full sync, which also creates the project hooks."""
+    return unpause_and_finish_scheduled_run(stack, timeout=300)
 
 
 def runs(stack) -> list[dict]:
