@@ -172,7 +172,7 @@ def item_synchronization():
                 services, plan["missing_webhook"], _run_params(params), recheck=ti.try_number > 1
             )
         failed = outcome["failed"]
-        _report(outcome, "; ".join(failed.values()) if failed else None)
+        _report(outcome, "; ".join(failed.values()) if failed else None, transient=outcome["transient"])
 
     @task(trigger_rule="all_done", multiple_outputs=False)
     def summary(ti=None, params=None, run_id=None) -> dict:

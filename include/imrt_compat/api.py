@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated
 
 import sqlalchemy as sa
@@ -62,23 +65,66 @@ async def no_request_body(request: Request) -> None:
 NO_BODY = Depends(no_request_body)
 
 
+def deadline_seconds() -> float:
+    return conf.getfloat("imrt", "api_deadline_seconds", fallback=15.0)
+
+
+# The routes' work runs here, so that a request can be answered when its deadline passes even if a database call
+# hangs (a server that stopped answering without closing connections): hung calls hold these threads, not the
+# API server's own.
+_route_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imrt-legacy-api")
+_current_request = threading.local()
+
+
+class RequestGivenUp(Exception):
+    """The caller already got a 503 for this request: it must not change anything any more."""
+
+
+def check_still_awaited() -> None:
+    """Call before a change the caller must not get after a 503 (starting a run)."""
+    given_up = getattr(_current_request, "given_up", None)
+    if given_up is not None and given_up.is_set():
+        raise RequestGivenUp
+
+
 def json_errors(route: Callable) -> Callable:
-    """Answer every failure of a route with a clear JSON error and the right status code, never a stack trace."""
+    """Answer every failure of a route with a clear JSON error and the right status code, never a stack trace,
+    and answer 503 when the route has not finished within ``[imrt] api_deadline_seconds``."""
 
     @functools.wraps(route)
     def guarded(*args, **kwargs):
+        given_up = threading.Event()
+        answer = _route_threads.submit(_answered, given_up, route, args, kwargs)
         try:
-            return route(*args, **kwargs)
-        except airflow_runs.DagUnavailable as exc:
-            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
-            log.error("the imrt database is unreachable or busy: %s", type(exc).__name__)
-            return JSONResponse({"detail": "the imrt database is unreachable or busy; try again later"}, status_code=503)
-        except Exception as exc:  # noqa: BLE001 - the caller gets a JSON 500, the log gets the trace
-            log.exception("unexpected error in the legacy job API")
-            return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
+            return answer.result(timeout=deadline_seconds())
+        except FutureTimeout:
+            given_up.set()
+            log.error("the imrt database did not answer within %s s: answered 503", deadline_seconds())
+            return JSONResponse(
+                {"detail": f"the imrt database did not answer within {deadline_seconds():g} s; try again later"},
+                status_code=503,
+            )
 
     return guarded
+
+
+def _answered(given_up: threading.Event, route: Callable, args, kwargs):
+    _current_request.given_up = given_up
+    try:
+        return route(*args, **kwargs)
+    except airflow_runs.DagUnavailable as exc:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
+        log.error("the imrt database is unreachable or busy: %s", type(exc).__name__)
+        return JSONResponse({"detail": "the imrt database is unreachable or busy; try again later"}, status_code=503)
+    except RequestGivenUp:
+        log.warning("a request answered 503 after its deadline finished late: it changed nothing")
+        return None
+    except Exception as exc:  # noqa: BLE001 - the caller gets a JSON 500, the log gets the trace
+        log.exception("unexpected error in the legacy job API")
+        return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
+    finally:
+        _current_request.given_up = None
 
 
 sync_app = FastAPI(title="IMRT legacy /sync", openapi_url=None, docs_url=None, redoc_url=None)
@@ -104,6 +150,7 @@ def _start_unless_running(mirror: BatchMirror, conf_params: dict, user_name: str
     reconcile(mirror, session)
     if any(not is_webhook_run(run.run_id) for run in airflow_runs.active_runs(DAG_ID, session)):
         return None  # a run of the real-time path does not count: the new run waits for it (max_active_runs=1)
+    check_still_awaited()
     execution = mirror.create_execution()
     run_id = f"legacy__{execution.job_execution_id}"
     mirror.link_run(execution.job_execution_id, run_id)

@@ -9,6 +9,7 @@ restarted between recording and triggering, the DAG was paused, a run ended with
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from contextlib import asynccontextmanager
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_RUN_LOCK_KEY = 0x494D5254_57484B53  # "IMRTWHKS": one process at a time decides whether to start a run
 QUEUED = "queued"
+RECORD_DEADLINE_SECONDS = 8.0  # GitLab gives up on a hook after 10 s
 
 
 def sweep_seconds() -> float:
@@ -151,9 +153,13 @@ async def receive_event(request: Request, background: BackgroundTasks):
         event = parse_event(request.headers.get("x-gitlab-event"), await _read_body(request),
                             request.headers.get("x-gitlab-event-uuid"))
         verdict = triage(event, settings.group, settings.ignore_projects)
-        event_id = await run_in_threadpool(EventLog(imrt_engine()).record, event, verdict)
+        event_id = await asyncio.wait_for(run_in_threadpool(EventLog(imrt_engine()).record, event, verdict),
+                                          RECORD_DEADLINE_SECONDS)
     except EventRejected as exc:
         return _answer(exc.status_code, exc.detail)
+    except asyncio.TimeoutError:
+        log.error("GitLab hook: the imrt database did not answer within %s s", RECORD_DEADLINE_SECONDS)
+        return _answer(503, "the imrt database did not answer in time; the nightly sync will catch up")
     except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
         log.error("GitLab hook not recorded: the imrt database is unreachable or busy (%s)", type(exc).__name__)
         return _answer(503, "the imrt database is unreachable or busy; the nightly sync will catch up")

@@ -23,7 +23,14 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class GitLabError(RuntimeError):
-    """GitLab did not answer as documented, or answered with an error after the retries."""
+    """GitLab did not answer as documented, or answered with an error after the retries.
+
+    ``transient``: the failure may go away by itself (no answer, 429, 5xx), so trying again later makes sense.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False):
+        super().__init__(message)
+        self.transient = transient
 
 
 class GitLabClient:
@@ -113,7 +120,7 @@ class GitLabClient:
         try:
             return session.request(method, url, timeout=self._timeout, **kwargs)
         except requests.RequestException as exc:
-            raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}") from None
+            raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}", transient=True) from None
 
 
 def _session(settings: GitLabSettings, retry: Retry) -> requests.Session:
@@ -129,7 +136,8 @@ def _checked(response: requests.Response) -> requests.Response:
     if response.status_code >= 400:
         raise GitLabError(
             f"GitLab {response.request.method} {_path_of(response.url)} answered "
-            f"{response.status_code}: {_message(response)}"
+            f"{response.status_code}: {_message(response)}",
+            transient=response.status_code in _RETRY_STATUSES,
         )
     return response
 

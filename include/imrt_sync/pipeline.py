@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from .config import RunParams, SyncSettings
 from .errors import ItemValidationError
-from .gitlab import GitLabClient
+from .gitlab import GitLabClient, GitLabError
 from .gitrepo import ITEM_FILE, GitAccess, ItemRepository, remote_head
 from .mapping import map_item, parse_item_json
 from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
@@ -192,7 +192,7 @@ def dispatch_webhooks(services: Services, project_ids: list[int], params: RunPar
     created it already. A first try trusts the plan made moments before.
     """
     settings = services.settings
-    outcome: dict = {"missing": len(project_ids), "created": [], "failed": {}}
+    outcome: dict = {"missing": len(project_ids), "created": [], "failed": {}, "transient": False}
     if params.dry_run:
         log.info("DRY RUN: would create the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
@@ -213,6 +213,7 @@ def dispatch_webhooks(services: Services, project_ids: list[int], params: RunPar
         except Exception as exc:  # noqa: BLE001 - reported per project
             log.error("creating the webhook of project %s failed: %s", project_id, exc)
             outcome["failed"][str(project_id)] = f"webhook of project {project_id}: {exc}"
+            outcome["transient"] |= not isinstance(exc, GitLabError) or exc.transient
     log.info("created the webhook on %d of %d projects", len(outcome["created"]), len(project_ids))
     return outcome
 
