@@ -94,14 +94,15 @@ def json_errors(route: Callable) -> Callable:
     @functools.wraps(route)
     def guarded(*args, **kwargs):
         given_up = threading.Event()
+        deadline = deadline_seconds()
         answer = _route_threads.submit(_answered, given_up, route, args, kwargs)
         try:
-            return answer.result(timeout=deadline_seconds())
+            return answer.result(timeout=deadline)
         except FutureTimeout:
             given_up.set()
-            log.error("the imrt database did not answer within %s s: answered 503", deadline_seconds())
+            log.error("the imrt database did not answer within %s s: answered 503", deadline)
             return JSONResponse(
-                {"detail": f"the imrt database did not answer within {deadline_seconds():g} s; try again later"},
+                {"detail": f"the imrt database did not answer within {deadline:g} s; try again later"},
                 status_code=503,
             )
 

@@ -55,11 +55,10 @@ def close_events(services: Services, run_id: str, plan: dict | None, unit_outcom
         released = events.release([run_id])
         log.warning("listing failed: %d hook events go back to pending for the next run", released)
         return
-    failed = {int(pid): message for o in unit_outcomes if o for pid, message in o["failed"].items()}
-    reported = {o["label"] for o in unit_outcomes if o}
-    for unit in units:
-        if unit["label"] not in reported:
-            failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
+    reported, silent = _reported_units(unit_outcomes, units)
+    failed = {int(pid): message for o in reported.values() for pid, message in o["failed"].items()}
+    for unit in silent:
+        failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
     failed.update({int(pid): message for pid, message in ((hooks or {}).get("failed") or {}).items()})
     closed = events.close(run_id, failed)
     log.info("closed %d hook events (%d items failed)", closed, len(failed))
@@ -223,7 +222,7 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
     if plan is None:
         message = "Listing the item bank failed: see the list_ids task log"
         return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0}
-    reported = {o["label"]: o for o in unit_outcomes if o}
+    reported, silent = _reported_units(unit_outcomes, units)
     deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
     message = (
         f"Total item bank ids: {plan['total_ids']}, "
@@ -231,7 +230,7 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
         f"number of items deleted from IMRT: {deleted}"
     )
     problems = [error for o in reported.values() for error in o["failed"].values()]
-    problems += [f"unit {u['label']}: did not report (see its task log)" for u in units if u["label"] not in reported]
+    problems += [f"unit {u['label']}: did not report (see its task log)" for u in silent]
     if hooks is None:
         problems.append("dispatch_webhooks did not report (see its task log)")
     else:
@@ -248,6 +247,12 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
         return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
     return {"status": "FAILED", "message": _limit(detail), **counts}
+
+
+def _reported_units(unit_outcomes: list[dict | None], units: list[dict]) -> tuple[dict[str, dict], list[dict]]:
+    """The outcomes the ``sync`` instances published, by unit label, and the units that published none."""
+    reported = {o["label"]: o for o in unit_outcomes if o}
+    return reported, [unit for unit in units if unit["label"] not in reported]
 
 
 def _limit(text: str) -> str:
