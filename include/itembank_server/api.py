@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from .faults import Faults
+from .hookdelivery import HookDispatcher
 from .pagination import DEFAULT_PER_PAGE, PageResult, clamp_page, paginate, pagination_headers
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
 from .store import HOOK_DEFAULTS, PROJECT_ORDER_COLUMNS, ItemBank
@@ -42,6 +43,7 @@ class ApiRequest:
     query: list[tuple[str, str]]
     headers: Mapping[str, str]
     body: bytes = b""
+    user: dict | None = None  # the authenticated user: {"id", "username", "name", "email", "admin"}
 
     @property
     def params(self) -> dict[str, str]:
@@ -175,10 +177,11 @@ def _bool_text(value: bool) -> str:
 class RestApi:
     """Answers resolved REST requests from the bank."""
 
-    def __init__(self, bank: ItemBank, base_url: Callable[[], str], faults: Faults):
+    def __init__(self, bank: ItemBank, base_url: Callable[[], str], faults: Faults, hooks: HookDispatcher):
         self.bank = bank
         self._base_url = base_url
         self.faults = faults
+        self.hooks = hooks
 
     @property
     def base_url(self) -> str:

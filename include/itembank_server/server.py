@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from . import api, git_http
 from .faults import Counters, Fault, Faults
+from .hookdelivery import HookDispatcher
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
 
@@ -157,7 +158,8 @@ class ItemBankServer:
         self.host = host
         self.port = self._httpd.server_address[1]
         self.url = (external_url or f"http://{_url_host(host)}:{self.port}").rstrip("/")
-        self.api = api.RestApi(bank, lambda: self.url, self.faults)
+        self.hooks = HookDispatcher(bank, lambda: self.url)
+        self.api = api.RestApi(bank, lambda: self.url, self.faults, self.hooks)
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
@@ -178,6 +180,7 @@ class ItemBankServer:
             self._thread = None
         self._httpd.close_connections(timeout)
         self._httpd.server_close()
+        self.hooks.close()
 
     def __enter__(self) -> ItemBankServer:
         return self.start()
