@@ -32,6 +32,10 @@ _ACQUIRE_LOCK = sa.text(
 _RELEASE_LOCK = sa.text("DELETE FROM project_lock WHERE project_id = :project_id AND locked_at = :locked_at")
 
 
+# First key of the advisory locks that serialise stim_link maintenance per stimulus id ("STIM" in ASCII).
+STIMULUS_LOCK_SPACE = 0x5354494D
+
+
 class ProjectLockedError(RuntimeError):
     """Another writer holds the project's lock: try again later."""
 
@@ -203,8 +207,16 @@ def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None
 
 
 def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
-    """Keep ``stim_link`` a true picture of the documents: an item links to its stimulus once both are synced."""
+    """Keep ``stim_link`` a true picture of the documents: an item links to its stimulus once both are synced.
+
+    An item and its stimulus written by two concurrent transactions would each miss the other's uncommitted row,
+    and neither would write the link. Both therefore take the stimulus id's transaction lock first: the second to
+    get it waits for the first to commit, and its queries (READ COMMITTED: a new snapshot per statement) see it.
+    """
     item, link = schema.item, schema.stim_link
+    stimulus_id = mapped.item_id if mapped.is_stimulus else mapped.stimulus_id
+    if stimulus_id is not None:
+        _lock_stimulus(conn, stimulus_id)
     if mapped.is_stimulus:
         conn.execute(sa.delete(link).where(link.c.item_key == key))
         linked_items = sa.select(
@@ -232,6 +244,18 @@ def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
     conn.execute(statement.on_conflict_do_update(
         index_elements=[link.c.item_key], set_={"item_key_stim": stimulus_key, "updated_at": sa.func.now()}
     ))
+
+
+def _lock_stimulus(conn: sa.Connection, stimulus_id: int) -> None:
+    conn.execute(
+        sa.text("SELECT pg_advisory_xact_lock(:space, :key)"),
+        {"space": STIMULUS_LOCK_SPACE, "key": _int32(stimulus_id)},
+    )
+
+
+def _int32(value: int) -> int:
+    """The two-int form of an advisory lock takes int4 keys: fold a (possibly larger) item id into that range."""
+    return (value & 0xFFFFFFFF) - (1 << 32 if value & 0x80000000 else 0)
 
 
 def _upsert_item_git(conn: sa.Connection, key: int, revision: Revision) -> None:
@@ -274,7 +298,14 @@ def _delete_item(conn: sa.Connection, project_id: int) -> ItemEvent | None:
     if git_row is None:
         return None
     key = git_row.item_key
-    item_id = conn.scalar(sa.select(schema.item.c.id).where(schema.item.c.key == key))
+    row = conn.execute(
+        sa.select(schema.item.c.id, schema.item.c.classification, schema.item.c.associated_stimulus_id)
+        .where(schema.item.c.key == key)
+    ).one()
+    item_id = row.id
+    stimulus_id = row.id if row.classification == "stim" else row.associated_stimulus_id
+    if stimulus_id is not None:
+        _lock_stimulus(conn, stimulus_id)
     link = schema.stim_link
     conn.execute(sa.delete(schema.item_log).where(schema.item_log.c.item_key == key))
     conn.execute(sa.delete(schema.item_git).where(schema.item_git.c.project_id == project_id))

@@ -132,3 +132,37 @@ def test_a_failed_write_leaves_nothing_half_written(store, imrt_engine):
     assert scalar(imrt_engine, "SELECT count(*) FROM item_log") == 1
     assert scalar(imrt_engine, "SELECT count(*) FROM project_lock") == 0
     assert store.save(good).kind == "ITEM_UPDATED"
+
+
+def test_an_item_and_its_stimulus_written_concurrently_are_linked(store, imrt_engine):
+    """Both transactions insert their item before either reaches the link step (held there by the stimulus lock,
+    taken here first); whichever links first cannot see the other's row, so the second must link."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from imrt_sync.store import STIMULUS_LOCK_SPACE
+
+    with imrt_engine.connect() as holder:
+        holder.execute(sa.text("SELECT pg_advisory_lock(:space, 2000)"), {"space": STIMULUS_LOCK_SPACE})
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            item = pool.submit(store.save, revision(21, document("1001", stimulus="2000"), "i1"))
+            stimulus = pool.submit(store.save, revision(22, document("2000", item_type="stim"), "s1"))
+            wait_for_lock_waiters(imrt_engine, 2)
+            holder.execute(sa.text("SELECT pg_advisory_unlock(:space, 2000)"), {"space": STIMULUS_LOCK_SPACE})
+            holder.commit()
+            assert {item.result().kind, stimulus.result().kind} == {"ITEM_CREATED"}
+    assert scalar(
+        imrt_engine,
+        "SELECT s.id FROM stim_link l JOIN item i ON i.key = l.item_key JOIN item s ON s.key = l.item_key_stim "
+        "WHERE i.id = 1001",
+    ) == 2000
+
+
+def wait_for_lock_waiters(engine, count: int, timeout: float = 20.0) -> None:
+    """Poll pg_locks until ``count`` sessions wait for an advisory lock."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    query = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+    while scalar(engine, query) < count:
+        assert time.monotonic() < deadline, f"fewer than {count} writers reached the stimulus lock"
+        time.sleep(0.05)
