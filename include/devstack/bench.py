@@ -14,8 +14,10 @@ four cases in two modes and prints the figures next to the targets:
 
 Each mode gets its own copy of the generated bank (served by its own item bank server process), its own fresh
 ``imrt`` database and git cache; the changes of case (b) are applied identically to both copies (same commits,
-same shas), and the result of every case is checked (plan and verdict) and fingerprinted (``item_git`` heads), so
-the two modes are known to have done the same work.
+same shas), and the result of every case is checked (plan and verdict) and compared, row by row over every item
+table (``devstack.imrt_snapshot``), with a reference: one full sync of the same bank state into an empty database.
+"same end state: yes" means the runs so far, in that mode with its order, batching and concurrency, wrote exactly
+what one full sync writes.
 
 The scheduler runs with ``[scheduler] use_job_schedule = False``: the DAG is unpaused before the first case and no
 scheduled (09:00 UTC) run is ever created, so every measured run is one REST-triggered run and nothing else runs
@@ -50,6 +52,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from . import imrt_snapshot as imrt_snapshot_module
 from .airflow_stack import _q
 from .project import DAG_ID, REPO_ROOT
 
@@ -83,7 +86,7 @@ RATIO_CASES = ("a", "d")
 REST_TARGET_CASES = ("b", "c")
 MEMORY_TARGET = 3 * GIB
 
-ITEM_TABLES = ("item", "item_git", "item_log", "item_attachment", "item_form", "stim_link")
+ITEM_TABLES = imrt_snapshot_module.ITEM_TABLES
 
 
 def say(message: str = "") -> None:
@@ -176,7 +179,8 @@ class CaseResult:
     mapped_tis: int | None = None
     memory: dict[str, int] = field(default_factory=dict)  # peak PSS in bytes: airflow, stack, process, ...
     phases: dict[str, float] = field(default_factory=dict)
-    fingerprint: str = ""
+    fingerprint: str = ""  # digest of the imrt snapshot after the case
+    reference: str = ""  # "yes", or how the snapshot differs from one full sync of the same bank state
     load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average at start and at end
     foreign_cpu: float = 0.0  # CPU seconds other processes (not this benchmark's) used during the case
 
@@ -266,6 +270,7 @@ def describe_result(result: CaseResult) -> list[str]:
             memory_check(result),
         )
     )
+    lines.append(f"same end state as one full sync of this bank: {result.reference}")
     if result.phases:
         lines.append("phases: " + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in result.phases.items()))
     return lines
@@ -329,8 +334,12 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
             f"| {fmt_endpoints(result.git)} | {phases} |"
         )
     mismatched = fingerprint_mismatches(results)
-    lines += ["", "Same end state in both modes (item_git heads): " + ("yes" if not mismatched else
+    lines += ["", "Same end state in both modes (every imrt row): " + ("yes" if not mismatched else
               "NO for " + ", ".join(f"{s:,} ({c})" for s, c in mismatched))]
+    off_reference = [r for r in results if r.reference != "yes"]
+    lines += ["Same end state as one full sync of the same bank (every case and mode): " + (
+        "yes" if not off_reference else
+        "NO for " + "; ".join(f"{r.size:,} ({r.case}) {r.mode}: {r.reference}" for r in off_reference))]
     return "\n".join(lines) + "\n"
 
 
@@ -508,23 +517,55 @@ def writes_delta(before: Mapping[str, int], after: Mapping[str, int]) -> dict[st
     return {t: after[t] - before.get(t, 0) for t in sorted(after) if after[t] - before.get(t, 0)}
 
 
-def imrt_fingerprint(url) -> str:
-    """A digest of ``item_git`` (project, head) and the row count of every item table: the synced state."""
-    import hashlib
-
+def imrt_snapshot(url) -> imrt_snapshot_module.Snapshot:
     import sqlalchemy as sa
 
     engine = sa.create_engine(url, poolclass=sa.pool.NullPool)
     try:
-        with engine.connect() as conn:
-            if not sa.inspect(conn).has_table("item_git"):
-                return "empty"
-            heads = conn.execute(sa.text("SELECT project_id, current_commit_hash FROM item_git ORDER BY 1")).all()
-            counts = [conn.scalar(sa.text(f"SELECT count(*) FROM {t}")) for t in ITEM_TABLES]
+        return imrt_snapshot_module.take(engine)
     finally:
         engine.dispose()
-    digest = hashlib.sha256(repr((heads, counts)).encode()).hexdigest()[:12]
-    return f"{digest} ({counts[0]} items)"
+
+
+def bank_state(bank_root: Path) -> str:
+    """A digest of every branch of every repository in the bank: equal digests, same bank content."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for ref_file in sorted((bank_root / "repos").glob("**/*.git/refs/heads/**/*")) + sorted(
+        (bank_root / "repos").glob("**/*.git/packed-refs")
+    ):
+        if ref_file.is_file():
+            digest.update(str(ref_file.relative_to(bank_root)).encode() + b"\0" + ref_file.read_bytes())
+    return digest.hexdigest()
+
+
+class References:
+    """The snapshot one full sync writes, per bank state: computed once, on the first runner that needs it."""
+
+    def __init__(self, options: Options, admin_url):
+        self.options = options
+        self.admin_url = admin_url
+        self._snapshots: dict[str, imrt_snapshot_module.Snapshot] = {}
+
+    def compare(self, runner: ModeRunner, snapshot: imrt_snapshot_module.Snapshot) -> str:
+        state = bank_state(runner.bank_root)
+        if state not in self._snapshots:
+            self._snapshots[state] = self._full_sync(runner)
+        found = imrt_snapshot_module.differences(snapshot, self._snapshots[state])
+        return "yes" if not found else "NO: " + "; ".join(found)
+
+    def _full_sync(self, runner: ModeRunner) -> imrt_snapshot_module.Snapshot:
+        from .postgres import ensure_database
+
+        assert runner.server is not None
+        url = ensure_database(self.admin_url, f"bench_reference_{runner.size}", recreate=True)
+        _, verdict, _ = direct_run(
+            self.options, runner.server.url, url, runner.work.parent / "reference-git-cache", "d", create_hooks=False
+        )
+        if verdict["status"] != "COMPLETED":
+            raise RuntimeError(f"the reference full sync failed: {verdict['message']}")
+        return imrt_snapshot(url)
 
 
 class BankServer:
@@ -700,6 +741,7 @@ class ModeRunner:
         self.imrt_db = f"bench_imrt_{self.mode}_{size}"
         self.server: BankServer | None = None
         self.imrt_url = None
+        self.references: References | None = None
 
     def __enter__(self) -> ModeRunner:
         from .postgres import ensure_database
@@ -759,11 +801,14 @@ class ModeRunner:
         rest, git = split_counters(counters)
         problems = expected_plan_problems(case, plan, size_now, nightly_counts_, first=first)
         memory = {("airflow" if self.mode == "dag" else "process") if k == "own" else k: v for k, v in sampler.peaks.items()}
+        snapshot = imrt_snapshot(self.imrt_url)
+        assert self.references is not None
         return CaseResult(
             size=self.size, case=case, mode=self.mode, wall=wall, status=verdict.get("status", "?"),
             expectation="ok" if not problems else "; ".join(problems), listed=int(plan.get("total_ids", size_now)),
             changed=changed, rest=rest, git=git, rows=writes_delta(writes_before, writes_after), mapped_tis=mapped,
-            memory=memory, phases=phases, fingerprint=imrt_fingerprint(self.imrt_url),
+            memory=memory, phases=phases, fingerprint=imrt_snapshot_module.digest(snapshot),
+            reference=self.references.compare(self, snapshot),
             load=(load_start, os.getloadavg()[0]), foreign_cpu=foreign,
         )
 
@@ -778,48 +823,58 @@ class DirectRunner(ModeRunner):
         return _with_children(os.getpid()) - others
 
     def execute(self, case: str) -> tuple[dict, dict, dict[str, float], int | None]:
-        import sqlalchemy as sa
-
-        from imrt_sync import pipeline
-        from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-        from imrt_sync.gitlab import GitLabClient
-        from imrt_sync.gitrepo import GitAccess
-        from imrt_sync.schema import ensure_schema
-
         assert self.server is not None
-        options = self.options
-        settings = SyncSettings(
-            group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
-            batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=self.work / "git-cache",
-        )
-        gitlab_settings = GitLabSettings(base_url=self.server.url, token=TOKEN)
-        params = RunParams(mode=CASE_MODE[case])
-        phases: dict[str, float] = {}
-        started = time.time()
-        # The DAG's tasks build their engine the same way (airflow_settings.imrt_engine): psycopg 3, pre-ping.
-        engine = sa.create_engine(
-            self.imrt_url, pool_pre_ping=True, pool_size=max(4, options.parallelism),
-            connect_args={"connect_timeout": 10},
-        )
-        try:
-            with GitLabClient(gitlab_settings) as gitlab:
-                services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout))
+        plan, verdict, phases = direct_run(self.options, self.server.url, self.imrt_url, self.work / "git-cache", case)
+        return plan, verdict, phases, None
+
+
+def direct_run(
+    options: Options, gitlab_url: str, imrt_url, git_cache: Path, case: str, *, create_hooks: bool = True
+) -> tuple[dict, dict, dict[str, float]]:
+    """One run of ``case`` through the pipeline functions in this process: (plan, verdict, phases)."""
+    import sqlalchemy as sa
+
+    from imrt_sync import pipeline
+    from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
+    from imrt_sync.gitlab import GitLabClient
+    from imrt_sync.gitrepo import GitAccess
+    from imrt_sync.schema import ensure_schema
+
+    settings = SyncSettings(
+        group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
+        batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=git_cache,
+    )
+    gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN)
+    params = RunParams(mode=CASE_MODE[case])
+    phases: dict[str, float] = {}
+    started = time.time()
+    # The DAG's tasks build their engine the same way (airflow_settings.imrt_engine): psycopg 3, pre-ping.
+    engine = sa.create_engine(
+        imrt_url, pool_pre_ping=True, pool_size=max(4, options.parallelism), connect_args={"connect_timeout": 10},
+    )
+    try:
+        with GitLabClient(gitlab_settings) as gitlab:
+            services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout))
+            mark = time.time()
+            ensure_schema(engine)
+            planned = pipeline.list_ids(services, params)
+            phases["list_ids"] = time.time() - mark
+            mark = time.time()
+            with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
+                outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, params), planned["units"]))
+            phases[f"sync ({len(planned['units'])} units)"] = time.time() - mark
+            hooks: dict = {"missing": 0, "created": [], "failed": {}, "transient": False}
+            if create_hooks:
                 mark = time.time()
-                ensure_schema(engine)
-                planned = pipeline.list_ids(services, params)
-                phases["list_ids"] = time.time() - mark
-                mark = time.time()
-                with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
-                    outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, params), planned["units"]))
-                phases[f"sync ({len(planned['units'])} units)"] = time.time() - mark
-                mark = time.time()
-                hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], params, recheck=False)
+                hooks = pipeline.dispatch_webhooks(
+                    services, planned["plan"]["missing_webhook"], params, recheck=False
+                )
                 phases["dispatch_webhooks"] = time.time() - mark
-                verdict = pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
-        finally:
-            engine.dispose()
-        phases["wall"] = time.time() - started
-        return planned["plan"], verdict, phases, None
+            verdict = pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
+    finally:
+        engine.dispose()
+    phases["wall"] = time.time() - started
+    return planned["plan"], verdict, phases
 
 
 class DagRunner(ModeRunner):
@@ -1013,6 +1068,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_size(options: Options, size: int, admin_url, pgdata: Path, results: list[CaseResult]) -> None:
+    references = References(options, admin_url)
     last = max("abcd".index(c) for c in options.cases)
     to_run = "abcd"[: last + 1]
     nightly = choose_nightly(project_ids(pristine_bank(options.data_dir, size)), size)
@@ -1022,6 +1078,7 @@ def run_size(options: Options, size: int, admin_url, pgdata: Path, results: list
         runner_class = DirectRunner if mode == "direct" else DagRunner
         say(f"\n=== {size:,} items, {mode} mode ===")
         with runner_class(options, size, admin_url, pgdata) as runner:
+            runner.references = references
             for case in to_run:
                 changed = 0
                 if case == "b":

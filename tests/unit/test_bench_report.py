@@ -30,6 +30,7 @@ def result(case="b", mode="dag", wall=25.0, **overrides) -> CaseResult:
         rest={"GET /api/v4/projects/:id/hooks": 2000, "GET /api/v4/groups/:id/projects": 20},
         git={"git info/refs": 2000}, rows={"item": 20, "item_git": 20, "project_lock": 40},
         mapped_tis=20, memory={"airflow": 1024**3, "stack": 2 * 1024**3}, fingerprint="abc (1995 items)",
+        reference="yes",
     )
     values.update(overrides)
     return CaseResult(**values)
@@ -160,7 +161,14 @@ def test_render_markdown_has_the_table_the_readme_takes():
     row_b = next(line for line in lines if line.startswith("| 2,000 | (b)"))
     assert "25.0 s (≤ 30.0 s: PASS)" in row_b
     assert "2,020 / - (≤ 2,115: PASS)" in row_b
-    assert "Same end state in both modes (item_git heads): yes" in report
+    assert "Same end state in both modes (every imrt row): yes" in report
+    assert "Same end state as one full sync of the same bank (every case and mode): yes" in report
+    results[1].reference = "NO: stim_link: 0 rows not in the reference, 1 reference rows missing"
+    report = render_markdown({"date": "2026-01-01 00:00 UTC", "args": "--sizes 2000", "machine": "2 cores"}, results)
+    assert (
+        "Same end state as one full sync of the same bank (every case and mode): NO for 2,000 (a) direct: "
+        "NO: stim_link" in report
+    )
 
 
 def test_foreign_cpu_is_what_other_processes_used_in_between():
