@@ -678,18 +678,26 @@ def choose_nightly(project_ids: Sequence[int], size: int) -> Nightly:
 
 
 def apply_nightly(bank_root: Path, nightly: Nightly) -> None:
-    """One commit to ``item.json`` of each changed item (same content and time in every copy: same shas),
+    """One commit to each changed item (same content and time in every copy: same shas): in turn an ``item.json``
+    edit that sets the workflow status, one that keeps it, and a README edit that leaves ``item.json`` alone;
     remove the hooks of the unhooked projects, delete the deleted ones."""
     from itembank_server import ItemBank
 
     bank = ItemBank(bank_root)
     try:
-        for pid in nightly.changed:
+        for turn, pid in enumerate(nightly.changed):
             document = json.loads(bank.read_file(pid, "item.json"))
-            workflow = document.get("workflow") if isinstance(document.get("workflow"), dict) else {}
-            document["workflow"] = {**workflow, "workflowStatusCode": "Approved"}
+            if turn % 3 == 0:
+                workflow = document.get("workflow") if isinstance(document.get("workflow"), dict) else {}
+                document["workflow"] = {**workflow, "workflowStatusCode": "Approved"}
+                files: dict = {"item.json": document}
+            elif turn % 3 == 1:
+                document["bench_note"] = f"nightly edit {turn}"
+                files = {"item.json": document}
+            else:
+                files = {"README.md": f"Nightly notes {turn}\n"}
             bank.push_commit(
-                pid, files={"item.json": document}, message="Nightly edit (benchmark)", author_name="Bench B",
+                pid, files=files, message="Nightly edit (benchmark)", author_name="Bench B",
                 author_email="bench@example.org", committed_at=datetime(2026, 2, 1, 3, 0, tzinfo=timezone.utc),
             )
         for pid in nightly.unhooked:

@@ -39,6 +39,12 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class ItemHistory:
+    commits: tuple[Commit, ...]  # oldest first
+    incremental: bool  # only the commits after the recorded one (else the whole history)
+
+
+@dataclass(frozen=True)
 class GitAccess:
     token: str
     timeout: float = 300.0
@@ -183,15 +189,18 @@ class ItemRepository:
             raise ValueError(f"{path} is {blob.size} bytes, more than the limit of {max_bytes}")
         return blob.data_stream.read()
 
-    def commits_touching(self, head: str, path: str, since: str | None) -> list[Commit]:
-        """Commits reachable from ``head`` (not from ``since``) that changed ``path``, oldest first."""
+    def item_history(self, head: str, path: str, since: str | None) -> ItemHistory:
+        """The commits reachable from ``head`` that changed ``path``, oldest first.
+
+        Only those after ``since`` when ``since`` is an ancestor of ``head`` (an incremental history); otherwise,
+        for a first sync or a rewritten branch, the whole history.
+        """
         repo = self._open()
-        rev = head
-        if since and since != head and self._has_commit(since) and repo.is_ancestor(since, head):
-            rev = f"{since}..{head}"
-        elif since == head:
-            return []
-        return [_commit(c) for c in reversed(list(repo.iter_commits(rev, paths=path)))]
+        if since == head:
+            return ItemHistory((), incremental=True)
+        if since and self._has_commit(since) and repo.is_ancestor(since, head):
+            return ItemHistory(_oldest_first(repo.iter_commits(f"{since}..{head}", paths=path)), incremental=True)
+        return ItemHistory(_oldest_first(repo.iter_commits(head, paths=path)), incremental=False)
 
     def _fetch(self, branch: str) -> Commit:
         repo = self._open()
@@ -222,6 +231,10 @@ class ItemRepository:
             return True
         except git.GitCommandError:
             return False
+
+
+def _oldest_first(commits: Iterator[git.Commit]) -> tuple[Commit, ...]:
+    return tuple(_commit(c) for c in reversed(list(commits)))
 
 
 def _commit(commit: git.Commit) -> Commit:

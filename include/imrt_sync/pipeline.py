@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from .config import RunParams, SyncSettings
 from .errors import ItemValidationError
 from .gitlab import GitLabClient, GitLabError
-from .gitrepo import ITEM_FILE, GitAccess, ItemRepository, remote_head
-from .mapping import map_item, parse_item_json
+from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, remote_head
+from .mapping import MappedItem, map_item, parse_item_json
 from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
 from .store import ItemStore, Revision
 from .webhooks import EventLog
@@ -163,15 +163,41 @@ def _sync_item(services: Services, project_id: int, params: RunParams):
     if project is None:
         log.warning("project %s is gone since the listing: left for the next run to delete", project_id)
         return None
-    branch = project["default_branch"]
+    branch, full = project["default_branch"], params.mode == "full"
+    since = None if full else services.store.recorded_commit(project_id)
     with ItemRepository(settings.git_cache_dir, project_id, project["http_url_to_repo"], services.git_access) as repo:
         head = repo.fetch(branch)
-        raw = _read_item_file(repo, project_id, head.sha, branch, settings.max_item_json_bytes)
-        item = map_item(parse_item_json(raw, project_id, max_bytes=settings.max_item_json_bytes), project_id)
-        since = None if params.mode == "full" else services.store.recorded_heads([project_id]).get(project_id)
-        commits = repo.commits_touching(head.sha, ITEM_FILE, since)
-    revision = Revision(project_id, settings.group, branch, head, tuple(commits), item)
-    return services.store.save(revision, full=params.mode == "full")
+        history = repo.item_history(head.sha, ITEM_FILE, since)
+        item, statuses = None, ()
+        if history.commits or since is None:
+            raw = _read_item_file(repo, project_id, head.sha, branch, settings.max_item_json_bytes)
+            item = map_item(parse_item_json(raw, project_id, max_bytes=settings.max_item_json_bytes), project_id)
+            statuses = _workflow_statuses(repo, project_id, history.commits, item, settings.max_item_json_bytes)
+    revision = Revision(
+        project_id, settings.group, branch, head, history.commits, item, statuses, history.incremental
+    )
+    return services.store.save(revision, full=full)
+
+
+def _workflow_statuses(
+    repo: ItemRepository, project_id: int, commits: tuple[Commit, ...], item: MappedItem, max_bytes: int
+) -> tuple[str | None, ...]:
+    """The workflow status ``item.json`` had at each commit; the last commit's is ``item``'s."""
+    if not commits:
+        return ()
+    earlier = tuple(_workflow_status_at(repo, project_id, commit.sha, max_bytes) for commit in commits[:-1])
+    return (*earlier, item.columns["workflow_status"])
+
+
+def _workflow_status_at(repo: ItemRepository, project_id: int, sha: str, max_bytes: int) -> str | None:
+    """None when ``item.json`` is absent or does not map at that commit."""
+    try:
+        raw = repo.read(sha, ITEM_FILE, max_bytes)
+        if raw is None:
+            return None
+        return map_item(parse_item_json(raw, project_id, max_bytes=max_bytes), project_id).columns["workflow_status"]
+    except (ItemValidationError, ValueError):
+        return None
 
 
 def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str, max_bytes: int) -> bytes:

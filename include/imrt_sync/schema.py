@@ -6,7 +6,9 @@
   ``item_git``, ``item_log``, ``stim_link`` (still with its audit columns, dropped only in V28), ``project_lock``,
   ``item_attachment`` and ``item_form``.
 
-Plus one table of this service's own, ``imrt_webhook_event``: the GitLab hook events the real-time path received.
+Plus tables of this service's own: ``imrt_webhook_event`` (the GitLab hook events the real-time path received) and
+``imrt_project_head`` (the branch head each project was synced at: ``item_git`` records the last commit that changed
+``item.json``, as the legacy service did, so runs stay incremental by head through this table).
 
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
@@ -39,6 +41,7 @@ __all__ = [
     "item_attachment",
     "item_form",
     "imrt_webhook_event",
+    "imrt_project_head",
 ]
 
 metadata = sa.MetaData()
@@ -312,6 +315,15 @@ imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what bec
     sa.Index("imrt_webhook_event_open", "status", postgresql_where=sa.text("status IN ('pending', 'claimed')")),
     sa.Index("imrt_webhook_event_project", "project_id", "received_at"),
     sa.Index("imrt_webhook_event_commit", "commit_sha"),
+)
+
+
+imrt_project_head = sa.Table(  # the default-branch head each project had when it was last synced
+    "imrt_project_head",
+    metadata,
+    sa.Column("project_id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("head_sha", sa.String(64), nullable=False),
+    sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
 )
 
 

@@ -53,14 +53,27 @@ class ItemEvent:
 
 @dataclass(frozen=True)
 class Revision:
-    """An item's content at the head of its default branch, with the commits that changed item.json since the last sync."""
+    """What a sync saw of one project: the branch head, and the ``item.json`` commits since the recorded one.
+
+    ``commits`` are the commits that changed ``item.json`` (oldest first): after the recorded one when
+    ``incremental``, else the whole history. ``statuses`` is the workflow status ``item.json`` had at each of them
+    (None where it did not parse). ``item`` is ``item.json`` at the head (the same file as at the last of
+    ``commits``); it is None when no commit changed ``item.json``: then only the observed head is recorded.
+    """
 
     project_id: int
     group: str
     branch: str
     head: Commit
     commits: tuple[Commit, ...]
-    item: MappedItem
+    item: MappedItem | None
+    statuses: tuple[str | None, ...] = ()
+    incremental: bool = False
+
+    @property
+    def last(self) -> Commit:
+        """The last commit that changed ``item.json``: what ``item_git`` records, as the legacy service did."""
+        return self.commits[-1]
 
 
 class ItemStore:
@@ -69,12 +82,25 @@ class ItemStore:
         self._lock_wait = lock_wait_seconds
 
     def recorded_heads(self, project_ids: Iterable[int] | None = None) -> dict[int, str]:
-        """``item_git.current_commit_hash`` by project id, for all items or the given projects."""
-        query = sa.select(schema.item_git.c.project_id, schema.item_git.c.current_commit_hash)
+        """The branch head each synced project was last synced at, by project id, for all items or the given ones.
+
+        From ``imrt_project_head``; for an item without a row there (synced by the legacy service) the
+        ``item_git`` commit stands in, so that project is synced once more and gets its row.
+        """
+        git, head = schema.item_git, schema.imrt_project_head
+        query = sa.select(git.c.project_id, sa.func.coalesce(head.c.head_sha, git.c.current_commit_hash)).outerjoin(
+            head, head.c.project_id == git.c.project_id
+        )
         if project_ids is not None:
-            query = query.where(schema.item_git.c.project_id.in_(list(project_ids)))
+            query = query.where(git.c.project_id.in_(list(project_ids)))
         with self._engine.connect() as conn:
-            return {row.project_id: row.current_commit_hash for row in conn.execute(query)}
+            return {project_id: sha for project_id, sha in conn.execute(query)}
+
+    def recorded_commit(self, project_id: int) -> str | None:
+        """``item_git.current_commit_hash``: the last ``item.json`` commit synced from the project."""
+        query = sa.select(schema.item_git.c.current_commit_hash).where(schema.item_git.c.project_id == project_id)
+        with self._engine.connect() as conn:
+            return conn.scalar(query)
 
     def item_ids(self, project_ids: Iterable[int]) -> dict[int, str]:
         """The item id of each synced project, for labels and messages."""
@@ -87,7 +113,8 @@ class ItemStore:
             return {row.project_id: str(row.id) for row in conn.execute(query)}
 
     def save(self, revision: Revision, *, full: bool = False) -> ItemEvent | None:
-        """Write the revision; None when the recorded head is already this one (and ``full`` is off)."""
+        """Write the revision; None when ``item.json`` did not change since the recorded commit (and ``full`` is
+        off): then only the observed head is recorded, and no legacy row is written."""
         return self._locked(revision.project_id, lambda conn: _write_revision(conn, revision, full=full))
 
     def delete(self, project_id: int) -> ItemEvent | None:
@@ -144,10 +171,13 @@ def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> I
     git_row = conn.execute(
         sa.select(schema.item_git).where(schema.item_git.c.project_id == revision.project_id).with_for_update()
     ).first()
-    if git_row is not None and git_row.current_commit_hash == revision.head.sha and not full:
+    _record_head(conn, revision)
+    if revision.item is None or not revision.commits:
+        return None
+    if git_row is not None and git_row.current_commit_hash == revision.last.sha and not full:
         return None
     previous = _previous_item(conn, revision, git_row)
-    key = _upsert_item(conn, revision, previous)
+    key = _upsert_item(conn, revision, previous, full=full)
     _replace_children(conn, key, revision)
     _link_stimulus(conn, key, revision.item)
     _upsert_item_git(conn, key, revision)
@@ -173,31 +203,60 @@ def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row |
     return same_id
 
 
-def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | None) -> int:
-    head, mapped = revision.head, revision.item
+def _record_head(conn: sa.Connection, revision: Revision) -> None:
+    heads = schema.imrt_project_head
+    statement = insert(heads).values(project_id=revision.project_id, head_sha=revision.head.sha)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[heads.c.project_id], set_={"head_sha": revision.head.sha, "observed_at": sa.func.now()}
+    ))
+
+
+def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | None, *, full: bool) -> int:
+    mapped = revision.item
+    assert mapped is not None
     values = {
         **mapped.columns,
         "item_json": mapped.item_json,
         "is_being_created": False,
-        "updated_by": head.author_name,
+        "updated_by": revision.last.author_name,
         "updated_at": sa.func.now(),
     }
+    known_status = previous.workflow_status if previous is not None and revision.incremental and not full else None
+    status_set_at = status_changed_at(revision.commits, revision.statuses, known_status)
     if previous is None:
-        first = revision.commits[0] if revision.commits else head
+        first = revision.commits[0]
         values.update(
             item_created_by=first.author_name,
             item_created_at=first.committed_at,
-            workflow_status_set_at=head.committed_at,
+            workflow_status_set_at=status_set_at,
         )
         return conn.execute(sa.insert(schema.item).values(values).returning(schema.item.c.key)).scalar_one()
-    if previous.workflow_status != mapped.columns["workflow_status"]:
-        values["workflow_status_set_at"] = head.committed_at
+    if status_set_at is not None:
+        values["workflow_status_set_at"] = status_set_at
     conn.execute(sa.update(schema.item).where(schema.item.c.key == previous.key).values(values))
     return previous.key
 
 
+def status_changed_at(
+    commits: tuple[Commit, ...], statuses: tuple[str | None, ...], known_status: str | None
+) -> datetime | None:
+    """The date of the commit that gave the item its current workflow status, None if ``commits`` did not change it.
+
+    ``known_status`` is the status before the first of ``commits`` (None: unknown, the commits are the whole
+    history). Reading the status at every commit, not only at the head, makes the date the same whether the
+    commits were synced one run at a time or all at once.
+    """
+    previous = known_status
+    changed_at = None
+    for commit, status in zip(commits, statuses, strict=True):
+        if changed_at is None and known_status is None or status != previous:
+            changed_at = commit.committed_at
+        previous = status
+    return changed_at
+
+
 def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None:
-    audit = {"item_key": key, "updated_by": revision.head.author_name}
+    audit = {"item_key": key, "updated_by": revision.last.author_name}
     for table in (schema.item_form, schema.item_attachment):
         conn.execute(sa.delete(table).where(table.c.item_key == key))
     if revision.item.forms:
@@ -263,10 +322,10 @@ def _upsert_item_git(conn: sa.Connection, key: int, revision: Revision) -> None:
         "item_key": key,
         "project_id": revision.project_id,
         "project_path": revision.group,
-        "current_commit_hash": revision.head.sha,
-        "current_commit_date": revision.head.committed_at,
+        "current_commit_hash": revision.last.sha,
+        "current_commit_date": revision.last.committed_at,
         "ingest_source": revision.branch,
-        "updated_by": revision.head.author_name,
+        "updated_by": revision.last.author_name,
     }
     statement = insert(schema.item_git).values(values)
     conn.execute(statement.on_conflict_do_update(
@@ -276,8 +335,6 @@ def _upsert_item_git(conn: sa.Connection, key: int, revision: Revision) -> None:
 
 
 def _append_item_log(conn: sa.Connection, key: int, revision: Revision) -> None:
-    if not revision.commits:
-        return
     rows = [
         {
             "item_key": key,
@@ -309,6 +366,7 @@ def _delete_item(conn: sa.Connection, project_id: int) -> ItemEvent | None:
     link = schema.stim_link
     conn.execute(sa.delete(schema.item_log).where(schema.item_log.c.item_key == key))
     conn.execute(sa.delete(schema.item_git).where(schema.item_git.c.project_id == project_id))
+    conn.execute(sa.delete(schema.imrt_project_head).where(schema.imrt_project_head.c.project_id == project_id))
     conn.execute(sa.delete(link).where(sa.or_(link.c.item_key == key, link.c.item_key_stim == key)))
     for table in (schema.item_form, schema.item_attachment):
         conn.execute(sa.delete(table).where(table.c.item_key == key))

@@ -168,3 +168,8 @@ def plugin_routes() -> list[PluginRoute]:
     for entry in plugin_class().fastapi_apps:
         found += routes_of(entry.get("name", ""), entry["url_prefix"].rstrip("/"), entry["app"].routes)
     return found
+
+
+def last_item_json_commit(bank, project_id: int) -> str:
+    """The last commit of the default branch that changed ``item.json``: what ``item_git`` records."""
+    return bank.log(project_id, "item.json")[0]["sha"]

@@ -13,7 +13,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag, xcom
+from e2e_helpers import dag_test_environment, last_item_json_commit, load_dag, reset_mirror_listener, run_dag, xcom
 from imrt_sync.config import SyncSettings
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
 
@@ -170,7 +170,7 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
     assert item_ids == {int(p["path"]) for p in landed.values()}
     assert not item_ids & {int(path) for path in BAD}
     for project_id, project in landed.items():
-        assert git_rows[project_id].current_commit_hash == item_bank.head(project_id)
+        assert git_rows[project_id].current_commit_hash == last_item_json_commit(item_bank, project_id)
         key = git_rows[project_id].item_key
         assert keys[key] == int(project["path"])
         assert {c for k, c in logged if k == key} == {c["sha"] for c in item_bank.log(project_id, path="item.json")}

@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from devstack.postgres import airflow_connection
+from e2e_helpers import last_item_json_commit
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
@@ -99,8 +100,10 @@ def test_first_sync_then_incremental_then_nothing_to_do(dag, configured, bank, s
     assert {label for _, label in sync_instances.values()} == {str(p["path"]) for p in projects}
     with imrt_engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM item")) == BANK_SIZE
-        heads = dict(conn.execute(sa.text("SELECT project_id, current_commit_hash FROM item_git")).all())
-    assert heads == {p["id"]: item_bank.head(p["id"]) for p in projects}
+        recorded = dict(conn.execute(sa.text("SELECT project_id, current_commit_hash FROM item_git")).all())
+        observed = dict(conn.execute(sa.text("SELECT project_id, head_sha FROM imrt_project_head")).all())
+    assert recorded == {p["id"]: last_item_json_commit(item_bank, p["id"]) for p in projects}
+    assert observed == {p["id"]: item_bank.head(p["id"]) for p in projects}
     assert all(h["url"] == WEBHOOK_URL and h["token"] == WEBHOOK_SECRET for p in projects for h in item_bank.hooks(p["id"]))
     assert all(len(item_bank.hooks(p["id"])) == 1 for p in projects)
 
@@ -186,7 +189,7 @@ def test_rows_match_item_json_field_by_field_for_each_kind_of_item(dag, configur
         assert stored["item_json"] == doc
         oldest, newest = (item_log[-1], item_log[0]) if item_log[0]["committed_at"] >= item_log[-1]["committed_at"] else (item_log[0], item_log[-1])
         assert stored["item_created_by"] == oldest["author_name"]
-        assert stored["current_commit_hash"] == item_bank.head(p["id"])
+        assert stored["current_commit_hash"] == last_item_json_commit(item_bank, p["id"])
         assert stored["project_path"] == GROUP
         assert stored["ingest_source"] == "main"
         with imrt_engine.connect() as conn:

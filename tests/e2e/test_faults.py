@@ -28,7 +28,15 @@ import sqlalchemy as sa
 
 from devstack.postgres import ensure_database, sqlalchemy_url
 from devstack.project import DAG_ID, project_stack, sync_environment
-from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag, wait_until, xcom
+from e2e_helpers import (
+    dag_test_environment,
+    last_item_json_commit,
+    load_dag,
+    reset_mirror_listener,
+    run_dag,
+    wait_until,
+    xcom,
+)
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
 
 pytestmark = pytest.mark.e2e
@@ -78,7 +86,7 @@ def assert_imrt_matches_bank(engine, bank: ItemBank, group: str) -> None:
     assert set(rows) == set(projects), (sorted(set(rows) ^ set(projects)))
     for project_id, project in projects.items():
         row = rows[project_id]
-        assert row.current_commit_hash == bank.head(project_id), project["path"]
+        assert row.current_commit_hash == last_item_json_commit(bank, project_id), project["path"]
         assert row.id == int(project["path"])
         assert row.item_json == json.loads(bank.read_file(project_id, "item.json"))
         shas = [c for k, c in logged if k == row.key]

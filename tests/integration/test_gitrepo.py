@@ -53,16 +53,20 @@ def test_fetch_reads_the_head_and_lists_only_new_item_json_commits(bank, server,
         assert repo.read(head.sha, "missing.json", 10_000) is None
         with pytest.raises(ValueError, match="more than the limit of 5"):
             repo.read(head.sha, "item.json", 5)
-        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", None)] == [first, second]
-        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", first)] == [second]
-        assert repo.commits_touching(head.sha, "item.json", second) == []
-        assert [c.sha for c in repo.commits_touching(head.sha, "item.json", "0" * 40)] == [first, second]
+        shas = lambda history: [c.sha for c in history.commits]  # noqa: E731
+        complete = repo.item_history(head.sha, "item.json", None)
+        assert shas(complete) == [first, second] and not complete.incremental
+        after_first = repo.item_history(head.sha, "item.json", first)
+        assert shas(after_first) == [second] and after_first.incremental
+        assert repo.item_history(head.sha, "item.json", second).commits == ()
+        unknown = repo.item_history(head.sha, "item.json", "0" * 40)
+        assert shas(unknown) == [first, second] and not unknown.incremental
 
     third = bank.push_commit(project["id"], files={"item.json": {"id": "205030", "v": 3}}, author_name="Dee")
     server.reset_counters()
     with ItemRepository(tmp_path / "cache", project["id"], url, access) as repo:
         assert repo.fetch("main").sha == third
-        assert [c.sha for c in repo.commits_touching(third, "item.json", second)] == [third]
+        assert [c.sha for c in repo.item_history(third, "item.json", second).commits] == [third]
 
     config = (tmp_path / "cache" / f"{project['id']}.git" / "config").read_text()
     assert TOKEN not in config and "extraHeader" not in config

@@ -30,9 +30,21 @@ def document(item_id: str, item_type: str = "mc", stimulus: str | None = None, s
     return doc
 
 
-def revision(project_id: int, doc: dict, *shas: str, author: str = "Ann Author") -> Revision:
+def revision(
+    project_id: int,
+    doc: dict,
+    *shas: str,
+    author: str = "Ann Author",
+    statuses: tuple[str | None, ...] | None = None,
+    incremental: bool = False,
+    head: Commit | None = None,
+) -> Revision:
+    """A sync of ``item.json`` commits ``shas`` (an hour apart from T0), by default all with ``doc``'s status."""
     commits = tuple(Commit(sha, T0 + timedelta(hours=i), author) for i, sha in enumerate(shas))
-    return Revision(project_id, "iat-dev", "main", commits[-1], commits, map_item(doc, project_id))
+    statuses = statuses or (doc["workflow"]["workflowStatusCode"],) * len(commits)
+    return Revision(
+        project_id, "iat-dev", "main", head or commits[-1], commits, map_item(doc, project_id), statuses, incremental
+    )
 
 
 @pytest.fixture
@@ -57,7 +69,9 @@ def test_create_update_and_unchanged(store, imrt_engine):
 
     assert store.save(revision(11, document("205030"), "c1", "c2")) is None
 
-    updated = store.save(revision(11, document("205030", status="Approved"), "c3", author="Rob Reviewer"))
+    updated = store.save(
+        revision(11, document("205030", status="Approved"), "c3", author="Rob Reviewer", incremental=True)
+    )
     assert updated.kind == "ITEM_UPDATED" and updated.key == created.key
     assert scalar(imrt_engine, "SELECT workflow_status FROM item") == "Approved"
     assert scalar(imrt_engine, "SELECT updated_by FROM item") == "Rob Reviewer"
@@ -166,3 +180,45 @@ def wait_for_lock_waiters(engine, count: int, timeout: float = 20.0) -> None:
     while scalar(engine, query) < count:
         assert time.monotonic() < deadline, f"fewer than {count} writers reached the stimulus lock"
         time.sleep(0.05)
+
+
+def test_item_git_records_the_last_item_json_commit_not_the_head(store, imrt_engine):
+    readme_commit = Commit("h3", T0 + timedelta(hours=5), "Rae Readme")
+    store.save(revision(31, document("310000"), "c1", "c2", author="Ann Author", head=readme_commit))
+    row = "SELECT current_commit_hash, current_commit_date, updated_by FROM item_git WHERE project_id = 31"
+    with imrt_engine.connect() as conn:
+        assert tuple(conn.execute(sa.text(row)).one()) == ("c2", T0 + timedelta(hours=1), "Ann Author")
+    assert scalar(imrt_engine, "SELECT updated_by FROM item") == "Ann Author"
+    assert scalar(imrt_engine, "SELECT head_sha FROM imrt_project_head WHERE project_id = 31") == "h3"
+    assert store.recorded_heads([31]) == {31: "h3"} and store.recorded_commit(31) == "c2"
+
+
+def test_a_push_that_does_not_touch_item_json_writes_no_legacy_row(store, imrt_engine):
+    from devstack import imrt_snapshot
+
+    store.save(revision(32, document("320000"), "c1"))
+    before = imrt_snapshot.take(imrt_engine)
+    readme_commit = Commit("h2", T0 + timedelta(days=1), "Rae Readme")
+    assert store.save(Revision(32, "iat-dev", "main", readme_commit, (), None, (), True)) is None
+    assert imrt_snapshot.take(imrt_engine) == before
+    assert store.recorded_heads([32]) == {32: "h2"}
+
+
+def test_workflow_status_set_at_is_the_commit_that_changed_the_status(store, imrt_engine):
+    statuses = ("Draft", "Approved", "Approved")
+    store.save(revision(33, document("330000", status="Approved"), "c1", "c2", "c3", statuses=statuses))
+    assert scalar(imrt_engine, "SELECT workflow_status_set_at FROM item") == T0 + timedelta(hours=1)
+    assert scalar(imrt_engine, "SELECT item_created_at FROM item") == T0
+
+
+@pytest.mark.parametrize("split", [1, 2], ids=["after the first commit", "after the second commit"])
+def test_workflow_status_set_at_does_not_depend_on_how_the_commits_were_synced(store, imrt_engine, split):
+    statuses = ("Draft", "Approved", "Approved")
+    commits = tuple(Commit(f"c{i}", T0 + timedelta(hours=i), "Ann Author") for i in range(3))
+    doc_at = {"Draft": document("340000", status="Draft"), "Approved": document("340000", status="Approved")}
+    for part, incremental in ((slice(0, split), False), (slice(split, 3), True)):
+        chunk = commits[part]
+        status = statuses[part]
+        store.save(Revision(34, "iat-dev", "main", chunk[-1], chunk, map_item(doc_at[status[-1]], 34), status,
+                            incremental))
+    assert scalar(imrt_engine, "SELECT workflow_status_set_at FROM item") == T0 + timedelta(hours=1)

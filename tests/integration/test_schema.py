@@ -28,6 +28,7 @@ TABLES = [
     "item_attachment",
     "item_form",
     "imrt_webhook_event",
+    "imrt_project_head",
 ]
 
 ITEM = {
