@@ -362,14 +362,18 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_stream(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
     def _receive_pack(self, access: GitAccess, repo, run_cgi) -> None:
-        """Run a push under the repository lock; record what it changed and fire the push hooks."""
+        """Run a push under the repository lock, record what it changed and fire the push hooks, then answer.
+
+        The CGI's answer (the small report-status) is held back until the project row is updated and the hooks
+        are queued, so a client whose ``git push`` returned sees the push's effects.
+        """
         project, changes = access.project, []
         try:
             with self.app.bank.repository_lock(project["id"]):
                 refs_before = gitrepo.list_refs(repo)
                 try:
                     cgi = run_cgi()
-                    self._send_stream(cgi.status, cgi.reason, cgi.headers, cgi.body)
+                    answer = b"".join(cgi.body)
                 finally:
                     refs_after = gitrepo.list_refs(repo)
                     changes = git_push.ref_changes(refs_before, refs_after)
@@ -378,6 +382,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             for change in changes:
                 self.app.hooks.push(project, access.user, change.before, change.after, change.ref)
+        self._send_stream(cgi.status, cgi.reason, cgi.headers, iter([answer]))
 
     def _git_access(self, target: git_http.GitTarget, query: str) -> tuple[GitAccess | None, Response | None]:
         """Who may do what to which project, or the answer refusing the request (``Gitlab::GitAccess``'s order:
