@@ -54,7 +54,8 @@ def user_spec(text: str) -> tuple[str, str, str]:
     username, _, rest = text.partition(":")
     token, _, role = rest.rpartition(":")
     if not username or not token or role not in (*ROLES, "admin"):
-        raise argparse.ArgumentTypeError(f"expected USERNAME:TOKEN:ROLE with ROLE one of {', '.join([*ROLES, 'admin'])}")
+        roles = ", ".join([*ROLES, "admin"])
+        raise argparse.ArgumentTypeError(f"expected USERNAME:TOKEN:ROLE with ROLE one of {roles}")
     return username, token, role
 
 

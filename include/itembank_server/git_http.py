@@ -38,6 +38,8 @@ PROJECT_NOT_FOUND = "The project you were looking for could not be found or you 
 PUSH_DENIED = "You are not allowed to push code to this project.\n"
 DOWNLOAD_DENIED = "You are not allowed to download code from this project.\n"
 ARCHIVED = "You can't push code to an archived project.\n"
+# Turns receive-pack on for one CGI run; the repositories' config keeps ``http.receivepack = false``.
+_RECEIVE_PACK_ON = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true"}
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class GitHttpBackend:
     ) -> CgiResponse:
         env = self._environment(method, path_info, query, headers, remote_user, remote_addr)
         if allow_push:
-            env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true"})
+            env.update(_RECEIVE_PACK_ON)
         process = subprocess.Popen(
             ["git", "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )

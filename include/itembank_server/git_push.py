@@ -14,7 +14,8 @@ project (``PostReceive`` and ``Git::BranchHooksService``):
   repository the default HEAD", https://gitlab.com/gitlab-org/gitlab-foss/-/merge_requests/614; Gitaly returns
   the first branch as default, https://gitlab.com/gitlab-org/gitlab/-/merge_requests/60258).
 - runs the push hooks for every branch and tag it changed, with ``before``/``after`` set to 40 zeros
-  (``Gitlab::Git::BLANK_SHA``) for a created/deleted ref (https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events).
+  (``Gitlab::Git::BLANK_SHA``) for a created/deleted ref
+  (https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events).
 
 Only pushes through the HTTP front end do this. Writes through the store (``ItemBank.push_commits``,
 ``create_projects``, the generator) are direct repository writes for test setup and bulk loading: they fire no

@@ -156,7 +156,8 @@ class UserStore:
 
     def members(self, group: int | str | Mapping) -> list[dict]:
         """The group's direct members, by user id."""
-        rows = self._rows(f"{_MEMBER_SELECT} WHERE m.group_id = ? ORDER BY u.id", (self._group_id(group),))  # type: ignore[attr-defined]
+        sql = f"{_MEMBER_SELECT} WHERE m.group_id = ? ORDER BY u.id"
+        rows = self._rows(sql, (self._group_id(group),))  # type: ignore[attr-defined]
         return [_member_dict(row) for row in rows]
 
     def access_level(self, user: Mapping, group_id: int) -> int:
