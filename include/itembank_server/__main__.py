@@ -14,6 +14,7 @@ from pathlib import Path
 from .generator import generate_bank
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .store import ItemBank
+from .users import ROLES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,12 +32,41 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="T",
         help=f"accepted access token(s); also ${TOKENS_ENV}, comma separated",
     )
+    serve.add_argument(
+        "--user",
+        action="append",
+        default=[],
+        type=user_spec,
+        metavar="USERNAME:TOKEN:ROLE",
+        help=f"a user with a personal access token and a ROLE in the group ({', '.join([*ROLES, 'admin'])}), "
+        "created if absent; repeatable",
+    )
     serve.add_argument("--group", default="iat-dev", help="group holding the items")
     serve.add_argument("--generate", type=int, default=0, metavar="N", help="generate N items if the group has none")
     serve.add_argument("--seed", type=int, default=0, help="generator seed")
     serve.add_argument("--external-url", help="base URL clients use, if not http://HOST:PORT")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     return parser
+
+
+def user_spec(text: str) -> tuple[str, str, str]:
+    """``USERNAME:TOKEN:ROLE`` (the token may contain colons)."""
+    username, _, rest = text.partition(":")
+    token, _, role = rest.rpartition(":")
+    if not username or not token or role not in (*ROLES, "admin"):
+        roles = ", ".join([*ROLES, "admin"])
+        raise argparse.ArgumentTypeError(f"expected USERNAME:TOKEN:ROLE with ROLE one of {roles}")
+    return username, token, role
+
+
+def ensure_users(bank: ItemBank, group: dict, specs: list[tuple[str, str, str]]) -> None:
+    """Create each user, its token and its membership of ``group`` where absent (admins need no membership)."""
+    for username, token, role in specs:
+        user = bank.ensure_user(username, admin=role == "admin")
+        bank.add_token(user["id"], token)
+        if role != "admin" and bank.member(group["id"], user["id"]) is None:
+            bank.add_member(group["id"], user["id"], ROLES[role])
+        print(f"user: {username} ({role})", flush=True)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -56,6 +86,7 @@ def serve(args: argparse.Namespace) -> int:
     elif args.generate:
         print(f"group {args.group} already has {existing} projects; not generating", flush=True)
 
+    ensure_users(bank, group, args.user)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

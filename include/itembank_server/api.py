@@ -87,7 +87,11 @@ class Resolution:
 
 
 ROUTES = [
+    Route("GET", f"{API_PREFIX}/user", "current_user"),
     Route("GET", f"{API_PREFIX}/groups/:id", "show_group"),
+    Route("GET", f"{API_PREFIX}/groups/:id/members", "list_group_members"),
+    Route("POST", f"{API_PREFIX}/groups/:id/members", "add_group_member"),
+    Route("DELETE", f"{API_PREFIX}/groups/:id/members/:user_id", "remove_group_member"),
     Route("GET", f"{API_PREFIX}/groups/:id/projects", "list_group_projects"),
     Route("GET", f"{API_PREFIX}/projects/:id", "show_project"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks", "list_hooks"),
@@ -175,7 +179,7 @@ def _bool_text(value: bool) -> str:
 
 
 class RestApi:
-    """Answers resolved REST requests from the bank."""
+    """Answers resolved REST requests from the bank (who may ask what: :mod:`itembank_server.access`)."""
 
     def __init__(self, bank: ItemBank, base_url: Callable[[], str], faults: Faults, hooks: HookDispatcher):
         self.bank = bank

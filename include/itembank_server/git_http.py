@@ -1,4 +1,9 @@
-"""Git smart HTTP, read-only, by running ``git http-backend`` as a CGI program."""
+"""Git smart HTTP by running ``git http-backend`` as a CGI program, and GitLab's git refusals.
+
+``git receive-pack`` is enabled per request (``http.receivepack=true`` in the CGI's environment) only for users
+allowed to push; the repositories' own config keeps it off. What a push changed is worked out in
+:mod:`itembank_server.git_push`.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +33,13 @@ ACCESS_DENIED = (
     "expired, or improperly scoped.\n"
 )
 PROJECT_NOT_FOUND = "The project you were looking for could not be found or you don't have permission to view it.\n"
+# Gitlab::GitAccess::ERROR_MESSAGES (lib/gitlab/git_access.rb), answered as 403 text by
+# Repositories::GitHttpController (https://docs.gitlab.com/user/permissions/).
 PUSH_DENIED = "You are not allowed to push code to this project.\n"
+DOWNLOAD_DENIED = "You are not allowed to download code from this project.\n"
+ARCHIVED = "You can't push code to an archived project.\n"
+# Turns receive-pack on for one CGI run; the repositories' config keeps ``http.receivepack = false``.
+_RECEIVE_PACK_ON = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.receivepack", "GIT_CONFIG_VALUE_0": "true"}
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,14 @@ def push_denied() -> Response:
     return text_response(403, PUSH_DENIED)
 
 
+def download_denied() -> Response:
+    return text_response(403, DOWNLOAD_DENIED)
+
+
+def archived() -> Response:
+    return text_response(403, ARCHIVED)
+
+
 @dataclass
 class CgiResponse:
     status: int
@@ -96,8 +115,11 @@ class GitHttpBackend:
         body: Iterable[bytes],
         remote_user: str,
         remote_addr: str,
+        allow_push: bool = False,
     ) -> CgiResponse:
         env = self._environment(method, path_info, query, headers, remote_user, remote_addr)
+        if allow_push:
+            env.update(_RECEIVE_PACK_ON)
         process = subprocess.Popen(
             ["git", "http-backend"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
         )

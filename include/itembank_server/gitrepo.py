@@ -197,3 +197,19 @@ def log(path: Path, rev: str, file_path: str | None = None) -> list[dict]:
             }
         )
     return commits
+
+
+def list_refs(path: Path) -> dict[str, str]:
+    """Every ref of the repository (branches, tags, others) with the object id it points at."""
+    out = run_git(path, "for-each-ref", "--format=%(refname) %(objectname)").decode("utf-8")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def head_target(path: Path) -> str | None:
+    """The ref HEAD points at (``refs/heads/<name>``), None for a detached or missing HEAD."""
+    text = (path / "HEAD").read_text().strip() if (path / "HEAD").is_file() else ""
+    return text[len("ref: ") :] if text.startswith("ref: ") else None
+
+
+def set_head(path: Path, branch: str) -> None:
+    run_git(path, "symbolic-ref", "HEAD", f"refs/heads/{branch}")

@@ -1,4 +1,12 @@
-"""The HTTP front end: REST v4 subset, git smart HTTP and the ``/-/`` test-control routes on one port."""
+"""The HTTP front end: REST v4 subset, git smart HTTP and the ``/-/`` test-control routes on one port.
+
+Every token belongs to a user (:mod:`itembank_server.users`); the tokens given to :class:`ItemBankServer` (or
+``ITEMBANK_TOKENS``) belong to the administrator ``root``. Git access follows ``Gitlab::GitAccess``: an unknown
+token is 401, a project the user cannot see is 404, pulling needs Reporter, pushing Developer
+(https://docs.gitlab.com/user/permissions/#project-members-permissions). Pushes through this front end fire the
+push hooks (:mod:`itembank_server.git_push`); direct store writes fire none. The ``/-/`` routes need an
+administrator's token.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +18,17 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api, git_http
+from . import api, git_http, git_push, gitrepo
+from .access import AccessControlledApi
 from .faults import Counters, Fault, Faults
 from .hookdelivery import HookDispatcher
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
+from .users import DEVELOPER, GUEST, REPORTER, ROOT_USERNAME
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +162,9 @@ class ItemBankServer:
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
         if not self.tokens:
             raise ValueError(f"no access tokens configured (pass tokens= or set {TOKENS_ENV})")
+        root = bank.ensure_user(ROOT_USERNAME, admin=True)
+        for token in self.tokens:
+            bank.add_token(root["id"], token)
         unmatched = [f"{method} unmatched" for method in ("GET", "POST", "PUT", "PATCH", "DELETE")]
         self.faults = Faults(known_endpoints=[*api.endpoints(), *git_http.ENDPOINTS.values(), *unmatched])
         self._counters = Counters()
@@ -159,7 +173,7 @@ class ItemBankServer:
         self.port = self._httpd.server_address[1]
         self.url = (external_url or f"http://{_url_host(host)}:{self.port}").rstrip("/")
         self.hooks = HookDispatcher(bank, lambda: self.url)
-        self.api = api.RestApi(bank, lambda: self.url, self.faults, self.hooks)
+        self.api = AccessControlledApi(bank, lambda: self.url, self.faults, self.hooks)
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
@@ -197,8 +211,18 @@ class ItemBankServer:
     def count(self, endpoint: str) -> None:
         self._counters.increment(endpoint)
 
-    def valid_token(self, token: str | None) -> bool:
-        return token is not None and token in self.tokens
+    def user_for_token(self, token: str | None) -> dict | None:
+        """The user the token belongs to, None for a missing or unknown token."""
+        return self.bank.user_for_token(token)
+
+
+@dataclass(frozen=True)
+class GitAccess:
+    """A git request let through: the project, the user, and whether it pushes."""
+
+    project: dict
+    user: dict
+    push: bool
 
 
 def _url_host(host: str) -> str:
@@ -301,7 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(api.unmatched_response(resolution), api_headers=True)
             return
         request = api.ApiRequest(self.command, path, parse_qsl(query, keep_blank_values=True), self.headers, body)
-        if not self.app.valid_token(api.presented_token(request)):
+        request.user = self.app.user_for_token(api.presented_token(request))
+        if request.user is None:
             self._send(json_response(401, {"message": "401 Unauthorized"}), api_headers=True)
             return
         self._send(self.app.api.handle(resolution, request), api_headers=True)
@@ -309,42 +334,83 @@ class _Handler(BaseHTTPRequestHandler):
     # -- git ---------------------------------------------------------------------------------------
 
     def _git(self, target: git_http.GitTarget, query: str) -> None:
-        project, rejection = self._git_access(target, query)
+        access, rejection = self._git_access(target, query)
         if rejection is not None:
             self._body.drain()
             self._send(rejection)
             return
-        repo = self.app.bank.ensure_repo(project)  # type: ignore[arg-type]
+        assert access is not None
+        repo = self.app.bank.ensure_repo(access.project)
         credentials = git_http.basic_credentials(self.headers)
-        cgi = self.app.git.run(
-            method=self.command,
-            path_info=f"/{repo.relative_to(self.app.bank.repos_dir).as_posix()}/{target.action}",
-            query=query,
-            headers=self.headers,
-            body=self._body.chunks(),
-            remote_user=credentials[0] if credentials else "",
-            remote_addr=self.client_address[0],
-        )
-        self._send_stream(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
-    def _git_access(self, target: git_http.GitTarget, query: str) -> tuple[dict | None, Response | None]:
-        """The project to serve, or the answer refusing the request (GitLab's order: auth, existence, access)."""
+        def run_cgi() -> git_http.CgiResponse:
+            return self.app.git.run(
+                method=self.command,
+                path_info=f"/{repo.relative_to(self.app.bank.repos_dir).as_posix()}/{target.action}",
+                query=query,
+                headers=self.headers,
+                body=self._body.chunks(),
+                remote_user=credentials[0] if credentials else "",
+                remote_addr=self.client_address[0],
+                allow_push=access.push,
+            )
+
+        if target.action == "git-receive-pack":
+            self._receive_pack(access, repo, run_cgi)
+        else:
+            cgi = run_cgi()
+            self._send_stream(cgi.status, cgi.reason, cgi.headers, cgi.body)
+
+    def _receive_pack(self, access: GitAccess, repo, run_cgi) -> None:
+        """Run a push under the repository lock, record what it changed and fire the push hooks, then answer.
+
+        The CGI's answer (the small report-status) is held back until the project row is updated and the hooks
+        are queued, so a client whose ``git push`` returned sees the push's effects.
+        """
+        project, changes = access.project, []
+        try:
+            with self.app.bank.repository_lock(project["id"]):
+                refs_before = gitrepo.list_refs(repo)
+                try:
+                    cgi = run_cgi()
+                    answer = b"".join(cgi.body)
+                finally:
+                    refs_after = gitrepo.list_refs(repo)
+                    changes = git_push.ref_changes(refs_before, refs_after)
+                    if changes:
+                        project = git_push.apply_push(self.app.bank, project, repo, changes, refs_after)
+        finally:
+            for change in changes:
+                self.app.hooks.push(project, access.user, change.before, change.after, change.ref)
+        self._send_stream(cgi.status, cgi.reason, cgi.headers, iter([answer]))
+
+    def _git_access(self, target: git_http.GitTarget, query: str) -> tuple[GitAccess | None, Response | None]:
+        """Who may do what to which project, or the answer refusing the request (``Gitlab::GitAccess``'s order:
+        authentication, project visibility, archived, push/download access; lib/gitlab/git_access.rb)."""
         credentials = git_http.basic_credentials(self.headers)
-        if credentials is None or not self.app.valid_token(credentials[1]):
+        user = self.app.user_for_token(credentials[1]) if credentials is not None else None
+        if user is None:
             return None, git_http.unauthorized()
         project = self.app.bank.find_project(target.project)
-        if project is None:
+        level = self.app.bank.access_level(user, project["namespace"]["id"]) if project is not None else 0
+        if project is None or level < GUEST:
             return None, git_http.project_not_found()
         service = dict(parse_qsl(query)).get("service")
-        if target.action == "git-receive-pack" or service == "git-receive-pack":
+        push = target.action == "git-receive-pack" or service == "git-receive-pack"
+        if push and project["archived"]:
+            return None, git_http.archived()
+        if push and level < DEVELOPER:
             return None, git_http.push_denied()
+        if not push and level < REPORTER:
+            return None, git_http.download_denied()
         expected_method = "GET" if target.action == "info/refs" else "POST"
-        if self.command != expected_method or (target.action == "info/refs" and service != "git-upload-pack"):
+        known_service = service in ("git-upload-pack", "git-receive-pack")
+        if self.command != expected_method or (target.action == "info/refs" and not known_service):
             return None, text_response(404, "Not Found\n")
         if not target.has_suffix and target.action == "info/refs":
             location = f"{self.app.url}/{target.project}.git/info/refs" + (f"?{query}" if query else "")
             return None, text_response(301, f"Redirecting to {location}\n", [("Location", location)])
-        return project, None
+        return GitAccess(project, user, push), None
 
     # -- test control --------------------------------------------------------------------------------
 
@@ -353,8 +419,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/-/health":
             return text_response(200, "GitLab OK")
         request = api.ApiRequest(self.command, path, parse_qsl(query, keep_blank_values=True), self.headers, body)
-        if not self.app.valid_token(api.presented_token(request)):
+        user = self.app.user_for_token(api.presented_token(request))
+        if user is None:
             return json_response(401, {"message": "401 Unauthorized"})
+        if not user["admin"]:
+            return json_response(403, {"message": "403 Forbidden"})
         routes = {
             ("GET", "/-/counters"): lambda: json_response(200, self.app.counters()),
             ("POST", "/-/counters/reset"): self._reset_counters,

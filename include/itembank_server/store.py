@@ -12,11 +12,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from . import gitrepo
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+from .records import NotFoundError, timestamp
+from .users import USERS_SCHEMA, UserStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -90,10 +92,6 @@ HOOK_DEFAULTS: dict[str, object] = {
 }
 
 
-class NotFoundError(KeyError):
-    """No such group, project or hook."""
-
-
 class ProjectExistsError(ValueError):
     """A project with that path already exists in the group."""
 
@@ -110,20 +108,12 @@ class ProjectSpec:
     created_at: datetime | None = None
 
 
-def timestamp(when: datetime | None = None) -> str:
-    """GitLab's timestamp format: UTC with milliseconds, e.g. ``2024-01-05T10:20:30.123Z``."""
-    when = when or datetime.now(timezone.utc)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
 def _validate_segment(segment: str, what: str) -> None:
     if not _PATH_SEGMENT.match(segment) or segment.endswith((".git", ".atom")):
         raise ValueError(f"invalid {what} path: {segment!r}")
 
 
-class ItemBank:
+class ItemBank(UserStore):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -136,7 +126,7 @@ class ItemBank:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
+        self._db.executescript(_SCHEMA + USERS_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -480,6 +470,35 @@ class ItemBank:
                 " updated_at = max(updated_at, ?) WHERE id = ?",
                 (latest, latest, project["id"]),
             )
+
+    def repository_lock(self, project_id: int) -> threading.Lock:
+        """The lock serialising writes to the project's repository (a git push holds it while refs move)."""
+        return self._repo_lock(project_id)
+
+    def record_git_push(
+        self, project_id: int, *, has_branches: bool, default_branch: str | None, pushed_at: datetime | None = None
+    ) -> dict:
+        """Record a push through git smart HTTP, as GitLab's push event does.
+
+        ``empty_repo`` is ``repository.empty?``, i.e. no branches (``Repository#has_visible_content?`` is
+        ``branch_count > 0``). ``last_activity_at`` (and ``updated_at``) move only when the previous activity is
+        an hour old or more: ``Event#reset_project_activity`` updates ``WHERE last_activity_at <=
+        RESET_PROJECT_ACTIVITY_INTERVAL.ago`` (1 hour; app/models/event.rb, "Restrict last_activity_at updates
+        to one per hour", https://gitlab.com/gitlab-org/gitlab-foss/-/merge_requests/6391, still so per
+        https://gitlab.com/gitlab-org/gitlab/-/issues/16729). ``default_branch``, when given, is the repository's
+        new root ref.
+        """
+        now = timestamp(pushed_at)
+        hour_ago = timestamp((pushed_at or datetime.now(timezone.utc)) - timedelta(hours=1))
+        with self._transaction() as db:
+            db.execute("UPDATE projects SET empty_repo = ? WHERE id = ?", (int(not has_branches), project_id))
+            if default_branch:
+                db.execute("UPDATE projects SET default_branch = ? WHERE id = ?", (default_branch, project_id))
+            db.execute(
+                "UPDATE projects SET last_activity_at = ?, updated_at = ? WHERE id = ? AND last_activity_at <= ?",
+                (now, now, project_id, hour_ago),
+            )
+        return self.project(project_id)
 
     def head(self, project_id: int | str, branch: str | None = None) -> str | None:
         """The sha at the tip of ``branch`` (default branch if None), None if the branch has no commits."""

@@ -1,4 +1,7 @@
-"""Git smart HTTP through real ``git`` clients: clone, history, credentials, protocol versions, refusals."""
+"""Git smart HTTP through real ``git`` clients: clone, history, credentials, protocol versions, refusals.
+
+Pushes and per-role refusals: test_git_push.py.
+"""
 
 from __future__ import annotations
 
@@ -181,24 +184,6 @@ def test_unknown_and_deleted_projects_are_404_over_git_and_api(server, bank, pro
     assert deleted.returncode != 0 and "not found" in deleted.stderr
     assert api.get(f"/projects/{project['id']}").status_code == 404
     assert not bank.repo_path(project).exists()
-
-
-def test_push_is_refused(server, project, home, tmp_path):
-    refs = requests.get(
-        f"{repo_url(server)}/info/refs",
-        params={"service": "git-receive-pack"},
-        headers={"Authorization": basic_auth_header()},
-        timeout=10,
-    )
-    assert refs.status_code == 403
-    clone = tmp_path / "clone"
-    env = git_env(home)
-    run_git("clone", repo_url(server), str(clone), env=env)
-    (clone / "item.json").write_text("{}\n")
-    run_git("-c", "user.name=X", "-c", "user.email=x@example.com", "commit", "-am", "change", env=env, cwd=clone)
-    pushed = run_git("push", "origin", "main", env=env, cwd=clone, check=False)
-    assert pushed.returncode != 0
-    assert server.bank.read_file(project["id"], "item.json") != b"{}\n"
 
 
 def test_repository_path_without_dot_git_redirects_like_gitlab(server, project, home):
