@@ -34,6 +34,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
+from urllib.parse import urlsplit, urlunsplit
+
 import requests
 
 from . import hookpayloads
@@ -343,7 +345,7 @@ class HookDispatcher:
             "project_id": delivery.project_id,
             "event": delivery.event,
             "trigger": delivery.trigger,
-            "url": delivery.url,
+            "url": _without_password(delivery.url),
             "request_headers": {**headers, **({"X-Gitlab-Token": REDACTED} if delivery.token else {})},
             "request_body": body,
             "response_status": status,
@@ -384,6 +386,15 @@ def _system_trust_store() -> bool | str:
     """The operating system's CA certificates (requests alone would use certifi's bundle)."""
     paths = ssl.get_default_verify_paths()
     return paths.cafile or paths.capath or True
+
+
+def _without_password(url: str) -> str:
+    """The URL with the password of its user information (HTTP basic auth) masked."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:{REDACTED}@{host}"))
 
 
 def _describe(error: requests.RequestException) -> str:

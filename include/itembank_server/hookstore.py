@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -92,14 +92,12 @@ class NotFoundError(KeyError):
     """No such group, project or hook."""
 
 
-
 @dataclass(frozen=True)
 class HookState:
     """A project hook's auto-disabling counters (GitLab's ``recent_failures`` and ``disabled_until``, epoch s)."""
 
     recent_failures: int = 0
     disabled_until: float | None = None
-
 
 
 def timestamp(when: datetime | None = None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -12,12 +11,12 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from . import gitrepo
-from .hookstore import HOOK_DEFAULTS, HOOK_SCHEMA, HookState, HookStore, NotFoundError, timestamp
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+from .hookstore import HOOK_DEFAULTS, HOOK_SCHEMA, HookStore, NotFoundError, timestamp
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (

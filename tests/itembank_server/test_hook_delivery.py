@@ -542,3 +542,16 @@ def test_a_bank_created_before_hook_state_existed_still_opens(tmp_path: Path):
         assert reopened.hook_deliveries() == []
     finally:
         reopened.close()
+
+
+def test_url_credentials_are_sent_as_basic_auth_and_masked_in_the_record(make_server, project, listener):
+    server = make_server()
+    host = listener.url.removeprefix("http://")
+    hook = server.bank.add_hook(project["id"], f"http://robot:pa55word@{host}/hook")
+    fire_again(server, project)
+    [request] = listener.wait_for(1)
+    assert request["headers"]["Authorization"].startswith("Basic ")
+    assert server.hooks.wait_idle(5)
+    [record] = server.hooks.deliveries(hook_id=hook["id"])
+    assert record["url"] == f"http://robot:[REDACTED]@{host}/hook"
+    assert "pa55word" not in json.dumps(record)
