@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .generator import generate_bank
+from .hookdelivery import DEFAULT_TIMEOUT, SystemHook
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .store import ItemBank
 from .users import ROLES
@@ -45,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--generate", type=int, default=0, metavar="N", help="generate N items if the group has none")
     serve.add_argument("--seed", type=int, default=0, help="generator seed")
     serve.add_argument("--external-url", help="base URL clients use, if not http://HOST:PORT")
+    serve.add_argument(
+        "--system-hook",
+        action="append",
+        default=[],
+        type=_system_hook,
+        metavar="URL[,token=T][,push_events=false][,tag_push_events=true][,enable_ssl_verification=false]",
+        help="a system hook (repeatable): gets project_create/destroy/rename/transfer and push events",
+    )
+    serve.add_argument(
+        "--hook-timeout", type=float, default=DEFAULT_TIMEOUT, metavar="S", help="webhook request timeout (seconds)"
+    )
+    serve.add_argument(
+        "--hook-ca-bundle", metavar="PEM", help="CA certificates for hooks verifying TLS (default: system trust store)"
+    )
     serve.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -69,6 +84,13 @@ def ensure_users(bank: ItemBank, group: dict, specs: list[tuple[str, str, str]])
         print(f"user: {username} ({role})", flush=True)
 
 
+def _system_hook(spec: str) -> SystemHook:
+    try:
+        return SystemHook.parse(spec)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(message)s"
@@ -90,10 +112,21 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    server = ItemBankServer(bank, args.host, args.port, tokens, external_url=args.external_url).start()
+    server = ItemBankServer(
+        bank,
+        args.host,
+        args.port,
+        tokens,
+        external_url=args.external_url,
+        system_hooks=args.system_hook,
+        hook_timeout=args.hook_timeout,
+        hook_ca_bundle=args.hook_ca_bundle,
+    ).start()
     print(f"url: {server.url}", flush=True)
     print(f"group: {args.group}", flush=True)
     print(f"projects: {bank.count_projects(group['id'])}", flush=True)
+    for hook in server.hooks.system_hooks:
+        print(f"system hook: {hook.url}", flush=True)
     for token in sorted(tokens):
         print(f"token: {token}", flush=True)
     stop.wait()

@@ -19,6 +19,8 @@ _FALSE = {"0", "off", "f", "false", "n", "no"}
 _HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
 _HOOK_STRINGS = [name for name, default in HOOK_DEFAULTS.items() if not isinstance(default, bool)]
 _TOKEN_PARAMS = ("private_token", "access_token")
+# Who acts when a request carries no user (before users and tokens exist): GitLab's first administrator.
+DEFAULT_USER = {"id": 1, "username": "root", "name": "Administrator", "email": "admin@example.com", "admin": True}
 
 # Declared parameters with defaults: Grape puts them into ``params``, so they show up in GitLab's Link URLs.
 _GROUP_PROJECTS_DEFAULTS = {
@@ -97,7 +99,9 @@ ROUTES = [
     Route("GET", f"{API_PREFIX}/projects/:id/hooks", "list_hooks"),
     Route("POST", f"{API_PREFIX}/projects/:id/hooks", "create_hook"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "show_hook"),
+    Route("PUT", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "edit_hook"),
     Route("DELETE", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "delete_hook"),
+    Route("POST", f"{API_PREFIX}/projects/:id/hooks/:hook_id/test/:trigger", "test_hook"),
 ]
 
 
@@ -281,20 +285,42 @@ class RestApi:
         url = params.get("url")
         if url is None or url == "":
             raise invalid_param("url", "is missing")
-        attributes: dict[str, object] = {}
-        for name in _HOOK_BOOLEANS:
-            value = parse_bool(name, params.get(name))
-            if value is not None:
-                attributes[name] = value
-        for name in _HOOK_STRINGS:
-            if params.get(name) is not None:
-                attributes[name] = str(params[name])
+        attributes = _hook_attributes(params)
         project = self._project(resolution.params["id"])
         if not isinstance(url, str) or not _valid_hook_url(url):
             raise ApiError(422, {"error": "Invalid url given"})
         token = params.get("token")
         hook = self.bank.add_hook(project["id"], url, token=str(token) if token else None, **attributes)
         return json_response(201, self.hook_entity(hook))
+
+    def edit_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
+        """``PUT /projects/:id/hooks/:hook_id`` (https://docs.gitlab.com/api/project_webhooks/#edit-a-project-webhook):
+        only the parameters given change; ``token`` replaces the secret token."""
+        params = {**request.params, **_body_params(request)}
+        attributes = _hook_attributes(params)
+        hook = self._hook(resolution)
+        url = params.get("url")
+        if url is not None and (not isinstance(url, str) or not _valid_hook_url(url)):
+            raise ApiError(422, {"error": "Invalid url given"})
+        token = params.get("token")
+        updated = self.bank.update_hook(
+            hook["project_id"], hook["id"], url=url, token=None if token is None else str(token), **attributes
+        )
+        return json_response(200, self.hook_entity(updated))
+
+    def test_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
+        """``POST /projects/:id/hooks/:hook_id/test/:trigger``
+        (https://docs.gitlab.com/api/project_webhooks/#trigger-a-test-project-webhook): sends the sample push event
+        now, even to a disabled hook; 201 when the receiver answered 2xx, 422 otherwise."""
+        hook = self._hook(resolution)
+        if resolution.params["trigger"] != "push_events":
+            raise invalid_param("trigger", "does not have a valid value")
+        project = self._project(resolution.params["id"])
+        record = self.hooks.test_hook(project, hook, request.user or DEFAULT_USER)
+        status = record.get("response_status")
+        if status is not None and 200 <= status < 300:
+            return json_response(201, {"message": "201 Created"})
+        return json_response(422, {"message": record.get("error") or f"{status}"})
 
     def delete_hook(self, request: ApiRequest, resolution: Resolution) -> Response:
         hook = self._hook(resolution)
@@ -454,14 +480,15 @@ class RestApi:
         )
         return entity
 
-    @staticmethod
-    def hook_entity(hook: dict) -> dict:
+    def hook_entity(self, hook: dict) -> dict:
+        """GitLab's ``ProjectHook`` entity, with the hook's auto-disabling state."""
+        alert_status, disabled_until = self.hooks.hook_status(hook)
         entity = {"id": hook["id"], "url": hook["url"], "project_id": hook["project_id"]}
         entity.update({name: hook.get(name, default) for name, default in HOOK_DEFAULTS.items()})
         entity.update(
             {
-                "alert_status": "executable",
-                "disabled_until": None,
+                "alert_status": alert_status,
+                "disabled_until": disabled_until,
                 "url_variables": [],
                 "custom_webhook_template": None,
                 "custom_headers": [],
@@ -490,6 +517,18 @@ def _body_params(request: ApiRequest) -> dict:
     if not isinstance(payload, dict):
         raise ApiError(400, {"error": "message body does not match declared format"})
     return payload
+
+
+def _hook_attributes(params: Mapping) -> dict[str, object]:
+    attributes: dict[str, object] = {}
+    for name in _HOOK_BOOLEANS:
+        value = parse_bool(name, params.get(name))
+        if value is not None:
+            attributes[name] = value
+    for name in _HOOK_STRINGS:
+        if params.get(name) is not None:
+            attributes[name] = str(params[name])
+    return attributes
 
 
 def _valid_hook_url(url: str) -> bool:

@@ -17,7 +17,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
@@ -25,7 +25,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import api, git_http, git_push, gitrepo
 from .access import AccessControlledApi
 from .faults import Counters, Fault, Faults
-from .hookdelivery import HookDispatcher
+from .hookdelivery import DEFAULT_TIMEOUT, HookDispatcher, SystemHook
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
 from .users import DEVELOPER, GUEST, REPORTER, ROOT_USERNAME
@@ -157,7 +157,14 @@ class ItemBankServer:
         tokens: Iterable[str] | None = None,
         *,
         external_url: str | None = None,
+        system_hooks: Sequence[SystemHook | str] = (),
+        hook_timeout: float = DEFAULT_TIMEOUT,
+        hook_ca_bundle: str | None = None,
     ):
+        """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
+        ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
+        ``hook_ca_bundle``: CA certificates for hooks verifying TLS (default: the system's trust store).
+        """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
         if not self.tokens:
@@ -172,7 +179,9 @@ class ItemBankServer:
         self.host = host
         self.port = self._httpd.server_address[1]
         self.url = (external_url or f"http://{_url_host(host)}:{self.port}").rstrip("/")
-        self.hooks = HookDispatcher(bank, lambda: self.url)
+        self.hooks = HookDispatcher(
+            bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
+        )
         self.api = AccessControlledApi(bank, lambda: self.url, self.faults, self.hooks)
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
@@ -430,6 +439,7 @@ class _Handler(BaseHTTPRequestHandler):
             ("GET", "/-/faults"): lambda: json_response(200, self.app.faults.list()),
             ("POST", "/-/faults"): lambda: self._add_fault(body),
             ("DELETE", "/-/faults"): self._clear_faults,
+            ("GET", "/-/hook_deliveries"): lambda: self._hook_deliveries(request.params),
         }
         handler = routes.get((self.command, path))
         if handler is not None:
@@ -437,6 +447,16 @@ class _Handler(BaseHTTPRequestHandler):
         if any(route_path == path for _, route_path in routes):
             return json_response(405, {"error": "405 Not Allowed"})
         return json_response(404, {"error": "404 Not Found"})
+
+    def _hook_deliveries(self, params: dict[str, str]) -> Response:
+        """Recorded hook requests, oldest first; ``hook_id``, ``system_hook_id`` and ``project_id`` filter them."""
+        try:
+            filters = {
+                name: int(params[name]) for name in ("hook_id", "system_hook_id", "project_id") if params.get(name)
+            }
+        except ValueError:
+            return json_response(400, {"error": "hook_id, system_hook_id and project_id are integers"})
+        return json_response(200, self.app.hooks.deliveries(**filters))
 
     def _reset_counters(self) -> Response:
         self.app.reset_counters()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from . import gitrepo
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+from .hookstore import HOOK_DEFAULTS, HOOK_SCHEMA, HookStore
 from .records import NotFoundError, timestamp
 from .users import USERS_SCHEMA, UserStore
 
@@ -45,15 +45,6 @@ CREATE TABLE IF NOT EXISTS projects (
     last_activity_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS projects_by_group ON projects (group_id, created_at, id);
-CREATE TABLE IF NOT EXISTS hooks (
-    id         INTEGER PRIMARY KEY AUTOINCREMENT,
-    project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
-    url        TEXT NOT NULL,
-    token      TEXT,
-    attributes TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hooks_by_project ON hooks (project_id, id);
 """
 
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
@@ -67,29 +58,6 @@ PROJECT_ORDER_COLUMNS = {
     "last_activity_at": "p.last_activity_at",
 }
 
-HOOK_DEFAULTS: dict[str, object] = {
-    "name": None,
-    "description": None,
-    "push_events": True,
-    "push_events_branch_filter": None,
-    "branch_filter_strategy": "wildcard",
-    "issues_events": False,
-    "confidential_issues_events": False,
-    "merge_requests_events": False,
-    "tag_push_events": False,
-    "note_events": False,
-    "confidential_note_events": False,
-    "job_events": False,
-    "pipeline_events": False,
-    "wiki_page_events": False,
-    "deployment_events": False,
-    "feature_flag_events": False,
-    "releases_events": False,
-    "emoji_events": False,
-    "resource_access_token_events": False,
-    "repository_update_events": False,
-    "enable_ssl_verification": True,
-}
 
 
 class ProjectExistsError(ValueError):
@@ -113,7 +81,7 @@ def _validate_segment(segment: str, what: str) -> None:
         raise ValueError(f"invalid {what} path: {segment!r}")
 
 
-class ItemBank(UserStore):
+class ItemBank(UserStore, HookStore):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -126,7 +94,7 @@ class ItemBank(UserStore):
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA + USERS_SCHEMA)
+        self._db.executescript(_SCHEMA + USERS_SCHEMA + HOOK_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -520,55 +488,3 @@ class ItemBank(UserStore):
         if project["empty_repo"]:
             return []
         return gitrepo.log(self.repo_path(project), ref or f"refs/heads/{project['default_branch']}", path)
-
-    # -- hooks -------------------------------------------------------------------------------------
-
-    def add_hook(self, project_id: int | str, url: str, *, token: str | None = None, **attributes: object) -> dict:
-        """Register a project hook; unknown attribute names are rejected, missing ones take GitLab's defaults."""
-        unknown = set(attributes) - set(HOOK_DEFAULTS)
-        if unknown:
-            raise ValueError(f"unknown hook attributes: {sorted(unknown)}")
-        project = self.project(project_id)
-        stored = {**HOOK_DEFAULTS, **attributes}
-        with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO hooks (project_id, url, token, attributes, created_at) VALUES (?, ?, ?, ?, ?)",
-                (project["id"], url, token, json.dumps(stored), timestamp()),
-            )
-        return self.hook(project["id"], cursor.lastrowid)  # type: ignore[arg-type]
-
-    def hooks(self, project_id: int | str) -> list[dict]:
-        """The project's hooks, oldest first, including their secret ``token``."""
-        project = self.project(project_id)
-        rows = self._rows("SELECT * FROM hooks WHERE project_id = ? ORDER BY id", (project["id"],))
-        return [self._hook_dict(row) for row in rows]
-
-    def hook(self, project_id: int | str, hook_id: int) -> dict:
-        project = self.project(project_id)
-        rows = self._rows("SELECT * FROM hooks WHERE project_id = ? AND id = ?", (project["id"], hook_id))
-        if not rows:
-            raise NotFoundError(f"hook {hook_id} of project {project_id!r}")
-        return self._hook_dict(rows[0])
-
-    def delete_hook(self, project_id: int | str, hook_id: int) -> bool:
-        project = self.project(project_id)
-        with self._transaction() as db:
-            cursor = db.execute("DELETE FROM hooks WHERE project_id = ? AND id = ?", (project["id"], hook_id))
-        return cursor.rowcount > 0
-
-    def remove_hooks(self, project_id: int | str) -> int:
-        """Delete all hooks of the project; return how many there were."""
-        project = self.project(project_id)
-        with self._transaction() as db:
-            return db.execute("DELETE FROM hooks WHERE project_id = ?", (project["id"],)).rowcount
-
-    @staticmethod
-    def _hook_dict(row: sqlite3.Row) -> dict:
-        return {
-            "id": row["id"],
-            "url": row["url"],
-            "project_id": row["project_id"],
-            "token": row["token"],
-            "created_at": row["created_at"],
-            **json.loads(row["attributes"]),
-        }
