@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from .generator import generate_bank
+from .pagination import COUNT_LIMIT
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .store import ItemBank
 
@@ -35,6 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--generate", type=int, default=0, metavar="N", help="generate N items if the group has none")
     serve.add_argument("--seed", type=int, default=0, help="generator seed")
     serve.add_argument("--external-url", help="base URL clients use, if not http://HOST:PORT")
+    serve.add_argument(
+        "--count-limit",
+        type=int,
+        default=COUNT_LIMIT,
+        metavar="N",
+        help="above N records listings leave out X-Total, X-Total-Pages and rel=last (GitLab: 10000)",
+    )
     serve.add_argument("--verbose", action="store_true", help="log every request")
     return parser
 
@@ -59,7 +67,9 @@ def serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    server = ItemBankServer(bank, args.host, args.port, tokens, external_url=args.external_url).start()
+    server = ItemBankServer(
+        bank, args.host, args.port, tokens, external_url=args.external_url, count_limit=args.count_limit
+    ).start()
     print(f"url: {server.url}", flush=True)
     print(f"group: {args.group}", flush=True)
     print(f"projects: {bank.count_projects(group['id'])}", flush=True)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from . import api, git_http
 from .faults import Counters, Fault, Faults
 from .hookdelivery import HookDispatcher
+from .pagination import COUNT_LIMIT
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
 
@@ -146,7 +147,10 @@ class ItemBankServer:
         tokens: Iterable[str] | None = None,
         *,
         external_url: str | None = None,
+        count_limit: int = COUNT_LIMIT,
     ):
+        """``count_limit``: above this many records offset listings leave out X-Total, X-Total-Pages and
+        rel="last", as GitLab does above 10,000 (https://docs.gitlab.com/api/rest/#pagination-response-headers)."""
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
         if not self.tokens:
@@ -159,7 +163,7 @@ class ItemBankServer:
         self.port = self._httpd.server_address[1]
         self.url = (external_url or f"http://{_url_host(host)}:{self.port}").rstrip("/")
         self.hooks = HookDispatcher(bank, lambda: self.url)
-        self.api = api.RestApi(bank, lambda: self.url, self.faults, self.hooks)
+        self.api = api.RestApi(bank, lambda: self.url, self.faults, self.hooks, count_limit=count_limit)
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -12,11 +11,14 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from . import gitrepo
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+from .bankrules import NotFoundError, ProjectExistsError, timestamp
+from .bankrules import validate_segment as _validate_segment
+from .projectmoves import ProjectMoves
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -54,8 +56,6 @@ CREATE TABLE IF NOT EXISTS hooks (
 CREATE INDEX IF NOT EXISTS hooks_by_project ON hooks (project_id, id);
 """
 
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-
 PROJECT_ORDER_COLUMNS = {
     "id": "p.id",
     "name": "p.name",
@@ -90,14 +90,6 @@ HOOK_DEFAULTS: dict[str, object] = {
 }
 
 
-class NotFoundError(KeyError):
-    """No such group, project or hook."""
-
-
-class ProjectExistsError(ValueError):
-    """A project with that path already exists in the group."""
-
-
 @dataclass(frozen=True)
 class ProjectSpec:
     """A project to create in bulk, with the commits of its history (none: an empty repository)."""
@@ -110,20 +102,7 @@ class ProjectSpec:
     created_at: datetime | None = None
 
 
-def timestamp(when: datetime | None = None) -> str:
-    """GitLab's timestamp format: UTC with milliseconds, e.g. ``2024-01-05T10:20:30.123Z``."""
-    when = when or datetime.now(timezone.utc)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def _validate_segment(segment: str, what: str) -> None:
-    if not _PATH_SEGMENT.match(segment) or segment.endswith((".git", ".atom")):
-        raise ValueError(f"invalid {what} path: {segment!r}")
-
-
-class ItemBank:
+class ItemBank(ProjectMoves):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -349,12 +328,17 @@ class ItemBank:
         sort: str = "desc",
         archived: bool | None = None,
         include_subgroups: bool = False,
+        id_after: int | None = None,
+        id_before: int | None = None,
         offset: int = 0,
         limit: int | None = None,
     ) -> list[dict]:
-        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction)."""
+        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction).
+
+        ``id_after``/``id_before`` keep only ids above/below them (``ProjectsFinder``'s filters of the same names).
+        """
         direction = {"asc": "ASC", "desc": "DESC"}[sort]
-        where, params = self._project_filter(group_id, archived, include_subgroups)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
         order = f"{PROJECT_ORDER_COLUMNS[order_by]} {direction}"
         if order_by != "id":
             order += f", p.id {direction}"
@@ -363,14 +347,28 @@ class ItemBank:
         return [self._project_dict(row) for row in rows]
 
     def count_projects(
-        self, group_id: int, *, archived: bool | None = None, include_subgroups: bool = False, cap: int | None = None
+        self,
+        group_id: int,
+        *,
+        archived: bool | None = None,
+        include_subgroups: bool = False,
+        id_after: int | None = None,
+        id_before: int | None = None,
+        cap: int | None = None,
     ) -> int:
         """How many projects match, counting at most ``cap`` (GitLab's limited count)."""
-        where, params = self._project_filter(group_id, archived, include_subgroups)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
         inner = f"SELECT 1 FROM projects p WHERE {where} LIMIT ?"
         return self._rows(f"SELECT count(*) FROM ({inner})", [*params, -1 if cap is None else cap])[0][0]
 
-    def _project_filter(self, group_id: int, archived: bool | None, include_subgroups: bool) -> tuple[str, list]:
+    def _project_filter(
+        self,
+        group_id: int,
+        archived: bool | None,
+        include_subgroups: bool,
+        id_after: int | None = None,
+        id_before: int | None = None,
+    ) -> tuple[str, list]:
         if include_subgroups:
             full_path = self.group(group_id)["full_path"]
             clauses = ["p.group_id IN (SELECT id FROM groups WHERE full_path = ? OR full_path LIKE ? ESCAPE '\\')"]
@@ -380,6 +378,12 @@ class ItemBank:
         if archived is not None:
             clauses.append("p.archived = ?")
             params.append(int(archived))
+        if id_after is not None:
+            clauses.append("p.id > ?")
+            params.append(id_after)
+        if id_before is not None:
+            clauses.append("p.id < ?")
+            params.append(id_before)
         return " AND ".join(clauses), params
 
     def _project_dict(self, row: sqlite3.Row) -> dict:
@@ -406,6 +410,7 @@ class ItemBank:
         }
 
     def set_archived(self, project_id: int | str, archived: bool = True) -> dict:
+        """Archive or unarchive the project; it stays listed (``archived=`` filters it). Fires no hook."""
         project = self.project(project_id)
         with self._transaction() as db:
             db.execute(
@@ -415,7 +420,10 @@ class ItemBank:
         return self.project(project["id"])
 
     def delete_project(self, project_id: int | str) -> None:
-        """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards."""
+        """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards.
+
+        Fires no hook: only changes made through the HTTP front ends do (they call ``HookDispatcher``).
+        """
         project = self.project(project_id)
         with self._repo_lock(project["id"]):
             with self._transaction() as db:
