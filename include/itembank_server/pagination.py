@@ -99,7 +99,7 @@ def pagination_headers(result: PageResult, page_url: str, params: Mapping[str, s
 
 @dataclass(frozen=True)
 class KeysetOrder:
-    """The order of a keyset request: only ``order_by=id`` is available for projects (``Gitlab::Pagination::Keyset``)."""
+    """A keyset request's order: projects offer ``order_by=id`` only (``Gitlab::Pagination::Keyset``)."""
 
     descending: bool
     per_page: int

@@ -40,7 +40,9 @@ class ProjectRoutes:
 
     # -- the acting user's role --------------------------------------------------------------------
 
-    def access_level(self, user: Mapping | None, *, project: Mapping | None = None, group: Mapping | None = None) -> int:
+    def access_level(
+        self, user: Mapping | None, *, project: Mapping | None = None, group: Mapping | None = None
+    ) -> int:
         """The user's role on the project or group; ``None`` (no user model yet) and admins act as the owner.
 
         Other users' roles come from the bank's membership (``project_access_level`` / ``group_access_level``).
