@@ -221,7 +221,10 @@ class ItemBank(ProjectMoves):
     def create_projects(
         self, group: int | str | Mapping, specs: Iterable[ProjectSpec], *, workers: int | None = None
     ) -> list[dict]:
-        """Create many projects at once: repositories are written in parallel, rows in one transaction."""
+        """Create many projects at once: repositories are written in parallel, rows in one transaction.
+
+        Fires no hook: only changes made through the HTTP front ends do (``POST /projects`` fires project_create).
+        """
         group_row = self._resolve_group(group)
         specs = list(specs)
         self._check_new_paths(group_row, specs)
