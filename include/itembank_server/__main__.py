@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .generator import generate_bank
 from .hookdelivery import DEFAULT_TIMEOUT, SystemHook
+from .pagination import COUNT_LIMIT
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .store import ItemBank
 from .users import ROLES
@@ -59,6 +60,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--hook-ca-bundle", metavar="PEM", help="CA certificates for hooks verifying TLS (default: system trust store)"
+    )
+    serve.add_argument(
+        "--count-limit",
+        type=int,
+        default=COUNT_LIMIT,
+        metavar="N",
+        help="above N records listings leave out X-Total, X-Total-Pages and rel=last (GitLab: 10000)",
     )
     serve.add_argument("--verbose", action="store_true", help="log every request")
     return parser
@@ -121,6 +129,7 @@ def serve(args: argparse.Namespace) -> int:
         system_hooks=args.system_hook,
         hook_timeout=args.hook_timeout,
         hook_ca_bundle=args.hook_ca_bundle,
+        count_limit=args.count_limit,
     ).start()
     print(f"url: {server.url}", flush=True)
     print(f"group: {args.group}", flush=True)

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from .faults import Faults
 from .hookdelivery import HookDispatcher
-from .pagination import DEFAULT_PER_PAGE, PageResult, clamp_page, paginate, pagination_headers
+from .pagination import (
+    COUNT_LIMIT,
+    DEFAULT_PER_PAGE,
+    KEYSET_UNAVAILABLE,
+    PageResult,
+    clamp_page,
+    keyset_headers,
+    keyset_order,
+    paginate,
+    pagination_headers,
+)
+from .projectroutes import ProjectRoutes
+from .requestparams import body_params as _body_params
+from .requestparams import parse_bool, parse_int, parse_optional_int
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
 from .store import HOOK_DEFAULTS, PROJECT_ORDER_COLUMNS, ItemBank
 
 API_PREFIX = "/api/v4"
-_TRUE = {"1", "on", "t", "true", "y", "yes"}
-_FALSE = {"0", "off", "f", "false", "n", "no"}
 _HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
 _HOOK_STRINGS = [name for name, default in HOOK_DEFAULTS.items() if not isinstance(default, bool)]
 _TOKEN_PARAMS = ("private_token", "access_token")
@@ -95,7 +105,13 @@ ROUTES = [
     Route("POST", f"{API_PREFIX}/groups/:id/members", "add_group_member"),
     Route("DELETE", f"{API_PREFIX}/groups/:id/members/:user_id", "remove_group_member"),
     Route("GET", f"{API_PREFIX}/groups/:id/projects", "list_group_projects"),
+    Route("POST", f"{API_PREFIX}/projects", "create_project"),
     Route("GET", f"{API_PREFIX}/projects/:id", "show_project"),
+    Route("PUT", f"{API_PREFIX}/projects/:id", "update_project"),
+    Route("DELETE", f"{API_PREFIX}/projects/:id", "delete_project"),
+    Route("PUT", f"{API_PREFIX}/projects/:id/transfer", "transfer_project"),
+    Route("POST", f"{API_PREFIX}/projects/:id/archive", "archive_project"),
+    Route("POST", f"{API_PREFIX}/projects/:id/unarchive", "unarchive_project"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks", "list_hooks"),
     Route("POST", f"{API_PREFIX}/projects/:id/hooks", "create_hook"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "show_hook"),
@@ -151,45 +167,27 @@ def presented_token(request: ApiRequest) -> str | None:
     return None
 
 
-def parse_bool(name: str, value: object) -> bool | None:
-    """Grape's Boolean coercion; '' means absent."""
-    if isinstance(value, bool) or value is None:
-        return value
-    text = str(value).strip().lower()
-    if text == "":
-        return None
-    if text in _TRUE:
-        return True
-    if text in _FALSE:
-        return False
-    raise invalid_param(name)
-
-
-def parse_int(name: str, value: object, default: int) -> int:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise invalid_param(name)
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value).strip(), 10)
-    except ValueError:
-        raise invalid_param(name) from None
-
-
 def _bool_text(value: bool) -> str:
     return "true" if value else "false"
 
 
-class RestApi:
+class RestApi(ProjectRoutes):
     """Answers resolved REST requests from the bank (who may ask what: :mod:`itembank_server.access`)."""
 
-    def __init__(self, bank: ItemBank, base_url: Callable[[], str], faults: Faults, hooks: HookDispatcher):
+    def __init__(
+        self,
+        bank: ItemBank,
+        base_url: Callable[[], str],
+        faults: Faults,
+        hooks: HookDispatcher,
+        *,
+        count_limit: int = COUNT_LIMIT,
+    ):
         self.bank = bank
         self._base_url = base_url
         self.faults = faults
         self.hooks = hooks
+        self.count_limit = count_limit
 
     @property
     def base_url(self) -> str:
@@ -215,6 +213,14 @@ class RestApi:
         return json_response(200, body)
 
     def list_group_projects(self, request: ApiRequest, resolution: Resolution) -> Response:
+        """``GET /groups/:id/projects`` (https://docs.gitlab.com/api/groups/#list-projects), offset or keyset paged.
+
+        ``id_after``/``id_before`` filter as ``ProjectsFinder`` does (``project_finder_params``). ``pagination=keyset``
+        follows https://docs.gitlab.com/api/rest/#keyset-based-pagination (``order_by=id`` only, else 405).
+        Note: GitLab itself pages this endpoint with offset pagination only (``lib/api/groups.rb`` calls ``paginate``,
+        which is ``OffsetPagination``); keyset there is offered by ``GET /projects``. Here the group listing answers
+        keyset requests as ``GET /projects`` does, so long iterations stay exact while projects come and go.
+        """
         params = request.params
         page, per_page = _page_params(params)
         order_by = params.get("order_by") or "created_at"
@@ -226,17 +232,10 @@ class RestApi:
         archived = parse_bool("archived", params.get("archived"))
         simple = bool(parse_bool("simple", params.get("simple")))
         subgroups = bool(parse_bool("include_subgroups", params.get("include_subgroups")))
+        id_after = parse_optional_int("id_after", params.get("id_after"))
+        id_before = parse_optional_int("id_before", params.get("id_before"))
         group = self._group(resolution.params["id"])
-        filters = {"archived": archived, "include_subgroups": subgroups}
-        result = paginate(
-            lambda offset, limit: self.bank.list_projects(
-                group["id"], order_by=order_by, sort=sort, offset=offset, limit=limit, **filters
-            ),
-            lambda cap: self.bank.count_projects(group["id"], cap=cap, **filters),
-            page,
-            per_page,
-        )
-        items = [self.project_entity(p, simple=simple) for p in result.items]
+        filters = {"archived": archived, "include_subgroups": subgroups, "id_after": id_after, "id_before": id_before}
         canonical = {
             "order_by": order_by,
             "sort": sort,
@@ -246,6 +245,27 @@ class RestApi:
         if archived is not None:
             canonical["archived"] = _bool_text(archived)
         link_params = {**_GROUP_PROJECTS_DEFAULTS, **params, **canonical, "id": resolution.params["id"]}
+        if params.get("pagination") == "keyset":
+            raw_per_page = parse_int("per_page", params.get("per_page"), DEFAULT_PER_PAGE)
+            order = keyset_order(order_by, sort, raw_per_page)
+            if order is None:
+                raise ApiError(405, {"error": KEYSET_UNAVAILABLE})
+            projects = self.bank.list_projects(group["id"], order_by="id", sort=sort, limit=order.per_page, **filters)
+            items = [self.project_entity(p, simple=simple) for p in projects]
+            link_params.setdefault("page", "1")  # Grape's declared defaults of :pagination
+            link_params.setdefault("per_page", str(DEFAULT_PER_PAGE))
+            link_params = self._link_params(link_params)
+            return json_response(200, items, keyset_headers(order, items, self.base_url + request.path, link_params))
+        result = paginate(
+            lambda offset, limit: self.bank.list_projects(
+                group["id"], order_by=order_by, sort=sort, offset=offset, limit=limit, **filters
+            ),
+            lambda cap: self.bank.count_projects(group["id"], cap=cap, **filters),
+            page,
+            per_page,
+            self.count_limit,
+        )
+        items = [self.project_entity(p, simple=simple) for p in result.items]
         return self._page_response(request, resolution, result, items, link_params)
 
     def _group(self, ref: str) -> dict:
@@ -271,7 +291,11 @@ class RestApi:
         page, per_page = _page_params(request.params)
         hooks = self.bank.hooks(self._project(resolution.params["id"])["id"])
         result = paginate(
-            lambda offset, limit: hooks[offset : offset + limit], lambda cap: min(len(hooks), cap), page, per_page
+            lambda offset, limit: hooks[offset : offset + limit],
+            lambda cap: min(len(hooks), cap),
+            page,
+            per_page,
+            self.count_limit,
         )
         items = [self.hook_entity(h) for h in result.items]
         link_params = {**request.params, "id": resolution.params["id"]}
@@ -344,11 +368,13 @@ class RestApi:
         if truncate is not None:
             keep = truncate.params.get("keep")
             items = items[: max(len(items) - 1, 0) if keep is None else int(keep)]
-        link_params = {
-            k: v for k, v in link_params.items() if k not in _TOKEN_PARAMS and not isinstance(v, (list, dict))
-        }
-        headers = pagination_headers(result, self.base_url + request.path, link_params)
+        headers = pagination_headers(result, self.base_url + request.path, self._link_params(link_params))
         return json_response(200, items, headers)
+
+    @staticmethod
+    def _link_params(params: dict) -> dict:
+        """The request's parameters as GitLab repeats them in Link URLs: never the token."""
+        return {k: v for k, v in params.items() if k not in _TOKEN_PARAMS and not isinstance(v, (list, dict))}
 
     # -- entities ----------------------------------------------------------------------------------
 
@@ -502,21 +528,6 @@ def _page_params(params: Mapping[str, str]) -> tuple[int, int]:
     page = parse_int("page", params.get("page"), 1)
     per_page = parse_int("per_page", params.get("per_page"), DEFAULT_PER_PAGE)
     return clamp_page(page, per_page)
-
-
-def _body_params(request: ApiRequest) -> dict:
-    if not request.body:
-        return {}
-    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-    if content_type == "application/x-www-form-urlencoded":
-        return dict(parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True))
-    try:
-        payload = json.loads(request.body)
-    except ValueError:
-        payload = None
-    if not isinstance(payload, dict):
-        raise ApiError(400, {"error": "message body does not match declared format"})
-    return payload
 
 
 def _hook_attributes(params: Mapping) -> dict[str, object]:

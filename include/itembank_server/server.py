@@ -26,6 +26,7 @@ from . import api, git_http, git_push, gitrepo
 from .access import AccessControlledApi
 from .faults import Counters, Fault, Faults
 from .hookdelivery import DEFAULT_TIMEOUT, HookDispatcher, SystemHook
+from .pagination import COUNT_LIMIT
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
 from .users import DEVELOPER, GUEST, REPORTER, ROOT_USERNAME
@@ -160,10 +161,13 @@ class ItemBankServer:
         system_hooks: Sequence[SystemHook | str] = (),
         hook_timeout: float = DEFAULT_TIMEOUT,
         hook_ca_bundle: str | None = None,
+        count_limit: int = COUNT_LIMIT,
     ):
         """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
         ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
-        ``hook_ca_bundle``: CA certificates for hooks verifying TLS (default: the system's trust store).
+        ``hook_ca_bundle``: CA certificates for hooks verifying TLS (default: the system's trust store);
+        ``count_limit``: above this many records offset listings leave out X-Total, X-Total-Pages and rel="last",
+        as GitLab does above 10,000 (https://docs.gitlab.com/api/rest/#pagination-response-headers).
         """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
@@ -182,7 +186,7 @@ class ItemBankServer:
         self.hooks = HookDispatcher(
             bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
         )
-        self.api = AccessControlledApi(bank, lambda: self.url, self.faults, self.hooks)
+        self.api = AccessControlledApi(bank, lambda: self.url, self.faults, self.hooks, count_limit=count_limit)
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()

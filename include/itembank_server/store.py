@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import threading
@@ -16,7 +15,10 @@ from pathlib import Path
 
 from . import gitrepo
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
+from .bankrules import ProjectExistsError
+from .bankrules import validate_segment as _validate_segment
 from .hookstore import HOOK_DEFAULTS, HOOK_SCHEMA, HookStore
+from .projectmoves import ProjectMoves
 from .records import NotFoundError, timestamp
 from .users import USERS_SCHEMA, UserStore
 
@@ -47,8 +49,6 @@ CREATE TABLE IF NOT EXISTS projects (
 CREATE INDEX IF NOT EXISTS projects_by_group ON projects (group_id, created_at, id);
 """
 
-_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
-
 PROJECT_ORDER_COLUMNS = {
     "id": "p.id",
     "name": "p.name",
@@ -59,9 +59,6 @@ PROJECT_ORDER_COLUMNS = {
 }
 
 
-
-class ProjectExistsError(ValueError):
-    """A project with that path already exists in the group."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +73,7 @@ class ProjectSpec:
     created_at: datetime | None = None
 
 
-def _validate_segment(segment: str, what: str) -> None:
-    if not _PATH_SEGMENT.match(segment) or segment.endswith((".git", ".atom")):
-        raise ValueError(f"invalid {what} path: {segment!r}")
-
-
-class ItemBank(UserStore, HookStore):
+class ItemBank(UserStore, HookStore, ProjectMoves):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -200,7 +192,10 @@ class ItemBank(UserStore, HookStore):
     def create_projects(
         self, group: int | str | Mapping, specs: Iterable[ProjectSpec], *, workers: int | None = None
     ) -> list[dict]:
-        """Create many projects at once: repositories are written in parallel, rows in one transaction."""
+        """Create many projects at once: repositories are written in parallel, rows in one transaction.
+
+        Fires no hook: only changes made through the HTTP front ends do (``POST /projects`` fires project_create).
+        """
         group_row = self._resolve_group(group)
         specs = list(specs)
         self._check_new_paths(group_row, specs)
@@ -307,12 +302,17 @@ class ItemBank(UserStore, HookStore):
         sort: str = "desc",
         archived: bool | None = None,
         include_subgroups: bool = False,
+        id_after: int | None = None,
+        id_before: int | None = None,
         offset: int = 0,
         limit: int | None = None,
     ) -> list[dict]:
-        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction)."""
+        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction).
+
+        ``id_after``/``id_before`` keep only ids above/below them (``ProjectsFinder``'s filters of the same names).
+        """
         direction = {"asc": "ASC", "desc": "DESC"}[sort]
-        where, params = self._project_filter(group_id, archived, include_subgroups)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
         order = f"{PROJECT_ORDER_COLUMNS[order_by]} {direction}"
         if order_by != "id":
             order += f", p.id {direction}"
@@ -321,14 +321,28 @@ class ItemBank(UserStore, HookStore):
         return [self._project_dict(row) for row in rows]
 
     def count_projects(
-        self, group_id: int, *, archived: bool | None = None, include_subgroups: bool = False, cap: int | None = None
+        self,
+        group_id: int,
+        *,
+        archived: bool | None = None,
+        include_subgroups: bool = False,
+        id_after: int | None = None,
+        id_before: int | None = None,
+        cap: int | None = None,
     ) -> int:
         """How many projects match, counting at most ``cap`` (GitLab's limited count)."""
-        where, params = self._project_filter(group_id, archived, include_subgroups)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
         inner = f"SELECT 1 FROM projects p WHERE {where} LIMIT ?"
         return self._rows(f"SELECT count(*) FROM ({inner})", [*params, -1 if cap is None else cap])[0][0]
 
-    def _project_filter(self, group_id: int, archived: bool | None, include_subgroups: bool) -> tuple[str, list]:
+    def _project_filter(
+        self,
+        group_id: int,
+        archived: bool | None,
+        include_subgroups: bool,
+        id_after: int | None = None,
+        id_before: int | None = None,
+    ) -> tuple[str, list]:
         if include_subgroups:
             full_path = self.group(group_id)["full_path"]
             clauses = ["p.group_id IN (SELECT id FROM groups WHERE full_path = ? OR full_path LIKE ? ESCAPE '\\')"]
@@ -338,6 +352,12 @@ class ItemBank(UserStore, HookStore):
         if archived is not None:
             clauses.append("p.archived = ?")
             params.append(int(archived))
+        if id_after is not None:
+            clauses.append("p.id > ?")
+            params.append(id_after)
+        if id_before is not None:
+            clauses.append("p.id < ?")
+            params.append(id_before)
         return " AND ".join(clauses), params
 
     def _project_dict(self, row: sqlite3.Row) -> dict:
@@ -364,6 +384,7 @@ class ItemBank(UserStore, HookStore):
         }
 
     def set_archived(self, project_id: int | str, archived: bool = True) -> dict:
+        """Archive or unarchive the project; it stays listed (``archived=`` filters it). Fires no hook."""
         project = self.project(project_id)
         with self._transaction() as db:
             db.execute(
@@ -373,7 +394,10 @@ class ItemBank(UserStore, HookStore):
         return self.project(project["id"])
 
     def delete_project(self, project_id: int | str) -> None:
-        """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards."""
+        """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards.
+
+        Fires no hook: only changes made through the HTTP front ends do (they call ``HookDispatcher``).
+        """
         project = self.project(project_id)
         with self._repo_lock(project["id"]):
             with self._transaction() as db:

@@ -138,7 +138,7 @@ def test_unknown_route_is_404_and_wrong_method_is_405(api, project):
     unknown = api.get("/projects/1/nothing-here")
     assert unknown.status_code == 404
     assert unknown.json() == {"error": "404 Not Found"}
-    wrong_method = api.session.put(api.url(f"/projects/{project['id']}"), timeout=10)
+    wrong_method = api.session.patch(api.url(f"/projects/{project['id']}"), timeout=10)
     assert wrong_method.status_code == 405
     assert wrong_method.json() == {"error": "405 Not Allowed"}
     assert "GET" in wrong_method.headers["Allow"]

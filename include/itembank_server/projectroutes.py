@@ -1,0 +1,181 @@
+"""REST routes that change projects: create, update (rename), transfer, archive, unarchive and delete.
+
+Each answers as ``lib/api/projects.rb`` does (https://docs.gitlab.com/api/projects/), checks the acting user's role
+as ``app/policies/project_policy.rb`` grants it, and fires the system hook GitLab fires for the change
+(https://docs.gitlab.com/administration/system_hooks/) through ``HookDispatcher.project_event``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from .bankrules import PATH_FORMAT_MESSAGE, ProjectExistsError, valid_segment
+from .requestparams import body_params, parse_optional_int
+from .responses import ApiError, Response, json_response, not_found_message
+
+# Gitlab::Access levels.
+GUEST, DEVELOPER, MAINTAINER, OWNER = 10, 30, 40, 50
+TAKEN = "has already been taken"
+_FORBIDDEN = ApiError(403, {"message": "403 Forbidden"})
+
+
+def path_from_name(name: str) -> str:
+    """The path GitLab derives from a name when none is given (``parameterize``: lower case, dashes)."""
+    return re.sub(r"-{2,}", "-", re.sub(r"[^a-z0-9_\-]+", "-", name.lower())).strip("-")
+
+
+def validation_error(errors: Mapping[str, list[str]]) -> ApiError:
+    """``render_validation_error!``: 400 ``{"message": {"<attribute>": ["<problem>", ...]}}``."""
+    return ApiError(400, {"message": dict(errors)})
+
+
+def transfer_error(problem: str) -> ApiError:
+    """``render_api_error!("Failed to transfer project #{errors.messages}", 400)`` (Ruby's Hash#inspect)."""
+    return ApiError(400, {"message": f'Failed to transfer project {{:new_namespace=>["{problem}"]}}'})
+
+
+class ProjectRoutes:
+    """Mixed into ``RestApi`` (which provides ``bank``, ``hooks``, ``project_entity`` and ``_project``)."""
+
+    # -- the acting user's role --------------------------------------------------------------------
+
+    def access_level(
+        self, user: Mapping | None, *, project: Mapping | None = None, group: Mapping | None = None
+    ) -> int:
+        """The user's role on the project or group; ``None`` (no user model yet) and admins act as the owner.
+
+        Other users' roles come from the bank's membership (``project_access_level`` / ``group_access_level``).
+        """
+        if user is None or user.get("admin"):
+            return OWNER
+        if project is not None:
+            return self.bank.project_access_level(user["id"], project["id"])
+        assert group is not None
+        return self.bank.group_access_level(user["id"], group["id"])
+
+    def _authorize(self, request, project: Mapping, level: int) -> None:
+        """404 when the user cannot see the (private) project, 403 when its role is below ``level``."""
+        access = self.access_level(request.user, project=project)
+        if access < GUEST:
+            raise not_found_message("Project")
+        if access < level:
+            raise _FORBIDDEN
+
+    # -- routes ------------------------------------------------------------------------------------
+
+    def create_project(self, request, resolution) -> Response:
+        """``POST /projects`` (https://docs.gitlab.com/api/projects/#create-a-project): 201 and an empty repository.
+
+        ``name`` or ``path`` is required (the other is derived). Without personal namespaces here, ``namespace_id``
+        must name a group where the user may create projects (Developer, the group's ``project_creation_level``);
+        otherwise GitLab's ``CreateService`` answer: 400 ``{"message": {"namespace": ["is not valid"]}}``.
+        """
+        params = {**request.params, **body_params(request)}
+        name, path = params.get("name") or None, params.get("path") or None
+        if name is None and path is None:
+            raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
+        namespace_id = parse_optional_int("namespace_id", params.get("namespace_id"))
+        group = self.bank.find_group(namespace_id) if namespace_id is not None else None
+        if group is None or self.access_level(request.user, group=group) < DEVELOPER:
+            raise validation_error({"namespace": ["is not valid"]})
+        name = str(name or path)
+        path = str(path or path_from_name(name))
+        self._check_name_and_path(group["id"], name, path)
+        try:
+            project = self.bank.create_project(
+                group, path, name=name, default_branch=str(params.get("default_branch") or "main")
+            )
+        except ProjectExistsError:
+            raise validation_error({"path": [TAKEN]}) from None
+        self.hooks.project_event("project_create", project, request.user)
+        return json_response(201, self.project_entity(project))
+
+    def update_project(self, request, resolution) -> Response:
+        """``PUT /projects/:id`` (https://docs.gitlab.com/api/projects/#edit-a-project) with ``name``/``path``.
+
+        Maintainer or above (``admin_project``, ``rename_project``). A new path moves the repository, so the old
+        path is a 404 over the API and git afterwards, and fires ``project_rename`` with the old full path.
+        """
+        project = self._project(resolution.params["id"])
+        params = {**request.params, **body_params(request)}
+        name, path = params.get("name") or None, params.get("path") or None
+        if name is None and path is None:
+            raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
+        name, path = (None if value is None else str(value) for value in (name, path))
+        self._authorize(request, project, MAINTAINER)
+        self._check_name_and_path(project["namespace"]["id"], name, path, excluding=project["id"])
+        try:
+            updated = self.bank.rename_project(project["id"], name=name, path=path)
+        except ProjectExistsError:
+            raise validation_error({"path": [TAKEN]}) from None
+        if updated["path_with_namespace"] != project["path_with_namespace"]:
+            self.hooks.project_event(
+                "project_rename", updated, request.user, old_path_with_namespace=project["path_with_namespace"]
+            )
+        return json_response(200, self.project_entity(updated))
+
+    def transfer_project(self, request, resolution) -> Response:
+        """``PUT /projects/:id/transfer`` (https://docs.gitlab.com/api/projects/#transfer-a-project-to-a-new-namespace).
+
+        ``namespace`` is the group's id or full path (404 Namespace Not Found otherwise). Owner only
+        (``change_namespace``); the user must be Maintainer of the target group. Fires ``project_transfer``.
+        """
+        project = self._project(resolution.params["id"])
+        ref = {**request.params, **body_params(request)}.get("namespace")
+        if ref is None or ref == "":
+            raise ApiError(400, {"error": "namespace is missing"})
+        self._authorize(request, project, OWNER)
+        target = self.bank.find_group(str(ref))
+        if target is None:
+            raise not_found_message("Namespace")
+        if target["id"] == project["namespace"]["id"]:
+            raise transfer_error("Project is already in this namespace.")
+        if self.access_level(request.user, group=target) < MAINTAINER:
+            raise transfer_error("You don't have permission to transfer projects into that namespace.")
+        try:
+            moved = self.bank.transfer_project(project["id"], target)
+        except ProjectExistsError:
+            raise transfer_error("Project with same name or path in target namespace already exists") from None
+        self.hooks.project_event(
+            "project_transfer", moved, request.user, old_path_with_namespace=project["path_with_namespace"]
+        )
+        return json_response(200, self.project_entity(moved))
+
+    def archive_project(self, request, resolution) -> Response:
+        """``POST /projects/:id/archive`` (https://docs.gitlab.com/api/projects/#archive-a-project): 201, Owner."""
+        return self._set_archived(request, resolution, True)
+
+    def unarchive_project(self, request, resolution) -> Response:
+        """``POST /projects/:id/unarchive`` (https://docs.gitlab.com/api/projects/#unarchive-a-project): 201, Owner."""
+        return self._set_archived(request, resolution, False)
+
+    def _set_archived(self, request, resolution, archived: bool) -> Response:
+        project = self._project(resolution.params["id"])
+        self._authorize(request, project, OWNER)
+        return json_response(201, self.project_entity(self.bank.set_archived(project["id"], archived)))
+
+    def delete_project(self, request, resolution) -> Response:
+        """``DELETE /projects/:id`` (https://docs.gitlab.com/api/projects/#delete-a-project): 202 ``202 Accepted``.
+
+        Owner only (``remove_project``, else 403). Removed at once, as GitLab Free does (``delete_project`` runs
+        ``Projects::DestroyService``; delayed deletion is EE's ``adjourned_deletion?``). Fires ``project_destroy``
+        with the project as it was.
+        """
+        project = self._project(resolution.params["id"])
+        self._authorize(request, project, OWNER)
+        self.bank.delete_project(project["id"])
+        self.hooks.project_event("project_destroy", project, request.user)
+        return json_response(202, {"message": "202 Accepted"})
+
+    def _check_name_and_path(
+        self, group_id: int, name: str | None, path: str | None, *, excluding: int | None = None
+    ) -> None:
+        """The model validations GitLab answers 400 for: path format, name and path unique in the namespace."""
+        errors: dict[str, list[str]] = {}
+        if path is not None and not valid_segment(path):
+            errors["path"] = [PATH_FORMAT_MESSAGE]
+        for field in self.bank.taken_fields(group_id, name=name, path=path, excluding=excluding):
+            errors.setdefault(field, []).append(TAKEN)
+        if errors:
+            raise validation_error({key: errors[key] for key in ("name", "path") if key in errors})
