@@ -45,7 +45,16 @@ RULES: dict[str, Rule] = {
     "list_hooks": Rule("project", MAINTAINER),
     "create_hook": Rule("project", MAINTAINER),
     "show_hook": Rule("project", MAINTAINER),
+    "edit_hook": Rule("project", MAINTAINER),
     "delete_hook": Rule("project", MAINTAINER),
+    "test_hook": Rule("project", MAINTAINER),
+    # https://docs.gitlab.com/user/permissions/#project-members-permissions and ProjectPolicy:
+    "create_project": Rule(None),  # the route checks Developer in the target namespace
+    "update_project": Rule("project", MAINTAINER),
+    "archive_project": Rule("project", OWNER),
+    "unarchive_project": Rule("project", OWNER),
+    "transfer_project": Rule("project", OWNER),  # and Maintainer of the target group, checked by the route
+    "delete_project": Rule("project", OWNER),
 }
 
 

@@ -23,14 +23,14 @@ from .projectroutes import ProjectRoutes
 from .requestparams import body_params as _body_params
 from .requestparams import parse_bool, parse_int, parse_optional_int
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
-from .store import HOOK_DEFAULTS, PROJECT_ORDER_COLUMNS, ItemBank
+from .hookstore import HOOK_DEFAULTS
+from .store import PROJECT_ORDER_COLUMNS, ItemBank
 
 API_PREFIX = "/api/v4"
 _HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
 _HOOK_STRINGS = [name for name, default in HOOK_DEFAULTS.items() if not isinstance(default, bool)]
 _TOKEN_PARAMS = ("private_token", "access_token")
 # Who acts when a request carries no user (before users and tokens exist): GitLab's first administrator.
-DEFAULT_USER = {"id": 1, "username": "root", "name": "Administrator", "email": "admin@example.com", "admin": True}
 
 # Declared parameters with defaults: Grape puts them into ``params``, so they show up in GitLab's Link URLs.
 _GROUP_PROJECTS_DEFAULTS = {
@@ -340,7 +340,7 @@ class RestApi(ProjectRoutes):
         if resolution.params["trigger"] != "push_events":
             raise invalid_param("trigger", "does not have a valid value")
         project = self._project(resolution.params["id"])
-        record = self.hooks.test_hook(project, hook, request.user or DEFAULT_USER)
+        record = self.hooks.test_hook(project, hook, request.user)
         status = record.get("response_status")
         if status is not None and 200 <= status < 300:
             return json_response(201, {"message": "201 Created"})

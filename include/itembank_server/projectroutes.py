@@ -13,11 +13,9 @@ from collections.abc import Mapping
 from .bankrules import PATH_FORMAT_MESSAGE, ProjectExistsError, valid_segment
 from .requestparams import body_params, parse_optional_int
 from .responses import ApiError, Response, json_response, not_found_message
+from .users import DEVELOPER, MAINTAINER
 
-# Gitlab::Access levels.
-GUEST, DEVELOPER, MAINTAINER, OWNER = 10, 30, 40, 50
 TAKEN = "has already been taken"
-_FORBIDDEN = ApiError(403, {"message": "403 Forbidden"})
 
 
 def path_from_name(name: str) -> str:
@@ -36,31 +34,11 @@ def transfer_error(problem: str) -> ApiError:
 
 
 class ProjectRoutes:
-    """Mixed into ``RestApi`` (which provides ``bank``, ``hooks``, ``project_entity`` and ``_project``)."""
+    """Mixed into ``RestApi`` (which provides ``bank``, ``hooks``, ``project_entity`` and ``_project``).
 
-    # -- the acting user's role --------------------------------------------------------------------
-
-    def access_level(
-        self, user: Mapping | None, *, project: Mapping | None = None, group: Mapping | None = None
-    ) -> int:
-        """The user's role on the project or group; ``None`` (no user model yet) and admins act as the owner.
-
-        Other users' roles come from the bank's membership (``project_access_level`` / ``group_access_level``).
-        """
-        if user is None or user.get("admin"):
-            return OWNER
-        if project is not None:
-            return self.bank.project_access_level(user["id"], project["id"])
-        assert group is not None
-        return self.bank.group_access_level(user["id"], group["id"])
-
-    def _authorize(self, request, project: Mapping, level: int) -> None:
-        """404 when the user cannot see the (private) project, 403 when its role is below ``level``."""
-        access = self.access_level(request.user, project=project)
-        if access < GUEST:
-            raise not_found_message("Project")
-        if access < level:
-            raise _FORBIDDEN
+    Who may call each route on the project is in :data:`itembank_server.access.RULES`; the routes check only what
+    depends on their parameters (the role in the target namespace of a create or a transfer).
+    """
 
     # -- routes ------------------------------------------------------------------------------------
 
@@ -77,7 +55,7 @@ class ProjectRoutes:
             raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
         namespace_id = parse_optional_int("namespace_id", params.get("namespace_id"))
         group = self.bank.find_group(namespace_id) if namespace_id is not None else None
-        if group is None or self.access_level(request.user, group=group) < DEVELOPER:
+        if group is None or self.bank.access_level(request.user, group["id"]) < DEVELOPER:
             raise validation_error({"namespace": ["is not valid"]})
         name = str(name or path)
         path = str(path or path_from_name(name))
@@ -103,7 +81,6 @@ class ProjectRoutes:
         if name is None and path is None:
             raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
         name, path = (None if value is None else str(value) for value in (name, path))
-        self._authorize(request, project, MAINTAINER)
         self._check_name_and_path(project["namespace"]["id"], name, path, excluding=project["id"])
         try:
             updated = self.bank.rename_project(project["id"], name=name, path=path)
@@ -125,13 +102,12 @@ class ProjectRoutes:
         ref = {**request.params, **body_params(request)}.get("namespace")
         if ref is None or ref == "":
             raise ApiError(400, {"error": "namespace is missing"})
-        self._authorize(request, project, OWNER)
         target = self.bank.find_group(str(ref))
         if target is None:
             raise not_found_message("Namespace")
         if target["id"] == project["namespace"]["id"]:
             raise transfer_error("Project is already in this namespace.")
-        if self.access_level(request.user, group=target) < MAINTAINER:
+        if self.bank.access_level(request.user, target["id"]) < MAINTAINER:
             raise transfer_error("You don't have permission to transfer projects into that namespace.")
         try:
             moved = self.bank.transfer_project(project["id"], target)
@@ -152,7 +128,6 @@ class ProjectRoutes:
 
     def _set_archived(self, request, resolution, archived: bool) -> Response:
         project = self._project(resolution.params["id"])
-        self._authorize(request, project, OWNER)
         return json_response(201, self.project_entity(self.bank.set_archived(project["id"], archived)))
 
     def delete_project(self, request, resolution) -> Response:
@@ -163,7 +138,6 @@ class ProjectRoutes:
         with the project as it was.
         """
         project = self._project(resolution.params["id"])
-        self._authorize(request, project, OWNER)
         self.bank.delete_project(project["id"])
         self.hooks.project_event("project_destroy", project, request.user)
         return json_response(202, {"message": "202 Accepted"})

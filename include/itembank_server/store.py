@@ -17,7 +17,7 @@ from . import gitrepo
 from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
 from .bankrules import ProjectExistsError
 from .bankrules import validate_segment as _validate_segment
-from .hookstore import HOOK_DEFAULTS, HOOK_SCHEMA, HookStore
+from .hookstore import HOOK_SCHEMA, HookStore
 from .projectmoves import ProjectMoves
 from .records import NotFoundError, timestamp
 from .users import USERS_SCHEMA, UserStore

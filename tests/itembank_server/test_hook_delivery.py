@@ -179,6 +179,7 @@ def test_a_push_delivers_gitlab_push_payload_with_every_header(make_server, proj
     assert (first["added"], first["modified"], first["removed"]) == ([], ["item.json"], [])
     assert (second["added"], second["modified"], second["removed"]) == (["stimulus.txt"], [], ["item.json"])
 
+    assert server.hooks.wait_idle(5)
     [record] = server.hooks.deliveries(hook_id=hook["id"])
     assert record["response_status"] == 200 and record["error"] is None
     assert record["event"] == "Push Hook" and record["trigger"] == "push_hooks"
