@@ -78,7 +78,8 @@ def _services():
     engine = airflow_settings.imrt_engine()
     with GitLabClient(gitlab_settings) as gitlab:
         try:
-            yield Services(settings, gitlab, engine, GitAccess(gitlab_settings.token, settings.git_timeout))
+            access = GitAccess(gitlab_settings.token, settings.git_timeout, origin=gitlab_settings.base_url)
+            yield Services(settings, gitlab, engine, access)
         finally:
             engine.dispose()
 
@@ -134,19 +135,27 @@ def item_synchronization():
     def list_ids(ti=None, params=None, run_id=None) -> list[dict]:
         """Plan the run; return the work units the ``sync`` task is mapped over."""
         from imrt_sync import pipeline
+        from imrt_sync.airflow_settings import SettingsError
         from imrt_sync.batch import BatchMirror
         from imrt_sync.schema import ensure_schema
 
         run_params = _run_params(params)
-        with _services() as services:
-            ensure_schema(services.engine)
-            if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
-                run_params = pipeline.claim_events(services, run_id, run_params)
-            else:
-                execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
-                ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
-                pipeline.log.info(LEGACY_START, execution.job_execution_id)
-            planned = pipeline.list_ids(services, run_params)
+        try:
+            with _services() as services:
+                ensure_schema(services.engine)
+                if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
+                    run_params = pipeline.claim_events(services, run_id, run_params)
+                else:
+                    execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
+                    ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
+                    pipeline.log.info(LEGACY_START, execution.job_execution_id)
+                planned = pipeline.list_ids(services, run_params)
+        except Exception as exc:
+            # summary names the cause in the exit message; a permanent refusal is not worth Airflow's retries
+            ti.xcom_push(key="outcome", value={"error": pipeline.describe_listing_failure(exc)})
+            if isinstance(exc, (pipeline.RunRefused, SettingsError)):
+                raise AirflowFailException(str(exc)) from None
+            raise
         ti.xcom_push(key="plan", value=planned["plan"])
         return planned["units"]
 
@@ -183,7 +192,8 @@ def item_synchronization():
         units = ti.xcom_pull(task_ids="list_ids") or []
         unit_outcomes = _as_list(ti.xcom_pull(task_ids="sync", key="outcome"))
         hooks = ti.xcom_pull(task_ids="dispatch_webhooks", key="outcome")
-        verdict = pipeline.summarize(plan, unit_outcomes, hooks, units)
+        listing = ti.xcom_pull(task_ids="list_ids", key="outcome") or {}
+        verdict = pipeline.summarize(plan, unit_outcomes, hooks, units, listing_error=listing.get("error"))
         with _services() as services:
             if _run_params(params).webhook_events:
                 pipeline.close_events(services, run_id, plan, unit_outcomes, hooks, units)

@@ -792,7 +792,7 @@ class DirectRunner(ModeRunner):
             group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
             batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=self.work / "git-cache",
         )
-        gitlab_settings = GitLabSettings(base_url=self.server.url, token=TOKEN)
+        gitlab_settings = GitLabSettings(base_url=self.server.url, token=TOKEN, allow_http=True)
         params = RunParams(mode=CASE_MODE[case])
         phases: dict[str, float] = {}
         started = time.time()
@@ -803,7 +803,7 @@ class DirectRunner(ModeRunner):
         )
         try:
             with GitLabClient(gitlab_settings) as gitlab:
-                services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout))
+                services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout, origin=self.server.url))
                 mark = time.time()
                 ensure_schema(engine)
                 planned = pipeline.list_ids(services, params)

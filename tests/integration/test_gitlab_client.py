@@ -32,7 +32,7 @@ def server(bank):
 
 
 def client(server, token=TOKEN, **overrides) -> GitLabClient:
-    settings = dict(base_url=server.url, token=token, read_timeout=5, retries=4, backoff_factor=0.01)
+    settings = dict(base_url=server.url, token=token, read_timeout=5, retries=4, backoff_factor=0.01, allow_http=True)
     return GitLabClient(GitLabSettings(**{**settings, **overrides}))
 
 
