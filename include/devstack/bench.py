@@ -803,7 +803,8 @@ class DirectRunner(ModeRunner):
         )
         try:
             with GitLabClient(gitlab_settings) as gitlab:
-                services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout, origin=self.server.url))
+                access = GitAccess(TOKEN, settings.git_timeout, origin=self.server.url)
+                services = pipeline.Services(settings, gitlab, engine, access)
                 mark = time.time()
                 ensure_schema(engine)
                 planned = pipeline.list_ids(services, params)

@@ -2,8 +2,9 @@
 
 The token reaches git only through the environment (an ``http.extraHeader`` set with ``GIT_CONFIG_*``), never
 through a command line, a URL or a repository's ``.git/config``, and only for repository URLs on the configured
-GitLab's scheme, host and port (a project's ``http_url_to_repo`` is checked before use; redirects are not followed). Remote heads are read without git: one HTTP request
-for the ref advertisement, parsed here (what ``git ls-remote`` does with protocol v0, minus two processes per call).
+GitLab's scheme, host and port (a project's ``http_url_to_repo`` is checked before use; redirects are not followed).
+Remote heads are read without git: one HTTP request for the ref advertisement, parsed here (what ``git ls-remote``
+does with protocol v0, minus two processes per call), retried like the GitLab client's reads.
 """
 
 from __future__ import annotations

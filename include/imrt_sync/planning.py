@@ -27,7 +27,9 @@ class DeletionGuard:
 
     def __post_init__(self) -> None:
         if isinstance(self.minimum, bool) or not isinstance(self.minimum, int) or self.minimum < 0:
-            raise ValueError(f"imrt_deletion_guard_min must be a whole number of items, 0 or more, not {self.minimum!r}")
+            raise ValueError(
+                f"imrt_deletion_guard_min must be a whole number of items, 0 or more, not {self.minimum!r}"
+            )
         if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
             raise ValueError(
                 f"imrt_deletion_guard_ratio must be a share of the items in item_git in (0, 1], e.g. 0.10, "

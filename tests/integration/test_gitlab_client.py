@@ -1,12 +1,18 @@
-"""The GitLab client against the GitLab-compatible server: pagination, retries, faults, errors."""
+"""The GitLab client against the GitLab-compatible server: pagination, retries, faults, errors, where the token
+may go."""
 
 from __future__ import annotations
 
-import pytest
+import http.server
+import threading
 
-from imrt_sync.config import GitLabSettings
-from imrt_sync.gitlab import GitLabClient, GitLabError
-from itembank_server import ItemBank, ItemBankServer
+import pytest
+import requests
+
+from imrt_sync.config import GitLabSettings, InsecureGitLabURL
+from imrt_sync.gitlab import GitLabClient, GitLabError, GroupNotReadable
+from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
+from itembank_server import ItemBank, ItemBankServer, pagination
 
 TOKEN = "glpat-client-test-token"
 GROUP = "iat-client"
@@ -122,3 +128,115 @@ def test_hook_creation_is_retried_on_429(server, bank):
     assert len(bank.hooks(7)) == 1
     assert server.counters()["POST /api/v4/projects/:id/hooks"] == 2
     bank.remove_hooks(7)
+
+
+def test_group_projects_asks_for_keyset_pagination_by_id(server):
+    seen = []
+    with client(server) as gitlab:
+        gitlab._reads.hooks["response"].append(lambda response, **_: seen.append(response.request.url))
+        list(gitlab.group_projects(GROUP))
+    assert "pagination=keyset" in seen[0] and "order_by=id" in seen[0] and "sort=asc" in seen[0]
+
+
+def test_a_listing_without_x_total_is_followed_to_its_last_page(server, monkeypatch):
+    monkeypatch.setattr(pagination, "COUNT_LIMIT", 150)  # GitLab stops counting: no X-Total, no rel="last"
+    first = requests.get(f"{server.url}/api/v4/groups/{GROUP}/projects", params={"per_page": 100},
+                         headers={"PRIVATE-TOKEN": TOKEN})
+    assert "X-Total" not in first.headers and "next" in first.links
+    server.reset_counters()
+    with client(server) as gitlab:
+        projects = list(gitlab.group_projects(GROUP))
+    assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
+    assert server.counters() == {"GET /api/v4/groups/:id/projects": 3}
+
+
+class RecordingListener:
+    """A second local HTTP listener (another port: another origin) that records the headers it receives."""
+
+    def __init__(self):
+        received = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                received.append(dict(self.headers))
+                body = b"[]"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+@pytest.fixture
+def elsewhere():
+    with RecordingListener() as listener:
+        yield listener
+
+
+def test_a_next_link_to_another_host_is_refused_and_gets_no_token(server, elsewhere):
+    first_page = [{"id": 1, "path": "300000", "namespace": {"full_path": GROUP}}]
+    link = f'<{elsewhere.url}/api/v4/groups/{GROUP}/projects?page=2>; rel="next"'
+    server.faults.add("GET /api/v4/groups/:id/projects", "status", status=200, body=first_page,
+                      headers=[["Link", link]], times=1)
+    with client(server) as gitlab, pytest.raises(GitLabError, match="refusing to send the access token to http://127"):
+        list(gitlab.group_projects(GROUP))
+    assert elsewhere.received == []
+    requests.get(f"{elsewhere.url}/probe", timeout=5)  # the listener works: it would have recorded a request
+    assert len(elsewhere.received) == 1 and "PRIVATE-TOKEN" not in elsewhere.received[0]
+
+
+def test_a_redirect_is_not_followed(server, elsewhere):
+    server.faults.add("GET /api/v4/projects/:id", "status", status=302, times=1,
+                      headers=[["Location", f"{elsewhere.url}/api/v4/projects/1"]])
+    with client(server) as gitlab, pytest.raises(GitLabError, match="answered 302 \\(a redirect\\): not followed"):
+        gitlab.project(1)
+    assert elsewhere.received == []
+
+
+def test_git_sends_the_token_only_to_the_configured_gitlab(server, elsewhere, tmp_path):
+    access = GitAccess(TOKEN, 10, origin=server.url)
+    foreign = f"{elsewhere.url}/{GROUP}/300000.git"
+    with pytest.raises(GitFetchError, match="refusing to send the access token to http://127.0.0.1:"):
+        remote_head(foreign, "main", access)
+    with pytest.raises(GitFetchError, match="refusing to send the access token"):
+        ItemRepository(tmp_path / "cache", 1, foreign, access)
+    assert elsewhere.received == []
+
+
+def test_a_redirected_ref_advertisement_is_an_error(server, elsewhere):
+    server.faults.add("git info/refs", "status", status=302, times=1,
+                      headers=[["Location", f"{elsewhere.url}/{GROUP}/300000.git/info/refs"]])
+    url = f"{server.url}/{server.bank.project(1)['path_with_namespace']}.git"
+    with pytest.raises(GitFetchError, match="HTTP 302"):
+        remote_head(url, "main", GitAccess(TOKEN, 10, origin=server.url))
+    assert elsewhere.received == []
+
+
+def test_plain_http_is_refused_unless_allowed():
+    with pytest.raises(InsecureGitLabURL, match="imrt_gitlab_allow_http"):
+        GitLabSettings(base_url="http://gitlab.example.org", token=TOKEN)
+    assert GitLabSettings(base_url="http://gitlab.example.org", token=TOKEN, allow_http=True).allow_http
+    assert GitLabSettings(base_url="https://gitlab.example.org", token=TOKEN).origin == "https://gitlab.example.org:443"
+
+
+def test_a_group_the_token_cannot_read_is_group_not_readable(server):
+    server.faults.add("GET /api/v4/groups/:id", "status", status=404, body={"message": "404 Group Not Found"})
+    with client(server) as gitlab, pytest.raises(GroupNotReadable) as error:
+        gitlab.group(GROUP)
+    assert str(error.value) == (f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found):"
+                                " lost access, wrong token or renamed group")

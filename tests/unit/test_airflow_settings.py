@@ -48,7 +48,10 @@ def test_the_token_is_not_in_the_settings_repr():
 
 # --------------------------------------------------------------------------- settings read from Airflow variables
 
-REQUIRED = {"AIRFLOW_VAR_IMRT_GITLAB_GROUP": "iat-dev", "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook"}
+REQUIRED = {
+    "AIRFLOW_VAR_IMRT_GITLAB_GROUP": "iat-dev",
+    "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
+}
 
 
 def gitlab_connection(monkeypatch, host: str, token: str = "glpat-settings-test-token") -> None:
