@@ -26,7 +26,7 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 | task | what it does | legacy step |
 |---|---|---|
 | `list_ids` | lists the group's projects, compares each default-branch head with `item_git`, plans the run | "getting item bank ids from source control" |
-| `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is gone | the `item-update` / `item-delete` consumers |
+| `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is confirmed gone (asked again just before) | the `item-update` / `item-delete` consumers |
 | `dispatch_webhooks` | creates the project hook where it is missing | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
 
