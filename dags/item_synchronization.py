@@ -26,7 +26,7 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 | task | what it does | legacy step |
 |---|---|---|
 | `list_ids` | lists the group's projects, compares each default-branch head with `item_git`, plans the run | "getting item bank ids from source control" |
-| `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is gone | the `item-update` / `item-delete` consumers |
+| `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is confirmed gone (asked again just before) | the `item-update` / `item-delete` consumers |
 | `dispatch_webhooks` | creates the project hook where it is missing | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
 
@@ -78,7 +78,8 @@ def _services():
     engine = airflow_settings.imrt_engine()
     with GitLabClient(gitlab_settings) as gitlab:
         try:
-            yield Services(settings, gitlab, engine, GitAccess(gitlab_settings.token, settings.git_timeout))
+            access = GitAccess(gitlab_settings.token, settings.git_timeout, origin=gitlab_settings.base_url)
+            yield Services(settings, gitlab, engine, access)
         finally:
             engine.dispose()
 
@@ -134,19 +135,27 @@ def item_synchronization():
     def list_ids(ti=None, params=None, run_id=None) -> list[dict]:
         """Plan the run; return the work units the ``sync`` task is mapped over."""
         from imrt_sync import pipeline
+        from imrt_sync.airflow_settings import SettingsError
         from imrt_sync.batch import BatchMirror
         from imrt_sync.schema import ensure_schema
 
         run_params = _run_params(params)
-        with _services() as services:
-            ensure_schema(services.engine)
-            if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
-                run_params = pipeline.claim_events(services, run_id, run_params)
-            else:
-                execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
-                ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
-                pipeline.log.info(LEGACY_START, execution.job_execution_id)
-            planned = pipeline.list_ids(services, run_params)
+        try:
+            with _services() as services:
+                ensure_schema(services.engine)
+                if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
+                    run_params = pipeline.claim_events(services, run_id, run_params)
+                else:
+                    execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
+                    ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
+                    pipeline.log.info(LEGACY_START, execution.job_execution_id)
+                planned = pipeline.list_ids(services, run_params)
+        except Exception as exc:
+            # summary names the cause in the exit message; a permanent refusal is not worth Airflow's retries
+            ti.xcom_push(key="outcome", value={"error": pipeline.describe_listing_failure(exc)})
+            if isinstance(exc, (pipeline.RunRefused, SettingsError)):
+                raise AirflowFailException(str(exc)) from None
+            raise
         ti.xcom_push(key="plan", value=planned["plan"])
         return planned["units"]
 
@@ -183,7 +192,8 @@ def item_synchronization():
         units = ti.xcom_pull(task_ids="list_ids") or []
         unit_outcomes = _as_list(ti.xcom_pull(task_ids="sync", key="outcome"))
         hooks = ti.xcom_pull(task_ids="dispatch_webhooks", key="outcome")
-        verdict = pipeline.summarize(plan, unit_outcomes, hooks, units)
+        listing = ti.xcom_pull(task_ids="list_ids", key="outcome") or {}
+        verdict = pipeline.summarize(plan, unit_outcomes, hooks, units, listing_error=listing.get("error"))
         with _services() as services:
             if _run_params(params).webhook_events:
                 pipeline.close_events(services, run_id, plan, unit_outcomes, hooks, units)

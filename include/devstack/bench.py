@@ -852,7 +852,7 @@ def direct_run(
         group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
         batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=git_cache,
     )
-    gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN)
+    gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN, allow_http=True)
     params = RunParams(mode=CASE_MODE[case])
     phases: dict[str, float] = {}
     started = time.time()
@@ -862,7 +862,8 @@ def direct_run(
     )
     try:
         with GitLabClient(gitlab_settings) as gitlab:
-            services = pipeline.Services(settings, gitlab, engine, GitAccess(TOKEN, settings.git_timeout))
+            access = GitAccess(TOKEN, settings.git_timeout, origin=gitlab_url)
+            services = pipeline.Services(settings, gitlab, engine, access)
             mark = time.time()
             ensure_schema(engine)
             planned = pipeline.list_ids(services, params)

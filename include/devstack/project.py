@@ -21,8 +21,13 @@ def sync_environment(
     git_cache_dir: Path,
     webhook_url: str,
     webhook_secret: str = "",
+    allow_http: bool = True,
 ) -> dict[str, str]:
-    """The ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables the DAG and the plugin read."""
+    """The ``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` variables the DAG and the plugin read.
+
+    ``allow_http``: the local item bank server speaks plain http://, which the DAG refuses unless
+    ``imrt_gitlab_allow_http`` is true.
+    """
     return {
         "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
             {"conn_type": "http", "host": gitlab_url, "password": gitlab_token, "extra": {"timeout": 60}}
@@ -32,6 +37,7 @@ def sync_environment(
         "AIRFLOW_VAR_IMRT_WEBHOOK_URL": webhook_url,
         "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": webhook_secret,
         "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(git_cache_dir),
+        "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP": "true" if allow_http else "false",
     }
 
 

@@ -26,7 +26,9 @@ DEFAULTS: dict[str, str] = {
     "imrt_deletion_guard_ratio": "0.10",
     "imrt_concurrency": "8",
     "imrt_git_cache_dir": "",
+    "imrt_gitlab_allow_http": "false",
 }
+_TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
 
 class SettingsError(ValueError):
@@ -46,18 +48,23 @@ def sync_settings() -> SyncSettings:
         raise SettingsError("set the Airflow variable imrt_gitlab_group (the exact GitLab group path)")
     if not webhook_url:
         raise SettingsError("set the Airflow variable imrt_webhook_url (the URL project hooks point at)")
-    return SyncSettings(
-        group=group,
-        webhook_url=webhook_url,
-        webhook_secret=variable("imrt_webhook_secret"),
-        ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
-        map_bound=int(variable("imrt_map_bound")),
-        batch_size=int(variable("imrt_batch_size")),
-        deletion_guard_min=int(variable("imrt_deletion_guard_min")),
-        deletion_guard_ratio=float(variable("imrt_deletion_guard_ratio")),
-        concurrency=int(variable("imrt_concurrency")),
-        git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
-    )
+    try:
+        return SyncSettings(
+            group=group,
+            webhook_url=webhook_url,
+            webhook_secret=variable("imrt_webhook_secret"),
+            ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
+            map_bound=_number(int, "imrt_map_bound"),
+            batch_size=_number(int, "imrt_batch_size"),
+            deletion_guard_min=_number(int, "imrt_deletion_guard_min"),
+            deletion_guard_ratio=_number(float, "imrt_deletion_guard_ratio"),
+            concurrency=_number(int, "imrt_concurrency"),
+            git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
+        )
+    except SettingsError:
+        raise
+    except ValueError as exc:  # the settings' own checks (e.g. the deletion guard's bounds)
+        raise SettingsError(str(exc)) from None
 
 
 def receiver_settings() -> ReceiverSettings:
@@ -76,14 +83,20 @@ def gitlab_settings() -> GitLabSettings:
     if not conn.host or not conn.password:
         raise SettingsError(f"connection {conn_id} needs a host (GitLab base URL) and a password (access token)")
     extra = conn.extra_dejson
-    return GitLabSettings(
-        base_url=_base_url(conn.host, conn.schema, conn.port),
-        token=conn.password,
-        connect_timeout=float(extra.get("connect_timeout", 10)),
-        read_timeout=float(extra.get("timeout", 60)),
-        retries=int(extra.get("retries", 5)),
-        backoff_factor=float(extra.get("backoff_factor", 0.5)),
-    )
+    try:
+        return GitLabSettings(
+            base_url=_base_url(conn.host, conn.schema, conn.port),
+            token=conn.password,
+            connect_timeout=float(extra.get("connect_timeout", 10)),
+            read_timeout=float(extra.get("timeout", 60)),
+            retries=int(extra.get("retries", 5)),
+            backoff_factor=float(extra.get("backoff_factor", 0.5)),
+            allow_http=flag(variable("imrt_gitlab_allow_http"), "imrt_gitlab_allow_http"),
+        )
+    except SettingsError:
+        raise
+    except ValueError as exc:  # http:// without imrt_gitlab_allow_http, a malformed extra
+        raise SettingsError(f"connection {conn_id}: {exc}") from None
 
 
 def imrt_engine():
@@ -100,6 +113,23 @@ def _base_url(host: str, scheme: str | None, port: int | None) -> str:
     parsed = urlsplit(host if "://" in host else f"{scheme or 'https'}://{host}")
     netloc = parsed.netloc if parsed.port or not port else f"{parsed.hostname}:{port}"
     return urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/"), "", ""))
+
+
+def flag(value: str, name: str) -> bool:
+    """A boolean variable: true/false (also 1/0, yes/no, on/off); anything else is a SettingsError."""
+    text = str(value).strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise SettingsError(f"the Airflow variable {name} must be true or false, not {value!r}")
+
+
+def _number(kind: type, name: str):
+    value = variable(name)
+    try:
+        return kind(value)
+    except (TypeError, ValueError):
+        what = "a whole number" if kind is int else "a number"
+        raise SettingsError(f"the Airflow variable {name} must be {what}, not {value!r}") from None
 
 
 def _string_list(value: str) -> list[str]:

@@ -4,6 +4,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from .planning import DeletionGuard
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+class InsecureGitLabURL(ValueError):
+    """The GitLab URL is ``http://`` and plain HTTP was not allowed: the token would cross the network in clear."""
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of a URL, with the default port made explicit: what the token may be sent to."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or _DEFAULT_PORTS.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 @dataclass(frozen=True)
@@ -14,6 +31,22 @@ class GitLabSettings:
     read_timeout: float = 60.0
     retries: int = 5
     backoff_factor: float = 0.5
+    allow_http: bool = False  # plain http:// only for local stacks (the demo and the tests)
+
+    def __post_init__(self) -> None:
+        scheme = urlsplit(self.base_url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise ValueError(f"the GitLab URL must start with https:// (got {scheme or 'no'} scheme)")
+        if scheme == "http" and not self.allow_http:
+            raise InsecureGitLabURL(
+                f"the GitLab URL {origin(self.base_url)} is plain http://: the access token would cross the network "
+                "unencrypted. Use https://, or set the Airflow variable imrt_gitlab_allow_http to true for a local "
+                "test stack"
+            )
+
+    @property
+    def origin(self) -> str:
+        return origin(self.base_url)
 
 
 @dataclass(frozen=True)
@@ -31,6 +64,13 @@ class SyncSettings:
     git_timeout: float = 300.0
     lock_wait_seconds: float = 75.0
     max_item_json_bytes: int = 5 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)  # raises ValueError on invalid settings
+
+    @property
+    def deletion_guard(self) -> DeletionGuard:
+        return DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)
 
 
 @dataclass(frozen=True)

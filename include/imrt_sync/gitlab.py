@@ -2,6 +2,8 @@
 
 Every call has a timeout. Reads are retried with exponential back-off on 429 (honouring ``Retry-After``), 5xx,
 timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect).
+The access token (``PRIVATE-TOKEN``) goes only to the configured scheme, host and port: a pagination link elsewhere
+is refused and redirects are not followed (a 3xx is an error).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .config import GitLabSettings
+from .config import GitLabSettings, origin
 
 log = logging.getLogger(__name__)
 
@@ -28,14 +30,30 @@ class GitLabError(RuntimeError):
     ``transient``: the failure may go away by itself (no answer, 429, 5xx), so trying again later makes sense.
     """
 
-    def __init__(self, message: str, *, transient: bool = False):
+    def __init__(self, message: str, *, transient: bool = False, status: int | None = None, answer: str = ""):
         super().__init__(message)
         self.transient = transient
+        self.status = status  # GitLab's HTTP status when it answered one
+        self.answer = answer  # GitLab's error message, e.g. "404 Group Not Found"
+
+
+class GroupNotReadable(GitLabError):
+    """``GET /groups/:path`` answered 401, 403 or 404: GitLab's answer when the token's user lost access to the group,
+    the token is wrong or revoked, or the group was renamed. Nothing GitLab says about its projects can be trusted
+    as an absence then (a project the user cannot see is a 404 too)."""
+
+    def __init__(self, group: str, cause: str, status: int | None):
+        super().__init__(
+            f"GitLab group {group} is not readable with the configured token ({cause}): "
+            "lost access, wrong token or renamed group",
+            status=status,
+        )
 
 
 class GitLabClient:
     def __init__(self, settings: GitLabSettings):
         self._api = settings.base_url.rstrip("/") + "/api/v4"
+        self._origin = settings.origin
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._reads = _session(settings, Retry(
             total=settings.retries,
@@ -65,21 +83,37 @@ class GitLabClient:
         self.close()
 
     def group(self, full_path: str) -> dict:
-        group = self._get_json(f"/groups/{quote(full_path, safe='')}")
+        """The group (``GET /groups/:id`` without its projects); :class:`GroupNotReadable` on 401, 403 or 404.
+
+        https://docs.gitlab.com/api/groups/#get-a-single-group
+        """
+        try:
+            group = self._get_json(f"/groups/{quote(full_path, safe='')}", {"with_projects": "false"})
+        except GitLabError as exc:
+            if exc.status in (401, 403, 404):
+                raise GroupNotReadable(full_path, exc.answer or f"HTTP {exc.status}", exc.status) from None
+            raise
         if group.get("full_path") != full_path:
             raise GitLabError(f"GitLab returned group {group.get('full_path')!r} for {full_path!r}")
         return group
 
     def group_projects(self, group: int | str) -> Iterator[dict]:
-        """Every project directly in the group (its id or exact full path), in id order, checked against the total
-        GitLab announced."""
-        params = {"per_page": PER_PAGE, "order_by": "id", "sort": "asc", "include_subgroups": "false"}
+        """Every project directly in the group (its id or exact full path), archived ones included, in id order.
+
+        Keyset pagination (``pagination=keyset&order_by=id&sort=asc``, following ``Link: rel="next"`` until there is
+        none: https://docs.gitlab.com/api/rest/#keyset-based-pagination) reaches the end of a listing of any size;
+        with offset pagination the count GitLab announces in ``X-Total`` is checked too.
+        """
+        params = {
+            "pagination": "keyset", "per_page": PER_PAGE, "order_by": "id", "sort": "asc", "include_subgroups": "false"
+        }
         for project in self._paginate(f"/groups/{quote(str(group), safe='')}/projects", params):
             if isinstance(group, int) or project.get("namespace", {}).get("full_path") == group:
                 yield project
 
     def project(self, project_id: int) -> dict | None:
-        """The project, or None when it does not exist (any more)."""
+        """The project, or None when GitLab answers 404: the project does not exist, or the token's user cannot see
+        it (GitLab answers both the same, so a None proves nothing while the group is not readable)."""
         response = self._request(self._reads, "GET", f"/projects/{project_id}")
         if response.status_code == 404:
             return None
@@ -117,8 +151,13 @@ class GitLabClient:
 
     def _request(self, session: requests.Session, method: str, path_or_url: str, **kwargs) -> requests.Response:
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self._api + path_or_url
+        if origin(url) != self._origin:
+            raise GitLabError(
+                f"GitLab {method} {_path_of(url)}: refusing to send the access token to {origin(url)}, "
+                f"which is not the configured GitLab {self._origin}"
+            )
         try:
-            return session.request(method, url, timeout=self._timeout, **kwargs)
+            return session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}", transient=True) from None
 
@@ -133,11 +172,19 @@ def _session(settings: GitLabSettings, retry: Retry) -> requests.Session:
 
 
 def _checked(response: requests.Response) -> requests.Response:
-    if response.status_code >= 400:
+    if 300 <= response.status_code < 400:
         raise GitLabError(
-            f"GitLab {response.request.method} {_path_of(response.url)} answered "
-            f"{response.status_code}: {_message(response)}",
+            f"GitLab {response.request.method} {_path_of(response.url)} answered {response.status_code} "
+            "(a redirect): not followed, the access token goes only to the configured GitLab",
+            status=response.status_code,
+        )
+    if response.status_code >= 400:
+        answer = _message(response)
+        raise GitLabError(
+            f"GitLab {response.request.method} {_path_of(response.url)} answered {response.status_code}: {answer}",
             transient=response.status_code in _RETRY_STATUSES,
+            status=response.status_code,
+            answer=answer,
         )
     return response
 

@@ -1,8 +1,10 @@
 """Item repositories over git smart HTTP: remote heads, a fetch cache, and reads at a commit.
 
 The token reaches git only through the environment (an ``http.extraHeader`` set with ``GIT_CONFIG_*``), never
-through a command line, a URL or a repository's ``.git/config``. Remote heads are read without git: one HTTP request
-for the ref advertisement, parsed here (what ``git ls-remote`` does with protocol v0, minus two processes per call).
+through a command line, a URL or a repository's ``.git/config``, and only for repository URLs on the configured
+GitLab's scheme, host and port (a project's ``http_url_to_repo`` is checked before use; redirects are not followed).
+Remote heads are read without git: one HTTP request for the ref advertisement, parsed here (what ``git ls-remote``
+does with protocol v0, minus two processes per call), retried like the GitLab client's reads.
 """
 
 from __future__ import annotations
@@ -13,18 +15,26 @@ import re
 import shutil
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import git
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .config import origin
 
 ITEM_FILE = "item.json"
 _ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
 _CONNECT_TIMEOUT = 10.0
 _OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
+# The ref advertisement is a read: retried like the GitLab client's reads (429 honouring Retry-After, 5xx, resets).
+_ADVERTISEMENT_RETRY = Retry(
+    total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",),
+    raise_on_status=False,
+)
 
 
 class GitFetchError(RuntimeError):
@@ -46,8 +56,23 @@ class ItemHistory:
 
 @dataclass(frozen=True)
 class GitAccess:
-    token: str
+    """The token and where it may go: repository URLs on ``origin`` (the GitLab base URL's scheme, host, port)."""
+
+    token: str = field(repr=False)
     timeout: float = 300.0
+    origin: str = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "origin", origin(self.origin))
+
+    def check(self, url: str) -> str:
+        """``url`` when it is on the configured GitLab; GitFetchError otherwise (the token is not sent there)."""
+        if origin(url) != self.origin:
+            raise GitFetchError(
+                f"refusing to send the access token to {origin(url)} (repository URL of another host than the "
+                f"configured GitLab {self.origin})"
+            )
+        return url
 
     def authorization(self) -> str:
         """The HTTP ``Authorization`` header value: GitLab's ``oauth2:<token>`` basic auth."""
@@ -55,7 +80,9 @@ class GitAccess:
 
     def environment(self, **config: str) -> dict[str, str]:
         """Environment for a git command: the token as an HTTP header, plus any ``config`` (``key=value``)."""
-        settings = {"http.extraHeader": f"Authorization: {self.authorization()}", **config}
+        settings = {
+            "http.extraHeader": f"Authorization: {self.authorization()}", "http.followRedirects": "false", **config
+        }
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
         env["GIT_CONFIG_COUNT"] = str(len(settings))
         for index, (key, value) in enumerate(settings.items()):
@@ -72,12 +99,14 @@ def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
     ``git`` and a ``git-remote-http`` process, which cost about 10 ms of CPU per project.
     """
     wanted = f"refs/heads/{branch}"
+    access.check(url)
     try:
         response = _http().get(
             f"{url.rstrip('/')}/info/refs",
             params={"service": "git-upload-pack"},
             headers={"Authorization": access.authorization(), "Pragma": "no-cache", "User-Agent": "git/imrt-sync"},
             timeout=(_CONNECT_TIMEOUT, access.timeout),
+            allow_redirects=False,
         )
     except requests.RequestException as exc:
         raise GitFetchError(f"git ls-remote {url} failed: {type(exc).__name__}") from None
@@ -135,7 +164,7 @@ def _http() -> requests.Session:
     with _session_lock:
         if _session is None or _session[0] != os.getpid():
             session = requests.Session()
-            adapter = HTTPAdapter(pool_maxsize=32, max_retries=0)
+            adapter = HTTPAdapter(pool_maxsize=32, max_retries=_ADVERTISEMENT_RETRY)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
             _session = (os.getpid(), session)
@@ -147,7 +176,7 @@ class ItemRepository:
 
     def __init__(self, cache_dir: Path, project_id: int, url: str, access: GitAccess):
         self.path = cache_dir / f"{project_id}.git"
-        self._url = url
+        self._url = access.check(url)
         self._access = access
         self._repo: git.Repo | None = None
 

@@ -15,16 +15,21 @@ import sqlalchemy as sa
 
 from .config import RunParams, SyncSettings
 from .errors import ItemValidationError
-from .gitlab import GitLabClient, GitLabError
+from .gitlab import GitLabClient, GitLabError, GroupNotReadable
 from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, remote_head
 from .mapping import MappedItem, map_item, parse_item_json
-from .planning import DeletionGuard, Plan, ProjectState, plan_run, work_units
+from .planning import Plan, ProjectState, plan_run, work_units
 from .store import ItemStore, Revision
 from .webhooks import EventLog
 
 log = logging.getLogger(__name__)
 
 EXIT_MESSAGE_LIMIT = 2500
+LISTING_ERROR_LIMIT = 1000
+
+
+class RunRefused(RuntimeError):
+    """The run cannot go on safely and trying again will not help (e.g. the group is not readable)."""
 
 
 @dataclass
@@ -72,19 +77,22 @@ def list_ids(services: Services, params: RunParams) -> dict:
         return {"plan": Plan(0, (), (), (), (), ()).as_dict(), "units": []}
     log.info("getting item bank ids from source control")
     started = time.monotonic()
+    _require_readable_group(services)
     projects = _projects_in_scope(services, params)
     log.info(
         "retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started
     )
-    states = _project_states(services, projects)
+    states, unreadable = _project_states(services, projects)
     recorded = _recorded_heads(services, params)
     plan = plan_run(
         states,
         recorded,
         full=params.mode == "full",
-        guard=DeletionGuard(settings.deletion_guard_min, settings.deletion_guard_ratio),
-        listing_complete=True,
+        guard=settings.deletion_guard,
+        listing_complete=True,  # every page to the end, X-Total checked when sent; deletions are re-checked
+        items_total=services.store.recorded_count(),
         only_ids=params.item_ids,
+        unreadable=unreadable,
     )
     _log_plan(plan, params)
     names = {p["id"]: str(p["path"]) for p in projects}
@@ -94,17 +102,32 @@ def list_ids(services: Services, params: RunParams) -> dict:
     return {"plan": plan.as_dict(), "units": units}
 
 
+def _require_readable_group(services: Services) -> None:
+    """A project's 404 proves its absence only while the group answers: check the group before trusting any."""
+    try:
+        services.gitlab.group(services.settings.group)
+    except GroupNotReadable as exc:
+        raise RunRefused(f"{exc}; deleted nothing") from None
+
+
 def _projects_in_scope(services: Services, params: RunParams) -> list[dict]:
+    """The group's projects (a targeted run: the requested ones still in the group; one that answers 404 or now
+    belongs to another namespace is left out, so its item is planned for deletion and re-checked then)."""
     settings, gitlab = services.settings, services.gitlab
     if params.item_ids:
         found = (gitlab.project(pid) for pid in params.item_ids)
-        projects = [p for p in found if p is not None and p.get("namespace", {}).get("full_path") == settings.group]
+        projects = [p for p in found if p is not None and _namespace(p) == settings.group]
     else:
         projects = list(gitlab.group_projects(settings.group))
     return [p for p in projects if p["path"] not in settings.ignore_projects]
 
 
-def _project_states(services: Services, projects: list[dict]) -> list[ProjectState]:
+def _namespace(project: dict) -> str | None:
+    return (project.get("namespace") or {}).get("full_path")
+
+
+def _project_states(services: Services, projects: list[dict]) -> tuple[list[ProjectState], dict[int, str]]:
+    """Each project's head and webhook; a project whose reads keep failing is left out and named with its error."""
     webhook_url = services.settings.webhook_url
 
     def state(project: dict) -> ProjectState:
@@ -113,8 +136,18 @@ def _project_states(services: Services, projects: list[dict]) -> list[ProjectSta
         has_webhook = any(h.get("url") == webhook_url for h in services.gitlab.hooks(project["id"]))
         return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook)
 
+    def isolated(project: dict) -> ProjectState | str:
+        try:
+            return state(project)
+        except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others
+            log.error("reading project %s (%s) failed: %s", project["id"], project["path"], exc)
+            return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
+
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
-        return list(pool.map(state, projects))
+        results = list(pool.map(isolated, projects))
+    states = [result for result in results if isinstance(result, ProjectState)]
+    failed = {project["id"]: result for project, result in zip(projects, results) if isinstance(result, str)}
+    return states, failed
 
 
 def _recorded_heads(services: Services, params: RunParams) -> dict[int, str]:
@@ -128,6 +161,8 @@ def _log_plan(plan: Plan, params: RunParams) -> None:
         prefix, len(plan.to_sync), params.mode, len(plan.unchanged), len(plan.empty), len(plan.to_delete),
         len(plan.missing_webhook),
     )
+    for message in plan.failed.values():
+        log.error("skipped, could not be read: %s", message)
     if plan.deletion_blocked:
         log.error("deletion guard: %s", plan.deletion_blocked)
 
@@ -140,7 +175,10 @@ def sync_unit(services: Services, unit: dict, params: RunParams) -> dict:
             log.info("DRY RUN: would %s project %s", action, project_id)
             continue
         try:
-            event = _sync_item(services, project_id, params) if action == "sync" else services.store.delete(project_id)
+            event = _sync_item(services, project_id, params) if action == "sync" else _delete_item(services, project_id)
+        except GroupNotReadable as exc:
+            log.error("item of project %s not deleted: %s", project_id, exc)
+            outcome["failed"][str(project_id)] = f"project {project_id}: {exc}; not deleted"
         except ItemValidationError as exc:
             log.error("item of project %s failed: %s", project_id, exc)
             outcome["failed"][str(project_id)] = str(exc)
@@ -200,6 +238,33 @@ def _workflow_status_at(repo: ItemRepository, project_id: int, sha: str, max_byt
         return None
 
 
+def _delete_item(services: Services, project_id: int):
+    """Delete the item only if its project is confirmed gone right now (GitLab re-asked just before the delete)."""
+    reason = _confirmed_absence(services, project_id)
+    if reason is None:
+        log.warning("project %s is in group %s again: its item is kept", project_id, services.settings.group)
+        return None
+    log.info("project %s: %s; deleting its item", project_id, reason)
+    return services.store.delete(project_id)
+
+
+def _confirmed_absence(services: Services, project_id: int) -> str | None:
+    """Why the project's item may be deleted, or None when the project is in the group.
+
+    ``GET /projects/:id`` answering 200 with another namespace is GitLab saying the project left the group. A 404
+    means gone only while the group itself is readable (GitLab answers 404 for a project the user cannot see):
+    :class:`GroupNotReadable` otherwise.
+    """
+    group = services.settings.group
+    project = services.gitlab.project(project_id)
+    if project is None:
+        services.gitlab.group(group)
+        return f"GitLab answers 404 Project Not Found while group {group} is readable"
+    if _namespace(project) != group:
+        return f"the project was transferred out of group {group} (it is now in {_namespace(project)})"
+    return None
+
+
 def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str, max_bytes: int) -> bytes:
     try:
         raw = repo.read(sha, ITEM_FILE, max_bytes)
@@ -243,10 +308,24 @@ def dispatch_webhooks(services: Services, project_ids: list[int], params: RunPar
     return outcome
 
 
-def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict | None, units: list[dict]) -> dict:
-    """The run's verdict and its legacy exit message."""
+def describe_listing_failure(exc: BaseException) -> str:
+    """What ``list_ids`` publishes when it fails, for the exit message: the error, never a secret (our errors name
+    paths and statuses, not tokens)."""
+    text = str(exc) if isinstance(exc, (RunRefused, GitLabError)) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= LISTING_ERROR_LIMIT else text[: LISTING_ERROR_LIMIT - 3] + "..."
+
+
+def summarize(
+    plan: dict | None,
+    unit_outcomes: list[dict | None],
+    hooks: dict | None,
+    units: list[dict],
+    listing_error: str | None = None,
+) -> dict:
+    """The run's verdict and its legacy exit message. ``listing_error``: why ``list_ids`` failed, when it said."""
     if plan is None:
-        message = "Listing the item bank failed: see the list_ids task log"
+        cause = listing_error or "list_ids did not report why (see its task log)"
+        message = _limit(f"Listing the item bank failed: {cause}")
         return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0}
     reported, silent = _reported_units(unit_outcomes, units)
     deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
@@ -255,7 +334,9 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
         f"number of items requiring project webhook: {len(plan['missing_webhook'])}, "
         f"number of items deleted from IMRT: {deleted}"
     )
-    problems = [error for o in reported.values() for error in o["failed"].values()]
+    unreadable = plan.get("failed") or {}
+    problems = list(unreadable.values())
+    problems += [error for o in reported.values() for error in o["failed"].values()]
     problems += [f"unit {u['label']}: did not report (see its task log)" for u in silent]
     if hooks is None:
         problems.append("dispatch_webhooks did not report (see its task log)")
@@ -263,7 +344,7 @@ def summarize(plan: dict | None, unit_outcomes: list[dict | None], hooks: dict |
         problems += list(hooks["failed"].values())
     if plan["deletion_blocked"]:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
-    failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]}, key=int)
+    failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]} | set(unreadable), key=int)
     counts = {
         "read_count": plan["total_ids"],
         "write_count": sum(len(o["events"]) for o in reported.values()),

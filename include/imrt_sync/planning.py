@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
@@ -19,8 +20,21 @@ class ProjectState:
 
 @dataclass(frozen=True)
 class DeletionGuard:
+    """A run deletes at most ``max(minimum, floor(ratio × items in item_git))`` items, else none."""
+
     minimum: int = 5
     ratio: float = 0.10
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minimum, bool) or not isinstance(self.minimum, int) or self.minimum < 0:
+            raise ValueError(
+                f"imrt_deletion_guard_min must be a whole number of items, 0 or more, not {self.minimum!r}"
+            )
+        if isinstance(self.ratio, bool) or not isinstance(self.ratio, (int, float)) or not 0 < self.ratio <= 1:
+            raise ValueError(
+                f"imrt_deletion_guard_ratio must be a share of the items in item_git in (0, 1], e.g. 0.10, "
+                f"not {self.ratio!r}"
+            )
 
     def limit(self, recorded: int) -> int:
         return max(self.minimum, math.floor(self.ratio * recorded))
@@ -36,6 +50,7 @@ class Plan:
     missing_webhook: tuple[int, ...]
     deletion_blocked: str = ""
     gone: tuple[int, ...] = field(default=())
+    failed: dict[int, str] = field(default_factory=dict)  # projects of the listing whose state could not be read
 
     def as_dict(self) -> dict:
         return {
@@ -47,6 +62,7 @@ class Plan:
             "gone": list(self.gone),
             "missing_webhook": list(self.missing_webhook),
             "deletion_blocked": self.deletion_blocked,
+            "failed": {str(pid): message for pid, message in sorted(self.failed.items())},
         }
 
 
@@ -57,15 +73,21 @@ def plan_run(
     full: bool,
     guard: DeletionGuard,
     listing_complete: bool,
+    items_total: int,
     only_ids: tuple[int, ...] = (),
+    unreadable: Mapping[int, str] | None = None,
 ) -> Plan:
     """Decide the work of a run.
 
-    ``recorded_heads`` maps project id to ``item_git.current_commit_hash`` for the items in scope.
-    ``listing_complete`` says that ``projects`` is every project in scope (so a recorded item that is not there
-    is gone); an empty listing never counts as complete for deletions.
+    ``recorded_heads`` maps project id to ``item_git.current_commit_hash`` for the items in scope (the requested
+    ones in a targeted run); ``items_total`` is the number of items in ``item_git``, which the deletion guard counts
+    over whatever the run's scope. ``listing_complete`` says that ``projects`` is every project in scope (so a
+    recorded item that is not there is a candidate for deletion, confirmed gone by the sync task before it is
+    deleted); an empty listing never counts as complete for deletions. ``unreadable`` holds the listed projects whose
+    head or hooks could not be read, with the error: they are skipped, reported, and the run deletes nothing.
     """
-    listed = {p.project_id: p for p in projects}
+    unreadable = dict(unreadable or {})
+    listed = {p.project_id for p in projects} | set(unreadable)
     empty = sorted(p.project_id for p in projects if p.head is None)
     to_sync = sorted(
         p.project_id for p in projects if p.head is not None and (full or recorded_heads.get(p.project_id) != p.head)
@@ -74,9 +96,9 @@ def plan_run(
         p.project_id for p in projects if p.head is not None and p.project_id not in to_sync
     )
     gone = sorted(pid for pid in recorded_heads if pid not in listed) if listing_complete else []
-    to_delete, blocked = _guarded_deletions(gone, len(recorded_heads), projects, guard, only_ids)
+    to_delete, blocked = _guarded_deletions(gone, items_total, projects, guard, only_ids, unreadable)
     return Plan(
-        total_ids=len(projects),
+        total_ids=len(listed),
         to_sync=tuple(to_sync),
         unchanged=tuple(unchanged),
         empty=tuple(empty),
@@ -84,23 +106,34 @@ def plan_run(
         gone=tuple(gone),
         missing_webhook=tuple(sorted(p.project_id for p in projects if not p.has_webhook)),
         deletion_blocked=blocked,
+        failed=unreadable,
     )
 
 
 def _guarded_deletions(
-    gone: list[int], recorded: int, projects: list[ProjectState], guard: DeletionGuard, only_ids: tuple[int, ...]
+    gone: list[int],
+    items_total: int,
+    projects: list[ProjectState],
+    guard: DeletionGuard,
+    only_ids: tuple[int, ...],
+    unreadable: dict[int, str],
 ) -> tuple[list[int], str]:
     if not gone:
         return [], ""
+    if unreadable:
+        return [], (
+            f"{len(unreadable)} listed projects could not be read, so GitLab did not answer for the whole group: "
+            f"deleted none of the {len(gone)} items whose project is missing; a run that reads every project will"
+        )
     if not projects and not only_ids:
         return [], (
-            f"the GitLab listing returned no projects while IMRT has {recorded} items: "
+            f"the GitLab listing returned no projects while IMRT has {items_total} items: "
             f"refusing to delete {len(gone)} items (check the group and the token's access)"
         )
-    limit = guard.limit(recorded)
+    limit = guard.limit(items_total)
     if len(gone) > limit:
         return [], (
-            f"{len(gone)} of {recorded} items would be deleted, more than the deletion guard allows "
+            f"{len(gone)} of {items_total} items would be deleted, more than the deletion guard allows "
             f"(max({guard.minimum}, {guard.ratio:.0%}) = {limit}): deleted nothing. "
             "If this is intended, raise imrt_deletion_guard_min or imrt_deletion_guard_ratio for one run"
         )

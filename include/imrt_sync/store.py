@@ -102,6 +102,11 @@ class ItemStore:
         with self._engine.connect() as conn:
             return conn.scalar(query)
 
+    def recorded_count(self) -> int:
+        """How many items ``item_git`` records: what the deletion guard counts over."""
+        with self._engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.count()).select_from(schema.item_git))
+
     def item_ids(self, project_ids: Iterable[int]) -> dict[int, str]:
         """The item id of each synced project, for labels and messages."""
         query = (

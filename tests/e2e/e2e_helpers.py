@@ -87,6 +87,7 @@ def dag_test_environment(*, gitlab_url: str, token: str, group: str, imrt_url, g
         "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
         "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": "webhook-e2e-secret",
         "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(git_cache_dir),
+        "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP": "true",  # the item bank server speaks plain http://
     }
 
 

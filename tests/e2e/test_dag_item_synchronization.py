@@ -61,6 +61,7 @@ def configured(monkeypatch, server, imrt_db_url, tmp_path):
         "AIRFLOW_VAR_IMRT_WEBHOOK_URL": WEBHOOK_URL,
         "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": WEBHOOK_SECRET,
         "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(tmp_path / "git-cache"),
+        "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP": "true",
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)

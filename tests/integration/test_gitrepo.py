@@ -41,7 +41,7 @@ def test_fetch_reads_the_head_and_lists_only_new_item_json_commits(bank, server,
     bank.push_commit(project["id"], files={"README.md": "notes"}, author_name="Bob", committed_at=when(2))
     second = bank.push_commit(project["id"], files={"item.json": {"id": "205030", "v": 2}}, author_name="Cid",
                               committed_at=when(3))
-    access = GitAccess(TOKEN, timeout=60)
+    access = GitAccess(TOKEN, timeout=60, origin=server.url)
     url = repo_url(server, project)
     assert remote_head(url, "main", access) == second
     assert remote_head(url, "no-such-branch", access) is None
@@ -76,9 +76,10 @@ def test_wrong_token_fails_clearly_without_revealing_any_token(bank, server, tmp
     project = bank.create_project("iat-git", "205031", files={"item.json": "{}"})
     wrong = "glpat-not-the-right-one"
     with pytest.raises(GitFetchError) as error:
-        remote_head(repo_url(server, project), "main", GitAccess(wrong, timeout=30))
+        remote_head(repo_url(server, project), "main", GitAccess(wrong, timeout=30, origin=server.url))
     assert wrong not in str(error.value) and TOKEN not in str(error.value)
-    with ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), GitAccess(wrong)) as repo:
+    wrong_access = GitAccess(wrong, origin=server.url)
+    with ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), wrong_access) as repo:
         with pytest.raises(GitFetchError, match="failed"):
             repo.fetch("main")
 
@@ -89,5 +90,5 @@ def test_a_fetch_that_fails_once_is_retried_from_a_clean_clone(bank, server, tmp
     broken = cache / f"{project['id']}.git"
     broken.mkdir(parents=True)
     (broken / "HEAD").write_text("garbage")
-    with ItemRepository(cache, project["id"], repo_url(server, project), GitAccess(TOKEN)) as repo:
+    with ItemRepository(cache, project["id"], repo_url(server, project), GitAccess(TOKEN, origin=server.url)) as repo:
         assert repo.fetch("main").sha == bank.head(project["id"])

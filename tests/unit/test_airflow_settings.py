@@ -1,7 +1,12 @@
+import json
+
 import pytest
 
-from imrt_sync.airflow_settings import _base_url, _string_list
-from imrt_sync.config import GitLabSettings, RunParams
+from imrt_sync.airflow_settings import SettingsError, _base_url, _string_list, gitlab_settings, sync_settings
+from imrt_sync.config import GitLabSettings, RunParams, SyncSettings, origin
+from imrt_sync.gitrepo import GitAccess
+from imrt_sync.pipeline import Services
+from imrt_sync.planning import DeletionGuard
 
 
 @pytest.mark.parametrize(
@@ -39,3 +44,91 @@ def test_run_params_from_the_trigger_form():
 def test_the_token_is_not_in_the_settings_repr():
     settings = GitLabSettings(base_url="https://gitlab.example.org", token="glpat-very-secret")
     assert "glpat-very-secret" not in repr(settings)
+
+
+# --------------------------------------------------------------------------- settings read from Airflow variables
+
+REQUIRED = {
+    "AIRFLOW_VAR_IMRT_GITLAB_GROUP": "iat-dev",
+    "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",
+}
+
+
+def gitlab_connection(monkeypatch, host: str, token: str = "glpat-settings-test-token") -> None:
+    connection = {"conn_type": "http", "host": host, "password": token}
+    monkeypatch.setenv("AIRFLOW_CONN_GITLAB_DEFAULT", json.dumps(connection))
+
+
+@pytest.fixture
+def required_variables(monkeypatch):
+    for name, value in REQUIRED.items():
+        monkeypatch.setenv(name, value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("IMRT_DELETION_GUARD_RATIO", "0", r"imrt_deletion_guard_ratio must be a share .* in \(0, 1\]"),
+        ("IMRT_DELETION_GUARD_RATIO", "1.01", r"imrt_deletion_guard_ratio must be .* not 1.01"),
+        ("IMRT_DELETION_GUARD_RATIO", "ten percent", "imrt_deletion_guard_ratio must be a number, not 'ten percent'"),
+        ("IMRT_DELETION_GUARD_MIN", "-1", "imrt_deletion_guard_min must be a whole number of items, 0 or more"),
+        ("IMRT_DELETION_GUARD_MIN", "2.5", "imrt_deletion_guard_min must be a whole number, not '2.5'"),
+    ],
+)
+def test_invalid_deletion_guard_variables_are_a_settings_error_naming_the_variable(
+    monkeypatch, required_variables, variable, value, message
+):
+    monkeypatch.setenv(f"AIRFLOW_VAR_{variable}", value)
+    with pytest.raises(SettingsError, match=message):
+        sync_settings()
+
+
+def test_the_deletion_guard_bounds_are_accepted(monkeypatch, required_variables):
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_DELETION_GUARD_MIN", "0")
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_DELETION_GUARD_RATIO", "1")
+    settings = sync_settings()
+    assert settings.deletion_guard == DeletionGuard(0, 1.0)
+
+
+def test_an_http_gitlab_url_is_refused_unless_allowed(monkeypatch):
+    gitlab_connection(monkeypatch, "http://gitlab.internal:8929")
+    monkeypatch.delenv("AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP", raising=False)
+    with pytest.raises(SettingsError, match="plain http://.* set the Airflow variable imrt_gitlab_allow_http") as error:
+        gitlab_settings()
+    assert "glpat-settings-test-token" not in str(error.value)
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP", "true")
+    assert gitlab_settings().allow_http is True
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP", "maybe")
+    with pytest.raises(SettingsError, match="imrt_gitlab_allow_http must be true or false, not 'maybe'"):
+        gitlab_settings()
+
+
+def test_an_https_gitlab_url_needs_no_setting(monkeypatch):
+    gitlab_connection(monkeypatch, "https://gitlab.example.org")
+    monkeypatch.delenv("AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP", raising=False)
+    settings = gitlab_settings()
+    assert settings.origin == "https://gitlab.example.org:443" and settings.allow_http is False
+
+
+def test_git_access_and_services_reprs_hide_the_token():
+    token = "glpat-repr-secret-token"
+    access = GitAccess(token, 30, origin="https://gitlab.example.org")
+    services = Services(
+        SyncSettings(group="iat-dev", webhook_url="https://imrt.example.org/webHook", webhook_secret="hook-secret-x"),
+        None, None, access,  # type: ignore[arg-type]  # only the reprs are under test
+    )
+    assert token not in repr(access) and token not in repr(services) and "hook-secret-x" not in repr(services)
+    assert "gitlab.example.org" in repr(access)
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://GitLab.example.org/iat/1.git", "https://gitlab.example.org:443"),
+        ("https://gitlab.example.org:443/x", "https://gitlab.example.org:443"),
+        ("http://127.0.0.1:8929/api/v4", "http://127.0.0.1:8929"),
+        ("http://gitlab.example.org/", "http://gitlab.example.org:80"),
+    ],
+)
+def test_origin_makes_the_default_port_explicit(url, expected):
+    assert origin(url) == expected

@@ -12,7 +12,7 @@ def project(pid, head="h", hook=True, branch="main"):
 def test_new_stale_unchanged_gone_and_missing_hook_are_told_apart():
     projects = [project(1, "a"), project(2, "b2"), project(3, "c", hook=False), project(4, None)]
     recorded = {2: "b1", 3: "c", 9: "z"}
-    plan = plan_run(projects, recorded, full=False, guard=GUARD, listing_complete=True)
+    plan = plan_run(projects, recorded, full=False, guard=GUARD, listing_complete=True, items_total=3)
     assert plan.to_sync == (1, 2)  # 1 is new, 2 moved
     assert plan.unchanged == (3,)
     assert plan.empty == (4,)
@@ -24,18 +24,21 @@ def test_new_stale_unchanged_gone_and_missing_hook_are_told_apart():
 
 
 def test_full_mode_resyncs_unchanged_items():
-    plan = plan_run([project(1, "a"), project(2, "b")], {1: "a", 2: "b"}, full=True, guard=GUARD, listing_complete=True)
+    plan = plan_run(
+        [project(1, "a"), project(2, "b")], {1: "a", 2: "b"}, full=True, guard=GUARD, listing_complete=True,
+        items_total=2,
+    )
     assert plan.to_sync == (1, 2)
     assert plan.unchanged == ()
 
 
 def test_incomplete_listing_deletes_nothing():
-    plan = plan_run([project(1)], {1: "h", 2: "x"}, full=False, guard=GUARD, listing_complete=False)
+    plan = plan_run([project(1)], {1: "h", 2: "x"}, full=False, guard=GUARD, listing_complete=False, items_total=2)
     assert plan.to_delete == ()
 
 
 def test_empty_listing_never_deletes_even_below_the_guard():
-    plan = plan_run([], {1: "a", 2: "b"}, full=False, guard=GUARD, listing_complete=True)
+    plan = plan_run([], {1: "a", 2: "b"}, full=False, guard=GUARD, listing_complete=True, items_total=2)
     assert plan.to_delete == ()
     assert "returned no projects" in plan.deletion_blocked
 
@@ -47,7 +50,7 @@ def test_empty_listing_never_deletes_even_below_the_guard():
 def test_deletion_guard_allows_max_of_minimum_and_ratio(recorded, gone, allowed):
     heads = {pid: "h" for pid in range(recorded)}
     listed = [project(pid) for pid in range(gone, recorded)]
-    plan = plan_run(listed, heads, full=False, guard=GUARD, listing_complete=True)
+    plan = plan_run(listed, heads, full=False, guard=GUARD, listing_complete=True, items_total=recorded)
     assert plan.gone == tuple(range(gone))
     if allowed:
         assert plan.to_delete == tuple(range(gone)) and not plan.deletion_blocked
@@ -57,8 +60,58 @@ def test_deletion_guard_allows_max_of_minimum_and_ratio(recorded, gone, allowed)
 
 
 def test_targeted_run_deletes_a_requested_project_that_is_gone():
-    plan = plan_run([], {7: "h"}, full=False, guard=GUARD, listing_complete=True, only_ids=(7,))
+    plan = plan_run([], {7: "h"}, full=False, guard=GUARD, listing_complete=True, items_total=40, only_ids=(7,))
     assert plan.to_delete == (7,)
+
+
+@pytest.mark.parametrize(
+    ("items_total", "gone", "allowed"), [(20, 5, True), (20, 6, False), (200, 20, True), (200, 21, False)]
+)
+def test_the_guard_of_a_targeted_run_counts_over_every_item_in_item_git(items_total, gone, allowed):
+    requested = tuple(range(1, gone + 1))  # every requested project answers 404 (webhook or item_ids run)
+    plan = plan_run(
+        [], {pid: "h" for pid in requested}, full=False, guard=GUARD, listing_complete=True,
+        items_total=items_total, only_ids=requested,
+    )
+    assert plan.gone == requested
+    if allowed:
+        assert plan.to_delete == requested and plan.deletion_blocked == ""
+    else:
+        assert plan.to_delete == ()
+        assert f"{gone} of {items_total} items would be deleted" in plan.deletion_blocked
+
+
+def test_a_project_that_could_not_be_read_is_skipped_reported_and_blocks_every_deletion():
+    projects = [project(1, "a2"), project(3, "c")]
+    plan = plan_run(
+        projects, {1: "a1", 2: "b", 3: "c", 9: "z"}, full=False, guard=GUARD, listing_complete=True, items_total=4,
+        unreadable={2: "project 2 (200002): GitFetchError: git ls-remote failed (HTTP 503)"},
+    )
+    assert plan.to_sync == (1,) and plan.unchanged == (3,)
+    assert plan.gone == (9,) and plan.to_delete == ()  # 2 is listed, so not gone; 9 is gone but waits
+    assert plan.total_ids == 3
+    assert "1 listed projects could not be read" in plan.deletion_blocked
+    assert plan.as_dict()["failed"] == {"2": "project 2 (200002): GitFetchError: git ls-remote failed (HTTP 503)"}
+
+
+@pytest.mark.parametrize(
+    ("minimum", "ratio", "message"),
+    [
+        (-1, 0.1, "imrt_deletion_guard_min must be a whole number of items, 0 or more"),
+        (5, 0, r"imrt_deletion_guard_ratio must be a share of the items in item_git in \(0, 1\]"),
+        (5, 1.5, r"imrt_deletion_guard_ratio must be .* not 1.5"),
+        (5, -0.1, "imrt_deletion_guard_ratio"),
+        (2.5, 0.1, "imrt_deletion_guard_min"),
+    ],
+)
+def test_invalid_deletion_guard_settings_are_a_clear_error(minimum, ratio, message):
+    with pytest.raises(ValueError, match=message):
+        DeletionGuard(minimum, ratio)
+
+
+def test_the_guard_bounds_are_inclusive_where_documented():
+    assert DeletionGuard(0, 1).limit(10) == 10
+    assert DeletionGuard(0, 0.5).limit(3) == 1
 
 
 def test_one_unit_per_item_while_within_the_bound():

@@ -1,0 +1,232 @@
+"""Deleting an item only when its project is confirmed gone, against the item bank server and PostgreSQL.
+
+The runs here call the pipeline's steps in the DAG's order (list_ids, one sync_unit per unit, dispatch_webhooks,
+summarize); GitLab's answers for lost access, a project transferred away or a failing repository come from the
+server's fault injection, shaped like GitLab's own.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests
+import sqlalchemy as sa
+
+from imrt_sync import pipeline
+from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
+from imrt_sync.gitlab import GitLabClient
+from imrt_sync.gitrepo import GitAccess
+from imrt_sync.schema import ensure_schema
+from itembank_server import ItemBank, ItemBankServer, generate_bank
+
+TOKEN = "glpat-deletion-safety-token"
+GROUP = "iat-safety"
+WEBHOOK_URL = "https://imrt.example.org/webHook"
+ITEMS = 8
+LOST_ACCESS = (
+    f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found): "
+    "lost access, wrong token or renamed group"
+)
+
+
+@pytest.fixture
+def bank(tmp_path):
+    bank = ItemBank(tmp_path / "bank")
+    bank.create_group(GROUP)
+    projects = generate_bank(bank, GROUP, count=ITEMS, seed=11)
+    yield bank, projects
+    bank.close()
+
+
+@pytest.fixture
+def server(bank):
+    with ItemBankServer(bank[0], tokens={TOKEN}) as server:
+        yield server
+
+
+@pytest.fixture
+def services(server, imrt_engine, tmp_path):
+    settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "git-cache", concurrency=4)
+    gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True)
+    ensure_schema(imrt_engine)
+    with GitLabClient(gitlab_settings) as gitlab:
+        yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
+
+
+def run(services, **params) -> tuple[dict, dict]:
+    """One run as the DAG makes it: the plan and the verdict."""
+    run_params = RunParams(**params)
+    planned = pipeline.list_ids(services, run_params)
+    outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in planned["units"]]
+    hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], run_params, recheck=False)
+    return planned["plan"], pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
+
+
+def recorded(engine) -> set[int]:
+    with engine.connect() as conn:
+        return set(conn.scalars(sa.text("SELECT project_id FROM item_git")))
+
+
+def item_count(engine) -> int:
+    with engine.connect() as conn:
+        return conn.scalar(sa.text("SELECT count(*) FROM item"))
+
+
+@pytest.fixture
+def synced(bank, services, imrt_engine):
+    """The bank after a first full run: every item in IMRT."""
+    plan, verdict = run(services)
+    assert verdict["status"] == "COMPLETED", verdict
+    assert recorded(imrt_engine) == {p["id"] for p in bank[1]}
+    return bank
+
+
+def project_answers_404(server, project_id: int, times: int | None = None) -> None:
+    server.faults.add("GET /api/v4/projects/:id", "status", status=404, body={"message": "404 Project Not Found"},
+                      path_regex=rf"/projects/{project_id}$", times=times)
+
+
+def group_answers_404(server) -> None:
+    """What GitLab answers a user who lost access to the group (or a wrong token's user, or an old path)."""
+    server.faults.add("GET /api/v4/groups/:id", "status", status=404, body={"message": "404 Group Not Found"})
+    server.faults.add("GET /api/v4/groups/:id/projects", "status", status=404,
+                      body={"message": "404 Group Not Found"})
+
+
+def test_a_targeted_run_deletes_an_item_only_when_its_project_is_really_gone(synced, server, services, imrt_engine):
+    bank, projects = synced
+    flaky, gone = projects[0], projects[1]
+
+    # A 404 at listing time that GitLab no longer gives at delete time: the item is kept.
+    project_answers_404(server, flaky["id"], times=1)
+    plan, verdict = run(services, item_ids=(flaky["id"],))
+    assert plan["to_delete"] == [flaky["id"]]
+    assert flaky["id"] in recorded(imrt_engine)
+    assert verdict["status"] == "COMPLETED" and verdict["message"].endswith("number of items deleted from IMRT: 0")
+
+    # Really destroyed, with the group readable: deleted.
+    bank.delete_project(gone["id"])
+    plan, verdict = run(services, item_ids=(gone["id"],))
+    assert plan["to_delete"] == [gone["id"]]
+    assert recorded(imrt_engine) == {p["id"] for p in projects} - {gone["id"]}
+    assert item_count(imrt_engine) == ITEMS - 1
+    assert verdict["status"] == "COMPLETED" and verdict["message"].endswith("number of items deleted from IMRT: 1")
+
+
+def test_lost_access_to_the_group_deletes_nothing_and_fails_the_listing_naming_the_cause(
+    synced, server, services, imrt_engine
+):
+    _, projects = synced
+    target = projects[2]
+    group_answers_404(server)
+    project_answers_404(server, target["id"])
+    for params in ({"item_ids": (target["id"],)}, {}, {"mode": "full"}):  # targeted (push, /sync/N) and group runs
+        with pytest.raises(pipeline.RunRefused) as refused:
+            pipeline.list_ids(services, RunParams(**params))
+        assert str(refused.value) == f"{LOST_ACCESS}; deleted nothing"
+    assert recorded(imrt_engine) == {p["id"] for p in projects}
+
+    verdict = pipeline.summarize(None, [], None, [], listing_error=pipeline.describe_listing_failure(refused.value))
+    assert verdict["status"] == "FAILED"
+    assert verdict["message"] == f"Listing the item bank failed: {LOST_ACCESS}; deleted nothing"
+
+
+def test_access_lost_between_listing_and_delete_fails_the_delete_step_and_keeps_the_item(
+    synced, bank, server, services, imrt_engine
+):
+    _, projects = synced
+    target = projects[3]
+    bank[0].delete_project(target["id"])
+    run_params = RunParams(item_ids=(target["id"],))
+    planned = pipeline.list_ids(services, run_params)
+    assert planned["plan"]["to_delete"] == [target["id"]]
+
+    group_answers_404(server)  # the token's user is removed from the group before the sync task runs
+    outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in planned["units"]]
+    assert outcomes[0]["failed"] == {str(target["id"]): f"project {target['id']}: {LOST_ACCESS}; not deleted"}
+    assert outcomes[0]["transient"] is False  # retrying will not give access back
+    assert target["id"] in recorded(imrt_engine)
+    verdict = pipeline.summarize(planned["plan"], outcomes, {"failed": {}}, planned["units"])
+    assert verdict["status"] == "FAILED" and LOST_ACCESS in verdict["message"]
+
+
+def test_a_project_transferred_out_of_the_group_is_deleted(synced, server, services, imrt_engine):
+    _, projects = synced
+    moved = projects[4]
+    entity = requests.get(f"{server.url}/api/v4/projects/{moved['id']}", headers={"PRIVATE-TOKEN": TOKEN}).json()
+    elsewhere = {**entity["namespace"], "id": 999, "path": "iat-retired", "full_path": "iat-retired"}
+    # GitLab's answer after a transfer: 200, the project in its new namespace (GET /projects/:id follows the id).
+    server.faults.add("GET /api/v4/projects/:id", "status", status=200, path_regex=rf"/projects/{moved['id']}$",
+                      body={**entity, "namespace": elsewhere, "path_with_namespace": f"iat-retired/{moved['path']}"})
+    plan, verdict = run(services, item_ids=(moved["id"],))
+    assert plan["to_delete"] == [moved["id"]]
+    assert moved["id"] not in recorded(imrt_engine)
+    assert verdict["status"] == "COMPLETED" and verdict["message"].endswith("number of items deleted from IMRT: 1")
+
+
+def test_an_archived_project_stays_and_keeps_syncing(synced, services, imrt_engine):
+    bank, projects = synced
+    archived = projects[5]
+    bank.set_archived(archived["id"])
+    head = edit_item_json(bank, archived["id"], "archived later")
+    plan, verdict = run(services)
+    assert plan["to_sync"] == [archived["id"]] and plan["to_delete"] == []
+    assert verdict["status"] == "COMPLETED"
+    with imrt_engine.connect() as conn:
+        stored = conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
+                             {"p": archived["id"]})
+    assert stored == head
+
+
+def edit_item_json(bank: ItemBank, project_id: int, note: str) -> str:
+    """Commit a change to the project's item.json; return the commit."""
+    document = json.loads(bank.read_file(project_id, "item.json"))
+    document["note"] = note
+    return bank.push_commit(project_id, files={"item.json": document}, message=note)
+
+
+@pytest.mark.parametrize("failing", ["ref advertisement", "hooks list"])
+def test_a_project_that_keeps_failing_is_reported_and_skipped_and_nothing_is_deleted_that_run(
+    synced, server, services, imrt_engine, failing
+):
+    bank, projects = synced
+    broken, edited, gone = projects[0], projects[1], projects[2]
+    head = edit_item_json(bank, edited["id"], "edited")
+    bank.delete_project(gone["id"])
+    if failing == "ref advertisement":
+        server.faults.add("git info/refs", "status", status=503, path_regex=rf"/{broken['path']}\.git/info/refs")
+        error = "GitFetchError: git ls-remote"
+    else:
+        server.faults.add("GET /api/v4/projects/:id/hooks", "status", status=500,
+                          path_regex=rf"/projects/{broken['id']}/hooks")
+        error = f"GitLabError: GitLab GET /api/v4/projects/{broken['id']}/hooks answered 500"
+
+    plan, verdict = run(services)
+    assert list(plan["failed"]) == [str(broken["id"])]
+    assert plan["to_sync"] == [edited["id"]] and plan["to_delete"] == [] and plan["gone"] == [gone["id"]]
+    assert gone["id"] in recorded(imrt_engine)  # not deleted this run
+    with imrt_engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
+                           {"p": edited["id"]}) == head  # the others synced
+    assert verdict["status"] == "FAILED" and verdict["skip_count"] == 1
+    message = verdict["message"]
+    assert f"Failed item bank ids: {broken['id']}. " in message
+    assert f"project {broken['id']} ({broken['path']}): {error}" in message
+    assert "1 listed projects could not be read" in message and "deleted none of the 1 items" in message
+
+    server.faults.clear()  # the next run reads every project: it deletes the gone item
+    plan, verdict = run(services)
+    assert plan["to_delete"] == [gone["id"]] and verdict["status"] == "COMPLETED"
+    assert gone["id"] not in recorded(imrt_engine)
+
+
+def test_the_guard_of_a_targeted_run_counts_every_item_in_item_git(synced, services, imrt_engine):
+    bank, projects = synced
+    doomed = projects[:6]  # 6 of 8 items: above max(5, 10% of 8)
+    for project in doomed:
+        bank.delete_project(project["id"])
+    plan, verdict = run(services, item_ids=tuple(p["id"] for p in doomed))
+    assert plan["to_delete"] == [] and "6 of 8 items would be deleted" in plan["deletion_blocked"]
+    assert recorded(imrt_engine) == {p["id"] for p in projects}
+    assert verdict["status"] == "FAILED"
