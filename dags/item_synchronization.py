@@ -27,7 +27,7 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 |---|---|---|
 | `list_ids` | lists the group's projects, compares each default-branch head with `item_git`, plans the run | "getting item bank ids from source control" |
 | `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is gone | the `item-update` / `item-delete` consumers |
-| `dispatch_webhooks` | creates the project hook where it is missing | "number of items requiring project webhook" |
+| `dispatch_webhooks` | creates the project hook where it is missing, fixes it where it is disabled, lacks push events or the current secret | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
 
 **Params**: `mode` (`incremental`: only items whose head moved; `full`: re-ingest every item),
@@ -168,9 +168,7 @@ def item_synchronization():
         if plan is None:
             raise AirflowFailException("list_ids did not produce a plan: nothing to do")
         with _services() as services:
-            outcome = pipeline.dispatch_webhooks(
-                services, plan["missing_webhook"], _run_params(params), recheck=ti.try_number > 1
-            )
+            outcome = pipeline.dispatch_webhooks(services, plan["missing_webhook"], _run_params(params))
         failed = outcome["failed"]
         _report(outcome, "; ".join(failed.values()) if failed else None, transient=outcome["transient"])
 

@@ -813,7 +813,7 @@ class DirectRunner(ModeRunner):
                     outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, params), planned["units"]))
                 phases[f"sync ({len(planned['units'])} units)"] = time.time() - mark
                 mark = time.time()
-                hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], params, recheck=False)
+                hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], params)
                 phases["dispatch_webhooks"] = time.time() - mark
                 verdict = pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
         finally:

@@ -28,6 +28,8 @@ TABLES = [
     "item_attachment",
     "item_form",
     "imrt_webhook_event",
+    "imrt_webhook_ignored_count",
+    "imrt_project_hook",
 ]
 
 ITEM = {
