@@ -111,7 +111,7 @@ def _projects_in_scope(services: Services, params: RunParams) -> list[dict]:
 
 def _project_states(services: Services, projects: list[dict]) -> list[ProjectState]:
     hooks = _hook_keeper(services)
-    recorded_hooks = hooks.registry.recorded([p["id"] for p in projects])
+    recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
 
     def state(project: dict) -> ProjectState:
         branch = project.get("default_branch")
