@@ -6,8 +6,8 @@ https://docs.gitlab.com/api/project_webhooks/#add-a-webhook-to-a-project), so ``
 hooks IMRT created or updated, with an HMAC-SHA256 fingerprint of the secret they carry (never the secret).
 
 A hook counts as disabled when its ``alert_status`` is not ``executable`` or its ``disabled_until`` is in the
-future (https://docs.gitlab.com/api/project_webhooks/#get-a-project-webhook; GitLab's auto-disabling:
-https://docs.gitlab.com/user/project/integrations/webhooks/#auto-disabled-webhooks). Fixes:
+future (https://docs.gitlab.com/api/project_webhooks/#get-a-project-webhook; GitLab computes both in
+``WebHooks::AutoDisabling``, app/models/concerns/web_hooks/auto_disabling.rb). Fixes:
 
 * no hook with our URL: create one (``POST /projects/:id/hooks``);
 * an enabled hook with our URL that IMRT did not record, or recorded with another secret, or without push events:
@@ -15,7 +15,8 @@ https://docs.gitlab.com/user/project/integrations/webhooks/#auto-disabled-webhoo
   ``enable_ssl_verification``, https://docs.gitlab.com/api/project_webhooks/#edit-a-project-webhook);
 * only disabled hooks with our URL: replace them (create a new hook, then delete the disabled one). GitLab re-enables
   a disabled hook only when a delivery or a test request to it succeeds
-  (https://docs.gitlab.com/user/project/integrations/webhooks/#re-enable-disabled-webhooks): editing it does not
+  (https://docs.gitlab.com/user/project/integrations/webhooks/#re-enable-disabled-webhooks; in GitLab's source
+  only ``WebHooks::LogExecutionService`` calls ``enable!``, on a successful delivery): editing it does not
   re-enable it, and the test endpoint is rate limited to five requests a minute and needs a commit to send
   (https://docs.gitlab.com/api/project_webhooks/#trigger-a-test-project-webhook), while a new hook starts enabled;
 * further hooks with our URL are deleted, so that GitLab delivers each push once.

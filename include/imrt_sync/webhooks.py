@@ -49,7 +49,8 @@ OTHER_SYSTEM_EVENTS = frozenset({
 RUN_ID_PREFIX = "webhook__"
 
 # Why an event was ignored: the reasons imrt_webhook_ignored_count counts.
-NOT_USED, OUTSIDE_GROUP, IGNORED_PROJECT, OTHER_BRANCH = "event_type", "outside_group", "ignored_project", "other_branch"
+NOT_USED, OUTSIDE_GROUP = "event_type", "outside_group"
+IGNORED_PROJECT, OTHER_BRANCH = "ignored_project", "other_branch"
 
 _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 PRUNE_BATCH = 10_000
