@@ -102,6 +102,20 @@ def _report(outcome: dict, failure: str | None, *, transient: bool = False) -> d
     return outcome
 
 
+def _claim_events(run_id: str, run_params: RunParams) -> RunParams:
+    """Claim the hook events before reading the other settings: a run that fails after this costs its events an
+    attempt (back-off, then ``failed``) instead of leaving them due for the next run at once."""
+    from imrt_sync import airflow_settings, pipeline
+    from imrt_sync.schema import ensure_schema
+
+    engine = airflow_settings.imrt_engine()
+    try:
+        ensure_schema(engine)
+        return pipeline.claim_events(engine, run_id, run_params)
+    finally:
+        engine.dispose()
+
+
 def _run_start():
     """The run's start: a task that starts after the run was abandoned must not reopen its execution."""
     return get_current_context()["dag_run"].start_date
@@ -138,11 +152,11 @@ def item_synchronization():
         from imrt_sync.schema import ensure_schema
 
         run_params = _run_params(params)
+        if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
+            run_params = _claim_events(run_id, run_params)
         with _services() as services:
             ensure_schema(services.engine)
-            if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
-                run_params = pipeline.claim_events(services, run_id, run_params)
-            else:
+            if not run_params.webhook_events:
                 execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
                 ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
                 pipeline.log.info(LEGACY_START, execution.job_execution_id)

@@ -40,9 +40,11 @@ class Services:
         return ItemStore(self.engine, lock_wait_seconds=self.settings.lock_wait_seconds)
 
 
-def claim_events(services: Services, run_id: str, params: RunParams) -> RunParams:
-    """A run started by the hook receiver takes the due pending events: its items are the events' projects."""
-    claimed = EventLog(services.engine).claim(run_id)
+def claim_events(engine: sa.Engine, run_id: str, params: RunParams) -> RunParams:
+    """A run started by the hook receiver takes the due pending events: its items are the events' projects.
+
+    Call it first in the run: from then on, whatever fails costs the events an attempt (and a back-off)."""
+    claimed = EventLog(engine).claim(run_id)
     project_ids = tuple(sorted({event.project_id for event in claimed}))
     log.info("took %d GitLab hook events for %d items: %s", len(claimed), len(project_ids), list(project_ids))
     return replace(params, item_ids=project_ids)
