@@ -27,7 +27,7 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 |---|---|---|
 | `list_ids` | lists the group's projects, compares each default-branch head with `item_git`, plans the run | "getting item bank ids from source control" |
 | `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is confirmed gone (asked again just before) | the `item-update` / `item-delete` consumers |
-| `dispatch_webhooks` | creates the project hook where it is missing | "number of items requiring project webhook" |
+| `dispatch_webhooks` | creates the project hook where it is missing, fixes it where it is disabled, lacks push events or the current secret | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
 
 **Params**: `mode` (`incremental`: only items whose head moved; `full`: re-ingest every item),
@@ -103,6 +103,20 @@ def _report(outcome: dict, failure: str | None, *, transient: bool = False) -> d
     return outcome
 
 
+def _claim_events(run_id: str, run_params: RunParams) -> RunParams:
+    """Claim the hook events before reading the other settings: a run that fails after this costs its events an
+    attempt (back-off, then ``failed``) instead of leaving them due for the next run at once."""
+    from imrt_sync import airflow_settings, pipeline
+    from imrt_sync.schema import ensure_schema
+
+    engine = airflow_settings.imrt_engine()
+    try:
+        ensure_schema(engine)
+        return pipeline.claim_events(engine, run_id, run_params)
+    finally:
+        engine.dispose()
+
+
 def _run_start():
     """The run's start: a task that starts after the run was abandoned must not reopen its execution."""
     return get_current_context()["dag_run"].start_date
@@ -141,11 +155,11 @@ def item_synchronization():
 
         run_params = _run_params(params)
         try:
+            if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
+                run_params = _claim_events(run_id, run_params)
             with _services() as services:
                 ensure_schema(services.engine)
-                if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
-                    run_params = pipeline.claim_events(services, run_id, run_params)
-                else:
+                if not run_params.webhook_events:
                     execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
                     ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)
                     pipeline.log.info(LEGACY_START, execution.job_execution_id)
@@ -177,9 +191,7 @@ def item_synchronization():
         if plan is None:
             raise AirflowFailException("list_ids did not produce a plan: nothing to do")
         with _services() as services:
-            outcome = pipeline.dispatch_webhooks(
-                services, plan["missing_webhook"], _run_params(params), recheck=ti.try_number > 1
-            )
+            outcome = pipeline.dispatch_webhooks(services, plan["missing_webhook"], _run_params(params))
         failed = outcome["failed"]
         _report(outcome, "; ".join(failed.values()) if failed else None, transient=outcome["transient"])
 

@@ -875,9 +875,7 @@ def direct_run(
             hooks: dict = {"missing": 0, "created": [], "failed": {}, "transient": False}
             if create_hooks:
                 mark = time.time()
-                hooks = pipeline.dispatch_webhooks(
-                    services, planned["plan"]["missing_webhook"], params, recheck=False
-                )
+                hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], params)
                 phases["dispatch_webhooks"] = time.time() - mark
             verdict = pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
     finally:

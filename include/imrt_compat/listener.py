@@ -1,5 +1,6 @@
 """Mirror every run of the DAG into the Spring Batch tables, whatever started it (schedule, UI, REST API, /sync);
-the runs the GitLab hook receiver starts are not the sync job: their unclosed events are released instead.
+the runs the GitLab hook receiver starts are not the sync job: the receiver's sweeper gives the events such a run
+left unclosed their failed attempt (it knows the retry settings; ``imrt_compat.webhooks.release_ended_claims``).
 
 The hooks run in the scheduler loop (and in the API server for manual state changes), so they only enqueue: one
 daemon thread per process does the database work with short timeouts. A lost event is repaired by the reconciler
@@ -30,17 +31,6 @@ def _mirror():
     from .engine import imrt_engine
 
     return BatchMirror(imrt_engine())
-
-
-def _release_events(run_id: str) -> None:
-    """A hook events run that ended without closing its events (no summary): the next run takes them."""
-    from imrt_sync.webhooks import EventLog
-
-    from .engine import imrt_engine
-
-    released = EventLog(imrt_engine()).release([run_id])
-    if released:
-        log.warning("run %s ended without closing %d GitLab hook events: back to pending", run_id, released)
 
 
 def _work() -> None:
@@ -104,12 +94,9 @@ def on_dag_run_failed(dag_run, msg: str) -> None:
 
 def _finish(dag_run, status: str, msg: str) -> None:
     """Close the execution, keeping the exit message the run's summary task recorded (if it got to run)."""
-    if dag_run.dag_id != DAG_ID:
+    if not _mirrored(dag_run):
         return
     run_id, ended_at = dag_run.run_id, dag_run.end_date
-    if not _mirrored(dag_run):
-        _submit(lambda: _release_events(run_id))
-        return
 
     def close() -> None:
         mirror = _mirror()

@@ -2,9 +2,12 @@
 
 A request is checked (secret token, size, shape), recorded in ``imrt_webhook_event`` and answered at once; the
 targeted run is started after the answer. A run started for events stays queued while another run is active
-(``max_active_runs=1``) and takes every event still pending when it starts, so a burst of pushes costs one run, not
-one per push. A sweeper thread in every API server process starts a run for events left pending (the server
-restarted between recording and triggering, the DAG was paused, a run ended without closing its events).
+(``max_active_runs=1``) and takes every event due when it starts, so a burst of pushes costs one run, not one per
+push. A sweeper thread in every API server process, every ``[imrt] webhook_sweep_seconds``: gives the events of
+runs that ended without closing them their failed attempt (back-off, or ``failed`` after the last attempt), prunes
+closed events past ``imrt_webhook_retention_days``, and starts a run when a pending event is due (the server
+restarted between recording and triggering, the DAG was paused, a failed event's back-off is over). Neither the
+receiver nor the sweeper starts a run for events that are not due.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from starlette.concurrency import run_in_threadpool
 from airflow.configuration import conf
 from airflow.utils.session import create_session
 
-from imrt_sync.airflow_settings import receiver_settings
+from imrt_sync.airflow_settings import SettingsError, receiver_settings
+from imrt_sync.config import EventRetryPolicy, ReceiverSettings
 from imrt_sync.webhooks import (
-    MAX_BODY_BYTES, EventLog, EventRejected, is_webhook_run, parse_event, token_matches, triage, webhook_run_id,
+    MAX_BODY_BYTES, EventLog, EventRejected, is_webhook_run, parse_event, token_accepted, triage, webhook_run_id,
 )
 
 from . import DAG_ID, airflow_runs
@@ -41,14 +45,14 @@ def sweep_seconds() -> float:
     return conf.getfloat("imrt", "webhook_sweep_seconds", fallback=30.0)
 
 
-def ensure_events_run() -> str | None:
-    """Start a run for the pending events unless a queued run will take them; return the run that will."""
+def ensure_events_run(policy: EventRetryPolicy) -> str | None:
+    """Start a run for the due events unless a queued run will take them; return the run that will."""
     engine = imrt_engine()
     events = EventLog(engine)
     with engine.begin() as lock_conn, create_session() as session:
         lock_conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_RUN_LOCK_KEY)))
-        release_ended_claims(events, session)
-        if not events.has_pending(lock_conn):
+        release_ended_claims(events, session, policy)
+        if not events.has_due(lock_conn):
             return None
         for run in airflow_runs.active_runs(DAG_ID, session):
             if is_webhook_run(run.run_id) and run.state == QUEUED:
@@ -62,23 +66,25 @@ def ensure_events_run() -> str | None:
         return run_id
 
 
-def release_ended_claims(events: EventLog, session) -> int:
-    """Events claimed by runs that are over (or gone) without closing them go back to pending."""
+def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) -> int:
+    """Events claimed by runs that are over (or gone) without closing them failed that attempt."""
     claiming = events.claiming_runs()
     if not claiming:
         return 0
     states = airflow_runs.run_states(DAG_ID, claiming, session)
     ended = [run_id for run_id in claiming if states.get(run_id) not in (QUEUED, "running")]
-    released = events.release(ended)
-    if released:
-        log.warning("%d GitLab hook events of ended runs %s go back to pending", released, ended)
-    return released
+    if not ended:
+        return 0
+    closed = events.release(ended, f"run {', '.join(ended)} ended without closing its events", policy)
+    log.warning("GitLab hook events of ended runs %s: %d will be retried later, %d failed after %d attempts",
+                ended, closed.retrying, closed.failed, policy.max_attempts)
+    return closed.retrying + closed.failed
 
 
-def start_events_run_quietly() -> None:
-    """After an answer: start the run now if possible; the sweeper tries again later otherwise."""
+def start_events_run_quietly(policy: EventRetryPolicy) -> None:
+    """After an answer: start the run now if an event is due; the sweeper tries again later otherwise."""
     try:
-        ensure_events_run()
+        ensure_events_run(policy)
     except airflow_runs.DagUnavailable as exc:
         log.warning("GitLab hook events wait: %s", exc.detail)
     except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
@@ -87,8 +93,29 @@ def start_events_run_quietly() -> None:
         log.warning("could not start a run for GitLab hook events; the sweeper will retry", exc_info=True)
 
 
+def sweep() -> None:
+    """One pass of the sweeper: prune closed events past the retention, then start a run if an event is due."""
+    try:
+        settings = receiver_settings()
+    except SettingsError as exc:
+        log.error("GitLab hook events wait: %s", exc)
+        return
+    except Exception:  # noqa: BLE001 - the sweeper thread must outlive a failing variable backend
+        log.warning("GitLab hook events wait: could not read the imrt_* Airflow variables", exc_info=True)
+        return
+    try:
+        pruned = EventLog(imrt_engine()).prune(settings.event_retry.retention_days)
+    except Exception:  # noqa: BLE001 - pruning is housekeeping; starting runs matters more
+        log.warning("could not prune closed GitLab hook events", exc_info=True)
+    else:
+        if pruned:
+            log.info("pruned %d closed GitLab hook events older than %d days", pruned,
+                     settings.event_retry.retention_days)
+    start_events_run_quietly(settings.event_retry)
+
+
 class EventSweeper:
-    """Every ``[imrt] webhook_sweep_seconds``: start a run for events left pending."""
+    """Every ``[imrt] webhook_sweep_seconds``: :func:`sweep`."""
 
     def __init__(self, period: float):
         self.period = period
@@ -104,7 +131,7 @@ class EventSweeper:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            start_events_run_quietly()
+            sweep()
             self._stop.wait(self.period)
 
 
@@ -143,10 +170,10 @@ async def _read_body(request: Request) -> bytes:
 async def receive_event(request: Request, background: BackgroundTasks):
     """Check, record, answer; the run starts after the answer (GitLab gives a hook 10 s)."""
     try:
-        settings = await run_in_threadpool(receiver_settings)
+        settings: ReceiverSettings = await run_in_threadpool(receiver_settings)
         if not settings.secret:
             log.error("GitLab hook refused: the Airflow variable imrt_webhook_secret is not set")
-        if not token_matches(request.headers.get("x-gitlab-token"), settings.secret):
+        if not token_accepted(request.headers.get("x-gitlab-token"), settings.secret, settings.previous_secret):
             log.warning("GitLab hook refused from %s: missing or wrong X-Gitlab-Token",
                         request.client.host if request.client else "?")
             return _answer(401, "missing or wrong X-Gitlab-Token")
@@ -157,6 +184,9 @@ async def receive_event(request: Request, background: BackgroundTasks):
                                           RECORD_DEADLINE_SECONDS)
     except EventRejected as exc:
         return _answer(exc.status_code, exc.detail)
+    except SettingsError as exc:
+        log.error("GitLab hook not recorded: %s", exc)
+        return _answer(503, "the receiver is misconfigured (see the API server log); the nightly sync will catch up")
     except asyncio.TimeoutError:
         log.error("GitLab hook: the imrt database did not answer within %s s", RECORD_DEADLINE_SECONDS)
         return _answer(503, "the imrt database did not answer in time; the nightly sync will catch up")
@@ -169,7 +199,7 @@ async def receive_event(request: Request, background: BackgroundTasks):
     log.info("GitLab %s event %s for project %s recorded as %s%s", event.event_type, event_id, event.project_id,
              verdict.status, f" ({verdict.detail})" if verdict.detail else "")
     if verdict.status == "pending":
-        background.add_task(start_events_run_quietly)
+        background.add_task(start_events_run_quietly, settings.event_retry)
     body = {"event": event_id, "status": verdict.status}
     if verdict.detail:
         body["detail"] = verdict.detail

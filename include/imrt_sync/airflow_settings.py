@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from .config import GitLabSettings, ReceiverSettings, SyncSettings
+from .config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings
 
 DEFAULTS: dict[str, str] = {
     "imrt_gitlab_conn_id": "gitlab_default",
@@ -20,6 +20,11 @@ DEFAULTS: dict[str, str] = {
     "imrt_ignore_projects": "[]",
     "imrt_webhook_url": "",
     "imrt_webhook_secret": "",
+    "imrt_webhook_previous_secret": "",
+    "imrt_webhook_retry_base_seconds": "60",
+    "imrt_webhook_retry_max_seconds": "3600",
+    "imrt_webhook_max_attempts": "5",
+    "imrt_webhook_retention_days": "30",
     "imrt_map_bound": "256",
     "imrt_batch_size": "64",
     "imrt_deletion_guard_min": "5",
@@ -60,6 +65,7 @@ def sync_settings() -> SyncSettings:
             deletion_guard_ratio=_number(float, "imrt_deletion_guard_ratio"),
             concurrency=_number(int, "imrt_concurrency"),
             git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
+            event_retry=event_retry_policy(),
         )
     except SettingsError:
         raise
@@ -72,7 +78,38 @@ def receiver_settings() -> ReceiverSettings:
         group=variable("imrt_gitlab_group"),
         ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
         secret=variable("imrt_webhook_secret"),
+        previous_secret=variable("imrt_webhook_previous_secret"),
+        event_retry=event_retry_policy(),
     )
+
+
+def event_retry_policy() -> EventRetryPolicy:
+    """The real-time path's retry and retention settings, checked (a bad value is a SettingsError naming it)."""
+    return parse_event_retry_policy({name: variable(name) for name in _EVENT_RETRY_VARIABLES})
+
+
+_EVENT_RETRY_VARIABLES = (
+    "imrt_webhook_retry_base_seconds", "imrt_webhook_retry_max_seconds", "imrt_webhook_max_attempts",
+    "imrt_webhook_retention_days",
+)
+
+
+def parse_event_retry_policy(values: dict[str, str]) -> EventRetryPolicy:
+    def number(name: str, kind):
+        try:
+            return kind(str(values[name]).strip())
+        except ValueError:
+            raise SettingsError(f"the Airflow variable {name} must be {kind.__name__}, not {values[name]!r}") from None
+
+    try:
+        return EventRetryPolicy(
+            base_seconds=number("imrt_webhook_retry_base_seconds", float),
+            max_seconds=number("imrt_webhook_retry_max_seconds", float),
+            max_attempts=number("imrt_webhook_max_attempts", int),
+            retention_days=number("imrt_webhook_retention_days", int),
+        )
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def gitlab_settings() -> GitLabSettings:

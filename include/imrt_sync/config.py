@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -50,6 +51,37 @@ class GitLabSettings:
 
 
 @dataclass(frozen=True)
+class EventRetryPolicy:
+    """How the real-time path retries a hook event whose run failed, and how long closed events are kept.
+
+    An event's n-th failed attempt waits ``min(base_seconds * 2**(n-1), max_seconds)`` before the next; the
+    ``max_attempts``-th failure ends it ``failed``. Closed events older than ``retention_days`` are pruned.
+    """
+
+    base_seconds: float = 60.0
+    max_seconds: float = 3600.0
+    max_attempts: int = 5
+    retention_days: int = 30
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.base_seconds) and self.base_seconds > 0):
+            raise ValueError(f"imrt_webhook_retry_base_seconds must be > 0, not {self.base_seconds}")
+        if not (math.isfinite(self.max_seconds) and self.max_seconds >= self.base_seconds):
+            raise ValueError(
+                f"imrt_webhook_retry_max_seconds ({self.max_seconds}) must be >= imrt_webhook_retry_base_seconds "
+                f"({self.base_seconds})"
+            )
+        if not 1 <= self.max_attempts <= 100:
+            raise ValueError(f"imrt_webhook_max_attempts must be between 1 and 100, not {self.max_attempts}")
+        if not self.retention_days >= 1:
+            raise ValueError(f"imrt_webhook_retention_days must be >= 1, not {self.retention_days}")
+
+    def delay_after(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
+        return min(self.base_seconds * 2.0 ** max(attempts - 1, 0), self.max_seconds)
+
+
+@dataclass(frozen=True)
 class SyncSettings:
     group: str
     webhook_url: str
@@ -64,6 +96,7 @@ class SyncSettings:
     git_timeout: float = 300.0
     lock_wait_seconds: float = 75.0
     max_item_json_bytes: int = 5 * 1024 * 1024
+    event_retry: EventRetryPolicy = EventRetryPolicy()
 
     def __post_init__(self) -> None:
         DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)  # raises ValueError on invalid settings
@@ -80,6 +113,8 @@ class ReceiverSettings:
     group: str
     ignore_projects: frozenset[str] = frozenset()
     secret: str = field(default="", repr=False)
+    previous_secret: str = field(default="", repr=False)  # accepted too while hooks move to the new secret
+    event_retry: EventRetryPolicy = EventRetryPolicy()
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,11 @@ class GitLabClient:
             raise_on_status=False,
         ))
 
+    @property
+    def origin(self) -> str:
+        """The only scheme, host and port the token is sent to."""
+        return self._origin
+
     def close(self) -> None:
         self._reads.close()
         self._writes.close()
@@ -160,6 +165,22 @@ class GitLabClient:
             return session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
         except requests.RequestException as exc:
             raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}", transient=True) from None
+
+    def update_hook(self, project_id: int, hook_id: int, url: str, secret: str) -> dict:
+        """Edit the hook so it sends push events, verifies SSL and carries ``secret`` (``PUT`` requires ``url``;
+        https://docs.gitlab.com/api/project_webhooks/#edit-a-project-webhook). Not retried: the task retries."""
+        body = {"url": url, "push_events": True, "enable_ssl_verification": True, "token": secret}
+        response = self._request(self._writes, "PUT", f"/projects/{project_id}/hooks/{hook_id}", json=body)
+        return _json(_checked(response))
+
+    def delete_hook(self, project_id: int, hook_id: int) -> bool:
+        """Remove the hook; False when it was already gone
+        (https://docs.gitlab.com/api/project_webhooks/#delete-project-webhook)."""
+        response = self._request(self._reads, "DELETE", f"/projects/{project_id}/hooks/{hook_id}")
+        if response.status_code == 404:
+            return False
+        _checked(response)
+        return True
 
 
 def _session(settings: GitLabSettings, retry: Retry) -> requests.Session:

@@ -20,6 +20,7 @@ from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, remote_head
 from .mapping import MappedItem, map_item, parse_item_json
 from .planning import Plan, ProjectState, plan_run, work_units
 from .store import ItemStore, Revision
+from .projecthooks import CREATE, NONE, REPLACE, UPDATE, HookKeeper, HookRegistry
 from .webhooks import EventLog
 
 log = logging.getLogger(__name__)
@@ -44,9 +45,11 @@ class Services:
         return ItemStore(self.engine, lock_wait_seconds=self.settings.lock_wait_seconds)
 
 
-def claim_events(services: Services, run_id: str, params: RunParams) -> RunParams:
-    """A run started by the hook receiver takes every pending event: its items are the events' projects."""
-    claimed = EventLog(services.engine).claim(run_id)
+def claim_events(engine: sa.Engine, run_id: str, params: RunParams) -> RunParams:
+    """A run started by the hook receiver takes the due pending events: its items are the events' projects.
+
+    Call it first in the run: from then on, whatever fails costs the events an attempt (and a back-off)."""
+    claimed = EventLog(engine).claim(run_id)
     project_ids = tuple(sorted({event.project_id for event in claimed}))
     log.info("took %d GitLab hook events for %d items: %s", len(claimed), len(project_ids), list(project_ids))
     return replace(params, item_ids=project_ids)
@@ -54,19 +57,23 @@ def claim_events(services: Services, run_id: str, params: RunParams) -> RunParam
 
 def close_events(services: Services, run_id: str, plan: dict | None, unit_outcomes: list[dict | None],
                  hooks: dict | None, units: list[dict]) -> None:
-    """Record how the run's events ended; a run that could not plan gives its events to the next run."""
+    """Record how the run's events ended. A failed item, or a run that could not plan, costs its events an attempt:
+    they wait for a later run with a growing delay, or end ``failed`` after the last allowed attempt."""
     events = EventLog(services.engine)
+    policy = services.settings.event_retry
     if plan is None:
-        released = events.release([run_id])
-        log.warning("listing failed: %d hook events go back to pending for the next run", released)
+        ended = events.release([run_id], f"run {run_id} could not plan: see its list_ids task log", policy)
+        log.warning("listing failed: %d hook events will be retried later, %d failed after %d attempts",
+                    ended.retrying, ended.failed, policy.max_attempts)
         return
     reported, silent = _reported_units(unit_outcomes, units)
     failed = {int(pid): message for o in reported.values() for pid, message in o["failed"].items()}
     for unit in silent:
         failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
     failed.update({int(pid): message for pid, message in ((hooks or {}).get("failed") or {}).items()})
-    closed = events.close(run_id, failed)
-    log.info("closed %d hook events (%d items failed)", closed, len(failed))
+    ended = events.close(run_id, failed, policy)
+    log.info("hook events: %d synced, %d to retry later, %d failed after %d attempts (%d items failed)",
+             ended.synced, ended.retrying, ended.failed, policy.max_attempts, len(failed))
 
 
 def list_ids(services: Services, params: RunParams) -> dict:
@@ -128,12 +135,13 @@ def _namespace(project: dict) -> str | None:
 
 def _project_states(services: Services, projects: list[dict]) -> tuple[list[ProjectState], dict[int, str]]:
     """Each project's head and webhook; a project whose reads keep failing is left out and named with its error."""
-    webhook_url = services.settings.webhook_url
+    hooks = _hook_keeper(services)
+    recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
 
     def state(project: dict) -> ProjectState:
         branch = project.get("default_branch")
         head = remote_head(project["http_url_to_repo"], branch, services.git_access) if branch else None
-        has_webhook = any(h.get("url") == webhook_url for h in services.gitlab.hooks(project["id"]))
+        has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
         return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook)
 
     def isolated(project: dict) -> ProjectState | str:
@@ -275,36 +283,42 @@ def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str
     return raw
 
 
-def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams, *, recheck: bool) -> dict:
-    """Create the project hook where it is missing; report what was created and what failed.
-
-    ``recheck`` lists a project's hooks again before creating one: on a retried task, where an earlier try may have
-    created it already. A first try trusts the plan made moments before.
-    """
+def _hook_keeper(services: Services) -> HookKeeper:
     settings = services.settings
-    outcome: dict = {"missing": len(project_ids), "created": [], "failed": {}, "transient": False}
+    return HookKeeper(services.gitlab, HookRegistry(services.engine), settings.webhook_url, settings.webhook_secret)
+
+
+def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams) -> dict:
+    """Give every project the plan found without a working hook one (created, edited or replaced: see
+    ``imrt_sync.projecthooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
+    another secret than ``imrt_webhook_secret`` (during a rotation: the previous one)."""
+    outcome: dict = {"missing": len(project_ids), "created": [], "updated": [], "replaced": [], "failed": {},
+                     "transient": False, "on_other_secret": None}
     if params.dry_run:
-        log.info("DRY RUN: would create the webhook on %d projects: %s", len(project_ids), project_ids)
+        log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
-
-    def ensure_hook(project_id: int) -> bool:
-        if recheck and any(h.get("url") == settings.webhook_url for h in services.gitlab.hooks(project_id)):
-            return False
-        services.gitlab.create_hook(project_id, settings.webhook_url, settings.webhook_secret)
-        log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)
-        return True
-
-    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-        futures = {pid: pool.submit(ensure_hook, pid) for pid in project_ids}
+    keeper = _hook_keeper(services)
+    with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
+        futures = {pid: pool.submit(keeper.repair, pid) for pid in project_ids}
+    done = {CREATE: "created", UPDATE: "updated", REPLACE: "replaced"}
     for project_id, future in futures.items():
         try:
-            if future.result():
-                outcome["created"].append(project_id)
+            action = future.result()
         except Exception as exc:  # noqa: BLE001 - reported per project
-            log.error("creating the webhook of project %s failed: %s", project_id, exc)
+            log.error("fixing the webhook of project %s failed: %s", project_id, exc)
             outcome["failed"][str(project_id)] = f"webhook of project {project_id}: {exc}"
             outcome["transient"] |= not isinstance(exc, GitLabError) or exc.transient
-    log.info("created the webhook on %d of %d projects", len(outcome["created"]), len(project_ids))
+            continue
+        if action != NONE:
+            outcome[done[action]].append(project_id)
+            log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)
+    outcome["on_other_secret"] = keeper.registry.count_not_on(keeper.fingerprint)
+    log.info("webhooks of %d projects: %d created, %d updated, %d replaced (were disabled), %d failed",
+             len(project_ids), len(outcome["created"]), len(outcome["updated"]), len(outcome["replaced"]),
+             len(outcome["failed"]))
+    log.info("%d project hooks recorded in imrt_project_hook carry another secret than imrt_webhook_secret%s",
+             outcome["on_other_secret"],
+             "" if outcome["on_other_secret"] else ": imrt_webhook_previous_secret, if set, can be cleared")
     return outcome
 
 

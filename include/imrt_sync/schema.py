@@ -6,15 +6,17 @@
   ``item_git``, ``item_log``, ``stim_link`` (still with its audit columns, dropped only in V28), ``project_lock``,
   ``item_attachment`` and ``item_form``.
 
-Plus tables of this service's own: ``imrt_webhook_event`` (the GitLab hook events the real-time path received) and
-``imrt_project_head`` (the branch head each project was synced at: ``item_git`` records the last commit that changed
-``item.json``, as the legacy service did, so runs stay incremental by head through this table).
+Plus tables of this service's own: ``imrt_webhook_event`` (the GitLab hook events the real-time path received),
+``imrt_webhook_ignored_count`` (how many events were ignored, per day and reason), ``imrt_project_hook`` (the
+project hooks IMRT created or fixed, with a fingerprint of the secret each carries) and ``imrt_project_head`` (the
+branch head each project was synced at: ``item_git`` records the last commit that changed ``item.json``, as the
+legacy service did, so runs stay incremental by head through this table).
 
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
 
-:func:`ensure_schema` creates what is missing and never drops or alters an existing object: on a database
-managed by Flyway (later migrations added columns and tables) it leaves every existing table alone.
+:func:`ensure_schema` creates what is missing and never drops or alters an existing legacy object: on a database
+managed by Flyway (later migrations added columns and tables) it leaves every existing legacy table alone.
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ __all__ = [
     "item_form",
     "imrt_webhook_event",
     "imrt_project_head",
+    "imrt_webhook_ignored_count",
+    "imrt_project_hook",
 ]
 
 metadata = sa.MetaData()
@@ -312,9 +316,38 @@ imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what bec
     sa.Column("run_id", sa.String(250)),  # the Airflow run that took the event
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),  # runs that took the event
+    sa.Column("next_attempt_at", sa.DateTime(timezone=True)),  # a pending event is due from then (NULL: now)
     sa.Index("imrt_webhook_event_open", "status", postgresql_where=sa.text("status IN ('pending', 'claimed')")),
     sa.Index("imrt_webhook_event_project", "project_id", "received_at"),
     sa.Index("imrt_webhook_event_commit", "commit_sha"),
+    sa.Index("imrt_webhook_event_received", "received_at"),
+)
+
+imrt_webhook_ignored_count = sa.Table(  # ignored events outlive their pruned rows as counts
+    "imrt_webhook_ignored_count",
+    metadata,
+    sa.Column("day", sa.Date, primary_key=True),  # UTC day the events were received
+    sa.Column("reason", sa.String(40), primary_key=True),  # event_type | outside_group | ignored_project | other_branch
+    sa.Column("events", sa.BigInteger, nullable=False),
+)
+
+imrt_project_hook = sa.Table(  # project hooks IMRT created or fixed; GitLab never returns a hook's token
+    "imrt_project_hook",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("hook_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("secret_fingerprint", sa.String(64), nullable=False),  # HMAC-SHA256 of the secret, never the secret
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+)
+
+# Columns and indexes added to this service's own tables after their first release; ensure_schema adds them to a
+# table created before (legacy tables are never altered).
+_OWN_TABLE_UPGRADES = (
+    "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMP WITH TIME ZONE",
+    "CREATE INDEX IF NOT EXISTS imrt_webhook_event_received ON imrt_webhook_event (received_at)",
 )
 
 
@@ -331,7 +364,9 @@ imrt_project_head = sa.Table(  # the default-branch head each project had when i
 
 
 def ensure_schema(engine: sa.Engine) -> list[str]:
-    """Create the legacy tables and sequences that are missing; never drop or alter an existing one.
+    """Create the legacy tables and sequences that are missing; never drop or alter an existing legacy one.
+
+This service's own tables get the columns added since their first release (``_OWN_TABLE_UPGRADES``).
 
     Returns the names created (sequences first, then tables in dependency order); ``[]`` when all exist.
     Safe to call from several processes at once: on PostgreSQL the check and the creation run in one
@@ -346,4 +381,7 @@ def ensure_schema(engine: sa.Engine) -> list[str]:
         created = [seq.name for seq in SEQUENCES if seq.name not in existing_sequences]
         created += [table.name for table in metadata.sorted_tables if table.name not in existing_tables]
         metadata.create_all(conn, checkfirst=True)
+        if conn.dialect.name == "postgresql" and imrt_webhook_event.name in existing_tables:
+            for statement in _OWN_TABLE_UPGRADES:
+                conn.execute(sa.text(statement))
     return created

@@ -5,21 +5,28 @@ The receiver (``imrt_compat.webhooks``) checks the secret, parses the event with
 DAG started for events claims every pending event when it starts, so the pushes that arrive while a run waits are
 all absorbed by that one run; the run's ``summary`` closes its events as synced or failed.
 
-Event life cycle: ``ignored`` (never acted on), or ``pending`` -> ``claimed`` (by a run) -> ``synced`` | ``failed``;
-a claimed event whose run ended without closing it goes back to ``pending``.
+Event life cycle: ``ignored`` (never acted on, counted in ``imrt_webhook_ignored_count``), or ``pending`` ->
+``claimed`` (by a run; ``attempts`` + 1) -> ``synced``, or on a failure (the item failed, the run could not plan, the
+run ended without closing it) back to ``pending`` with ``next_attempt_at`` moved by an exponential back-off
+(:class:`~imrt_sync.config.EventRetryPolicy`), until the ``max_attempts``-th failure ends it ``failed``. A run only
+takes events that are due (and the not yet due events of the same projects, which it syncs anyway). Closed events
+(``ignored``, ``synced``, ``failed``) older than the retention are pruned by :meth:`EventLog.prune`.
 """
 
 from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from .schema import imrt_webhook_event
+from .config import EventRetryPolicy
+from .schema import imrt_webhook_event, imrt_webhook_ignored_count
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 DETAIL_LIMIT = 2000
@@ -40,6 +47,13 @@ OTHER_SYSTEM_EVENTS = frozenset({
 })
 
 RUN_ID_PREFIX = "webhook__"
+
+# Why an event was ignored: the reasons imrt_webhook_ignored_count counts.
+NOT_USED, OUTSIDE_GROUP = "event_type", "outside_group"
+IGNORED_PROJECT, OTHER_BRANCH = "ignored_project", "other_branch"
+
+_CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
+PRUNE_BATCH = 10_000
 
 
 class EventRejected(ValueError):
@@ -66,6 +80,7 @@ class HookEvent:
 class Verdict:
     status: str  # "pending" or "ignored"
     detail: str = ""
+    reason: str = ""  # an ignored event's reason: NOT_USED, OUTSIDE_GROUP, IGNORED_PROJECT or OTHER_BRANCH
 
 
 def is_webhook_run(run_id: str) -> bool:
@@ -83,6 +98,18 @@ def token_matches(presented: str | None, secret: str) -> bool:
     return hmac.compare_digest(presented.encode(), secret.encode())
 
 
+def token_accepted(presented: str | None, secret: str, previous_secret: str = "") -> bool:
+    """The current secret, or during a rotation the previous one; both are always compared (constant time)."""
+    current = token_matches(presented, secret)
+    previous = token_matches(presented, previous_secret)
+    return current or previous
+
+
+def sanitized(text: str) -> str:
+    """``text`` with every C0/C1 control character and DEL replaced by U+FFFD, fit for a log line or a table."""
+    return _CONTROL_CHARACTERS.sub("\ufffd", text)
+
+
 def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = None) -> HookEvent:
     """Read a project hook or system hook request (header ``X-Gitlab-Event`` and JSON body) into a HookEvent."""
     if len(body) > MAX_BODY_BYTES:
@@ -91,12 +118,14 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
         raise EventRejected(400, f"unsupported X-Gitlab-Event {_shown(gitlab_event)}: expected Push Hook or System Hook")
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EventRejected(400, f"body is not JSON: {exc}") from None
+    except RecursionError:
+        raise EventRejected(400, "body is not JSON we take: nested too deep") from None
+    except ValueError as exc:  # not JSON, not UTF-8, or an integer past Python's digit limit
+        raise EventRejected(400, f"body is not JSON we take: {_shown(str(exc))}") from None
     if not isinstance(payload, dict):
         raise EventRejected(400, "body is not a JSON object")
     kind = payload.get("event_name") or payload.get("object_kind")
-    uuid = _short(event_uuid, 64)
+    uuid = _short(sanitized(event_uuid) if event_uuid else None, 64)
     if kind == PUSH:
         return _push_event(payload, uuid)
     if gitlab_event == "System Hook" and kind in (PROJECT_CREATE, PROJECT_DESTROY):
@@ -117,7 +146,7 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
     sha = payload.get("checkout_sha") or payload.get("after")
     return HookEvent(
         PUSH, project_id, _text(project, "path_with_namespace"), ref=ref,
-        commit_sha=_short(sha if isinstance(sha, str) else None, 64),
+        commit_sha=_short(sanitized(sha) if isinstance(sha, str) else None, 64),
         default_branch=_text(project, "default_branch", required=False),
         gitlab_event_uuid=uuid,
     )
@@ -126,16 +155,17 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
 def triage(event: HookEvent, group: str, ignored_paths: Iterable[str]) -> Verdict:
     """Act on the event, or ignore it and say why: outside the group, an ignored project, not the default branch."""
     if event.event_type not in ACTED_ON:
-        return Verdict("ignored", f"{event.event_type} events are not used by IMRT")
+        return Verdict("ignored", f"{event.event_type} events are not used by IMRT", NOT_USED)
     namespace, _, path = (event.project_path or "").rpartition("/")
     if namespace != group:
-        return Verdict("ignored", f"project {event.project_path} is not in the group {group}")
+        return Verdict("ignored", f"project {event.project_path} is not in the group {group}", OUTSIDE_GROUP)
     if path in set(ignored_paths):
-        return Verdict("ignored", f"project {event.project_path} is in imrt_ignore_projects")
+        return Verdict("ignored", f"project {event.project_path} is in imrt_ignore_projects", IGNORED_PROJECT)
     if event.event_type == PUSH:
         branch = (event.ref or "").removeprefix("refs/heads/")
         if not (event.ref or "").startswith("refs/heads/") or branch != event.default_branch:
-            return Verdict("ignored", f"push to {event.ref}, not to the default branch {event.default_branch}")
+            return Verdict("ignored", f"push to {event.ref}, not to the default branch {event.default_branch}",
+                           OTHER_BRANCH)
     return Verdict("pending")
 
 
@@ -147,12 +177,13 @@ def _int(payload: Mapping, key: str) -> int:
 
 
 def _text(payload: Mapping, key: str, *, required: bool = True) -> str | None:
+    """A non-empty string of at most 1000 characters, its control characters replaced (see :func:`sanitized`)."""
     value = payload.get(key)
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value or len(value) > 1000:
         raise EventRejected(400, f"{key} must be a non-empty string, got {_shown(value)}")
-    return value
+    return sanitized(value)
 
 
 def _short(value: str | None, limit: int) -> str | None:
@@ -171,15 +202,25 @@ class ClaimedEvent:
     project_id: int
 
 
+@dataclass(frozen=True)
+class Closed:
+    """How a run's events ended: synced, back to pending for a later attempt, or failed for good."""
+
+    synced: int = 0
+    retrying: int = 0
+    failed: int = 0
+
+
 class EventLog:
-    """``imrt_webhook_event``: what came in, which run took it, and how it ended."""
+    """``imrt_webhook_event``: what came in, which run took it, how often it was tried and how it ended."""
 
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
     def record(self, event: HookEvent, verdict: Verdict) -> int:
+        """Store the event; an ignored one is also counted for its day and reason (the count outlives the row)."""
         with self.engine.begin() as conn:
-            return conn.scalar(
+            event_id = conn.scalar(
                 sa.insert(imrt_webhook_event)
                 .values(
                     event_type=event.event_type, project_id=event.project_id, project_path=event.project_path,
@@ -188,57 +229,127 @@ class EventLog:
                 )
                 .returning(imrt_webhook_event.c.id)
             )
+            if verdict.status == "ignored":
+                _count_ignored(conn, verdict.reason or NOT_USED)
+        return event_id
 
-    def has_pending(self, conn: sa.Connection | None = None) -> bool:
-        query = sa.select(sa.exists().where(imrt_webhook_event.c.status == "pending"))
+    def has_due(self, conn: sa.Connection | None = None) -> bool:
+        """Whether a pending event is due: new, or its back-off is over."""
+        t = imrt_webhook_event.c
+        query = sa.select(sa.exists().where(t.status == "pending", _due()))
         if conn is not None:
             return bool(conn.scalar(query))
         with self.engine.connect() as own:
             return bool(own.scalar(query))
 
     def claim(self, run_id: str) -> list[ClaimedEvent]:
-        """Take every pending event for ``run_id`` (again those it took before: a retried task claims the same)."""
+        """Take the due pending events, and the other pending events of their projects, for ``run_id``.
+
+        A retried task of the same run takes the same events again, without counting another attempt.
+        """
         t = imrt_webhook_event.c
+        other = imrt_webhook_event.alias("due_event")
+        due_projects = sa.select(other.c.project_id).where(
+            other.c.status == "pending", _due(other), other.c.project_id.is_not(None))
+        taken = sa.and_(t.status == "pending", sa.or_(_due(), t.project_id.in_(due_projects.scalar_subquery())))
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.update(imrt_webhook_event)
-                .where(sa.or_(t.status == "pending", sa.and_(t.status == "claimed", t.run_id == run_id)))
-                .values(status="claimed", run_id=run_id, claimed_at=sa.func.coalesce(t.claimed_at, sa.func.now()))
+                .where(sa.or_(taken, sa.and_(t.status == "claimed", t.run_id == run_id)))
+                .values(
+                    status="claimed", run_id=run_id, claimed_at=sa.func.coalesce(t.claimed_at, sa.func.now()),
+                    attempts=sa.case((t.status == "pending", t.attempts + 1), else_=t.attempts),
+                    next_attempt_at=None,
+                )
                 .returning(t.id, t.event_type, t.project_id)
             ).all()
         return sorted((ClaimedEvent(*row) for row in rows), key=lambda e: e.id)
 
-    def close(self, run_id: str, failed: Mapping[int, str]) -> int:
-        """End the run's claimed events: ``failed`` (with the item's error) for the given projects, else synced."""
+    def close(self, run_id: str, failed: Mapping[int, str], policy: EventRetryPolicy) -> Closed:
+        """End the run's claimed events: the given projects' events failed this attempt (with the item's error);
+        the rest synced."""
         t = imrt_webhook_event.c
         mine = sa.and_(t.run_id == run_id, t.status == "claimed")
-        closed = 0
+        retrying = failed_for_good = 0
         with self.engine.begin() as conn:
             for project_id, message in failed.items():
-                closed += conn.execute(
-                    sa.update(imrt_webhook_event).where(mine, t.project_id == project_id)
-                    .values(status="failed", detail=message[:DETAIL_LIMIT], finished_at=sa.func.now())
-                ).rowcount
-            closed += conn.execute(
-                sa.update(imrt_webhook_event).where(mine).values(status="synced", finished_at=sa.func.now())
+                again, ended = _fail_attempt(conn, sa.and_(mine, t.project_id == project_id), message, policy)
+                retrying, failed_for_good = retrying + again, failed_for_good + ended
+            synced = conn.execute(
+                sa.update(imrt_webhook_event).where(mine)
+                .values(status="synced", detail=None, finished_at=sa.func.now())
             ).rowcount
-        return closed
+        return Closed(synced, retrying, failed_for_good)
 
-    def release(self, run_ids: Iterable[str]) -> int:
-        """Give the events of runs that ended without closing them back to the next run."""
+    def release(self, run_ids: Iterable[str], reason: str, policy: EventRetryPolicy) -> Closed:
+        """The events of runs that ended without closing them failed this attempt: ``reason`` says why."""
         run_ids = list(run_ids)
         if not run_ids:
-            return 0
+            return Closed()
         t = imrt_webhook_event.c
         with self.engine.begin() as conn:
-            return conn.execute(
-                sa.update(imrt_webhook_event)
-                .where(t.status == "claimed", t.run_id.in_(run_ids))
-                .values(status="pending", run_id=None, claimed_at=None)
-            ).rowcount
+            retrying, failed = _fail_attempt(conn, sa.and_(t.status == "claimed", t.run_id.in_(run_ids)), reason,
+                                             policy)
+        return Closed(0, retrying, failed)
 
     def claiming_runs(self) -> list[str]:
         """The runs holding claimed events."""
         t = imrt_webhook_event.c
         with self.engine.connect() as conn:
             return list(conn.scalars(sa.select(t.run_id).where(t.status == "claimed").distinct()))
+
+    def prune(self, retention_days: int) -> int:
+        """Delete closed events (ignored, synced, failed) received more than ``retention_days`` ago."""
+        closed = imrt_webhook_event.alias("closed_event")
+        cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, retention_days)
+        old = (sa.select(closed.c.id)
+               .where(closed.c.status.in_(("ignored", "synced", "failed")), closed.c.received_at < cutoff)
+               .limit(PRUNE_BATCH).scalar_subquery())
+        pruned = 0
+        while True:
+            with self.engine.begin() as conn:
+                deleted = conn.execute(
+                    sa.delete(imrt_webhook_event).where(imrt_webhook_event.c.id.in_(old))).rowcount
+            pruned += deleted
+            if deleted < PRUNE_BATCH:
+                return pruned
+
+    def ignored_counts(self) -> dict[tuple[str, str], int]:
+        """``{(day ISO, reason): events}``: how many events were ignored, whether or not their rows were pruned."""
+        c = imrt_webhook_ignored_count.c
+        with self.engine.connect() as conn:
+            return {(day.isoformat(), reason): events
+                    for day, reason, events in conn.execute(sa.select(c.day, c.reason, c.events))}
+
+
+def _due(table: sa.FromClause = imrt_webhook_event):
+    t = table.c
+    return sa.or_(t.next_attempt_at.is_(None), t.next_attempt_at <= sa.func.now())
+
+
+def _fail_attempt(conn: sa.Connection, events, message: str, policy: EventRetryPolicy) -> tuple[int, int]:
+    """The ``events`` failed an attempt: the last allowed attempt ends them ``failed``, the others wait
+    ``min(base * 2**(attempts-1), max)`` seconds as ``pending``. Returns (retrying, failed)."""
+    t = imrt_webhook_event.c
+    detail = sanitized(message)[:DETAIL_LIMIT]
+    failed = conn.execute(
+        sa.update(imrt_webhook_event).where(events, t.attempts >= policy.max_attempts)
+        .values(status="failed", detail=detail, finished_at=sa.func.now())
+    ).rowcount
+    delay = sa.func.least(policy.base_seconds * sa.func.power(2.0, sa.func.greatest(t.attempts - 1, 0)),
+                          policy.max_seconds)
+    retrying = conn.execute(
+        sa.update(imrt_webhook_event).where(events, t.attempts < policy.max_attempts)
+        .values(status="pending", run_id=None, claimed_at=None, detail=detail,
+                next_attempt_at=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay))
+    ).rowcount
+    return retrying, failed
+
+
+def _count_ignored(conn: sa.Connection, reason: str) -> None:
+    c = imrt_webhook_ignored_count.c
+    today = sa.cast(sa.func.timezone("UTC", sa.func.now()), sa.Date)
+    statement = pg_insert(imrt_webhook_ignored_count).values(day=today, reason=reason, events=1)
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[c.day, c.reason], set_={"events": imrt_webhook_ignored_count.c.events + 1}
+    ))

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 GROUP = "iat-hooks"
 TOKEN = "glpat-hooks-token"
 SECRET = "whsec-hooks-" + uuid.uuid4().hex
+PREVIOUS_SECRET = "whsec-hooks-previous-" + uuid.uuid4().hex  # a rotation in progress
 BANK_SIZE = 6
 HOOK_URL = "https://imrt.example.org/webHook"
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
@@ -48,7 +49,8 @@ def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
     with airflow_stack(
         pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
         imrt_url=imrt.url, metadata_prefix="airflow_hooks", webhook_url=HOOK_URL, webhook_secret=SECRET,
-        extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3"}, parallelism=4,
+        extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3",
+                   "AIRFLOW_VAR_IMRT_WEBHOOK_PREVIOUS_SECRET": PREVIOUS_SECRET}, parallelism=4,
     ) as airflow:
         yield airflow
 
@@ -130,10 +132,10 @@ def test_a_push_without_the_right_token_is_refused_and_leaves_nothing(stack, syn
     bank, projects, _ = item_bank
     document = push_payload(projects[0], "f" * 40)
     before_runs, before_events = len(runs(stack)), event_count(imrt)
-    for token in (None, "", "wrong-" + SECRET, SECRET[:-1], SECRET + " "):
+    for token in (None, "", "wrong-" + SECRET, SECRET[:-1], SECRET + " ", PREVIOUS_SECRET + "x"):
         response = send(stack, document, token=token)
         assert response.status_code == 401, (token, response.text)
-        assert SECRET not in response.text
+        assert SECRET not in response.text and PREVIOUS_SECRET not in response.text
     assert event_count(imrt) == before_events
     assert len(runs(stack)) == before_runs
 
@@ -147,6 +149,8 @@ def test_malformed_unknown_and_oversized_requests_get_a_4xx_and_change_nothing(s
         (send(stack, {"event_name": "pipeline_bananas"}, event="System Hook"), 400),
         (send(stack, {**push_payload(projects[0], "a" * 40), "project_id": "1; DROP TABLE item"}), 400),
         (send(stack, None, data=b"x" * (3 * 1024 * 1024)), 413),
+        (send(stack, None, data=b"[" * 200_000 + b"]" * 200_000), 400),  # RecursionError in json.loads
+        (send(stack, None, data=b'{"project_id": ' + b"7" * 10_000 + b"}"), 400),  # past int's digit limit
         (requests.get(stack.url + "/webHook/", headers={"X-Gitlab-Token": SECRET}, timeout=30), 405),
     ]
     for response, status in checks:
@@ -269,3 +273,25 @@ def test_events_recorded_before_an_api_server_restart_are_synced_after_it(stack,
     assert {e["run_id"] for e in closed}.isdisjoint(runs_before_restart)
     for project in targets:
         assert head_in_imrt(imrt, project["id"]) == last_sha[project["id"]]
+
+
+def test_the_previous_secret_is_accepted_during_a_rotation(stack, synced, item_bank, imrt):
+    _, projects, _ = item_bank
+    project = projects[0]
+    response = send(stack, push_payload(project, "e" * 40, ref="refs/heads/rotation-check"), token=PREVIOUS_SECRET)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "ignored"  # another branch: recorded, no run
+
+
+def test_control_characters_in_path_and_ref_are_replaced_before_they_are_stored(stack, synced, item_bank, imrt):
+    _, projects, _ = item_bank
+    document = push_payload(projects[0], "e" * 40, ref="refs/heads/x\r\nINFO forged log line\x1b[0m")
+    document["project"] = {**document["project"], "path_with_namespace": "else\x00where/\x9bx\x7f"}
+    response = send(stack, document)
+    assert response.status_code == 200, response.text
+    [event] = events(imrt, id=response.json()["event"])
+    assert event["ref"] == "refs/heads/x\ufffd\ufffdINFO forged log line\ufffd[0m"
+    assert event["project_path"] == "else\ufffdwhere/\ufffdx\ufffd"
+    assert event["status"] == "ignored" and "\n" not in event["detail"] and "\x00" not in event["detail"]
+    with imrt.connect() as conn:
+        assert conn.scalar(sa.text("SELECT sum(events) FROM imrt_webhook_ignored_count")) >= 1

@@ -59,7 +59,7 @@ def run(services, **params) -> tuple[dict, dict]:
     run_params = RunParams(**params)
     planned = pipeline.list_ids(services, run_params)
     outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], run_params, recheck=False)
+    hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], run_params)
     return planned["plan"], pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
 
 

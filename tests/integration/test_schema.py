@@ -29,6 +29,8 @@ TABLES = [
     "item_form",
     "imrt_webhook_event",
     "imrt_project_head",
+    "imrt_webhook_ignored_count",
+    "imrt_project_hook",
 ]
 
 ITEM = {

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
+from imrt_sync.airflow_settings import DEFAULTS, SettingsError, parse_event_retry_policy
+from imrt_sync.config import EventRetryPolicy
 from imrt_sync.webhooks import (
     MAX_BODY_BYTES,
+    OTHER_BRANCH,
+    OUTSIDE_GROUP,
     EventRejected,
     HookEvent,
     is_webhook_run,
     parse_event,
+    sanitized,
+    token_accepted,
     token_matches,
     triage,
     webhook_run_id,
@@ -69,6 +75,8 @@ def test_other_documented_system_events_are_read_but_not_acted_on():
     [
         ("Push Hook", b"{not json", 400, "not JSON"),
         ("Push Hook", b"\xff\xfe", 400, "not JSON"),
+        ("Push Hook", b"[" * 100_000 + b"]" * 100_000, 400, "nested too deep"),
+        ("Push Hook", b'{"project_id": ' + b"9" * 5000 + b"}", 400, "not JSON we take"),
         ("Push Hook", b"[1, 2]", 400, "not a JSON object"),
         ("Issue Hook", body(payload("push")), 400, "unsupported X-Gitlab-Event 'Issue Hook'"),
         (None, body(payload("push")), 400, "unsupported X-Gitlab-Event None"),
@@ -140,3 +148,67 @@ def test_event_runs_are_named_apart_from_other_runs():
     assert is_webhook_run(run_id)
     assert not is_webhook_run("legacy__12") and not is_webhook_run("scheduled__2026-01-01T09:00:00+00:00")
 
+
+
+def test_during_a_rotation_both_secrets_are_accepted_and_nothing_else():
+    assert token_accepted("new-secret", "new-secret", "old-secret")
+    assert token_accepted("old-secret", "new-secret", "old-secret")
+    assert not token_accepted("other", "new-secret", "old-secret")
+    assert not token_accepted("old-secret", "new-secret", "")  # rotation over: the old secret is refused
+    assert not token_accepted("", "new-secret", "")
+    assert not token_accepted(None, "new-secret", "old-secret")
+
+
+def test_control_characters_never_reach_the_table_or_the_log():
+    assert sanitized("iat/\x1b[31mred\x00\x7f\x85\u009b") == "iat/\ufffd[31mred\ufffd\ufffd\ufffd\ufffd"
+    assert sanitized("iat-prod/200123 é ✓") == "iat-prod/200123 é ✓"
+    document = payload("push", ref="refs/heads/mas\rter\nFAKE LOG LINE")
+    document["project"] = {**document["project"], "path_with_namespace": "mike/dia\x1bspora\x9b"}
+    event = parse_event("Push Hook", body(document), "uuid\x00\n")
+    assert event.ref == "refs/heads/mas\ufffdter\ufffdFAKE LOG LINE"
+    assert event.project_path == "mike/dia\ufffdspora\ufffd"
+    assert event.gitlab_event_uuid == "uuid\ufffd\ufffd"
+    verdict = triage(event, "mike", [])
+    assert verdict.status == "ignored" and verdict.reason == OTHER_BRANCH
+    assert not any(ch in verdict.detail for ch in "\r\n\x1b\x9b")
+
+
+def test_ignored_verdicts_carry_a_countable_reason():
+    event = parse_event("Push Hook", body(payload("push")))
+    assert triage(event, "elsewhere", []).reason == OUTSIDE_GROUP
+    assert triage(event, "mike", []).reason == ""
+
+
+def test_retry_delays_double_from_the_base_up_to_the_maximum():
+    policy = EventRetryPolicy(base_seconds=2, max_seconds=10, max_attempts=6)
+    assert [policy.delay_after(n) for n in range(1, 7)] == [2, 4, 8, 10, 10, 10]
+    assert EventRetryPolicy().delay_after(1) == 60 and EventRetryPolicy().delay_after(20) == 3600
+
+
+@pytest.mark.parametrize(
+    ("changes", "says"),
+    [
+        ({"base_seconds": 0}, "imrt_webhook_retry_base_seconds must be > 0"),
+        ({"base_seconds": float("nan")}, "imrt_webhook_retry_base_seconds must be > 0"),
+        ({"base_seconds": 10, "max_seconds": 5}, "imrt_webhook_retry_max_seconds (5) must be >="),
+        ({"max_seconds": float("inf")}, "imrt_webhook_retry_max_seconds"),
+        ({"max_attempts": 0}, "imrt_webhook_max_attempts must be between 1 and 100"),
+        ({"max_attempts": 101}, "imrt_webhook_max_attempts must be between 1 and 100"),
+        ({"retention_days": 0}, "imrt_webhook_retention_days must be >= 1"),
+    ],
+)
+def test_retry_settings_are_validated(changes, says):
+    with pytest.raises(ValueError) as caught:
+        EventRetryPolicy(**changes)
+    assert says in str(caught.value)
+
+
+def test_retry_settings_are_read_from_the_variables_and_a_bad_one_is_named():
+    values = {name: DEFAULTS[name] for name in DEFAULTS if name.startswith("imrt_webhook_")}
+    assert parse_event_retry_policy(values) == EventRetryPolicy(60, 3600, 5, 30)
+    small = {**values, "imrt_webhook_retry_base_seconds": "0.5", "imrt_webhook_retry_max_seconds": " 4 "}
+    assert parse_event_retry_policy(small) == EventRetryPolicy(0.5, 4, 5, 30)
+    with pytest.raises(SettingsError, match="imrt_webhook_max_attempts must be int, not 'many'"):
+        parse_event_retry_policy({**values, "imrt_webhook_max_attempts": "many"})
+    with pytest.raises(SettingsError, match="imrt_webhook_retention_days must be >= 1"):
+        parse_event_retry_policy({**values, "imrt_webhook_retention_days": "-3"})

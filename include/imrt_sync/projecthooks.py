@@ -1,0 +1,170 @@
+"""The project hooks IMRT keeps on every item's project: when one counts, and how a missing or broken one is fixed.
+
+A project is hooked when one of its hooks points at ``imrt_webhook_url``, sends push events, is not disabled and
+carries the current secret. GitLab never returns a hook's token ("the token isn't returned in the response",
+https://docs.gitlab.com/api/project_webhooks/#add-a-webhook-to-a-project), so ``imrt_project_hook`` records which
+hooks IMRT created or updated, with an HMAC-SHA256 fingerprint of the secret they carry (never the secret).
+
+A hook counts as disabled when its ``alert_status`` is not ``executable`` or its ``disabled_until`` is in the
+future (https://docs.gitlab.com/api/project_webhooks/#get-a-project-webhook; GitLab computes both in
+``WebHooks::AutoDisabling``, app/models/concerns/web_hooks/auto_disabling.rb). Fixes:
+
+* no hook with our URL: create one (``POST /projects/:id/hooks``);
+* an enabled hook with our URL that IMRT did not record, or recorded with another secret, or without push events:
+  edit it (``PUT /projects/:id/hooks/:hook_id`` with the URL, the token, ``push_events`` and
+  ``enable_ssl_verification``, https://docs.gitlab.com/api/project_webhooks/#edit-a-project-webhook);
+* only disabled hooks with our URL: replace them (create a new hook, then delete the disabled one). GitLab re-enables
+  a disabled hook only when a delivery or a test request to it succeeds
+  (https://docs.gitlab.com/user/project/integrations/webhooks/#re-enable-disabled-webhooks; in GitLab's source
+  only ``WebHooks::LogExecutionService`` calls ``enable!``, on a successful delivery): editing it does not
+  re-enable it, and the test endpoint is rate limited to five requests a minute and needs a commit to send
+  (https://docs.gitlab.com/api/project_webhooks/#trigger-a-test-project-webhook), while a new hook starts enabled;
+* further hooks with our URL are deleted, so that GitLab delivers each push once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from .gitlab import GitLabClient
+from .schema import imrt_project_hook
+
+_FINGERPRINT_KEY = b"imrt-project-hook-secret-fingerprint-v1"
+
+CREATE, UPDATE, REPLACE, NONE = "create", "update", "replace", "none"
+
+
+def secret_fingerprint(secret: str) -> str:
+    """HMAC-SHA256 of the secret (hex): tells two secrets apart without storing either."""
+    return hmac.new(_FINGERPRINT_KEY, secret.encode(), hashlib.sha256).hexdigest()
+
+
+def hook_is_disabled(hook: Mapping, now: datetime) -> bool:
+    if hook.get("alert_status", "executable") not in (None, "executable"):
+        return True
+    until = hook.get("disabled_until")
+    if not until:
+        return False
+    try:
+        return datetime.fromisoformat(str(until)) > now
+    except ValueError:
+        return True  # a date we cannot read: do not trust the hook
+
+
+def hook_is_current(hook: Mapping, url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime) -> bool:
+    """Our URL, push events, enabled, and recorded by IMRT with the current secret."""
+    return (
+        hook.get("url") == url
+        and hook.get("push_events") is True
+        and not hook_is_disabled(hook, now)
+        and hmac.compare_digest(recorded.get(hook.get("id"), ""), fingerprint)
+    )
+
+
+@dataclass(frozen=True)
+class HookRepair:
+    """What a project's hooks need: ``action`` on hook ``hook_id`` (the one to edit or to replace), then delete
+    ``redundant``."""
+
+    action: str  # NONE | CREATE | UPDATE | REPLACE
+    hook_id: int | None = None
+    redundant: tuple[int, ...] = ()
+
+
+def repair_for(hooks: Iterable[Mapping], url: str, recorded: Mapping[int, str], fingerprint: str,
+               now: datetime) -> HookRepair:
+    ours = [hook for hook in hooks if hook.get("url") == url]
+    current = [hook for hook in ours if hook_is_current(hook, url, recorded, fingerprint, now)]
+    enabled = [hook for hook in ours if not hook_is_disabled(hook, now)]
+    if current:
+        action, kept = NONE, current[0]
+    elif enabled:
+        action, kept = UPDATE, enabled[0]
+    elif ours:
+        action, kept = REPLACE, ours[0]
+    else:
+        return HookRepair(CREATE)
+    return HookRepair(action, kept["id"], tuple(hook["id"] for hook in ours if hook is not kept))
+
+
+class HookRegistry:
+    """``imrt_project_hook``: the hooks IMRT created or updated, and the fingerprint of the secret each carries."""
+
+    def __init__(self, engine: sa.Engine):
+        self.engine = engine
+
+    def recorded(self, project_ids: Iterable[int] | None = None) -> dict[int, dict[int, str]]:
+        """``{project_id: {hook_id: fingerprint}}``, for the given projects or all."""
+        c = imrt_project_hook.c
+        query = sa.select(c.project_id, c.hook_id, c.secret_fingerprint)
+        if project_ids is not None:
+            query = query.where(c.project_id.in_(list(project_ids)))
+        found: dict[int, dict[int, str]] = {}
+        with self.engine.connect() as conn:
+            for project_id, hook_id, fingerprint in conn.execute(query):
+                found.setdefault(project_id, {})[hook_id] = fingerprint
+        return found
+
+    def remember(self, project_id: int, hook_id: int, fingerprint: str) -> None:
+        statement = pg_insert(imrt_project_hook).values(
+            project_id=project_id, hook_id=hook_id, secret_fingerprint=fingerprint)
+        with self.engine.begin() as conn:
+            conn.execute(statement.on_conflict_do_update(
+                index_elements=["project_id", "hook_id"],
+                set_={"secret_fingerprint": fingerprint, "updated_at": sa.func.now()},
+            ))
+
+    def forget_all_but(self, project_id: int, hook_ids: Iterable[int]) -> int:
+        """Drop the records of the project's hooks that no longer exist."""
+        c = imrt_project_hook.c
+        with self.engine.begin() as conn:
+            return conn.execute(
+                sa.delete(imrt_project_hook).where(c.project_id == project_id, c.hook_id.not_in(list(hook_ids)))
+            ).rowcount
+
+    def count_not_on(self, fingerprint: str) -> int:
+        """Recorded hooks carrying another secret than the one with this fingerprint."""
+        c = imrt_project_hook.c
+        with self.engine.connect() as conn:
+            return conn.scalar(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint))
+
+
+class HookKeeper:
+    """Creates, edits or replaces a project's hook so that it counts (see the module docstring)."""
+
+    def __init__(self, gitlab: GitLabClient, registry: HookRegistry, url: str, secret: str):
+        self.gitlab = gitlab
+        self.registry = registry
+        self.url = url
+        self._secret = secret
+        self.fingerprint = secret_fingerprint(secret)
+
+    def is_hooked(self, hooks: Iterable[Mapping], recorded: Mapping[int, str], now: datetime | None = None) -> bool:
+        now = now or datetime.now(timezone.utc)
+        return any(hook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
+
+    def repair(self, project_id: int) -> str:
+        """Make the project hooked; return what it took (NONE, CREATE, UPDATE or REPLACE)."""
+        hooks = self.gitlab.hooks(project_id)
+        recorded = self.registry.recorded([project_id]).get(project_id, {})
+        fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(timezone.utc))
+        kept = fix.hook_id
+        if fix.action == UPDATE:
+            self.gitlab.update_hook(project_id, fix.hook_id, self.url, self._secret)
+        elif fix.action in (CREATE, REPLACE):
+            kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
+        if fix.action != NONE:
+            self.registry.remember(project_id, kept, self.fingerprint)
+        stale = fix.redundant + ((fix.hook_id,) if fix.action == REPLACE else ())
+        for hook_id in stale:
+            self.gitlab.delete_hook(project_id, hook_id)
+        remaining = {hook["id"] for hook in hooks} - set(stale) | {kept}
+        self.registry.forget_all_but(project_id, remaining)
+        return fix.action
