@@ -182,12 +182,14 @@ class RestApi(ProjectRoutes):
         hooks: HookDispatcher,
         *,
         count_limit: int = COUNT_LIMIT,
+        keyset_group_projects: bool = True,
     ):
         self.bank = bank
         self._base_url = base_url
         self.faults = faults
         self.hooks = hooks
         self.count_limit = count_limit
+        self.keyset_group_projects = keyset_group_projects
 
     @property
     def base_url(self) -> str:
@@ -219,7 +221,9 @@ class RestApi(ProjectRoutes):
         follows https://docs.gitlab.com/api/rest/#keyset-based-pagination (``order_by=id`` only, else 405).
         Note: GitLab itself pages this endpoint with offset pagination only (``lib/api/groups.rb`` calls ``paginate``,
         which is ``OffsetPagination``); keyset there is offered by ``GET /projects``. Here the group listing answers
-        keyset requests as ``GET /projects`` does, so long iterations stay exact while projects come and go.
+        keyset requests as ``GET /projects`` does, so long iterations stay exact while projects come and go; with
+        ``keyset_group_projects`` off it answers as GitLab's own code does: ``pagination=keyset`` is ignored (not a
+        declared parameter of the route) and the pages are offset pages.
         """
         params = request.params
         page, per_page = _page_params(params)
@@ -245,7 +249,7 @@ class RestApi(ProjectRoutes):
         if archived is not None:
             canonical["archived"] = _bool_text(archived)
         link_params = {**_GROUP_PROJECTS_DEFAULTS, **params, **canonical, "id": resolution.params["id"]}
-        if params.get("pagination") == "keyset":
+        if params.get("pagination") == "keyset" and self.keyset_group_projects:
             raw_per_page = parse_int("per_page", params.get("per_page"), DEFAULT_PER_PAGE)
             order = keyset_order(order_by, sort, raw_per_page)
             if order is None:

@@ -162,12 +162,15 @@ class ItemBankServer:
         hook_timeout: float = DEFAULT_TIMEOUT,
         hook_ca_bundle: str | None = None,
         count_limit: int = COUNT_LIMIT,
+        keyset_group_projects: bool = True,
     ):
         """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
         ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
         ``hook_ca_bundle``: CA certificates for hooks verifying TLS (default: the system's trust store);
         ``count_limit``: above this many records offset listings leave out X-Total, X-Total-Pages and rel="last",
-        as GitLab does above 10,000 (https://docs.gitlab.com/api/rest/#pagination-response-headers).
+        as GitLab does above 10,000 (https://docs.gitlab.com/api/rest/#pagination-response-headers);
+        ``keyset_group_projects``: off, group project listings ignore ``pagination=keyset`` and answer offset pages,
+        as GitLab's ``GET /groups/:id/projects`` does (``lib/api/groups.rb`` pages it with ``paginate``).
         """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
@@ -186,7 +189,10 @@ class ItemBankServer:
         self.hooks = HookDispatcher(
             bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
         )
-        self.api = AccessControlledApi(bank, lambda: self.url, self.faults, self.hooks, count_limit=count_limit)
+        self.api = AccessControlledApi(
+            bank, lambda: self.url, self.faults, self.hooks, count_limit=count_limit,
+            keyset_group_projects=keyset_group_projects,
+        )
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()

@@ -230,3 +230,58 @@ def test_the_guard_of_a_targeted_run_counts_every_item_in_item_git(synced, servi
     assert plan["to_delete"] == [] and "6 of 8 items would be deleted" in plan["deletion_blocked"]
     assert recorded(imrt_engine) == {p["id"] for p in projects}
     assert verdict["status"] == "FAILED"
+
+
+@pytest.mark.parametrize("keyset", [True, False], ids=["keyset pages", "offset pages as GitLab lists a group"])
+def test_projects_deleted_and_created_during_a_listing_without_totals_delete_nothing_wrongly(
+    tmp_path, imrt_engine, keyset
+):
+    """GitLab stops counting above 10,000 projects (lowered to 50 here): no X-Total to check the listing against.
+    While the second page is in flight, a project of the first page and an item of the second are deleted and a
+    project is created. Offset pages then shift: the item that was first on page 2 is never listed, and the plan
+    wants to delete it; the delete-time question to GitLab keeps it. Only the really deleted item goes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    bank = ItemBank(tmp_path / "bank")
+    bank.create_group(GROUP)
+    padding = [bank.create_project(GROUP, f"pad-{n:03d}") for n in range(95)]  # empty: listed, never synced
+    items = generate_bank(bank, GROUP, count=12, seed=5)  # positions 95-106: across the page boundary at 100
+    bank.create_project(GROUP, "pad-last")
+    shifted, deleted = items[5], items[9]  # first of page 2 before the shift; on page 2
+    with ItemBankServer(bank, tokens={TOKEN}, count_limit=50, keyset_group_projects=keyset) as server:
+        settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4)
+        gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01,
+                                         allow_http=True)
+        ensure_schema(imrt_engine)
+        with GitLabClient(gitlab_settings) as gitlab:
+            services = pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
+            plan, verdict = run(services)
+            assert verdict["status"] == "COMPLETED" and recorded(imrt_engine) == {p["id"] for p in items}
+
+            listing = "GET /api/v4/groups/:id/projects"
+            server.reset_counters()
+            server.faults.add(listing, "latency", seconds=2)
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                planned = pool.submit(pipeline.list_ids, services, RunParams())
+                wait_for(lambda: server.counters().get(listing, 0) >= 2, "the second listing page")
+                bank.delete_project(padding[0]["id"])
+                bank.delete_project(deleted["id"])
+                bank.create_project(GROUP, "created-meanwhile")
+                planned = planned.result()
+            server.faults.clear()
+            expected_plan = [deleted["id"]] if keyset else sorted([shifted["id"], deleted["id"]])
+            assert planned["plan"]["to_delete"] == expected_plan
+            outcomes = [pipeline.sync_unit(services, unit, RunParams()) for unit in planned["units"]]
+            verdict = pipeline.summarize(planned["plan"], outcomes, None, planned["units"])
+    assert recorded(imrt_engine) == {p["id"] for p in items} - {deleted["id"]}
+    assert verdict["message"].startswith(f"Total item bank ids: {len(items) + 95}")
+    bank.close()
+
+
+def wait_for(condition, what: str, timeout: float = 30.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
