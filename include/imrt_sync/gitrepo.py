@@ -41,6 +41,10 @@ class GitFetchError(RuntimeError):
     """git could not reach or read an item repository."""
 
 
+class RepositoryNotFound(GitFetchError):
+    """GitLab answered 404 for the repository: it is gone, or the token may no longer see it."""
+
+
 @dataclass(frozen=True)
 class Commit:
     sha: str
@@ -112,7 +116,8 @@ def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
         raise GitFetchError(f"git ls-remote {url} failed: {type(exc).__name__}") from None
     if response.status_code != 200:
         message = response.text.strip().replace("\n", " ")[:400]
-        raise GitFetchError(f"git ls-remote {url} failed (HTTP {response.status_code}): {message}")
+        failure = RepositoryNotFound if response.status_code == 404 else GitFetchError
+        raise failure(f"git ls-remote {url} failed (HTTP {response.status_code}): {message}")
     if response.headers.get("Content-Type", "").split(";")[0].strip() != _ADVERTISEMENT_TYPE:
         raise GitFetchError(f"git ls-remote {url} failed: the server did not answer with a smart HTTP ref list")
     try:

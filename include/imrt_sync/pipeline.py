@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from .config import RunParams, SyncSettings
 from .errors import ItemValidationError
 from .gitlab import GitLabClient, GitLabError, GroupNotReadable
-from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, remote_head
+from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, RepositoryNotFound, remote_head
 from .mapping import MappedItem, map_item, parse_item_json
 from .planning import Plan, ProjectState, plan_run, work_units
 from .store import ItemStore, Revision
@@ -144,18 +144,33 @@ def _project_states(services: Services, projects: list[dict]) -> tuple[list[Proj
         has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
         return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook)
 
-    def isolated(project: dict) -> ProjectState | str:
+    def isolated(project: dict) -> ProjectState | str | None:
         try:
             return state(project)
+        except (RepositoryNotFound, GitLabError) as exc:
+            if not _vanished(exc):
+                return _read_failure(project, exc)
+            # Listed a moment ago, 404 now: left out as if not listed. Its item, if any, is deleted only when
+            # GitLab confirms at delete time (404 with the group readable).
+            log.info("project %s (%s) is gone since the listing: %s", project["id"], project["path"], exc)
+            return None
         except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others
-            log.error("reading project %s (%s) failed: %s", project["id"], project["path"], exc)
-            return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
+            return _read_failure(project, exc)
 
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
         results = list(pool.map(isolated, projects))
     states = [result for result in results if isinstance(result, ProjectState)]
     failed = {project["id"]: result for project, result in zip(projects, results) if isinstance(result, str)}
     return states, failed
+
+
+def _vanished(exc: Exception) -> bool:
+    return isinstance(exc, RepositoryNotFound) or (isinstance(exc, GitLabError) and exc.status == 404)
+
+
+def _read_failure(project: dict, exc: Exception) -> str:
+    log.error("reading project %s (%s) failed: %s", project["id"], project["path"], exc)
+    return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
 
 
 def _recorded_heads(services: Services, params: RunParams) -> dict[int, str]:
