@@ -281,7 +281,7 @@ item_attachment = sa.Table(  # V15, V18, V20
     sa.Column("item_key", sa.Integer, sa.ForeignKey("item.key"), primary_key=True, autoincrement=False),
     sa.Column("file_name", sa.String, primary_key=True),
     sa.Column("file_type", sa.String, primary_key=True),  # 'asl' | 'braille' | 'cc'
-    sa.Column("uploaded_at", sa.DateTime(timezone=True)),
+    sa.Column("uploaded_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
     *_audit_columns(),
 )
 

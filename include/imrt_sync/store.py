@@ -184,7 +184,7 @@ def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> I
     previous = _previous_item(conn, revision, git_row)
     key = _upsert_item(conn, revision, previous, full=full)
     _replace_children(conn, key, revision)
-    _link_stimulus(conn, key, revision.item)
+    _link_stimulus(conn, key, revision.item, revision.last.author_name)
     _upsert_item_git(conn, key, revision)
     _append_item_log(conn, key, revision)
     kind = "ITEM_CREATED" if previous is None else "ITEM_UPDATED"
@@ -267,15 +267,22 @@ def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None
     if revision.item.forms:
         conn.execute(sa.insert(schema.item_form), [{**form, **audit} for form in revision.item.forms])
     if revision.item.attachments:
-        conn.execute(sa.insert(schema.item_attachment), [{**a, **audit} for a in revision.item.attachments])
+        # V15 has uploaded_at NOT NULL: an attachment without uploadedDate gets the date of the item.json commit.
+        uploaded = revision.last.committed_at
+        rows = [{**a, **audit, "uploaded_at": a["uploaded_at"] or uploaded} for a in revision.item.attachments]
+        conn.execute(sa.insert(schema.item_attachment), rows)
 
 
-def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
+def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem, author: str) -> None:
     """Keep ``stim_link`` a true picture of the documents: an item links to its stimulus once both are synced.
 
     An item and its stimulus written by two concurrent transactions would each miss the other's uncommitted row,
     and neither would write the link. Both therefore take the stimulus id's transaction lock first: the second to
     get it waits for the first to commit, and its queries (READ COMMITTED: a new snapshot per statement) see it.
+
+    ``updated_by`` as the legacy writer had it (IIS 0.1.46 ``ItemRevisionWriterImpl.java:92`` and ``:115``): the
+    item's author (``author``, the last commit that changed the item's ``item.json``) when the item writes its
+    link, each linked item's own ``updated_by`` when a stimulus links them: the same value either way.
     """
     item, link = schema.item, schema.stim_link
     stimulus_id = mapped.item_id if mapped.is_stimulus else mapped.stimulus_id
@@ -284,11 +291,12 @@ def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
     if mapped.is_stimulus:
         conn.execute(sa.delete(link).where(link.c.item_key == key))
         linked_items = sa.select(
-            item.c.key, sa.literal(key), sa.literal("internal")
+            item.c.key, sa.literal(key), item.c.updated_by
         ).where(item.c.associated_stimulus_id == mapped.item_id, item.c.classification != "stim")
         statement = insert(link).from_select(["item_key", "item_key_stim", "updated_by"], linked_items)
         conn.execute(statement.on_conflict_do_update(
-            index_elements=[link.c.item_key], set_={"item_key_stim": statement.excluded.item_key_stim}
+            index_elements=[link.c.item_key],
+            set_={"item_key_stim": statement.excluded.item_key_stim, "updated_by": statement.excluded.updated_by},
         ))
         return
     stimulus_key = None
@@ -304,9 +312,10 @@ def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem) -> None:
     if stimulus_key is None:
         conn.execute(sa.delete(link).where(link.c.item_key == key))
         return
-    statement = insert(link).values(item_key=key, item_key_stim=stimulus_key, updated_by="internal")
+    statement = insert(link).values(item_key=key, item_key_stim=stimulus_key, updated_by=author)
     conn.execute(statement.on_conflict_do_update(
-        index_elements=[link.c.item_key], set_={"item_key_stim": stimulus_key, "updated_at": sa.func.now()}
+        index_elements=[link.c.item_key],
+        set_={"item_key_stim": stimulus_key, "updated_by": author, "updated_at": sa.func.now()},
     ))
 
 

@@ -222,3 +222,22 @@ def test_workflow_status_set_at_does_not_depend_on_how_the_commits_were_synced(s
         store.save(Revision(34, "iat-dev", "main", chunk[-1], chunk, map_item(doc_at[status[-1]], 34), status,
                             incremental))
     assert scalar(imrt_engine, "SELECT workflow_status_set_at FROM item") == T0 + timedelta(hours=1)
+
+
+def test_stim_link_updated_by_is_the_items_author_whichever_is_synced_first(store, imrt_engine):
+    """IIS 0.1.46 ItemRevisionWriterImpl.java:92 (the item's revision author) and :115 (the linked item's)."""
+    store.save(revision(41, document("410001", stimulus="410000"), "a1", author="Ivy Item"))
+    store.save(revision(42, document("410000", item_type="stim"), "s1", author="Sam Stim"))
+    store.save(revision(43, document("410002", stimulus="410000"), "b1", author="Bo Item"))
+    with imrt_engine.connect() as conn:
+        links = dict(conn.execute(sa.text(
+            "SELECT i.id, l.updated_by FROM stim_link l JOIN item i ON i.key = l.item_key"
+        )).all())
+    assert links == {410001: "Ivy Item", 410002: "Bo Item"}
+
+
+def test_an_attachment_without_an_upload_date_gets_the_date_of_its_commit(store, imrt_engine):
+    doc = document("420000")
+    doc["asl"]["attachments"][0].pop("uploadedDate")
+    store.save(revision(44, doc, "c1", "c2"))
+    assert scalar(imrt_engine, "SELECT uploaded_at FROM item_attachment") == T0 + timedelta(hours=1)
