@@ -208,7 +208,9 @@ def item_synchronization():
         verdict = pipeline.summarize(plan, unit_outcomes, hooks, units, listing_error=listing.get("error"))
         with _services() as services:
             if _run_params(params).webhook_events:
-                pipeline.close_events(services, run_id, plan, unit_outcomes, hooks, units)
+                pipeline.close_events(
+                    services, run_id, plan, unit_outcomes, hooks, units, listing_error=listing.get("error")
+                )
                 pipeline.log.info("hook events run ended %s: %s", verdict["status"], verdict["message"])
                 return _report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
             mirror = BatchMirror(services.engine)

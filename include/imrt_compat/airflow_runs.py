@@ -13,10 +13,13 @@ from sqlalchemy.orm import Session
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
-from airflow.utils.state import DagRunState
+from airflow.models.taskinstance import TaskInstance
+from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
 
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
+# A task in one of these states (or with no state yet) has not begun its work in this try, or will try again.
+NOT_STARTED_STATES = (TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.UP_FOR_RETRY)
 
 
 class DagUnavailable(Exception):
@@ -49,6 +52,19 @@ def active_runs(dag_id: str, session: Session) -> list[ActiveRun]:
         select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id, DagRun.state.in_(ACTIVE_STATES))
     ).all()
     return [ActiveRun(run_id, str(state)) for run_id, state in rows]
+
+
+def task_not_started(dag_id: str, run_id: str, task_id: str, session: Session) -> bool:
+    """Whether the (unmapped) task of the run has yet to begin, or will begin again."""
+    state = session.scalar(
+        select(TaskInstance.state).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.map_index == -1,
+        )
+    )
+    return state is None or state in NOT_STARTED_STATES
 
 
 def trigger(dag_id: str, run_id: str, conf: dict, user_name: str | None, session: Session, note: str) -> str:

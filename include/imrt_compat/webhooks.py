@@ -46,7 +46,8 @@ def sweep_seconds() -> float:
 
 
 def ensure_events_run(policy: EventRetryPolicy) -> str | None:
-    """Start a run for the due events unless a queued run will take them; return the run that will."""
+    """Start a run for the due events unless a run will take them (queued, or running and its ``list_ids``, which
+    claims the events, not begun yet); return the run that will."""
     engine = imrt_engine()
     events = EventLog(engine)
     with engine.begin() as lock_conn, create_session() as session:
@@ -55,7 +56,9 @@ def ensure_events_run(policy: EventRetryPolicy) -> str | None:
         if not events.has_due(lock_conn):
             return None
         for run in airflow_runs.active_runs(DAG_ID, session):
-            if is_webhook_run(run.run_id) and run.state == QUEUED:
+            if is_webhook_run(run.run_id) and (
+                run.state == QUEUED or airflow_runs.task_not_started(DAG_ID, run.run_id, "list_ids", session)
+            ):
                 return run.run_id
         airflow_runs.check_triggerable(DAG_ID, session)
         run_id = airflow_runs.trigger(

@@ -56,13 +56,15 @@ def claim_events(engine: sa.Engine, run_id: str, params: RunParams) -> RunParams
 
 
 def close_events(services: Services, run_id: str, plan: dict | None, unit_outcomes: list[dict | None],
-                 hooks: dict | None, units: list[dict]) -> None:
+                 hooks: dict | None, units: list[dict], *, listing_error: str | None = None) -> None:
     """Record how the run's events ended. A failed item, or a run that could not plan, costs its events an attempt:
-    they wait for a later run with a growing delay, or end ``failed`` after the last allowed attempt."""
+    they wait for a later run with a growing delay, or end ``failed`` after the last allowed attempt.
+    ``listing_error``: why the run could not plan, kept as the events' error."""
     events = EventLog(services.engine)
     policy = services.settings.event_retry
     if plan is None:
-        ended = events.release([run_id], f"run {run_id} could not plan: see its list_ids task log", policy)
+        cause = listing_error or "see its list_ids task log"
+        ended = events.release([run_id], f"run {run_id} could not plan: {cause}", policy)
         log.warning("listing failed: %d hook events will be retried later, %d failed after %d attempts",
                     ended.retrying, ended.failed, policy.max_attempts)
         return
