@@ -76,7 +76,7 @@ class Revision:
 
     @property
     def is_being_created(self) -> bool:
-        """The legacy ``is_being_created = (branch ≠ master)`` (reference §2.3), our master being the default branch."""
+        """The legacy ``is_being_created = (branch ≠ master)`` (§2.3), our master being the default branch."""
         return self.source_head is not None
 
     @property
