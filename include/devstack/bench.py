@@ -686,12 +686,13 @@ def apply_nightly(bank_root: Path, nightly: Nightly) -> None:
     bank = ItemBank(bank_root)
     try:
         for turn, pid in enumerate(nightly.changed):
-            document = json.loads(bank.read_file(pid, "item.json"))
-            if turn % 3 == 0:
+            published = bank.read_file(pid, "item.json")  # None: an item still being created, given the README edit
+            document = json.loads(published) if published is not None else None
+            if document is not None and turn % 3 == 0:
                 workflow = document.get("workflow") if isinstance(document.get("workflow"), dict) else {}
                 document["workflow"] = {**workflow, "workflowStatusCode": "Approved"}
                 files: dict = {"item.json": document}
-            elif turn % 3 == 1:
+            elif document is not None and turn % 3 == 1:
                 document["bench_note"] = f"nightly edit {turn}"
                 files = {"item.json": document}
             else:

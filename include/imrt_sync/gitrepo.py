@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +27,8 @@ from urllib3.util.retry import Retry
 from .config import origin
 
 ITEM_FILE = "item.json"
+CREATE_BRANCH_PREFIX = "create_"
+_BRANCH_REF = "refs/heads/"
 _ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
 _CONNECT_TIMEOUT = 10.0
 _OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
@@ -96,13 +98,18 @@ class GitAccess:
 
 
 def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
-    """The commit at the tip of ``branch`` in the remote repository, or None when the branch does not exist.
+    """The commit at the tip of ``branch`` in the remote repository, or None when the branch does not exist."""
+    return remote_heads(url, access).get(branch)
+
+
+def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
+    """The commit at the tip of every branch of the remote repository, by branch name.
 
     One HTTP request, the smart-HTTP ref advertisement (``GET <url>/info/refs?service=git-upload-pack``, protocol
     v0), exactly the request ``git ls-remote`` makes with ``protocol.version=0``; it is read here instead of by a
-    ``git`` and a ``git-remote-http`` process, which cost about 10 ms of CPU per project.
+    ``git`` and a ``git-remote-http`` process, which cost about 10 ms of CPU per project. The advertisement lists
+    every ref, so the default branch and an item's ``create_<user>`` branch cost this one request together.
     """
-    wanted = f"refs/heads/{branch}"
     access.check(url)
     try:
         response = _http().get(
@@ -121,12 +128,16 @@ def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
     if response.headers.get("Content-Type", "").split(";")[0].strip() != _ADVERTISEMENT_TYPE:
         raise GitFetchError(f"git ls-remote {url} failed: the server did not answer with a smart HTTP ref list")
     try:
-        for sha, ref in _advertised_refs(response.content):
-            if ref == wanted:
-                return sha
+        refs = list(_advertised_refs(response.content))
     except ValueError as exc:
         raise GitFetchError(f"git ls-remote {url} failed: {exc}") from None
-    return None
+    return {ref.removeprefix(_BRANCH_REF): sha for sha, ref in refs if ref.startswith(_BRANCH_REF)}
+
+
+def first_create_branch(branches: Iterable[str]) -> str | None:
+    """The first ``create_<user>`` branch in GitLab's branch order (by name), where the legacy service looked for an
+    item still being created (reference §1.6 step 3); None when there is none."""
+    return min((name for name in branches if name.startswith(CREATE_BRANCH_PREFIX)), default=None)
 
 
 def _advertised_refs(body: bytes) -> Iterator[tuple[str, str]]:
@@ -222,6 +233,13 @@ class ItemRepository:
         if blob.size > max_bytes:
             raise ValueError(f"{path} is {blob.size} bytes, more than the limit of {max_bytes}")
         return blob.data_stream.read()
+
+    def has_file(self, sha: str, path: str) -> bool:
+        """Whether ``path`` is a file at commit ``sha``."""
+        try:
+            return (self._open().commit(sha).tree / path).type == "blob"
+        except KeyError:
+            return False
 
     def item_history(self, head: str, path: str, since: str | None) -> ItemHistory:
         """The commits reachable from ``head`` that changed ``path``, oldest first.

@@ -16,10 +16,18 @@ import sqlalchemy as sa
 from .config import RunParams, SyncSettings
 from .errors import ItemValidationError
 from .gitlab import GitLabClient, GitLabError, GroupNotReadable
-from .gitrepo import ITEM_FILE, Commit, GitAccess, ItemRepository, RepositoryNotFound, remote_head
+from .gitrepo import (
+    ITEM_FILE,
+    Commit,
+    GitAccess,
+    ItemRepository,
+    RepositoryNotFound,
+    first_create_branch,
+    remote_heads,
+)
 from .mapping import MappedItem, map_item, parse_item_json
 from .planning import Plan, ProjectState, plan_run, work_units
-from .store import ItemStore, Revision
+from .store import BeingCreated, ItemStore, Revision
 from .projecthooks import CREATE, NONE, REPLACE, UPDATE, HookKeeper, HookRegistry
 from .webhooks import EventLog
 
@@ -91,7 +99,8 @@ def list_ids(services: Services, params: RunParams) -> dict:
     log.info(
         "retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started
     )
-    states, unreadable = _project_states(services, projects)
+    being_created = services.store.items_being_created(params.item_ids or None)
+    states, unreadable = _project_states(services, projects, being_created)
     recorded = _recorded_heads(services, params)
     plan = plan_run(
         states,
@@ -102,6 +111,7 @@ def list_ids(services: Services, params: RunParams) -> dict:
         items_total=services.store.recorded_count(),
         only_ids=params.item_ids,
         unreadable=unreadable,
+        recorded_source_heads={pid: created.source_head for pid, created in being_created.items()},
     )
     _log_plan(plan, params)
     names = {p["id"]: str(p["path"]) for p in projects}
@@ -135,16 +145,21 @@ def _namespace(project: dict) -> str | None:
     return (project.get("namespace") or {}).get("full_path")
 
 
-def _project_states(services: Services, projects: list[dict]) -> tuple[list[ProjectState], dict[int, str]]:
-    """Each project's head and webhook; a project whose reads keep failing is left out and named with its error."""
+def _project_states(
+    services: Services, projects: list[dict], being_created: dict[int, BeingCreated]
+) -> tuple[list[ProjectState], dict[int, str]]:
+    """Each project's head and webhook (and, for an item still being created, the head of its create branch, from
+    the same ref advertisement); a project whose reads keep failing is left out and named with its error."""
     hooks = _hook_keeper(services)
     recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
 
     def state(project: dict) -> ProjectState:
         branch = project.get("default_branch")
-        head = remote_head(project["http_url_to_repo"], branch, services.git_access) if branch else None
+        heads = remote_heads(project["http_url_to_repo"], services.git_access) if branch else {}
+        created = being_created.get(project["id"])
+        source_head = heads.get(created.branch) if created is not None else None
         has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
-        return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook)
+        return ProjectState(project["id"], str(project["path"]), branch, heads.get(branch), has_webhook, source_head)
 
     def isolated(project: dict) -> ProjectState | str | None:
         try:
@@ -226,20 +241,55 @@ def _sync_item(services: Services, project_id: int, params: RunParams):
     if project is None:
         log.warning("project %s is gone since the listing: left for the next run to delete", project_id)
         return None
-    branch, full = project["default_branch"], params.mode == "full"
-    since = None if full else services.store.recorded_commit(project_id)
+    full = params.mode == "full"
+    recorded = services.store.recorded_commit(project_id)
+    created = services.store.items_being_created([project_id]).get(project_id)
     with ItemRepository(settings.git_cache_dir, project_id, project["http_url_to_repo"], services.git_access) as repo:
-        head = repo.fetch(branch)
-        history = repo.item_history(head.sha, ITEM_FILE, since)
+        head = repo.fetch(project["default_branch"])
+        branch, source_head = _item_source(services, repo, project, head, recorded is not None, created)
+        published = created is not None and source_head is None
+        if published:
+            log.info("project %s: %s is on branch %r now: the item is no longer being created (was on %r)",
+                     project_id, ITEM_FILE, branch, created.branch)
+        since = None if full or published else recorded
+        tip = source_head or head
+        history = repo.item_history(tip.sha, ITEM_FILE, since)
         item, statuses = None, ()
         if history.commits or since is None:
-            raw = _read_item_file(repo, project_id, head.sha, branch, settings.max_item_json_bytes)
+            raw = _read_item_file(repo, project_id, tip.sha, branch, settings.max_item_json_bytes)
             item = map_item(parse_item_json(raw, project_id, max_bytes=settings.max_item_json_bytes), project_id)
             statuses = _workflow_statuses(repo, project_id, history.commits, item, settings.max_item_json_bytes)
     revision = Revision(
-        project_id, settings.group, branch, head, history.commits, item, statuses, history.incremental
+        project_id, settings.group, branch, head, history.commits, item, statuses, history.incremental, source_head
     )
-    return services.store.save(revision, full=full)
+    # A published item is rewritten from the default branch's whole history, even when its last item.json commit
+    # is the one already recorded from the create branch (a fast-forward merge).
+    return services.store.save(revision, full=full or published)
+
+
+def _item_source(
+    services: Services,
+    repo: ItemRepository,
+    project: dict,
+    head: Commit,
+    recorded: bool,
+    created: BeingCreated | None,
+) -> tuple[str, Commit | None]:
+    """The branch ``item.json`` is read from, and that branch's head when it is not the default branch.
+
+    Reference §1.6 step 3: only for a new item or one still being created, and only when ``item.json`` is missing
+    on the default branch (the legacy ``master``), the item is read from its ``create_<user>`` branch: the one it
+    was read from before while that branch exists, else the first ``create_*`` branch by name (GitLab lists branches
+    by name); with none, the legacy error. Otherwise the default branch.
+    """
+    default, project_id = project["default_branch"], project["id"]
+    if (recorded and created is None) or repo.has_file(head.sha, ITEM_FILE):
+        return default, None
+    branches = remote_heads(project["http_url_to_repo"], services.git_access)
+    branch = created.branch if created is not None and created.branch in branches else first_create_branch(branches)
+    if branch is None:
+        raise ItemValidationError(project_id, f"Unable to find create_<user> branch for itemBankId {project_id}")
+    return branch, repo.fetch(branch)
 
 
 def _workflow_statuses(

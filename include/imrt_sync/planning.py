@@ -16,6 +16,7 @@ class ProjectState:
     default_branch: str | None
     head: str | None
     has_webhook: bool
+    source_head: str | None = None  # the head of the create_<user> branch of an item still being created
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def plan_run(
     items_total: int,
     only_ids: tuple[int, ...] = (),
     unreadable: Mapping[int, str] | None = None,
+    recorded_source_heads: Mapping[int, str | None] | None = None,
 ) -> Plan:
     """Decide the work of a run.
 
@@ -85,12 +87,16 @@ def plan_run(
     recorded item that is not there is a candidate for deletion, confirmed gone by the sync task before it is
     deleted); an empty listing never counts as complete for deletions. ``unreadable`` holds the listed projects whose
     head or hooks could not be read, with the error: they are skipped, reported, and the run deletes nothing.
+    ``recorded_source_heads`` maps each item still being created to the head its ``create_<user>`` branch had at its
+    last sync: such an item is also synced when that branch moved (its ``source_head`` differs), since its default
+    branch does not.
     """
     unreadable = dict(unreadable or {})
+    source_heads = dict(recorded_source_heads or {})
     listed = {p.project_id for p in projects} | set(unreadable)
     empty = sorted(p.project_id for p in projects if p.head is None)
     to_sync = sorted(
-        p.project_id for p in projects if p.head is not None and (full or recorded_heads.get(p.project_id) != p.head)
+        p.project_id for p in projects if p.head is not None and (full or _changed(p, recorded_heads, source_heads))
     )
     unchanged = sorted(
         p.project_id for p in projects if p.head is not None and p.project_id not in to_sync
@@ -108,6 +114,13 @@ def plan_run(
         deletion_blocked=blocked,
         failed=unreadable,
     )
+
+
+def _changed(project: ProjectState, recorded_heads: Mapping[int, str], source_heads: Mapping[int, str | None]) -> bool:
+    """The default branch moved since the last sync, or the create branch of an item still being created did."""
+    if recorded_heads.get(project.project_id) != project.head:
+        return True
+    return project.project_id in source_heads and source_heads[project.project_id] != project.source_head
 
 
 def _guarded_deletions(

@@ -348,6 +348,7 @@ _OWN_TABLE_UPGRADES = (
     "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMP WITH TIME ZONE",
     "CREATE INDEX IF NOT EXISTS imrt_webhook_event_received ON imrt_webhook_event (received_at)",
+    "ALTER TABLE imrt_project_head ADD COLUMN IF NOT EXISTS source_head_sha VARCHAR(64)",
 )
 
 
@@ -356,6 +357,8 @@ imrt_project_head = sa.Table(  # the default-branch head each project had when i
     metadata,
     sa.Column("project_id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("head_sha", sa.String(64), nullable=False),
+    # The head of the create_<user> branch an item still being created was read from (NULL for the others).
+    sa.Column("source_head_sha", sa.String(64), nullable=True),
     sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
 )
 

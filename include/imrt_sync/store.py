@@ -53,8 +53,11 @@ class ItemEvent:
 
 @dataclass(frozen=True)
 class Revision:
-    """What a sync saw of one project: the branch head, and the ``item.json`` commits since the recorded one.
+    """What a sync saw of one project: the branch heads, and the ``item.json`` commits since the recorded one.
 
+    ``branch`` is the branch ``item.json`` was read from (``item_git.ingest_source``); ``head`` is the head of the
+    project's default branch, which planning compares. ``source_head`` is the head of ``branch`` when the item is
+    still being created there (a ``create_<user>`` branch, ``item.json`` not on the default branch yet), else None.
     ``commits`` are the commits that changed ``item.json`` (oldest first): after the recorded one when
     ``incremental``, else the whole history. ``statuses`` is the workflow status ``item.json`` had at each of them
     (None where it did not parse). ``item`` is ``item.json`` at the head (the same file as at the last of
@@ -69,11 +72,26 @@ class Revision:
     item: MappedItem | None
     statuses: tuple[str | None, ...] = ()
     incremental: bool = False
+    source_head: Commit | None = None
+
+    @property
+    def is_being_created(self) -> bool:
+        """The legacy ``is_being_created = (branch ≠ master)`` (§2.3), our master being the default branch."""
+        return self.source_head is not None
 
     @property
     def last(self) -> Commit:
         """The last commit that changed ``item.json``: what ``item_git`` records, as the legacy service did."""
         return self.commits[-1]
+
+
+@dataclass(frozen=True)
+class BeingCreated:
+    """Where an item still being created is read from: its ``create_<user>`` branch, and that branch's head at the
+    last sync (None when the item was synced by the legacy service, which did not record it)."""
+
+    branch: str
+    source_head: str | None
 
 
 class ItemStore:
@@ -95,6 +113,21 @@ class ItemStore:
             query = query.where(git.c.project_id.in_(list(project_ids)))
         with self._engine.connect() as conn:
             return {project_id: sha for project_id, sha in conn.execute(query)}
+
+    def items_being_created(self, project_ids: Iterable[int] | None = None) -> dict[int, BeingCreated]:
+        """The items still being created (``item.is_being_created``), all or the given ones, by project id: the
+        branch each was read from (``item_git.ingest_source``) and that branch's head when it was synced."""
+        git, item, head = schema.item_git, schema.item, schema.imrt_project_head
+        query = (
+            sa.select(git.c.project_id, git.c.ingest_source, head.c.source_head_sha)
+            .join(item, item.c.key == git.c.item_key)
+            .outerjoin(head, head.c.project_id == git.c.project_id)
+            .where(item.c.is_being_created)
+        )
+        if project_ids is not None:
+            query = query.where(git.c.project_id.in_(list(project_ids)))
+        with self._engine.connect() as conn:
+            return {row.project_id: BeingCreated(row.ingest_source, row.source_head_sha) for row in conn.execute(query)}
 
     def recorded_commit(self, project_id: int) -> str | None:
         """``item_git.current_commit_hash``: the last ``item.json`` commit synced from the project."""
@@ -210,9 +243,13 @@ def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row |
 
 def _record_head(conn: sa.Connection, revision: Revision) -> None:
     heads = schema.imrt_project_head
-    statement = insert(heads).values(project_id=revision.project_id, head_sha=revision.head.sha)
+    observed = {
+        "head_sha": revision.head.sha,
+        "source_head_sha": revision.source_head.sha if revision.source_head is not None else None,
+    }
+    statement = insert(heads).values(project_id=revision.project_id, **observed)
     conn.execute(statement.on_conflict_do_update(
-        index_elements=[heads.c.project_id], set_={"head_sha": revision.head.sha, "observed_at": sa.func.now()}
+        index_elements=[heads.c.project_id], set_={**observed, "observed_at": sa.func.now()}
     ))
 
 
@@ -222,7 +259,7 @@ def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | Non
     values = {
         **mapped.columns,
         "item_json": mapped.item_json,
-        "is_being_created": False,
+        "is_being_created": revision.is_being_created,
         "updated_by": revision.last.author_name,
         "updated_at": sa.func.now(),
     }

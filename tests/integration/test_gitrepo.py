@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
+from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, first_create_branch, remote_head, remote_heads
 from itembank_server import ItemBank, ItemBankServer
 
 TOKEN = "glpat-git-test-token-value"
@@ -92,3 +92,28 @@ def test_a_fetch_that_fails_once_is_retried_from_a_clean_clone(bank, server, tmp
     (broken / "HEAD").write_text("garbage")
     with ItemRepository(cache, project["id"], repo_url(server, project), GitAccess(TOKEN, origin=server.url)) as repo:
         assert repo.fetch("main").sha == bank.head(project["id"])
+
+
+def test_one_ref_advertisement_gives_every_branch_and_the_create_branch_is_fetched_beside_the_default(
+    bank, server, tmp_path
+):
+    project = bank.create_project("iat-git", "205031", files={"README.md": "# Item 205031\n"}, committed_at=when(1))
+    readme = bank.head(project["id"])
+    on_bob = bank.push_commit(project["id"], files={"item.json": {"id": "205031"}}, branch="create_bob",
+                              committed_at=when(2))
+    on_ann = bank.push_commit(project["id"], files={"item.json": {"id": "205031", "by": "ann"}}, branch="create_ann",
+                              committed_at=when(3))
+    access = GitAccess(TOKEN, timeout=60, origin=server.url)
+    url = repo_url(server, project)
+    heads = remote_heads(url, access)
+    assert heads == {"main": readme, "create_bob": on_bob, "create_ann": on_ann}
+    assert first_create_branch(heads) == "create_ann"
+    assert first_create_branch(["main", "feature"]) is None
+
+    with ItemRepository(tmp_path / "cache", project["id"], url, access) as repo:
+        default = repo.fetch("main")
+        assert not repo.has_file(default.sha, "item.json") and repo.has_file(default.sha, "README.md")
+        created = repo.fetch("create_ann")
+        assert created.sha == on_ann and repo.has_file(created.sha, "item.json")
+        assert [c.sha for c in repo.item_history(created.sha, "item.json", None).commits] == [on_ann]
+        assert repo.fetch("main").sha == readme, "fetching the create branch leaves the default branch alone"

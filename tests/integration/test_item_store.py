@@ -12,7 +12,7 @@ from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitrepo import Commit
 from imrt_sync.mapping import map_item
 from imrt_sync.schema import ensure_schema
-from imrt_sync.store import ItemStore, ProjectLockedError, Revision
+from imrt_sync.store import BeingCreated, ItemStore, ProjectLockedError, Revision
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -241,3 +241,61 @@ def test_an_attachment_without_an_upload_date_gets_the_date_of_its_commit(store,
     doc["asl"]["attachments"][0].pop("uploadedDate")
     store.save(revision(44, doc, "c1", "c2"))
     assert scalar(imrt_engine, "SELECT uploaded_at FROM item_attachment") == T0 + timedelta(hours=1)
+
+
+def being_created(project_id: int, doc: dict, branch: str, *shas: str, source_head: str, head: str) -> Revision:
+    """A sync of an item still being created: ``item.json`` commits ``shas`` read from ``branch``."""
+    commits = tuple(Commit(sha, T0 + timedelta(hours=i), "Jo Doe") for i, sha in enumerate(shas))
+    statuses = (doc["workflow"]["workflowStatusCode"],) * len(commits)
+    return Revision(
+        project_id, "iat-dev", branch, Commit(head, T0, "Jo Doe"), commits, map_item(doc, project_id), statuses,
+        source_head=Commit(source_head, commits[-1].committed_at, "Jo Doe"),
+    )
+
+
+def test_an_item_being_created_records_its_branch_and_both_heads(store, imrt_engine):
+    created = store.save(being_created(41, document("410000"), "create_jdoe", "c1", "c2", source_head="s2", head="d1"))
+    assert created.kind == "ITEM_CREATED"
+    assert scalar(imrt_engine, "SELECT is_being_created FROM item WHERE id = 410000") is True
+    assert scalar(imrt_engine, "SELECT ingest_source FROM item_git WHERE project_id = 41") == "create_jdoe"
+    with imrt_engine.connect() as conn:
+        logged = conn.execute(sa.text("SELECT commit_hash, ingest_source FROM item_log ORDER BY commit_hash")).all()
+        observed = conn.execute(sa.text("SELECT head_sha, source_head_sha FROM imrt_project_head")).one()
+    assert [tuple(row) for row in logged] == [("c1", "create_jdoe"), ("c2", "create_jdoe")]
+    assert tuple(observed) == ("d1", "s2")
+    assert store.items_being_created() == {41: BeingCreated("create_jdoe", "s2")}
+    assert store.items_being_created([99]) == {}
+    assert store.recorded_heads([41]) == {41: "d1"}
+
+
+def test_a_create_branch_commit_that_leaves_item_json_alone_moves_only_the_recorded_source_head(store, imrt_engine):
+    store.save(being_created(42, document("420000"), "create_jdoe", "c1", source_head="s1", head="d1"))
+    readme = Revision(42, "iat-dev", "create_jdoe", Commit("d1", T0, "Jo Doe"), (), None, (), True,
+                      source_head=Commit("s2", T0 + timedelta(days=1), "Jo Doe"))
+    assert store.save(readme) is None
+    assert store.items_being_created([42]) == {42: BeingCreated("create_jdoe", "s2")}
+
+
+def test_a_published_item_is_no_longer_being_created_and_keeps_its_key_and_history(store, imrt_engine):
+    created = store.save(being_created(43, document("430000"), "create_jdoe", "c1", source_head="s1", head="d1"))
+    # Published by a fast-forward: the default branch's item.json history is the create branch's, plus a commit.
+    published = revision(43, document("430000", status="Approved"), "c1", "c2", statuses=("Draft", "Approved"))
+    updated = store.save(published, full=True)
+    assert updated.kind == "ITEM_UPDATED" and updated.key == created.key
+    assert scalar(imrt_engine, "SELECT is_being_created FROM item WHERE id = 430000") is False
+    assert scalar(imrt_engine, "SELECT ingest_source FROM item_git WHERE project_id = 43") == "main"
+    assert scalar(imrt_engine, "SELECT item_created_by FROM item WHERE id = 430000") == "Jo Doe"
+    with imrt_engine.connect() as conn:
+        logged = conn.execute(sa.text("SELECT commit_hash, ingest_source FROM item_log ORDER BY commit_hash")).all()
+        observed = conn.execute(sa.text("SELECT head_sha, source_head_sha FROM imrt_project_head")).one()
+    assert [tuple(row) for row in logged] == [("c1", "create_jdoe"), ("c2", "main")]
+    assert tuple(observed) == ("c2", None)
+    assert store.items_being_created() == {}
+
+
+def test_an_item_being_created_is_deleted_like_any_other(store, imrt_engine):
+    store.save(being_created(44, document("440000"), "create_jdoe", "c1", source_head="s1", head="d1"))
+    assert store.delete(44).kind == "ITEM_DELETED"
+    for table in ("item", "item_git", "item_log", "imrt_project_head"):
+        assert scalar(imrt_engine, f"SELECT count(*) FROM {table}") == 0
+    assert store.items_being_created() == {}

@@ -138,3 +138,27 @@ def test_generate_bank_writes_the_generated_history_into_git(tmp_path):
         assert len(bank.log(project["id"])) == len(item.commits)
         assert project["created_at"] <= project["last_activity_at"]
     bank.close()
+
+
+def test_a_generated_bank_holds_a_share_of_items_still_being_created_on_their_create_branch(tmp_path):
+    from itembank_server.generator import choose_items_being_created
+
+    items = generate_items(100, seed=5)
+    chosen = choose_items_being_created(items, 0.02, seed=5)
+    assert chosen == choose_items_being_created(generate_items(100, seed=5), 0.02, seed=5)
+    assert len(chosen) == 2 and all(c.item.type in ITEM_TYPES for c in chosen.values())
+    assert choose_items_being_created(items, 0.02, seed=5).keys() != choose_items_being_created(items, 0.02, 6).keys()
+    assert choose_items_being_created(generate_items(49, seed=5), 0.02, seed=5) == {}
+    bank = ItemBank(tmp_path / "bank")
+    projects = {p["path"]: p for p in generate_bank(bank, GROUP, count=100, seed=5)}
+    for item_id, created in chosen.items():
+        project = projects[item_id]
+        assert created.branch.startswith("create_")
+        assert bank.read_file(project["id"], "item.json") is None
+        assert bank.read_file(project["id"], "README.md") == f"# Item {item_id}\n".encode()
+        on_branch = bank.read_file(project["id"], "item.json", ref=f"refs/heads/{created.branch}")
+        assert json.loads(on_branch) == created.item.document
+        assert len(bank.log(project["id"], ref=f"refs/heads/{created.branch}")) == len(created.item.commits) + 1
+    published = [p for path, p in projects.items() if path not in chosen]
+    assert all(bank.read_file(p["id"], "item.json") is not None for p in published)
+    bank.close()

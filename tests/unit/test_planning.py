@@ -156,3 +156,16 @@ def test_batch_size_gives_way_to_the_bound_on_huge_banks():
 def test_work_within_the_bound_stays_one_item_per_unit_whatever_the_batch_size():
     units = work_units(list(range(1, 257)), [], bound=256, names={}, batch_size=64)
     assert len(units) == 256 and all(len(u["sync"]) == 1 for u in units)
+
+
+def test_an_item_being_created_is_synced_when_its_create_branch_moves_though_the_default_branch_did_not():
+    creating = [ProjectState(1, "200001", "main", "d", True, "s2"), ProjectState(2, "200002", "main", "d", True, "s1")]
+    plan = plan_run(
+        creating + [project(3, "h")], {1: "d", 2: "d", 3: "h"}, full=False, guard=GUARD, listing_complete=True,
+        items_total=3, recorded_source_heads={1: "s1", 2: "s1"},
+    )
+    assert plan.to_sync == (1,)
+    assert plan.unchanged == (2, 3)
+    gone_branch = ProjectState(1, "200001", "main", "d", True, None)  # the create branch was deleted
+    assert plan_run([gone_branch], {1: "d"}, full=False, guard=GUARD, listing_complete=True, items_total=1,
+                    recorded_source_heads={1: "s1"}).to_sync == (1,)
