@@ -11,9 +11,21 @@ error) whose problem names the JSON path, e.g. ``core.metadata.grade must be a s
 A missing field and an explicit ``null`` are treated alike everywhere. Unknown fields are allowed and kept
 in ``item_json``.
 
-Leniency follows what the legacy Jackson model accepted: numbers given as numeric strings (exposures,
-quintile, ids), integers and booleans where a string is expected (Jackson's scalar coercion), and the
-strings ``"true"``/``"false"`` where a boolean is expected.
+Leniency follows what the legacy service accepted at tag 0.1.46 (ap-common ``Item`` read by Jackson 2.8, the
+version Spring Boot 1.5.9 manages; ``ItemRevisionImpl`` for the columns). Each rule cites its source as
+``IIS:<path>:<line>`` (SmarterApp/AP_IMRT_ItemIngestService@0.1.46) or ``Common:<path>:<line>``
+(SmarterApp/AP_IMRT_Common@0.1.39, the version that IIS 0.1.46 depends on):
+
+* ids (``id``, ``core.stimulusId``) are Java ``Integer.valueOf`` of the text: an optional sign and digits, so
+  ``"+5"``, ``"0"`` and ``"-5"`` are ids, ``" 5"`` and ``"5.0"`` are not (IIS ``model/ItemRevisionImpl.java:284``);
+* scalars where text is expected become their JSON text (Jackson's ``StringDeserializer``): ``5`` → ``"5"``,
+  ``5.0`` → ``"5.0"``, ``true`` → ``"true"``;
+* ``itemDifficultyQuintile`` is Guava ``Ints.tryParse`` of that text: not a number → NULL, never an error
+  (IIS ``model/ItemRevisionImpl.java:258-259``);
+* ``exposures`` is a Jackson ``Integer``: numeric strings (trimmed, signed) and ``""`` (null) are accepted;
+* the strings ``"true"``/``"false"`` are accepted where a boolean is expected.
+
+Where the legacy behaviour was a hazard the safer choice is kept; ``docs/legacy-differences.md`` lists them.
 """
 
 from __future__ import annotations
@@ -28,7 +40,7 @@ from typing import Any
 
 from imrt_sync.errors import ItemValidationError
 
-__all__ = ["MAX_ITEM_JSON_BYTES", "MappedItem", "map_item", "parse_item_json"]
+__all__ = ["MAPPED_PATHS", "MAX_ITEM_JSON_BYTES", "MappedItem", "map_item", "parse_item_json"]
 
 MAX_ITEM_JSON_BYTES = 5 * 1024 * 1024
 """Largest ``item.json`` accepted by :func:`parse_item_json` (bytes)."""
@@ -41,8 +53,12 @@ ID_NOT_A_NUMBER = "The id is not a number and cannot be ingested into the system
 """The legacy text for a non-numeric ``id``."""
 
 _INT4_MIN, _INT4_MAX = -(2**31), 2**31 - 1  # PostgreSQL INTEGER
-_DIGITS = re.compile(r"[0-9]+")
 _SIGNED_DIGITS = re.compile(r"[+-]?[0-9]+")
+"""``Integer.valueOf``/``Integer.parseInt`` (Java 8) and Jackson's ``Integer``: an optional sign and digits.
+
+Java also takes non-ASCII digits (``"٥"``); we take ASCII digits only (docs/legacy-differences.md)."""
+_GUAVA_INTEGER = re.compile(r"-?[0-9]+")
+"""Guava ``Ints.tryParse``: an optional minus sign and ASCII digits (no ``+``, no blanks)."""
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -121,8 +137,20 @@ def _reject_constant(name: str) -> Any:
     raise _Invalid(f"{name} is not a JSON number")
 
 
+class _JsonFloat(float):
+    """A JSON number with a fraction or exponent that remembers its text, as Jackson's parser does (``5.0``
+    read into a Java ``String`` is ``"5.0"``, ``1e2`` is ``"1e2"``). Serializes like any float."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str) -> _JsonFloat:
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def _finite_float(text: str) -> float:
-    value = float(text)
+    value = _JsonFloat(text)
     if not math.isfinite(value):
         raise _Invalid(f"the number {_shorten(text)} is out of range")
     return value
@@ -174,20 +202,14 @@ def _map_document(document: dict, item_id: int) -> MappedItem:
 
 
 def _item_id(value: Any) -> int:
+    """``Integer.valueOf(item.getId())`` (IIS model/ItemRevisionImpl.java:90, :282-287) of the JSON text."""
     if value is None or value == "":
         raise _Invalid("id is missing")
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+    if isinstance(value, (dict, list)):
         raise _Invalid(f"id must be a string or an integer, got {_kind(value)}")
-    if isinstance(value, str):
-        if not _DIGITS.fullmatch(value):
-            raise _Invalid(f"{ID_NOT_A_NUMBER}: {_shorten(value)!r}")
-        number = _digits_to_int(value)
-    elif isinstance(value, float):  # Jackson turned 205030.0 into the string "205030.0", which is not a number
-        raise _Invalid(f"{ID_NOT_A_NUMBER}: {value!r}")
-    else:
-        number = value
-    if number is None or not 1 <= number <= _INT4_MAX:
-        raise _Invalid(f"id must be between 1 and {_INT4_MAX}, got {_value_text(value)}")
+    number = _java_integer(_scalar_text(value))
+    if number is None:
+        raise _Invalid(f"{ID_NOT_A_NUMBER}: {_shorten(_scalar_text(value))!r}")
     return number
 
 
@@ -200,19 +222,41 @@ def _item_type(value: Any) -> str:
 
 
 def _stimulus_id(document: dict) -> int | None:
+    """Null or ``""`` → no stimulus (Spring ``StringUtils.isEmpty``, IIS model/ItemRevisionImpl.java:74-77); else an id
+    read like ``id``: one that is not a number fails the item, as it did in the legacy service."""
     path = "core.stimulusId"
     value = _lookup(document, ("core", "stimulusId"))
     if value is None or value == "":
         return None
-    if isinstance(value, str) and _DIGITS.fullmatch(value):
-        number = _digits_to_int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
+    if isinstance(value, (dict, list)):
+        raise _Invalid(f"{path} must be a numeric id or null, got {_kind(value)}")
+    text = _scalar_text(value)
+    number = _java_integer(text)
+    if number is None:
+        if _SIGNED_DIGITS.fullmatch(text):
+            raise _Invalid(f"{path} must fit a 32-bit integer, got {_shorten(text)}")
         raise _Invalid(f"{path} must be a numeric id or null, got {_describe(value)}")
-    if number is None or not 1 <= number <= _INT4_MAX:
-        raise _Invalid(f"{path} must be between 1 and {_INT4_MAX}, got {_value_text(value)}")
     return number
+
+
+def _java_integer(text: str) -> int | None:
+    """``Integer.valueOf(text)`` (Java 8), or None where it throws ``NumberFormatException``."""
+    if not _SIGNED_DIGITS.fullmatch(text):
+        return None
+    number = _signed_digits_to_int(text)
+    return number if number is not None and _INT4_MIN <= number <= _INT4_MAX else None
+
+
+def _scalar_text(value: Any) -> str:
+    """The text Jackson gives a ``String`` field for a JSON scalar: its JSON spelling (``5``, ``5.0``, ``true``)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value) if value.bit_length() <= 200 else _value_text(value)
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else repr(value)
 
 
 # ----------------------------------------------------------------------------------- value converters
@@ -226,17 +270,15 @@ def _text(value: Any, path: str) -> str:
 
 
 def _optional_text(value: Any, path: str) -> str | None:
+    """A Java ``String`` property: a JSON scalar becomes its JSON text; an object or array fails the item."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        try:
-            return str(value)
-        except ValueError:  # more digits than int → str allows
-            raise _Invalid(f"{path} must be a string or null, got {_describe(value)}") from None
     if isinstance(value, str):
         return _storable_text(value, path)
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        raise _Invalid(f"{path} must be a string or null, got {_describe(value)}")
+    if isinstance(value, (bool, int, float)):
+        return _scalar_text(value)
     raise _Invalid(f"{path} must be a string or null, got {_kind(value)}")
 
 
@@ -285,6 +327,20 @@ def _integer(value: Any, path: str) -> int | None:
     return number
 
 
+def _quintile(value: Any, path: str) -> int | None:
+    """Guava ``Ints.tryParse`` of the text when it is not blank (IIS model/ItemRevisionImpl.java:258-259): a text
+    that is not a number gives NULL, never an error. Objects and arrays did not parse into the String field."""
+    if value is None:
+        return None
+    if isinstance(value, (dict, list)):
+        raise _Invalid(f"{path} must be a string, a number or null, got {_kind(value)}")
+    text = _scalar_text(value)
+    if not _GUAVA_INTEGER.fullmatch(text):
+        return None
+    number = _signed_digits_to_int(text)
+    return number if number is not None and _INT4_MIN <= number <= _INT4_MAX else None
+
+
 def _timestamp(value: Any, path: str) -> datetime | None:
     """ISO-8601 text (``2018-05-25T20:57:45.000Z``; no offset means UTC) or epoch milliseconds; null and "" → None."""
     if value is None or value == "":
@@ -310,19 +366,27 @@ _STANDARD_FIELDS = (
     ("claim", "Claim"),
     ("content_domain", "ContentDomain"),
     ("common_core_standard", "CommonCoreStandard"),
-    ("target", "AssessmentTarget"),
+    ("target", "Target"),
 )
+"""``{ordinal}_{column}`` ← ``core.metadata.{ordinal}{field}``. The model property is ``primaryTarget`` (renamed
+from ``primaryAssessmentTarget`` in IIS 90379de, 2018-04-24, "Use the latest IAT common so we can continue to
+ingest items"); the item.json the 0.1.46-era model wrote says ``"primaryTarget"``
+(IIS src/test/resources/json/item-with-duplicate-asl-filenames.json at 0.1.46). The old name is ignored."""
 
 FIELD_COLUMNS: tuple[tuple[str, tuple[str, ...], _Converter], ...] = (
     ("workflow_status", ("workflow", "workflowStatusCode"), _text),
     ("subject", (*_METADATA, "subject"), _text),
-    ("grade", (*_METADATA, "grade"), _text),
+    # ItemRevisionImpl.java:104 reads getIntendedGrade(); JSON "intendedGrade" since IIS 90379de (see _STANDARD_FIELDS)
+    ("grade", (*_METADATA, "intendedGrade"), _text),
     ("dok", (*_METADATA, "depthOfKnowledge"), _text),
+    # JSON names: IIS src/test/resources/json/good-item-with-org-fields.json:55,57, asserted by
+    # src/test/java/.../service/ItemRevisionImplTest.java:301-307 (IIS@0.1.46)
     ("organization_type_id", (*_METADATA, "organizationTypeId"), _text),
     ("organization_name", (*_METADATA, "organizationName"), _text),
     ("content_task_model", (*_METADATA, "contentTaskModel"), _text),
     ("performance_task", (*_METADATA, "performanceTask"), _text),
     ("writing_purpose", (*_METADATA, "writingPurpose"), _text),
+    # JSON name: IIS src/test/resources/json/math-all-standard-ids.json:113, compared by ItemRevisionImplTest.java:481
     ("item_author", (*_METADATA, "itemAuthor"), _text),
     *(
         (f"{ordinal}_{column}", (*_METADATA, f"{ordinal}{field}"), _text)
@@ -344,6 +408,27 @@ FIELD_COLUMNS: tuple[tuple[str, tuple[str, ...], _Converter], ...] = (
 """``item`` column ← JSON path ← converter, for every column read from one field."""
 
 
+_FORM_TEXT_FIELDS = (("assessment_type", "assessmentType"), ("form_id", "formId"), ("form_type", "formType"))
+"""``item_form`` column ← field of ``forms[]`` (besides ``exposures``)."""
+
+_ADMINISTRATIONS = "core.testAdministration.administrations[]"
+
+MAPPED_PATHS: frozenset[str] = frozenset(
+    {
+        "id",
+        "type",
+        "core.stimulusId",
+        *(".".join(path) for _, path, _ in FIELD_COLUMNS),
+        *(f"{kind}.attachments[].{field}" for kind in ATTACHMENT_TYPES for field in ("fileName", "uploadedDate")),
+        "core.testAdministration.fieldTestAdministrationId",
+        f"{_ADMINISTRATIONS}.administrationId",
+        f"{_ADMINISTRATIONS}.fieldTestData.itemDifficultyQuintile",
+        *(f"{_ADMINISTRATIONS}.forms[].{field}" for field in (*(f for _, f in _FORM_TEXT_FIELDS), "exposures")),
+    }
+)
+"""Every JSON path the mapping reads a value from (``[]`` stands for every element of an array)."""
+
+
 def _field_columns(document: dict) -> dict[str, Any]:
     return {column: convert(_lookup(document, path), ".".join(path)) for column, path, convert in FIELD_COLUMNS}
 
@@ -352,19 +437,17 @@ def _field_columns(document: dict) -> dict[str, Any]:
 
 
 def _attachments(document: dict) -> tuple[dict[str, Any], ...]:
-    """``{asl,braille,cc}.attachments[]`` de-duplicated on (file_name, file_type).
+    """``{asl,braille,cc}.attachments[]`` de-duplicated on (file_name, file_type): the first occurrence wins.
 
-    Of duplicates, the one with the latest ``uploadedDate`` wins (the last one on a tie); the row keeps the
-    position of the first occurrence.
+    Legacy: ``Collectors.toSet()`` (IIS model/ItemRevisionImpl.java:303-307) of attachments equal on their key
+    (Common model/Attachment.java:62-79, AttachmentKey.java:70-81); ``HashSet.add`` keeps the element already there.
     """
     chosen: dict[tuple[str, str], dict[str, Any]] = {}
     for file_type in ATTACHMENT_TYPES:
         path = f"{file_type}.attachments"
         for index, element in enumerate(_array(_lookup(document, (file_type, "attachments")), path)):
             row = _attachment(element, f"{path}[{index}]", file_type)
-            key = (row["file_name"], file_type)
-            if key not in chosen or _upload_order(row) >= _upload_order(chosen[key]):
-                chosen[key] = row
+            chosen.setdefault((row["file_name"], file_type), row)
     return tuple(chosen.values())
 
 
@@ -376,13 +459,9 @@ def _attachment(element: Any, path: str, file_type: str) -> dict[str, Any]:
     return {
         "file_name": _storable_text(file_name, f"{path}.fileName"),
         "file_type": file_type,
+        # No uploadedDate: NULL. Legacy threw a NullPointerException (ItemRevisionImpl.java:305): a hazard.
         "uploaded_at": _timestamp(element.get("uploadedDate"), f"{path}.uploadedDate"),
     }
-
-
-def _upload_order(row: dict[str, Any]) -> tuple[int, datetime]:
-    uploaded_at = row["uploaded_at"]
-    return (0, _EPOCH) if uploaded_at is None else (1, uploaded_at)
 
 
 # -------------------------------------------------------------------------------------- test administration
@@ -390,9 +469,9 @@ def _upload_order(row: dict[str, Any]) -> tuple[int, datetime]:
 
 @dataclass(frozen=True)
 class _Administration:
-    path: str
-    raw: dict
     administration_id: str | None
+    has_field_test_data: bool
+    quintile: int | None
     forms: tuple[dict[str, Any], ...]
 
 
@@ -403,11 +482,15 @@ def _administrations(document: dict) -> list[_Administration]:
     for index, element in enumerate(elements):
         element_path = f"{path}[{index}]"
         raw = _element(element, element_path)
+        data_path = f"{element_path}.fieldTestData"
+        field_test_data = _object(raw.get("fieldTestData"), data_path)
         administrations.append(
             _Administration(
-                path=element_path,
-                raw=raw,
                 administration_id=_optional_text(raw.get("administrationId"), f"{element_path}.administrationId"),
+                has_field_test_data=field_test_data is not None,
+                quintile=None
+                if field_test_data is None
+                else _quintile(field_test_data.get("itemDifficultyQuintile"), f"{data_path}.itemDifficultyQuintile"),
                 forms=_forms(raw, element_path),
             )
         )
@@ -420,15 +503,11 @@ def _forms(administration: dict, administration_path: str) -> tuple[dict[str, An
     for index, element in enumerate(_array(administration.get("forms"), path)):
         form_path = f"{path}[{index}]"
         form = _element(element, form_path)
-        forms.append(
-            {
-                "assessment_type": _optional_text(form.get("assessmentType"), f"{form_path}.assessmentType"),
-                "form_id": _optional_text(form.get("formId"), f"{form_path}.formId"),
-                "form_type": _optional_text(form.get("formType"), f"{form_path}.formType"),
-                "exposures": _integer(form.get("exposures"), f"{form_path}.exposures"),
-            }
-        )
+        row = {column: _optional_text(form.get(field), f"{form_path}.{field}") for column, field in _FORM_TEXT_FIELDS}
+        row["exposures"] = _integer(form.get("exposures"), f"{form_path}.exposures")
+        forms.append(row)
     return tuple(forms)
+
 
 
 def _test_administration_columns(
@@ -447,18 +526,15 @@ def _test_administration_columns(
 
 
 def _item_difficulty_quintile(document: dict, administrations: list[_Administration]) -> int | None:
+    """The quintile of the last administration whose id equals ``fieldTestAdministrationId``, null equal to null.
+
+    Legacy: ``StringUtils.equals`` in a loop that keeps the last match (IIS model/ItemRevisionImpl.java:233-236).
+    A match without ``fieldTestData`` gives NULL; legacy threw (``Optional.of(null)``, line 235): a hazard.
+    """
     path = "core.testAdministration.fieldTestAdministrationId"
     field_test_id = _optional_text(_lookup(document, ("core", "testAdministration", "fieldTestAdministrationId")), path)
-    if field_test_id is None:
-        return None
-    for administration in administrations:
-        if administration.administration_id == field_test_id:
-            data_path = f"{administration.path}.fieldTestData"
-            field_test_data = _object(administration.raw.get("fieldTestData"), data_path)
-            if field_test_data is None:
-                return None
-            return _integer(field_test_data.get("itemDifficultyQuintile"), f"{data_path}.itemDifficultyQuintile")
-    return None
+    matching = [a for a in administrations if a.administration_id == field_test_id]
+    return matching[-1].quintile if matching else None
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -193,7 +193,14 @@ def make_item_document(
     cc: bool | None = None,
     spanish: bool | None = None,
 ) -> dict:
-    """A legacy-shaped ``item.json``; unspecified features are drawn from ``rng`` (seeded by the id if None)."""
+    """A legacy-shaped ``item.json``; unspecified features are drawn from ``rng`` (seeded by the id if None).
+
+    Besides the plain shape, some documents carry what the legacy service also accepted (so that a generated bank
+    exercises every path in ``imrt_sync.mapping.MAPPED_PATHS``): nulls in optional fields, booleans written as the
+    strings ``"true"``/``"false"``, ``uploadedDate`` without milliseconds or with an offset, and attachments without
+    ``uploadedDate``. Metadata carries the grade and targets under the 0.1.46 model names (``intendedGrade``,
+    ``{x}Target``) and, with the same values, under the older names (``grade``, ``{x}AssessmentTarget``).
+    """
     if item_type not in ALL_TYPES:
         raise ValueError(f"unknown item type {item_type!r}; expected one of {ALL_TYPES}")
     rng = rng or random.Random(item_id)
@@ -237,13 +244,13 @@ def make_item_document(
         "type": item_type,
         "version": FORMAT_VERSION,
         "core": core,
-        "asl": _asl(item_id, item_type, subject, flags["asl"], uploaded),
-        "braille": _braille(item_id, flags["braille"], uploaded),
-        "cc": _cc(item_id, flags["cc"], uploaded),
+        "asl": _asl(rng, item_id, item_type, subject, flags["asl"], uploaded),
+        "braille": _braille(rng, item_id, flags["braille"], uploaded),
+        "cc": _cc(rng, item_id, flags["cc"], uploaded),
         "textToSpeech": {
             "isVisualTTSRequired": "undetermined",
-            "isVisualTTSProvided": False,
-            "isSightTTSProvided": chance() < 0.2,
+            "isVisualTTSProvided": None if chance() < 0.05 else _boolean(rng, False),
+            "isSightTTSProvided": _boolean(rng, chance() < 0.2),
         },
         "workflow": {"workflowStatusCode": status},
         "translations": {"esp": _spanish(rng, item_type, core, flags["spanish"])},
@@ -390,7 +397,12 @@ def _tutorial_content(rng: random.Random) -> str:
 
 
 def _item_metadata(rng: random.Random, item_type: str, subject: str, grade: str, author: str) -> dict:
-    metadata: dict[str, str] = {"subject": subject, "grade": grade, "depthOfKnowledge": rng.choice("1234")}
+    metadata: dict[str, str | None] = {
+        "subject": subject,
+        "intendedGrade": grade,
+        "grade": grade,
+        "depthOfKnowledge": rng.choice("1234"),
+    }
     levels = ["primary", "secondary", "tertiary", "quaternary"]
     filled = 1 + (rng.random() < 0.3) + (rng.random() < 0.1)
     for n, level in enumerate(levels):
@@ -398,6 +410,7 @@ def _item_metadata(rng: random.Random, item_type: str, subject: str, grade: str,
         metadata.update(
             {
                 f"{level}Claim": claim,
+                f"{level}Target": target,
                 f"{level}AssessmentTarget": target,
                 f"{level}ContentDomain": domain,
                 f"{level}CommonCoreStandard": standard,
@@ -418,7 +431,13 @@ def _item_metadata(rng: random.Random, item_type: str, subject: str, grade: str,
             "itemAuthor": author,
         }
     )
+    if rng.random() < 0.15:
+        metadata[rng.choice(_NULLABLE_METADATA)] = None
     return metadata
+
+
+_NULLABLE_METADATA = ("organizationName", "contentTaskModel", "performanceTask", "writingPurpose", "secondaryClaim")
+"""Metadata fields a generated document sometimes has as ``null`` (the mapping stores ``""``)."""
 
 
 def _alignment(rng: random.Random, subject: str, grade: str) -> tuple[str, str, str, str]:
@@ -440,6 +459,7 @@ def _alignment(rng: random.Random, subject: str, grade: str) -> tuple[str, str, 
 def _stimulus_metadata(subject: str, grade: str, author: str) -> dict:
     return {
         "subject": subject,
+        "intendedGrade": grade,
         "grade": grade,
         "organizationTypeId": "SBAC",
         "organizationName": "Smarter Balanced",
@@ -457,7 +477,7 @@ def _test_administration(rng: random.Random) -> dict:
                 "assessmentType": rng.choice(["Summative", "Interim"]),
                 "exposures": rng.randint(0, 5000),
                 "formId": f"form.{rng.randint(100, 999)}.{'OP' if operational else 'FT'}",
-                "formType": "Operational" if operational else "Field Test",
+                "formType": None if rng.random() < 0.05 else "Operational" if operational else "Field Test",
                 "sequence": str(rng.randint(1, 40)),
                 "status": "Operational" if operational else "Field Test",
             }
@@ -468,7 +488,7 @@ def _test_administration(rng: random.Random) -> dict:
                 "administrationId": admin_id,
                 "itemVersion": "",
                 "timeframe": rng.choice(["Annual", "Spring", "Fall"]),
-                "fieldTestData": {"itemDifficultyQuintile": str(rng.randint(1, 5))},
+                "fieldTestData": {"itemDifficultyQuintile": None if rng.random() < 0.1 else str(rng.randint(1, 5))},
                 "forms": forms,
             }
         )
@@ -482,32 +502,60 @@ def _iso(when: datetime) -> str:
     return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-def _asl(item_id: str, item_type: str, subject: str, provided: bool, uploaded: datetime) -> dict:
+_UPLOAD_STAMPS = (
+    (0.75, _iso),
+    (0.08, lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    (0.07, lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"),
+    (0.05, lambda when: when.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")),
+)
+"""How ``uploadedDate`` is written, by weight: IAT's ``.000Z`` mostly; also no milliseconds, real milliseconds and an
+offset. The remaining weight (0.05) is an attachment without ``uploadedDate``."""
+
+
+def _attachment(rng: random.Random, file_name: str, uploaded: datetime) -> dict:
+    pick = rng.random()
+    for weight, stamp in _UPLOAD_STAMPS:
+        if pick < weight:
+            return {"fileName": file_name, "uploadedDate": stamp(uploaded + timedelta(milliseconds=rng.randint(0, 999)))}
+        pick -= weight
+    return {"fileName": file_name}
+
+
+def _boolean(rng: random.Random, value: bool) -> bool | str:
+    """``value``, sometimes written as the string ``"true"``/``"false"`` (Jackson read both into a Boolean)."""
+    return ("true" if value else "false") if rng.random() < 0.1 else value
+
+
+def _asl(rng: random.Random, item_id: str, item_type: str, subject: str, provided: bool, uploaded: datetime) -> dict:
     prefix = "PaSsaGe" if item_type == STIMULUS else "Item"
     suffix = "STEM" if subject == "Math" else "ELA"
-    files = [{"fileName": f"{prefix}_{item_id}_ASL_{suffix}.MP4", "uploadedDate": _iso(uploaded)}] if provided else []
-    return {"attachments": files, "isAslRequired": "yes" if provided else "undetermined", "isAslProvided": provided}
-
-
-def _braille(item_id: str, provided: bool, uploaded: datetime) -> dict:
-    names = [f"item_{item_id}_enu_uncontracted.brf", f"item_{item_id}_enu_contracted_nemeth.prn"]
-    files = [{"fileName": name, "uploadedDate": _iso(uploaded)} for name in names] if provided else []
+    files = [_attachment(rng, f"{prefix}_{item_id}_ASL_{suffix}.MP4", uploaded)] if provided else []
     return {
         "attachments": files,
-        "isBrailleRequired": "yes" if provided else "undetermined",
-        "isBrailleProvided": provided,
+        "isAslRequired": "yes" if provided else "undetermined",
+        "isAslProvided": _boolean(rng, provided),
     }
 
 
-def _cc(item_id: str, provided: bool, uploaded: datetime) -> dict:
-    files = [{"fileName": f"item_{item_id}_cc.vtt", "uploadedDate": _iso(uploaded)}] if provided else []
+def _braille(rng: random.Random, item_id: str, provided: bool, uploaded: datetime) -> dict:
+    names = [f"item_{item_id}_enu_uncontracted.brf", f"item_{item_id}_enu_contracted_nemeth.prn"]
+    files = [_attachment(rng, name, uploaded) for name in names] if provided else []
+    return {
+        "attachments": files,
+        "isBrailleRequired": "yes" if provided else "undetermined",
+        "isBrailleProvided": _boolean(rng, provided),
+    }
+
+
+def _cc(rng: random.Random, item_id: str, provided: bool, uploaded: datetime) -> dict:
+    files = [_attachment(rng, f"item_{item_id}_cc.vtt", uploaded)] if provided else []
     associations = (
         [{"audioFileName": f"item_{item_id}_audio.mp3", "ccFileName": f"item_{item_id}_cc.vtt"}] if provided else []
     )
     return {
         "attachments": files,
         "isCcRequired": "yes" if provided else "undetermined",
-        "isCcProvided": provided,
+        "isCcProvided": _boolean(rng, provided),
         "itemCcAudioAssociations": associations,
     }
 
@@ -515,7 +563,7 @@ def _cc(item_id: str, provided: bool, uploaded: datetime) -> dict:
 def _spanish(rng: random.Random, item_type: str, core: dict, provided: bool) -> dict:
     if not provided:
         empty: dict[str, Any] = {"content": ""} if item_type == STIMULUS else {"prompt": "", "options": []}
-        return {**empty, "isRequired": "undetermined", "isProvided": False}
+        return {**empty, "isRequired": "undetermined", "isProvided": _boolean(rng, False)}
     if item_type == STIMULUS:
         return {"content": "<p>Lea el pasaje con atención.</p>", "isRequired": "yes", "isProvided": True}
     options = [

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from imrt_sync import schema
 from imrt_sync.errors import ItemValidationError
-from imrt_sync.mapping import MAX_ITEM_JSON_BYTES, MappedItem, map_item, parse_item_json
+from imrt_sync.mapping import ID_NOT_A_NUMBER, MAX_ITEM_JSON_BYTES, MappedItem, map_item, parse_item_json
 
 PROJECT = 17
 UTC = timezone.utc
@@ -31,7 +31,7 @@ FULL_ITEM: dict[str, Any] = {
         "enemyItems": [],
         "metadata": {
             "subject": "Math",
-            "grade": "5",
+            "intendedGrade": "5",
             "depthOfKnowledge": "2",
             "organizationTypeId": "SBAC",
             "organizationName": "Smarter Balanced",
@@ -42,19 +42,19 @@ FULL_ITEM: dict[str, Any] = {
             "primaryClaim": "1",
             "primaryContentDomain": "NF",
             "primaryCommonCoreStandard": "5.NF.A.1",
-            "primaryAssessmentTarget": "E",
+            "primaryTarget": "E",
             "secondaryClaim": "2",
             "secondaryContentDomain": "OA",
             "secondaryCommonCoreStandard": "5.OA.A.2",
-            "secondaryAssessmentTarget": "A",
+            "secondaryTarget": "A",
             "tertiaryClaim": "3",
             "tertiaryContentDomain": "MD",
             "tertiaryCommonCoreStandard": "5.MD.C.5",
-            "tertiaryAssessmentTarget": "C",
+            "tertiaryTarget": "C",
             "quaternaryClaim": "4",
             "quaternaryContentDomain": "G",
             "quaternaryCommonCoreStandard": "5.G.A.1",
-            "quaternaryAssessmentTarget": "B",
+            "quaternaryTarget": "B",
             "testCategory": "",
             "scoringEngine": "",
             "someFutureField": {"nested": [1, 2, 3]},
@@ -127,7 +127,7 @@ STIMULUS: dict[str, Any] = {
     "core": {
         "stimulusId": "not-read-for-stimuli",
         "en": {"content": "<p>…</p>"},
-        "metadata": {"subject": "ELA", "grade": "7", "primaryClaim": "2", "primaryAssessmentTarget": "1"},
+        "metadata": {"subject": "ELA", "intendedGrade": "7", "primaryClaim": "2", "primaryTarget": "1"},
     },
     "workflow": {"workflowStatusCode": "Approved"},
 }
@@ -260,14 +260,15 @@ def test_full_item_identity_and_document():
     assert mapped.item_json["core"]["metadata"]["someFutureField"] == {"nested": [1, 2, 3]}
 
 
-def test_full_item_attachments_are_deduplicated_keeping_the_latest_upload():
+def test_full_item_attachments_are_deduplicated_keeping_the_first_occurrence():
+    # IIS@0.1.46:src/main/java/org/opentestsystem/ap/imrt/iis/model/ItemRevisionImpl.java:303-307 (Collectors.toSet)
     mapped = map_item(copy.deepcopy(FULL_ITEM), PROJECT)
 
     assert mapped.attachments == (
         {
             "file_name": "Item_205030_ASL_STEM.MP4",
             "file_type": "asl",
-            "uploaded_at": datetime(2018, 6, 1, 8, 0, tzinfo=UTC),
+            "uploaded_at": datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC),
         },
         {"file_name": "Item_205030_ASL_OPTIONS.MP4", "file_type": "asl", "uploaded_at": None},
         # the same file name under another type is another row
@@ -380,8 +381,8 @@ def test_minimal_document_with_null_sections():
         ("core.stimulusId", None, "associated_stimulus_id", None),
         ("core.stimulusId", "", "associated_stimulus_id", None),
         ("core.stimulusId", 205034, "associated_stimulus_id", 205034),
-        ("core.metadata.grade", 5, "grade", "5"),  # Jackson coerces scalars into String fields
-        ("core.metadata.grade", None, "grade", ""),
+        ("core.metadata.intendedGrade", 5, "grade", "5"),  # Jackson coerces scalars into String fields
+        ("core.metadata.intendedGrade", None, "grade", ""),
         ("asl.isAslProvided", "true", "asl_provided", "true"),
         ("asl.isAslProvided", "FALSE", "asl_provided", "false"),
         ("translations.esp.isProvided", None, "translation_provided", ""),
@@ -451,13 +452,13 @@ def test_duplicate_attachment_with_equal_dates_keeps_the_last_and_the_first_posi
         ("id", "abc", "The id is not a number and cannot be ingested into the system: 'abc'"),
         ("id", "205030a", "The id is not a number and cannot be ingested into the system: '205030a'"),
         ("id", " 205030", "The id is not a number and cannot be ingested into the system: ' 205030'"),
-        ("id", "-5", "The id is not a number and cannot be ingested into the system: '-5'"),
-        ("id", 205030.0, "The id is not a number and cannot be ingested into the system: 205030.0"),
-        ("id", "0", "id must be between 1 and 2147483647, got 0"),
-        ("id", "99999999999", "id must be between 1 and 2147483647, got 99999999999"),
-        ("id", 2**31, "id must be between 1 and 2147483647, got 2147483648"),
+        ("id", "5.0", "The id is not a number and cannot be ingested into the system: '5.0'"),
+        ("id", 205030.0, "The id is not a number and cannot be ingested into the system: '205030.0'"),
+        ("id", "99999999999", "The id is not a number and cannot be ingested into the system: '99999999999'"),
+        ("id", 2**31, "The id is not a number and cannot be ingested into the system: '2147483648'"),
+        ("id", "\u0665", "The id is not a number and cannot be ingested into the system: '\u0665'"),
         ("id", ["205030"], "id must be a string or an integer, got list"),
-        ("id", True, "id must be a string or an integer, got boolean"),
+        ("id", True, "The id is not a number and cannot be ingested into the system: 'true'"),
         ("id", None, "id is missing"),
         ("id", "", "id is missing"),
     ],
@@ -484,12 +485,11 @@ def test_missing_id():
         ("core", [], "core must be an object or null, got list"),
         ("core.metadata", [], "core.metadata must be an object or null, got list"),
         ("core.metadata", "x", "core.metadata must be an object or null, got string"),
-        ("core.metadata.grade", ["5"], "core.metadata.grade must be a string or null, got list"),
-        ("core.metadata.grade", {"v": "5"}, "core.metadata.grade must be a string or null, got object"),
-        ("core.metadata.grade", 5.5, "core.metadata.grade must be a string or null, got number"),
+        ("core.metadata.intendedGrade", ["5"], "core.metadata.intendedGrade must be a string or null, got list"),
+        ("core.metadata.intendedGrade", {"v": "5"}, "core.metadata.intendedGrade must be a string or null, got object"),
         ("core.metadata.subject", "Ma\x00th", "core.metadata.subject must not contain NUL characters"),
         ("core.metadata.subject", "Ma\ud800th", "core.metadata.subject must be valid Unicode text (it has an unpaired surrogate)"),
-        ("core.metadata.quaternaryAssessmentTarget", [], "core.metadata.quaternaryAssessmentTarget must be a string or null, got list"),
+        ("core.metadata.quaternaryTarget", [], "core.metadata.quaternaryTarget must be a string or null, got list"),
         ("workflow", "Draft", "workflow must be an object or null, got string"),
         ("workflow.workflowStatusCode", {}, "workflow.workflowStatusCode must be a string or null, got object"),
         ("core.stimulusId", "abc", "core.stimulusId must be a numeric id or null, got string 'abc'"),
@@ -497,8 +497,8 @@ def test_missing_id():
         ("core.stimulusId", 9.5, "core.stimulusId must be a numeric id or null, got number 9.5"),
         ("core.stimulusId", True, "core.stimulusId must be a numeric id or null, got boolean"),
         ("core.stimulusId", [99], "core.stimulusId must be a numeric id or null, got list"),
-        ("core.stimulusId", "0", "core.stimulusId must be between 1 and 2147483647, got 0"),
-        ("core.stimulusId", "12345678901", "core.stimulusId must be between 1 and 2147483647, got 12345678901"),
+        ("core.stimulusId", " 99", "core.stimulusId must be a numeric id or null, got string ' 99'"),
+        ("core.stimulusId", "12345678901", "core.stimulusId must fit a 32-bit integer, got 12345678901"),
         ("asl", [], "asl must be an object or null, got list"),
         ("asl.isAslProvided", "maybe", "asl.isAslProvided must be a boolean or null, got string 'maybe'"),
         ("asl.isAslProvided", 1, "asl.isAslProvided must be a boolean or null, got integer 1"),
@@ -533,7 +533,7 @@ def test_missing_id():
         ("core.testAdministration.administrations[0].forms[1].formId", ["x"], "core.testAdministration.administrations[0].forms[1].formId must be a string or null, got list"),
         ("core.testAdministration.administrations[1].administrationId", {}, "core.testAdministration.administrations[1].administrationId must be a string or null, got object"),
         ("core.testAdministration.administrations[1].fieldTestData", [], "core.testAdministration.administrations[1].fieldTestData must be an object or null, got list"),
-        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", "second", "core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile must be an integer, a numeric string or null, got string 'second'"),
+        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", ["2"], "core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile must be a string, a number or null, got list"),
         ("core.testAdministration.fieldTestAdministrationId", [], "core.testAdministration.fieldTestAdministrationId must be a string or null, got list"),
     ],
 )  # fmt: skip
@@ -624,10 +624,10 @@ def test_parse_rejects_text():
 
 
 def test_item_validation_error():
-    error = ItemValidationError(17, "core.metadata.grade must be a string or null, got list", "205030")
+    error = ItemValidationError(17, "core.metadata.intendedGrade must be a string or null, got list", "205030")
     assert isinstance(error, ValueError)
-    assert str(error) == "project 17 (item 205030): core.metadata.grade must be a string or null, got list"
-    assert (error.project_id, error.item_id, error.problem) == (17, "205030", "core.metadata.grade must be a string or null, got list")
+    assert str(error) == "project 17 (item 205030): core.metadata.intendedGrade must be a string or null, got list"
+    assert (error.project_id, error.item_id, error.problem) == (17, "205030", "core.metadata.intendedGrade must be a string or null, got list")
 
     without_item = ItemValidationError(17, "item.json is not valid JSON: Expecting value at line 1 column 1")
     assert str(without_item) == "project 17: item.json is not valid JSON: Expecting value at line 1 column 1"
@@ -657,7 +657,7 @@ _KNOWN_KEYS = [
     "id", "type", "core", "metadata", "stimulusId", "testAdministration", "administrations", "forms",
     "administrationId", "fieldTestAdministrationId", "fieldTestData", "itemDifficultyQuintile", "exposures",
     "asl", "braille", "cc", "attachments", "fileName", "uploadedDate", "workflow", "workflowStatusCode",
-    "translations", "esp", "isProvided", "textToSpeech", "isSightTTSProvided", "grade", "subject",
+    "translations", "esp", "isProvided", "textToSpeech", "isSightTTSProvided", "intendedGrade", "subject",
 ]  # fmt: skip
 structured_values = st.recursive(
     _scalars,
@@ -757,3 +757,170 @@ def test_any_bytes_parse_or_raise_item_validation_error(raw):
 def test_epoch_milliseconds_far_in_the_past_are_rejected_not_crashing():
     document = {"id": "1", "type": "mc", "cc": {"attachments": [{"fileName": "a", "uploadedDate": -(10**15)}]}}
     assert "uploadedDate must be an ISO-8601 date-time" in problem_of(document)
+
+
+# ---------------------------------------------------------------------- values settled from the legacy source
+# IIS = SmarterApp/AP_IMRT_ItemIngestService@0.1.46, src/main/java/org/opentestsystem/ap/imrt/iis/ (unless a path
+# says otherwise); Common = SmarterApp/AP_IMRT_Common@0.1.39, src/main/java/org/opentestsystem/ap/imrt/common/ (the
+# version IIS 0.1.46's build.gradle depends on). Jackson 2.8 as managed by Spring Boot 1.5.9.
+
+LEGACY_ITEM: dict[str, Any] = {"id": "205030", "type": "mc"}
+
+
+def columns_of(document: dict) -> dict[str, Any]:
+    return map_item(document, PROJECT).columns
+
+
+@pytest.mark.parametrize("section", ["asl", "braille", "cc", "translations"])
+def test_provided_columns_of_a_missing_section_are_empty_text(section):
+    # Common@0.1.39:model/BaseItem.java:103-110 default "" and IIS@0.1.46:model/ItemRevisionImpl.java:140-167 only
+    # sets *_provided when the section is present
+    column = "translation_provided" if section == "translations" else f"{section}_provided"
+    assert columns_of(dict(LEGACY_ITEM))[column] == ""
+    assert columns_of({**LEGACY_ITEM, section: None})[column] == ""
+
+
+@pytest.mark.parametrize(("provided", "expected"), [(True, "true"), (False, "false"), ("true", "true"), ("false", "false")])
+def test_provided_columns_hold_the_boolean_as_text(provided, expected):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:142 String.valueOf(item.getAsl().isAslProvided())
+    assert columns_of({**LEGACY_ITEM, "asl": {"isAslProvided": provided}})["asl_provided"] == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("205030", 205030), ("+5", 5), ("0", 0), ("-5", -5), ("007", 7), (205030, 205030), ("2147483647", 2**31 - 1)],
+)
+def test_ids_are_java_integer_value_of_the_text(value, expected):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:282-287 Integer.valueOf(id); a JSON integer reaches it as its text
+    assert map_item({**LEGACY_ITEM, "id": value}, PROJECT).item_id == expected
+
+
+@pytest.mark.parametrize("value", [" 5", "5 ", "5.0", 5.0, "1e3", "0x10", "2147483648", "", "\u0665"])
+def test_ids_java_integer_value_of_rejects(value):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:284-286 NumberFormatException → "The id is not a number ..."
+    # ("" is reported as a missing id; Java's non-ASCII digits are refused on purpose: docs/legacy-differences.md)
+    problem = problem_of({**LEGACY_ITEM, "id": value})
+    assert problem.startswith(ID_NOT_A_NUMBER) or problem == "id is missing"
+
+
+@pytest.mark.parametrize(("value", "expected"), [("+99", 99), ("0", 0), ("-3", -3), (99, 99), ("", None), (None, None)])
+def test_stimulus_id_like_the_item_id_and_empty_means_none(value, expected):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:74-77 isEmpty(stimulusId) → none, else convertItemId (line 282)
+    document = {**LEGACY_ITEM, "core": {"stimulusId": value}}
+    assert columns_of(document)["associated_stimulus_id"] == expected
+
+
+@pytest.mark.parametrize("value", [" 99", "99.0", 99.5, "abc"])
+def test_stimulus_id_that_is_not_a_number_fails_the_item(value):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:76 convertItemId throws → the item is not ingested
+    assert problem_of({**LEGACY_ITEM, "core": {"stimulusId": value}}).startswith("core.stimulusId must be")
+
+
+def administered(quintile: Any, *, field_test_id: Any = "1.sss", administration_ids: tuple = ("1.sss",)) -> dict:
+    administrations = [
+        {"administrationId": a, "fieldTestData": {"itemDifficultyQuintile": quintile}, "forms": []}
+        for a in administration_ids
+    ]
+    testing = {"fieldTestAdministrationId": field_test_id, "administrations": administrations}
+    return {**LEGACY_ITEM, "core": {"testAdministration": testing}}
+
+
+@pytest.mark.parametrize(
+    ("quintile", "expected"),
+    [
+        ("2", 2), (2, 2), ("-1", -1), ("007", 7),
+        ("+2", None), (" 2", None), ("2.0", None), (2.0, None), ("two", None), ("", None), ("  ", None), (True, None),
+        ("99999999999", None),
+    ],
+)
+def test_difficulty_quintile_is_guava_ints_try_parse_and_never_fails_the_item(quintile, expected):
+    # IIS@0.1.46:model/ItemRevisionImpl.java:258-259 isNotBlank(q) then Ints.tryParse(q): null when not a number
+    assert columns_of(administered(quintile))["item_difficulty_quintile"] == expected
+
+
+def test_difficulty_quintile_of_the_last_matching_administration():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:233-236: the loop keeps the last administration that matches
+    document = administered("3", administration_ids=("1.sss", "1.sss"))
+    document["core"]["testAdministration"]["administrations"][1]["fieldTestData"]["itemDifficultyQuintile"] = "4"
+    assert columns_of(document)["item_difficulty_quintile"] == 4
+
+
+def test_difficulty_quintile_null_field_test_id_matches_a_null_administration_id():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:234 StringUtils.equals(null, null) is true
+    assert columns_of(administered("5", field_test_id=None, administration_ids=(None,)))["item_difficulty_quintile"] == 5
+    assert columns_of(administered("5", field_test_id=None))["item_difficulty_quintile"] is None
+
+
+def test_difficulty_quintile_of_a_match_without_field_test_data_is_null_where_legacy_threw():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:235 Optional.of(null) threw: a hazard (docs/legacy-differences.md)
+    document = administered("5")
+    document["core"]["testAdministration"]["administrations"][0]["fieldTestData"] = None
+    assert columns_of(document)["item_difficulty_quintile"] is None
+
+
+@pytest.mark.parametrize(("exposures", "expected"), [(7, 7), ("7", 7), ("+7", 7), (" 7 ", 7), ("", None), (7.0, 7)])
+def test_exposures_are_a_jackson_integer(exposures, expected):
+    # ap-common Form.exposures is an Integer (IIS@0.1.46:model/ItemRevisionImpl.java:239-247); Jackson 2.8 trims
+    # numeric strings, takes "" as null and integral floats (ACCEPT_FLOAT_AS_INT)
+    document = administered("1")
+    document["core"]["testAdministration"]["administrations"][0]["forms"] = [{"exposures": exposures}]
+    assert map_item(document, PROJECT).forms[0]["exposures"] == expected
+
+
+def test_exposures_with_a_fraction_fail_where_jackson_truncated():
+    # Jackson ACCEPT_FLOAT_AS_INT truncated 7.5 to 7 (into IIS@0.1.46:model/ItemRevisionImpl.java:239-247): a hazard
+    document = administered("1")
+    document["core"]["testAdministration"]["administrations"][0]["forms"] = [{"exposures": 7.5}]
+    assert "exposures must be an integer" in problem_of(document)
+
+
+@pytest.mark.parametrize(("value", "expected"), [(5, "5"), (True, "true"), ("5", "5")])
+def test_scalars_in_text_fields_become_their_json_text(value, expected):
+    # Jackson StringDeserializer: a scalar token becomes its text (into IIS@0.1.46:model/ItemRevisionImpl.java:104)
+    assert columns_of({**LEGACY_ITEM, "core": {"metadata": {"intendedGrade": value}}})["grade"] == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("5.0", "5.0"), ("1e2", "1e2"), ("0.10", "0.10")])
+def test_fractional_numbers_in_text_fields_keep_their_json_spelling(text, expected):
+    # Jackson's parser gives a String field the number's text as written (into ItemRevisionImpl.java:104)
+    raw = json.dumps({**LEGACY_ITEM, "core": {"metadata": {"intendedGrade": "X"}}}).replace('"X"', text).encode()
+    assert columns_of(parse_item_json(raw, PROJECT))["grade"] == expected
+
+
+def test_grade_and_targets_are_read_from_the_0_1_46_model_names():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:104, :191 read getIntendedGrade()/getPrimaryTarget(); commit 90379de
+    # renamed them, and IIS@0.1.46:src/test/resources/json/item-with-duplicate-asl-filenames.json:45 (and the
+    # *Target keys there) is what that model wrote. The old names are unknown properties, ignored.
+    metadata = {"intendedGrade": "8", "primaryTarget": "E", "grade": "3", "primaryAssessmentTarget": "Z"}
+    columns = columns_of({**LEGACY_ITEM, "core": {"metadata": metadata}})
+    assert (columns["grade"], columns["primary_target"]) == ("8", "E")
+    old_only = columns_of({**LEGACY_ITEM, "core": {"metadata": {"grade": "3", "primaryAssessmentTarget": "Z"}}})
+    assert (old_only["grade"], old_only["primary_target"]) == ("", "")
+
+
+def test_organisation_and_author_json_names():
+    # IIS@0.1.46:src/test/resources/json/good-item-with-org-fields.json:55,57 asserted by
+    # src/test/java/org/opentestsystem/ap/imrt/iis/service/ItemRevisionImplTest.java:301-307; itemAuthor:
+    # src/test/resources/json/math-all-standard-ids.json:113 compared by ItemRevisionImplTest.java:481
+    metadata = {"organizationTypeId": "smarterBalanced", "organizationName": "SB", "itemAuthor": "An User"}
+    columns = columns_of({**LEGACY_ITEM, "core": {"metadata": metadata}})
+    assert (columns["organization_type_id"], columns["organization_name"], columns["item_author"]) == (
+        "smarterBalanced", "SB", "An User",
+    )
+
+
+def test_duplicate_attachments_keep_the_first_occurrence_and_its_date():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:303-307 Collectors.toSet(); Common@0.1.39:model/Attachment.java:62-79
+    # equal on the key (item, fileName, fileType): HashSet.add keeps the element already there
+    files = [
+        {"fileName": "a.mp4", "uploadedDate": "2018-05-18T20:42:26.907Z"},
+        {"fileName": "a.mp4", "uploadedDate": "2018-05-18T20:42:26.929Z"},
+    ]
+    (row,) = map_item({**LEGACY_ITEM, "asl": {"attachments": files}}, PROJECT).attachments
+    assert row["uploaded_at"] == datetime(2018, 5, 18, 20, 42, 26, 907000, tzinfo=UTC)
+
+
+def test_attachment_without_uploaded_date_is_stored_with_a_null_date_where_legacy_threw():
+    # IIS@0.1.46:model/ItemRevisionImpl.java:305 attachment.getUploadedDate().toInstant() threw: a hazard
+    (row,) = map_item({**LEGACY_ITEM, "cc": {"attachments": [{"fileName": "a.vtt"}]}}, PROJECT).attachments
+    assert row["uploaded_at"] is None
