@@ -35,7 +35,35 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--itembank-port", type=int, default=int(os.environ.get("IMRT_ITEMBANK_PORT", "8929")))
     run.add_argument("--demo-items", type=int, default=int(os.environ.get("IMRT_DEMO_ITEMS", "300")))
     run.add_argument("--parallelism", type=int, default=int(os.environ.get("IMRT_PARALLELISM", "4")))
+    item = commands.add_parser("item", help="show an item's rows in the imrt database of a running stack")
+    item.add_argument("item_id", type=int)
+    item.add_argument("--data-dir", type=Path, default=Path(os.environ.get("IMRT_DATA_DIR", REPO_ROOT / ".data")))
     return parser
+
+
+def show_item(args: argparse.Namespace) -> int:
+    """The item's ``item`` and ``item_git`` rows, as a person checking a push would look at them."""
+    import sqlalchemy as sa
+
+    url_file = args.data_dir.resolve() / "imrt-url"
+    if not url_file.exists():
+        raise SystemExit(f"no stack has run on {args.data_dir} (start one with: make run)")
+    engine = sa.create_engine(url_file.read_text().strip())
+    try:
+        with engine.connect() as conn:
+            row = conn.execute(sa.text(
+                "SELECT i.id, i.workflow_status, i.updated_by, i.workflow_status_set_at, g.project_id, "
+                "g.current_commit_hash, g.current_commit_date, g.ingest_source, i.updated_at "
+                "FROM item i JOIN item_git g ON g.item_key = i.key WHERE i.id = :id"
+            ), {"id": args.item_id}).mappings().first()
+    finally:
+        engine.dispose()
+    if row is None:
+        print(f"item {args.item_id}: not in the imrt database")
+        return 1
+    for name, value in row.items():
+        print(f"{name}: {value}")
+    return 0
 
 
 def say(message: str) -> None:
@@ -57,6 +85,11 @@ def hold_single_instance_lock(data_dir: Path):
     return handle
 
 
+def keep_private(path: Path, text: str) -> None:
+    path.touch(mode=0o600)
+    path.write_text(text)
+
+
 def kept_secret(path: Path) -> str:
     """A random secret generated on the first start and kept (mode 600) in the data directory."""
     if not path.exists():
@@ -65,8 +98,14 @@ def kept_secret(path: Path) -> str:
     return path.read_text().strip()
 
 
-def item_bank_source(args, data_dir: Path):
-    """The GitLab to sync: the one named by IMRT_GITLAB_* variables, or a local demo item bank server."""
+def item_bank_source(args, data_dir: Path, system_hook_url: str, webhook_secret: str):
+    """The GitLab to sync: the one named by IMRT_GITLAB_* variables, or a local demo item bank server.
+
+    The demo bank has the users a GitLab would: ``imrt-sync`` (Maintainer of the group: its token is the one IMRT
+    uses), ``developer`` (Developer: clones and pushes like an item author) and the administrator ``root``; its
+    system hook points at the local hook receiver, so projects created or deleted through the REST API reach IMRT.
+    The tokens are kept (mode 600) in the data directory: ``itembank-<user>-token``.
+    """
     if os.environ.get("IMRT_GITLAB_URL"):
         return None, {
             "url": os.environ["IMRT_GITLAB_URL"],
@@ -74,16 +113,27 @@ def item_bank_source(args, data_dir: Path):
             "group": os.environ["IMRT_GITLAB_GROUP"],
         }
     from itembank_server import ItemBank, ItemBankServer, generate_bank
+    from itembank_server.hookdelivery import SystemHook
+    from itembank_server.users import DEVELOPER, MAINTAINER
 
-    token = kept_secret(data_dir / "itembank-token")
     bank = ItemBank(data_dir / "itembank")
     group = bank.create_group(DEMO_GROUP)
     if bank.count_projects(group["id"]) == 0:
         say(f"generating a demo item bank of {args.demo_items} items ...")
         generate_bank(bank, DEMO_GROUP, count=args.demo_items, seed=0)
-    server = ItemBankServer(bank, "127.0.0.1", args.itembank_port, {token}).start()
-    say(f"item bank server: {server.url} (group {DEMO_GROUP})")
-    return server, {"url": server.url, "token": token, "group": DEMO_GROUP}
+    tokens = {}
+    for username, role in (("imrt-sync", MAINTAINER), ("developer", DEVELOPER)):
+        tokens[username] = kept_secret(data_dir / f"itembank-{username}-token")
+        user = bank.ensure_user(username)
+        bank.add_token(user["id"], tokens[username])
+        if bank.member(group["id"], user["id"]) is None:
+            bank.add_member(group["id"], user["id"], role)
+    admin_token = kept_secret(data_dir / "itembank-root-token")
+    system_hook = SystemHook(system_hook_url, token=webhook_secret, push_events=False)
+    server = ItemBankServer(bank, "127.0.0.1", args.itembank_port, {admin_token}, system_hooks=[system_hook]).start()
+    say(f"item bank server: {server.url} (group {DEMO_GROUP}; users imrt-sync, developer, root: tokens in "
+        f"{data_dir}/itembank-<user>-token)")
+    return server, {"url": server.url, "token": tokens["imrt-sync"], "group": DEMO_GROUP}
 
 
 def follow_runs(stack: AirflowStack, run_id: str) -> None:
@@ -193,15 +243,20 @@ def run(args: argparse.Namespace) -> int:
     admin_url = start_embedded_postgres(data_dir / "pgdata")
     metadata_url = ensure_database(admin_url, "airflow")
     imrt_url = ensure_database(admin_url, "imrt")
-    server, gitlab = item_bank_source(args, data_dir)
+    receiver = os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook")
+    webhook_secret = os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret")
+    server, gitlab = item_bank_source(
+        args, data_dir, receiver.removesuffix("/webHook") + "/systemHook", webhook_secret
+    )
+    keep_private(data_dir / "imrt-url", imrt_url.render_as_string(hide_password=False))
     env = sync_environment(
         gitlab_url=gitlab["url"],
         gitlab_token=gitlab["token"],
         group=gitlab["group"],
         imrt_url=imrt_url,
         git_cache_dir=data_dir / "git-cache",
-        webhook_url=os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook"),
-        webhook_secret=os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret"),
+        webhook_url=receiver,
+        webhook_secret=webhook_secret,
     )
     stack = project_stack(data_dir / "airflow", metadata_url, env, api_port=args.api_port, parallelism=args.parallelism)
     try:
@@ -217,6 +272,9 @@ def run(args: argparse.Namespace) -> int:
         say(f"task logs: {stack.logs_dir}/dag_id={DAG_ID}/run_id={run_id}/")
         say(f"GitLab hook receiver: {stack.url}/webHook  (X-Gitlab-Token: the secret in {data_dir / 'webhook-secret'}"
             " unless IMRT_WEBHOOK_SECRET is set)")
+        if server is not None:
+            say(f"push a change as an item author does: README, 'Push a change and watch it arrive'; "
+                f"then: python -m devstack item <item id> --data-dir {data_dir}")
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")
         stop.wait()
     finally:
@@ -231,7 +289,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run(args)
+    return show_item(args) if args.command == "item" else run(args)
 
 
 if __name__ == "__main__":
