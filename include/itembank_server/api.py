@@ -255,7 +255,7 @@ class RestApi(ProjectRoutes):
             if order is None:
                 raise ApiError(405, {"error": KEYSET_UNAVAILABLE})
             projects = self.bank.list_projects(group["id"], order_by="id", sort=sort, limit=order.per_page, **filters)
-            items = [self.project_entity(p, simple=simple) for p in projects]
+            items = self._truncated(request, resolution, [self.project_entity(p, simple=simple) for p in projects])
             link_params.setdefault("page", "1")  # Grape's declared defaults of :pagination
             link_params.setdefault("per_page", str(DEFAULT_PER_PAGE))
             link_params = self._link_params(link_params)
@@ -368,12 +368,17 @@ class RestApi(ProjectRoutes):
     def _page_response(
         self, request: ApiRequest, resolution: Resolution, result: PageResult, items: list, link_params: dict
     ) -> Response:
-        truncate = self.faults.take(resolution.endpoint, request.path, ("truncate",)).get("truncate")
-        if truncate is not None:
-            keep = truncate.params.get("keep")
-            items = items[: max(len(items) - 1, 0) if keep is None else int(keep)]
+        items = self._truncated(request, resolution, items)
         headers = pagination_headers(result, self.base_url + request.path, self._link_params(link_params))
         return json_response(200, items, headers)
+
+    def _truncated(self, request: ApiRequest, resolution: Resolution, items: list) -> list:
+        """The page as a ``truncate`` fault cuts it short (fewer records than the headers promise)."""
+        truncate = self.faults.take(resolution.endpoint, request.path, ("truncate",)).get("truncate")
+        if truncate is None:
+            return items
+        keep = truncate.params.get("keep")
+        return items[: max(len(items) - 1, 0) if keep is None else int(keep)]
 
     @staticmethod
     def _link_params(params: dict) -> dict:

@@ -85,6 +85,7 @@ def test_a_keyset_page_cut_short_loses_no_project(server):
     server.faults.add("GET /api/v4/groups/:id/projects", "truncate", times=1, keep=10)
     with client(server) as gitlab:
         projects = list(gitlab.group_projects(GROUP))
+    assert server.faults.list() == []  # the page was cut short
     assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
 
 
