@@ -107,11 +107,11 @@ def _claim_events(run_id: str, run_params: RunParams) -> RunParams:
     """Claim the hook events before reading the other settings: a run that fails after this costs its events an
     attempt (back-off, then ``failed``) instead of leaving them due for the next run at once."""
     from imrt_sync import airflow_settings, pipeline
-    from imrt_sync.schema import ensure_schema
+    from imrt_sync.migrate import require_current_schema
 
     engine = airflow_settings.imrt_engine()
     try:
-        ensure_schema(engine)
+        require_current_schema(engine)
         return pipeline.claim_events(engine, run_id, run_params)
     finally:
         engine.dispose()
@@ -151,14 +151,14 @@ def item_synchronization():
         from imrt_sync import pipeline
         from imrt_sync.airflow_settings import SettingsError
         from imrt_sync.batch import BatchMirror
-        from imrt_sync.schema import ensure_schema
+        from imrt_sync.migrate import require_current_schema
 
         run_params = _run_params(params)
         try:
             if run_params.webhook_events:  # the real-time path: recorded in imrt_webhook_event, not Spring Batch
                 run_params = _claim_events(run_id, run_params)
             with _services() as services:
-                ensure_schema(services.engine)
+                require_current_schema(services.engine)
                 if not run_params.webhook_events:
                     execution = BatchMirror(services.engine).mark_started(run_id, _run_start())
                     ti.xcom_push(key="jobExecutionId", value=execution.job_execution_id)

@@ -22,7 +22,7 @@ import requests
 
 from .airflow_stack import AirflowStack
 from .postgres import ensure_database, start_embedded_postgres
-from .project import DAG_ID, REPO_ROOT, project_stack, sync_environment
+from .project import DAG_ID, REPO_ROOT, prepare_imrt_database, project_stack, sync_environment
 DEMO_GROUP = "iat-demo"
 
 
@@ -243,6 +243,8 @@ def run(args: argparse.Namespace) -> int:
     admin_url = start_embedded_postgres(data_dir / "pgdata")
     metadata_url = ensure_database(admin_url, "airflow")
     imrt_url = ensure_database(admin_url, "imrt")
+    created = prepare_imrt_database(imrt_url)
+    say(f"imrt database: legacy tables {'created' if created else 'present'}; own tables migrated to the newest revision")
     receiver = os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook")
     webhook_secret = os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret")
     server, gitlab = item_bank_source(

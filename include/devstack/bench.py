@@ -847,7 +847,7 @@ def direct_run(
     from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
     from imrt_sync.gitlab import GitLabClient
     from imrt_sync.gitrepo import GitAccess
-    from imrt_sync.schema import ensure_schema
+    from imrt_sync.migrate import prepare_database
 
     settings = SyncSettings(
         group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
@@ -866,7 +866,7 @@ def direct_run(
             access = GitAccess(TOKEN, settings.git_timeout, origin=gitlab_url)
             services = pipeline.Services(settings, gitlab, engine, access)
             mark = time.time()
-            ensure_schema(engine)
+            prepare_database(engine)
             planned = pipeline.list_ids(services, params)
             phases["list_ids"] = time.time() - mark
             mark = time.time()
@@ -896,12 +896,13 @@ class DagRunner(ModeRunner):
 
     def setup(self) -> None:
         from .postgres import ensure_database
-        from .project import project_stack, sync_environment
+        from .project import prepare_imrt_database, project_stack, sync_environment
 
         assert self.server is not None
         home = self.work / "airflow"
         shutil.rmtree(home, ignore_errors=True)
         metadata_url = ensure_database(self.admin_url, f"bench_airflow_{self.size}", recreate=True)
+        prepare_imrt_database(self.imrt_url)
         env = sync_environment(
             gitlab_url=self.server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=self.imrt_url,
             git_cache_dir=self.work / "git-cache", webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from .airflow_stack import AirflowStack
 from .postgres import airflow_connection
 
@@ -39,6 +41,22 @@ def sync_environment(
         "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(git_cache_dir),
         "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP": "true" if allow_http else "false",
     }
+
+
+def prepare_imrt_database(imrt_url) -> list[str]:
+    """Before Airflow starts, what a new environment's deployment does once (``imrt-migrate``): the missing legacy
+    tables (``bootstrap-legacy``), then this service's own tables to the newest revision (``upgrade``).
+
+    Returns the legacy objects created. The DAG and the plugin refuse a database that is not ready, and change no
+    schema themselves (README, "Database migrations").
+    """
+    from imrt_sync.migrate import prepare_database
+
+    engine = sa.create_engine(imrt_url)
+    try:
+        return prepare_database(engine)
+    finally:
+        engine.dispose()
 
 
 def project_stack(home: Path, metadata_url, env: dict[str, str], **options) -> AirflowStack:

@@ -15,7 +15,7 @@ def imrt_engine() -> sa.Engine:
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
     from imrt_sync.airflow_settings import variable
-    from imrt_sync.schema import ensure_schema
+    from imrt_sync.migrate import require_current_schema
 
     hook = PostgresHook(postgres_conn_id=variable("imrt_db_conn_id"))
     engine = hook.get_sqlalchemy_engine(
@@ -30,5 +30,5 @@ def imrt_engine() -> sa.Engine:
             },
         }
     )
-    ensure_schema(engine)  # the first /sync may come before the first run; if it raises, nothing is cached
+    require_current_schema(engine)  # no DDL here (imrt-migrate does it); if it raises, nothing is cached
     return engine

@@ -579,7 +579,7 @@ def _lock_job(conn: sa.Connection) -> None:
 
 
 def _advisory_xact_lock(conn: sa.Connection, class_id: int, object_id: int) -> None:
-    # The (int4, int4) key space, which does not overlap the bigint one of ensure_schema's lock.
+    # The (int4, int4) key space, which does not overlap the bigint one of the schema lock (imrt_sync.schema.SCHEMA_LOCK_KEY).
     conn.execute(
         sa.select(
             sa.func.pg_advisory_xact_lock(

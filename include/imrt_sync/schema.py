@@ -15,8 +15,14 @@ legacy service did, so runs stay incremental by head through this table).
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
 
-:func:`ensure_schema` creates what is missing and never drops or alters an existing legacy object: on a database
-managed by Flyway (later migrations added columns and tables) it leaves every existing legacy table alone.
+Two owners, two ways in (README, "Database migrations"):
+
+* this service's own tables are created and changed only by the Alembic migrations of :mod:`imrt_sync.migrations`
+  (``python -m imrt_sync.migrate upgrade``; their version is in ``imrt_alembic_version``); the tables here are the
+  model those migrations must produce (``tests/integration/test_migrations.py`` compares them);
+* the legacy tables belong to the legacy Flyway migrations: :func:`bootstrap_legacy` creates those that are missing,
+  for a new environment only (``python -m imrt_sync.migrate bootstrap-legacy``), and never drops or alters an
+  existing one.
 """
 
 from __future__ import annotations
@@ -25,7 +31,10 @@ import sqlalchemy as sa
 
 __all__ = [
     "metadata",
-    "ensure_schema",
+    "LEGACY_TABLES",
+    "OWN_TABLES",
+    "SEQUENCES",
+    "bootstrap_legacy",
     "batch_job_instance",
     "batch_job_execution",
     "batch_job_execution_params",
@@ -54,7 +63,8 @@ _BIGINT_MAX = 9223372036854775807
 _NULL = sa.text("NULL")
 _NOW = sa.text("current_timestamp")
 
-# Key of the PostgreSQL advisory lock that serialises ensure_schema() across processes ("IMRTSCHM").
+# Key of the PostgreSQL advisory lock that serialises schema changes (bootstrap, migrations) across processes
+# ("IMRTSCHM").
 SCHEMA_LOCK_KEY = 0x494D5254_5343484D
 
 
@@ -342,16 +352,6 @@ imrt_project_hook = sa.Table(  # project hooks IMRT created or fixed; GitLab nev
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
 )
 
-# Columns and indexes added to this service's own tables after their first release; ensure_schema adds them to a
-# table created before (legacy tables are never altered).
-_OWN_TABLE_UPGRADES = (
-    "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS attempts INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE imrt_webhook_event ADD COLUMN IF NOT EXISTS next_attempt_at TIMESTAMP WITH TIME ZONE",
-    "CREATE INDEX IF NOT EXISTS imrt_webhook_event_received ON imrt_webhook_event (received_at)",
-    "ALTER TABLE imrt_project_head ADD COLUMN IF NOT EXISTS source_head_sha VARCHAR(64)",
-)
-
-
 imrt_project_head = sa.Table(  # the default-branch head each project had when it was last synced
     "imrt_project_head",
     metadata,
@@ -363,28 +363,34 @@ imrt_project_head = sa.Table(  # the default-branch head each project had when i
 )
 
 
-# ------------------------------------------------------------------------------------------- ensure_schema
+LEGACY_TABLES = (
+    batch_job_instance, batch_job_execution, batch_job_execution_params, batch_step_execution,
+    batch_step_execution_context, batch_job_execution_context,
+    item, item_git, item_log, stim_link, project_lock, item_attachment, item_form,
+)
+OWN_TABLES = (imrt_webhook_event, imrt_webhook_ignored_count, imrt_project_hook, imrt_project_head)
 
 
-def ensure_schema(engine: sa.Engine) -> list[str]:
-    """Create the legacy tables and sequences that are missing; never drop or alter an existing legacy one.
+# ---------------------------------------------------------------------------------------- bootstrap_legacy
 
-This service's own tables get the columns added since their first release (``_OWN_TABLE_UPGRADES``).
+
+def bootstrap_legacy(engine: sa.Engine) -> list[str]:
+    """Create the legacy sequences and tables that are missing, as the legacy schema had them; never drop or alter
+    an existing one (a database managed by Flyway keeps every table it has, later columns included).
 
     Returns the names created (sequences first, then tables in dependency order); ``[]`` when all exist.
-    Safe to call from several processes at once: on PostgreSQL the check and the creation run in one
-    transaction under a transaction-level advisory lock, so a second caller waits and then finds everything.
+    Safe to call from several processes at once: the check and the creation run in one transaction under a
+    transaction-level advisory lock, so a second caller waits and then finds everything.
     """
     with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
         inspector = sa.inspect(conn)
         existing_tables = set(inspector.get_table_names())
-        existing_sequences = set(inspector.get_sequence_names()) if conn.dialect.supports_sequences else set()
+        existing_sequences = set(inspector.get_sequence_names())
         created = [seq.name for seq in SEQUENCES if seq.name not in existing_sequences]
-        created += [table.name for table in metadata.sorted_tables if table.name not in existing_tables]
-        metadata.create_all(conn, checkfirst=True)
-        if conn.dialect.name == "postgresql" and imrt_webhook_event.name in existing_tables:
-            for statement in _OWN_TABLE_UPGRADES:
-                conn.execute(sa.text(statement))
+        created += [table.name for table in metadata.sorted_tables
+                    if table in LEGACY_TABLES and table.name not in existing_tables]
+        for sequence in SEQUENCES:
+            sequence.create(conn, checkfirst=True)
+        metadata.create_all(conn, tables=LEGACY_TABLES, checkfirst=True)
     return created

@@ -424,3 +424,33 @@ def test_compose_databases(compose):
     assert services["imrt-db"]["environment"]["POSTGRES_DB"] == "imrt"
     volumes = {v.split(":")[0] for name in ("postgres", "imrt-db") for v in services[name]["volumes"]}
     assert len(volumes) == 2, "each database has its own volume"
+
+
+# ------------------------------------------------------------------------------------- imrt schema migrations
+
+MIGRATE_UPGRADE = ["python", "-m", "imrt_sync.migrate", "upgrade"]
+
+
+def test_compose_migrates_the_imrt_database_once_before_the_airflow_services(compose):
+    services = compose["services"]
+    migrate = services["imrt-migrate"]
+    assert migrate["command"] == MIGRATE_UPGRADE
+    assert migrate["image"] == compose["x-airflow-common"]["image"]
+    assert migrate["environment"]["AIRFLOW_CONN_IMRT_DEFAULT"] == _common_env(compose)["AIRFLOW_CONN_IMRT_DEFAULT"]
+    assert migrate["depends_on"]["imrt-db"]["condition"] == "service_healthy"
+    assert migrate.get("restart", "no") == "no", "a one-shot job"
+    for name in AIRFLOW_SERVICES - {"airflow-init"}:
+        assert services[name]["depends_on"]["imrt-migrate"]["condition"] == "service_completed_successfully", name
+
+
+def test_helm_migrates_the_imrt_database_in_init_containers_of_the_scheduler_and_the_api_server(helm):
+    image = f"{helm['images']['airflow']['repository']}:{helm['images']['airflow']['tag']}"
+    imrt_secret = next(item for item in helm["secret"] if item["envName"] == "AIRFLOW_CONN_IMRT_DEFAULT")
+    for component in ("scheduler", "apiServer"):
+        (container,) = [c for c in helm[component]["extraInitContainers"] if c["name"] == "imrt-migrate"]
+        assert container["image"] == image, f"{component}: the init container must run the project image"
+        assert container["args"] == MIGRATE_UPGRADE
+        env = {item["name"]: item for item in container["env"]}
+        assert env["AIRFLOW_CONN_IMRT_DEFAULT"]["valueFrom"]["secretKeyRef"] == {
+            "name": imrt_secret["secretName"], "key": imrt_secret["secretKey"],
+        }

@@ -13,7 +13,7 @@ from sqlalchemy.engine import URL, Engine
 
 from devstack.airflow_stack import AirflowStack
 from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID, prepare_imrt_database, project_stack, sync_environment
 from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
@@ -64,7 +64,8 @@ def airflow_stack(
     extra_env: dict[str, str] | None = None,
     **stack_options,
 ) -> Iterator[AirflowStack]:
-    """A started stack, its metadata in a fresh database, that has parsed the DAG; stopped on exit.
+    """A started stack, its metadata in a fresh database, that has parsed the DAG; stopped on exit. The imrt
+    database is prepared first, as a new environment's deployment does (``prepare_imrt_database``).
 
     ``root`` holds the Airflow home and the git cache; ``stack_options`` go to ``AirflowStack`` (users, parallelism).
     """
@@ -73,6 +74,7 @@ def airflow_stack(
         git_cache_dir=root / "git-cache", webhook_url=webhook_url, webhook_secret=webhook_secret,
     )
     env.update(extra_env or {})
+    prepare_imrt_database(imrt_url)
     airflow = project_stack(root / "home", fresh_database(pg_admin_url, metadata_prefix), env, **stack_options)
     try:
         airflow.start()

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from e2e_helpers import dag_test_environment, last_item_json_commit, load_dag, reset_mirror_listener, run_dag, xcom
 from imrt_sync.config import SyncSettings
+from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
 
 pytestmark = pytest.mark.e2e
@@ -92,7 +93,8 @@ def bank(tmp_path):
 
 
 @pytest.fixture
-def configured(monkeypatch, bank, imrt_db_url, tmp_path):
+def configured(monkeypatch, bank, imrt_db_url, imrt_engine, tmp_path):
+    prepare_database(imrt_engine)
     with ItemBankServer(bank[0], tokens={TOKEN}) as server:
         env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url,
                                    git_cache_dir=tmp_path / "git-cache")

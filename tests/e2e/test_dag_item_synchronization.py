@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from devstack.postgres import airflow_connection
 from e2e_helpers import last_item_json_commit
+from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
@@ -51,7 +52,8 @@ def server(bank):
 
 
 @pytest.fixture
-def configured(monkeypatch, server, imrt_db_url, tmp_path):
+def configured(monkeypatch, server, imrt_db_url, imrt_engine, tmp_path):
+    prepare_database(imrt_engine)
     env = {
         "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
             {"conn_type": "http", "host": server.url, "password": TOKEN, "extra": {"timeout": 30, "backoff_factor": 0.05}}

@@ -27,7 +27,7 @@ import requests
 import sqlalchemy as sa
 
 from devstack.postgres import ensure_database, sqlalchemy_url
-from devstack.project import DAG_ID, project_stack, sync_environment
+from devstack.project import DAG_ID, prepare_imrt_database, project_stack, sync_environment
 from e2e_helpers import (
     dag_test_environment,
     last_item_json_commit,
@@ -188,6 +188,7 @@ def faulty(dag, tmp_path_factory, pg_admin_url):
     root = tmp_path_factory.mktemp("faults")
     bank, _ = padded_bank(root / "bank", GROUP, ITEMS, seed=31)
     imrt_url = ensure_database(pg_admin_url, f"imrt_faults_{uuid.uuid4().hex[:10]}")
+    prepare_imrt_database(imrt_url)
     engine = sa.create_engine(imrt_url)
     with ItemBankServer(bank, tokens={TOKEN}) as server, pytest.MonkeyPatch.context() as monkeypatch:
         env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_url,
@@ -483,6 +484,7 @@ def live(tmp_path_factory, pg_admin_url):
     bank.create_group(LIVE_GROUP)
     generate_bank(bank, LIVE_GROUP, count=LIVE_ITEMS, seed=41)
     imrt = sa.create_engine(ensure_database(postgres.admin_url, "imrt"), pool_pre_ping=True)  # survives restarts
+    prepare_imrt_database(imrt.url)
     try:
         with ItemBankServer(bank, tokens={TOKEN}) as server:
             env = sync_environment(gitlab_url=server.url, gitlab_token=TOKEN, group=LIVE_GROUP, imrt_url=imrt.url,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from imrt_sync import batch, schema
+from imrt_sync import batch
 from imrt_sync.batch import (
     DAG_ID,
     JOB_KEY,
@@ -26,6 +26,7 @@ from imrt_sync.batch import (
     execution_view,
     started_response,
 )
+from imrt_sync.migrate import prepare_database
 
 RUN = "manual__2024-05-01T09:00:00+00:00"
 SCHEDULED_RUN = "scheduled__2024-05-02T09:00:00+00:00"
@@ -93,7 +94,7 @@ REFERENCE_ABANDON_JOB = (
 
 @pytest.fixture
 def engine(imrt_engine):
-    schema.ensure_schema(imrt_engine)
+    prepare_database(imrt_engine)
     return imrt_engine
 
 

@@ -17,7 +17,7 @@ from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.schema import ensure_schema
+from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 TOKEN = "glpat-deletion-safety-token"
@@ -49,7 +49,7 @@ def server(bank):
 def services(server, imrt_engine, tmp_path):
     settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "git-cache", concurrency=4)
     gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True)
-    ensure_schema(imrt_engine)
+    prepare_database(imrt_engine)
     with GitLabClient(gitlab_settings) as gitlab:
         yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
 
@@ -252,7 +252,7 @@ def test_projects_deleted_and_created_during_a_listing_without_totals_delete_not
         settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4)
         gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01,
                                          allow_http=True)
-        ensure_schema(imrt_engine)
+        prepare_database(imrt_engine)
         with GitLabClient(gitlab_settings) as gitlab:
             services = pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
             plan, verdict = run(services)

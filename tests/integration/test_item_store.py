@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitrepo import Commit
 from imrt_sync.mapping import map_item
-from imrt_sync.schema import ensure_schema
+from imrt_sync.migrate import prepare_database
 from imrt_sync.store import BeingCreated, ItemStore, ProjectLockedError, Revision
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -49,7 +49,7 @@ def revision(
 
 @pytest.fixture
 def store(imrt_engine):
-    ensure_schema(imrt_engine)
+    prepare_database(imrt_engine)
     return ItemStore(imrt_engine, lock_wait_seconds=0.5)
 
 

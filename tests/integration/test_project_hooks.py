@@ -16,9 +16,9 @@ import sqlalchemy as sa
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
+from imrt_sync.migrate import prepare_database
 from imrt_sync.pipeline import Services, dispatch_webhooks
 from imrt_sync.projecthooks import CREATE, NONE, UPDATE, HookKeeper, HookRegistry, secret_fingerprint
-from imrt_sync.schema import ensure_schema
 from itembank_server import ItemBank, ItemBankServer
 
 TOKEN = "glpat-project-hooks-token"
@@ -53,7 +53,7 @@ def gitlab(server):
 
 @pytest.fixture
 def registry(imrt_engine):
-    ensure_schema(imrt_engine)
+    prepare_database(imrt_engine)
     return HookRegistry(imrt_engine)
 
 
@@ -160,6 +160,6 @@ def test_a_failing_gitlab_is_reported_per_project_without_the_secret(gitlab, ser
 
 
 def services(gitlab: GitLabClient, engine, tmp_path: Path, secret: str) -> Services:
-    ensure_schema(engine)
+    prepare_database(engine)
     settings = SyncSettings(group=GROUP, webhook_url=URL, webhook_secret=secret, git_cache_dir=tmp_path, concurrency=3)
     return Services(settings, gitlab, engine, GitAccess(TOKEN, 30, origin=gitlab.origin))

@@ -1,4 +1,5 @@
-"""ensure_schema() on a real PostgreSQL database (reference §2.1, §2.2)."""
+"""The legacy bootstrap, ``schema.bootstrap_legacy()``, on a real PostgreSQL database (reference §2.1, §2.2); this
+service's own tables are the migrations' (test_migrations)."""
 
 from __future__ import annotations
 
@@ -27,10 +28,6 @@ TABLES = [
     "project_lock",
     "item_attachment",
     "item_form",
-    "imrt_webhook_event",
-    "imrt_project_head",
-    "imrt_webhook_ignored_count",
-    "imrt_project_hook",
 ]
 
 ITEM = {
@@ -85,8 +82,8 @@ def _constraints(conn: sa.Connection, table: str) -> dict[str, str]:
     return dict(rows.all())
 
 
-def test_ensure_schema_creates_every_table_and_sequence(imrt_engine):
-    created = schema.ensure_schema(imrt_engine)
+def test_bootstrap_creates_every_legacy_table_and_sequence_and_no_other(imrt_engine):
+    created = schema.bootstrap_legacy(imrt_engine)
 
     assert created[:3] == SEQUENCES
     assert sorted(created[3:]) == sorted(TABLES)
@@ -96,7 +93,7 @@ def test_ensure_schema_creates_every_table_and_sequence(imrt_engine):
 
 
 def test_spring_batch_tables_match_v4(imrt_engine):
-    schema.ensure_schema(imrt_engine)
+    schema.bootstrap_legacy(imrt_engine)
     with imrt_engine.connect() as conn:
         instance = _columns(conn, "batch_job_instance")
         assert instance["job_instance_id"]["data_type"] == "bigint"
@@ -137,7 +134,7 @@ def test_spring_batch_tables_match_v4(imrt_engine):
 
 
 def test_imrt_tables_match_v20(imrt_engine):
-    schema.ensure_schema(imrt_engine)
+    schema.bootstrap_legacy(imrt_engine)
     with imrt_engine.connect() as conn:
         item = _columns(conn, "item")
         assert item["key"]["data_type"] == "integer"
@@ -189,7 +186,7 @@ def test_imrt_tables_match_v20(imrt_engine):
 
 
 def test_every_mapped_column_exists_in_the_item_table(imrt_engine):
-    schema.ensure_schema(imrt_engine)
+    schema.bootstrap_legacy(imrt_engine)
     table_columns = {column["name"] for column in sa.inspect(imrt_engine).get_columns("item")}
     for document in (ITEM, {"id": "7", "type": "stim"}, {"id": 8, "type": "tut"}):
         assert set(map_item(copy.deepcopy(document), 17).columns) <= table_columns
@@ -197,7 +194,7 @@ def test_every_mapped_column_exists_in_the_item_table(imrt_engine):
 
 def test_a_mapped_item_can_be_written(imrt_engine):
     """The mapped values have types the legacy columns accept."""
-    schema.ensure_schema(imrt_engine)
+    schema.bootstrap_legacy(imrt_engine)
     mapped = map_item(copy.deepcopy(ITEM), 17)
     now = datetime(2018, 6, 1, tzinfo=timezone.utc)
     history = {"updated_by": "jdoe", "item_created_by": "jdoe", "item_created_at": now, "workflow_status_set_at": now}
@@ -223,14 +220,14 @@ def test_a_mapped_item_can_be_written(imrt_engine):
 
 
 def test_a_second_call_creates_nothing_and_keeps_data(imrt_engine):
-    schema.ensure_schema(imrt_engine)
+    schema.bootstrap_legacy(imrt_engine)
     with imrt_engine.begin() as conn:
         conn.execute(
             schema.project_lock.insert().values(project_id=42, locked_at=sa.func.now(), updated_by="internal")
         )
         conn.execute(sa.text("SELECT nextval('batch_job_execution_seq')"))
 
-    assert schema.ensure_schema(imrt_engine) == []
+    assert schema.bootstrap_legacy(imrt_engine) == []
 
     with imrt_engine.connect() as conn:
         assert conn.execute(sa.select(schema.project_lock.c.project_id)).scalars().all() == [42]
@@ -248,7 +245,7 @@ def test_existing_tables_are_left_untouched(imrt_engine):
         conn.execute(sa.text("""INSERT INTO item (id, test_category, item_json) VALUES (1, 'cat', '{"a": 1}')"""))
         conn.execute(sa.text("CREATE SEQUENCE batch_job_seq START 500"))
 
-    created = schema.ensure_schema(imrt_engine)
+    created = schema.bootstrap_legacy(imrt_engine)
 
     assert "item" not in created and "batch_job_seq" not in created
     assert set(created) == set(SEQUENCES + TABLES) - {"item", "batch_job_seq"}
@@ -270,7 +267,7 @@ def test_concurrent_calls_both_succeed(imrt_db_url):
     def run(engine: sa.Engine) -> None:
         try:
             barrier.wait(timeout=30)
-            results.append(schema.ensure_schema(engine))
+            results.append(schema.bootstrap_legacy(engine))
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
