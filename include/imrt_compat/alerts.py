@@ -7,6 +7,7 @@ DAG callbacks run in the dag-processor (the Airflow notes §2.4): the notifier's
 
 from __future__ import annotations
 
+import importlib
 import json
 from urllib.parse import quote
 
@@ -31,16 +32,33 @@ def run_url(dag_id: str, run_id: str) -> str:
 
 
 def exit_message(context) -> str:
-    """The legacy exit message ``summary`` published; when the run ended before it did, what is known."""
+    """The legacy exit message ``summary`` published (XCom); where the callback has no task channel to read XComs
+    (``dag.test()`` runs callbacks after its in-process channel closed), the one recorded in Spring Batch's
+    ``batch_job_execution``; when the run ended before ``summary`` reported, the reason Airflow gives."""
     ti = context.get("ti")
     if ti is not None:
-        outcome = ti.xcom_pull(task_ids="summary", key="outcome", map_indexes=-1) or {}
+        try:
+            outcome = ti.xcom_pull(task_ids="summary", key="outcome", map_indexes=-1) or {}
+            listing = ti.xcom_pull(task_ids="list_ids", key="outcome", map_indexes=-1) or {}
+        except ImportError:  # no task channel in this process
+            outcome, listing = {"message": _recorded_exit_message(context)}, {}
         if outcome.get("message"):
             return outcome["message"]
-        listing = ti.xcom_pull(task_ids="list_ids", key="outcome", map_indexes=-1) or {}
         if listing.get("error"):
             return f"Listing the item bank failed: {listing['error']}"
     return f"The run ended ({context.get('reason') or 'failed'}) before its summary task reported"
+
+
+def _recorded_exit_message(context) -> str | None:
+    from imrt_sync import airflow_settings
+    from imrt_sync.batch import BatchMirror
+
+    engine = airflow_settings.imrt_engine()
+    try:
+        execution = BatchMirror(engine).execution_for_run(context["run_id"])
+        return execution.exit_message if execution is not None else None
+    finally:
+        engine.dispose()
 
 
 class RunFailureNotifier(BaseNotifier):
@@ -54,20 +72,29 @@ class RunFailureNotifier(BaseNotifier):
         self.notifier_class = notifier_class
         self.notifier_kwargs = notifier_kwargs
 
-    def notify(self, context) -> None:
-        from airflow.utils.module_loading import import_string
+    def render_template_fields(self, context, jinja_env=None) -> None:
+        """Nothing of its own to render: the configured notifier renders its fields with the enriched context."""
 
+    def notify(self, context) -> None:
         dag_run = context.get("dag_run")
         run_id = dag_run.run_id if dag_run is not None else context["run_id"]
         dag_id = context["dag"].dag_id
         enriched = {
             **context,
+            # dag.test() passes the serialized DAG, which has no template environment (the dag-processor passes
+            # the DAG itself): without a DAG, the notifier renders in a plain sandboxed environment
+            "dag": context["dag"] if hasattr(context["dag"], "get_template_env") else None,
             "imrt_run_id": run_id,
             "imrt_reason": context.get("reason") or "failed",
             "imrt_exit_message": exit_message(context),
             "imrt_run_url": run_url(dag_id, run_id),
         }
-        import_string(self.notifier_class)(**self.notifier_kwargs)(enriched)
+        _notifier_class(self.notifier_class)(**self.notifier_kwargs)(enriched)
+
+
+def _notifier_class(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
 
 
 def failure_notifier() -> RunFailureNotifier | None:
