@@ -1,9 +1,9 @@
-"""Airflow plugin: the legacy Item Ingest Service API, the GitLab hook receiver and the Spring Batch mirror
-(see ``include/imrt_compat``)."""
+"""Airflow plugin: the legacy Item Ingest Service API, the GitLab hook receiver, the Spring Batch mirror and the
+creation of the DAG's GitLab pool when Airflow's jobs start (see ``include/imrt_compat``)."""
 
 from airflow.plugins_manager import AirflowPlugin
 
-from imrt_compat import api, listener, webhooks
+from imrt_compat import api, guardrails, listener, webhooks
 
 
 class ImrtCompatPlugin(AirflowPlugin):
@@ -16,4 +16,4 @@ class ImrtCompatPlugin(AirflowPlugin):
     fastapi_root_middlewares = [
         {"middleware": api.LegacyPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy paths"},
     ]
-    listeners = [listener]
+    listeners = [listener, guardrails]

@@ -47,6 +47,7 @@ _POLL_INTERVAL = 0.5
 _IDLE_WORKER_GRACE = 5.0  # seconds after SIGINT, see AirflowStack._kill_idle_workers
 _LOCAL_WORKER_TITLE = "airflow worker -- LocalExecutor"
 _ROLES = frozenset({"viewer", "user", "op", "admin"})  # SimpleAuthManagerRole
+JWT_SECRET_BYTES = 64  # HS512, the signing algorithm Airflow picks for a shared secret, wants a 64-byte key (RFC 7518 §3.2)
 
 
 class AirflowStackError(RuntimeError):
@@ -171,8 +172,10 @@ class AirflowStack:
     def _load_or_create_secrets(self) -> dict[str, str]:
         path = self.home / "devstack-secrets.json"
         stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        if len(stored.get("jwt_secret", "").encode()) < JWT_SECRET_BYTES:  # made before HS512's length was respected
+            stored.pop("jwt_secret", None)
         wanted = {
-            "jwt_secret": lambda: secrets.token_urlsafe(32),
+            "jwt_secret": lambda: secrets.token_urlsafe(JWT_SECRET_BYTES),
             "api_secret_key": lambda: secrets.token_urlsafe(32),
             "fernet_key": _generate_fernet_key,
         }

@@ -1,6 +1,9 @@
 """Reading the run's settings from Airflow connections and variables (``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` work).
 
 Airflow is imported inside the functions: this module is only called from task code, never at DAG parse time.
+A task takes one :func:`read_variables` snapshot and passes it to every settings function, so each variable is read
+once per task (each read is a secrets-backend lookup, then an Execution API call). Airflow has no bulk read that
+consults every secrets backend (``Variable.keys`` lists the metastore only), hence one read per variable.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -41,14 +45,39 @@ class SettingsError(ValueError):
 
 
 def variable(name: str) -> str:
+    """One variable, read now (for code outside a task; tasks use :func:`read_variables`)."""
     from airflow.sdk import Variable
 
     return Variable.get(name, default=DEFAULTS[name])
 
 
-def sync_settings() -> SyncSettings:
-    group = variable("imrt_gitlab_group")
-    webhook_url = variable("imrt_webhook_url")
+class VariableSnapshot(Mapping[str, str]):
+    """The ``imrt_*`` variables, each read from Airflow at most once, on first use, then kept."""
+
+    def __init__(self) -> None:
+        self._read: dict[str, str] = {}
+
+    def __getitem__(self, name: str) -> str:
+        if name not in self._read:
+            self._read[name] = variable(name)
+        return self._read[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(DEFAULTS)
+
+    def __len__(self) -> int:
+        return len(DEFAULTS)
+
+
+def read_variables() -> VariableSnapshot:
+    """A snapshot for one task: pass it to the settings functions below."""
+    return VariableSnapshot()
+
+
+def sync_settings(values: Mapping[str, str] | None = None) -> SyncSettings:
+    values = read_variables() if values is None else values
+    group = values["imrt_gitlab_group"]
+    webhook_url = values["imrt_webhook_url"]
     if not group:
         raise SettingsError("set the Airflow variable imrt_gitlab_group (the exact GitLab group path)")
     if not webhook_url:
@@ -57,15 +86,15 @@ def sync_settings() -> SyncSettings:
         return SyncSettings(
             group=group,
             webhook_url=webhook_url,
-            webhook_secret=variable("imrt_webhook_secret"),
-            ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
-            map_bound=_number(int, "imrt_map_bound"),
-            batch_size=_number(int, "imrt_batch_size"),
-            deletion_guard_min=_number(int, "imrt_deletion_guard_min"),
-            deletion_guard_ratio=_number(float, "imrt_deletion_guard_ratio"),
-            concurrency=_number(int, "imrt_concurrency"),
-            git_cache_dir=Path(variable("imrt_git_cache_dir") or _default_cache_dir()),
-            event_retry=event_retry_policy(),
+            webhook_secret=values["imrt_webhook_secret"],
+            ignore_projects=frozenset(_string_list(values["imrt_ignore_projects"])),
+            map_bound=_number(values, int, "imrt_map_bound"),
+            batch_size=_number(values, int, "imrt_batch_size"),
+            deletion_guard_min=_number(values, int, "imrt_deletion_guard_min"),
+            deletion_guard_ratio=_number(values, float, "imrt_deletion_guard_ratio"),
+            concurrency=_number(values, int, "imrt_concurrency"),
+            git_cache_dir=Path(values["imrt_git_cache_dir"] or _default_cache_dir()),
+            event_retry=event_retry_policy(values),
         )
     except SettingsError:
         raise
@@ -73,19 +102,21 @@ def sync_settings() -> SyncSettings:
         raise SettingsError(str(exc)) from None
 
 
-def receiver_settings() -> ReceiverSettings:
+def receiver_settings(values: Mapping[str, str] | None = None) -> ReceiverSettings:
+    values = read_variables() if values is None else values
     return ReceiverSettings(
-        group=variable("imrt_gitlab_group"),
-        ignore_projects=frozenset(_string_list(variable("imrt_ignore_projects"))),
-        secret=variable("imrt_webhook_secret"),
-        previous_secret=variable("imrt_webhook_previous_secret"),
-        event_retry=event_retry_policy(),
+        group=values["imrt_gitlab_group"],
+        ignore_projects=frozenset(_string_list(values["imrt_ignore_projects"])),
+        secret=values["imrt_webhook_secret"],
+        previous_secret=values["imrt_webhook_previous_secret"],
+        event_retry=event_retry_policy(values),
     )
 
 
-def event_retry_policy() -> EventRetryPolicy:
+def event_retry_policy(values: Mapping[str, str] | None = None) -> EventRetryPolicy:
     """The real-time path's retry and retention settings, checked (a bad value is a SettingsError naming it)."""
-    return parse_event_retry_policy({name: variable(name) for name in _EVENT_RETRY_VARIABLES})
+    values = read_variables() if values is None else values
+    return parse_event_retry_policy({name: values[name] for name in _EVENT_RETRY_VARIABLES})
 
 
 _EVENT_RETRY_VARIABLES = (
@@ -112,10 +143,11 @@ def parse_event_retry_policy(values: dict[str, str]) -> EventRetryPolicy:
         raise SettingsError(str(exc)) from None
 
 
-def gitlab_settings() -> GitLabSettings:
+def gitlab_settings(values: Mapping[str, str] | None = None) -> GitLabSettings:
     from airflow.sdk import BaseHook
 
-    conn_id = variable("imrt_gitlab_conn_id")
+    values = read_variables() if values is None else values
+    conn_id = values["imrt_gitlab_conn_id"]
     conn = BaseHook.get_connection(conn_id)
     if not conn.host or not conn.password:
         raise SettingsError(f"connection {conn_id} needs a host (GitLab base URL) and a password (access token)")
@@ -128,7 +160,7 @@ def gitlab_settings() -> GitLabSettings:
             read_timeout=float(extra.get("timeout", 60)),
             retries=int(extra.get("retries", 5)),
             backoff_factor=float(extra.get("backoff_factor", 0.5)),
-            allow_http=flag(variable("imrt_gitlab_allow_http"), "imrt_gitlab_allow_http"),
+            allow_http=flag(values["imrt_gitlab_allow_http"], "imrt_gitlab_allow_http"),
         )
     except SettingsError:
         raise
@@ -136,10 +168,11 @@ def gitlab_settings() -> GitLabSettings:
         raise SettingsError(f"connection {conn_id}: {exc}") from None
 
 
-def imrt_engine():
+def imrt_engine(values: Mapping[str, str] | None = None):
     from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-    hook = PostgresHook(postgres_conn_id=variable("imrt_db_conn_id"))
+    values = read_variables() if values is None else values
+    hook = PostgresHook(postgres_conn_id=values["imrt_db_conn_id"])
     return hook.get_sqlalchemy_engine(
         engine_kwargs={"pool_pre_ping": True, "pool_size": 4, "connect_args": {"connect_timeout": 10}}
     )
@@ -160,8 +193,8 @@ def flag(value: str, name: str) -> bool:
     raise SettingsError(f"the Airflow variable {name} must be true or false, not {value!r}")
 
 
-def _number(kind: type, name: str):
-    value = variable(name)
+def _number(values: Mapping[str, str], kind: type, name: str):
+    value = values[name]
     try:
         return kind(value)
     except (TypeError, ValueError):

@@ -407,7 +407,8 @@ def summarize(
     if plan is None:
         cause = listing_error or "list_ids did not report why (see its task log)"
         message = _limit(f"Listing the item bank failed: {cause}")
-        return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0}
+        return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0,
+                "synced_count": 0, "failed_count": 0, "deleted_count": 0}
     reported, silent = _reported_units(unit_outcomes, units)
     deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
     message = (
@@ -431,6 +432,8 @@ def summarize(
         "write_count": sum(len(o["events"]) for o in reported.values()),
         "skip_count": len(failed_ids),
     }
+    written = counts["write_count"]
+    counts.update(synced_count=written - deleted, failed_count=len(failed_ids), deleted_count=deleted)
     if not problems:
         return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
@@ -445,3 +448,16 @@ def _reported_units(unit_outcomes: list[dict | None], units: list[dict]) -> tupl
 
 def _limit(text: str) -> str:
     return text if len(text) <= EXIT_MESSAGE_LIMIT else text[: EXIT_MESSAGE_LIMIT - 3] + "..."
+
+
+def webhook_backlog(engine: sa.Engine) -> tuple[int, float]:
+    """Hook events waiting for a run (``pending``) and the age in seconds of the oldest (0.0 when none)."""
+    from .schema import imrt_webhook_event as t
+
+    query = sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.extract("epoch", sa.func.now() - sa.func.min(t.c.received_at)), 0),
+    ).where(t.c.status == "pending")
+    with engine.connect() as conn:
+        pending, oldest = conn.execute(query).one()
+    return int(pending), float(oldest)
