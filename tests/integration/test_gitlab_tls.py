@@ -8,6 +8,10 @@ connection's extras (read through ``HttpHook``) configure the same.
 from __future__ import annotations
 
 import json
+import select
+import socket
+import socketserver
+import threading
 import time
 
 import pytest
@@ -25,7 +29,8 @@ TOKEN = "glpat-tls-test-token-value"
 GROUP = "iat-tls"
 # Variables that would make requests, OpenSSL or git trust another CA than the system's or the configured one.
 _TRUST_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO",
-                      "GIT_SSL_CAPATH", "GIT_SSL_NO_VERIFY")
+                      "GIT_SSL_CAPATH", "GIT_SSL_NO_VERIFY", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
+                      "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
 
 
 @pytest.fixture(autouse=True)
@@ -172,6 +177,57 @@ def test_the_transport_reaches_git_through_its_environment(server, ca_bundle):
         "proxies": {"https": "http://proxy.example.org:3128"},
     }
     assert "proxy.example.org" not in repr(transport)  # proxy URLs may carry credentials
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    """An HTTP ``CONNECT`` proxy's connection: read the request, connect to the target, relay bytes both ways."""
+
+    def handle(self) -> None:
+        method, target, _ = self.rfile.readline(65536).decode("ascii").split(" ", 2)
+        while self.rfile.readline(65536).strip():  # the request's headers
+            pass
+        self.server.targets.append(f"{method} {target}")  # type: ignore[attr-defined]
+        host, port = target.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=30) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            sockets = [self.connection, upstream]
+            while True:
+                readable, _, _ = select.select(sockets, [], [], 30)
+                if not readable:
+                    return
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    (upstream if source is self.connection else self.connection).sendall(data)
+
+
+@pytest.fixture
+def proxy():
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Tunnel) as server:
+        server.daemon_threads = True
+        server.targets = []  # type: ignore[attr-defined]
+        thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+        thread.start()
+        yield server
+        server.shutdown()
+        thread.join()
+
+
+def test_rest_remote_heads_and_git_go_through_the_configured_proxy(server, bank, ca_bundle, proxy, tmp_path):
+    proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    gitlab_settings_ = settings(server, Transport(ca_bundle=ca_bundle, proxies={"https": proxy_url}))
+    target = f"CONNECT 127.0.0.1:{server.port}"
+    with GitLabClient(gitlab_settings_) as gitlab:
+        project = first_project(gitlab)
+    assert proxy.targets == [target]
+    access = GitAccess.for_gitlab(gitlab_settings_, timeout=60)
+    assert remote_heads(project["http_url_to_repo"], access) == {"main": bank.head(project["id"])}
+    assert proxy.targets == [target] * 2
+    with ItemRepository(tmp_path / "cache", project["id"], project["http_url_to_repo"], access) as repo:
+        assert repo.fetch("main").sha == bank.head(project["id"])
+    assert len(proxy.targets) >= 3 and set(proxy.targets) == {target}  # git tunnelled its requests too
 
 
 # --------------------------------------------------------------------------- the Airflow connection (HttpHook)
