@@ -99,7 +99,7 @@ def _services(values: Mapping[str, str]):
     engine = airflow_settings.imrt_engine(values)
     with GitLabClient(gitlab_settings) as gitlab:
         try:
-            access = GitAccess(gitlab_settings.token, settings.git_timeout, origin=gitlab_settings.base_url)
+            access = GitAccess.for_gitlab(gitlab_settings, settings.git_timeout)
             yield Services(settings, gitlab, engine, access)
         finally:
             engine.dispose()

@@ -144,28 +144,14 @@ def parse_event_retry_policy(values: dict[str, str]) -> EventRetryPolicy:
 
 
 def gitlab_settings(values: Mapping[str, str] | None = None) -> GitLabSettings:
-    from airflow.sdk import BaseHook
+    """The GitLab settings from the connection named by ``imrt_gitlab_conn_id``, read through the HTTP provider's
+    ``HttpHook`` (:mod:`imrt_compat.gitlab_connection`): base URL, token, timeouts, CA bundle, client certificate
+    and proxies."""
+    from imrt_compat.gitlab_connection import gitlab_settings_from_connection
 
     values = read_variables() if values is None else values
-    conn_id = values["imrt_gitlab_conn_id"]
-    conn = BaseHook.get_connection(conn_id)
-    if not conn.host or not conn.password:
-        raise SettingsError(f"connection {conn_id} needs a host (GitLab base URL) and a password (access token)")
-    extra = conn.extra_dejson
-    try:
-        return GitLabSettings(
-            base_url=_base_url(conn.host, conn.schema, conn.port),
-            token=conn.password,
-            connect_timeout=float(extra.get("connect_timeout", 10)),
-            read_timeout=float(extra.get("timeout", 60)),
-            retries=int(extra.get("retries", 5)),
-            backoff_factor=float(extra.get("backoff_factor", 0.5)),
-            allow_http=flag(values["imrt_gitlab_allow_http"], "imrt_gitlab_allow_http"),
-        )
-    except SettingsError:
-        raise
-    except ValueError as exc:  # http:// without imrt_gitlab_allow_http, a malformed extra
-        raise SettingsError(f"connection {conn_id}: {exc}") from None
+    allow_http = flag(values["imrt_gitlab_allow_http"], "imrt_gitlab_allow_http")
+    return gitlab_settings_from_connection(values["imrt_gitlab_conn_id"], allow_http=allow_http)
 
 
 def imrt_engine(values: Mapping[str, str] | None = None):

@@ -8,6 +8,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .planning import DeletionGuard
+from .transport import Transport
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -33,6 +34,7 @@ class GitLabSettings:
     retries: int = 5
     backoff_factor: float = 0.5
     allow_http: bool = False  # plain http:// only for local stacks (the demo and the tests)
+    transport: Transport = Transport()  # CA bundle, client certificate and proxies, for the REST client and git
 
     def __post_init__(self) -> None:
         scheme = urlsplit(self.base_url).scheme.lower()

@@ -3,7 +3,9 @@
 Every call has a timeout. Reads are retried with exponential back-off on 429 (honouring ``Retry-After``), 5xx,
 timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect).
 The access token (``PRIVATE-TOKEN``) goes only to the configured scheme, host and port: a pagination link elsewhere
-is refused and redirects are not followed (a 3xx is an error).
+is refused and redirects are not followed (a 3xx is an error). TLS trust, a client certificate and proxies come from
+``GitLabSettings.transport`` (:mod:`imrt_sync.transport`), passed with every request; a certificate that does not
+verify is an error naming the host, not retried.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .config import GitLabSettings, origin
+from .transport import tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +58,12 @@ class GitLabClient:
         self._api = settings.base_url.rstrip("/") + "/api/v4"
         self._origin = settings.origin
         self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._transport = settings.transport.requests_options()
         self._reads = _session(settings, Retry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
             status_forcelist=_RETRY_STATUSES,
+            other=0,  # a TLS failure (a certificate that does not verify) will not go away by retrying
             allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
             raise_on_status=False,
         ))
@@ -66,6 +71,7 @@ class GitLabClient:
             total=settings.retries,
             connect=settings.retries,
             read=0,
+            other=0,
             backoff_factor=settings.backoff_factor,
             status_forcelist=frozenset({429}),
             allowed_methods=frozenset({"POST"}),
@@ -162,7 +168,11 @@ class GitLabClient:
                 f"which is not the configured GitLab {self._origin}"
             )
         try:
-            return session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
+            return session.request(
+                method, url, timeout=self._timeout, allow_redirects=False, **self._transport, **kwargs
+            )
+        except requests.exceptions.SSLError as exc:
+            raise GitLabError(f"GitLab {method} {_path_of(url)}: {tls_failure(url, exc)}") from None
         except requests.RequestException as exc:
             raise GitLabError(f"GitLab {method} {_path_of(url)} failed: {type(exc).__name__}", transient=True) from None
 

@@ -4,7 +4,9 @@ The token reaches git only through the environment (an ``http.extraHeader`` set 
 through a command line, a URL or a repository's ``.git/config``, and only for repository URLs on the configured
 GitLab's scheme, host and port (a project's ``http_url_to_repo`` is checked before use; redirects are not followed).
 Remote heads are read without git: one HTTP request for the ref advertisement, parsed here (what ``git ls-remote``
-does with protocol v0, minus two processes per call), retried like the GitLab client's reads.
+does with protocol v0, minus two processes per call), retried like the GitLab client's reads. Both use the
+GitLab settings' :class:`~imrt_sync.transport.Transport` (CA bundle, client certificate, proxy), git through the same
+``GIT_CONFIG_*`` environment as the token.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from .config import origin
+from .config import GitLabSettings, origin
+from .transport import Transport, tls_failure
 
 ITEM_FILE = "item.json"
 CREATE_BRANCH_PREFIX = "create_"
@@ -35,6 +38,7 @@ _OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
 # The ref advertisement is a read: retried like the GitLab client's reads (429 honouring Retry-After, 5xx, resets).
 _ADVERTISEMENT_RETRY = Retry(
     total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",),
+    other=0,  # a TLS failure (a certificate that does not verify) will not go away by retrying
     raise_on_status=False,
 )
 
@@ -62,14 +66,21 @@ class ItemHistory:
 
 @dataclass(frozen=True)
 class GitAccess:
-    """The token and where it may go: repository URLs on ``origin`` (the GitLab base URL's scheme, host, port)."""
+    """The token and where it may go: repository URLs on ``origin`` (the GitLab base URL's scheme, host, port);
+    ``transport``: how to reach it (CA bundle, client certificate, proxy), as for the GitLab REST client."""
 
     token: str = field(repr=False)
     timeout: float = 300.0
     origin: str = field(kw_only=True)
+    transport: Transport = field(default=Transport(), kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", origin(self.origin))
+
+    @classmethod
+    def for_gitlab(cls, settings: GitLabSettings, timeout: float = 300.0) -> "GitAccess":
+        """Access to the repositories of the GitLab ``settings`` describe, with its token and transport."""
+        return cls(settings.token, timeout, origin=settings.base_url, transport=settings.transport)
 
     def check(self, url: str) -> str:
         """``url`` when it is on the configured GitLab; GitFetchError otherwise (the token is not sent there)."""
@@ -85,9 +96,13 @@ class GitAccess:
         return "Basic " + base64.b64encode(f"oauth2:{self.token}".encode()).decode()
 
     def environment(self, **config: str) -> dict[str, str]:
-        """Environment for a git command: the token as an HTTP header, plus any ``config`` (``key=value``)."""
+        """Environment for a git command: the token as an HTTP header, the transport's TLS and proxy settings, plus
+        any ``config`` (``key=value``)."""
         settings = {
-            "http.extraHeader": f"Authorization: {self.authorization()}", "http.followRedirects": "false", **config
+            "http.extraHeader": f"Authorization: {self.authorization()}",
+            "http.followRedirects": "false",
+            **self.transport.git_config(self.origin),
+            **config,
         }
         env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "true", "GIT_CONFIG_NOSYSTEM": "1"}
         env["GIT_CONFIG_COUNT"] = str(len(settings))
@@ -118,7 +133,10 @@ def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
             headers={"Authorization": access.authorization(), "Pragma": "no-cache", "User-Agent": "git/imrt-sync"},
             timeout=(_CONNECT_TIMEOUT, access.timeout),
             allow_redirects=False,
+            **access.transport.requests_options(),
         )
+    except requests.exceptions.SSLError as exc:
+        raise GitFetchError(f"git ls-remote {url} failed: {tls_failure(url, exc)}") from None
     except requests.RequestException as exc:
         raise GitFetchError(f"git ls-remote {url} failed: {type(exc).__name__}") from None
     if response.status_code != 200:

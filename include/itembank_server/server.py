@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -34,6 +35,7 @@ from .users import DEVELOPER, GUEST, REPORTER, ROOT_USERNAME
 logger = logging.getLogger(__name__)
 
 TOKENS_ENV = "ITEMBANK_TOKENS"
+TLS_HANDSHAKE_FAILED = "TLS handshake failed"  # the counter of connections that ended in the TLS handshake
 _PRE_RESPONSE_FAULTS = ("latency", "drop", "status")
 _MAX_API_BODY = 10 * 1024 * 1024
 _API_HEADERS = [
@@ -116,15 +118,20 @@ class _HttpServer(ThreadingHTTPServer):
     request_queue_size = 128
     app: ItemBankServer
 
-    def __init__(self, address, handler, app: ItemBankServer):
+    def __init__(self, address, handler, app: ItemBankServer, tls: ssl.SSLContext | None = None):
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.app = app
+        self.tls = tls
         self._active: dict[socket.socket, threading.Thread] = {}
         self._active_lock = threading.Lock()
         super().__init__(address, handler)
 
     def finish_request(self, request, client_address) -> None:
+        if self.tls is not None:
+            request = self._tls_handshake(request, client_address)
+            if request is None:
+                return
         with self._active_lock:
             self._active[request] = threading.current_thread()
         try:
@@ -132,6 +139,19 @@ class _HttpServer(ThreadingHTTPServer):
         finally:
             with self._active_lock:
                 self._active.pop(request, None)
+            if self.tls is not None:  # the plain socket socketserver closes gave its descriptor to the TLS one
+                self.shutdown_request(request)
+
+    def _tls_handshake(self, request: socket.socket, client_address) -> ssl.SSLSocket | None:
+        """The connection after the TLS handshake, done in the connection's own thread (a client that stalls or
+        rejects the certificate holds up no other); None when the handshake failed."""
+        request.settimeout(_Handler.timeout)
+        try:
+            return self.tls.wrap_socket(request, server_side=True)  # type: ignore[union-attr]
+        except (ssl.SSLError, OSError) as error:
+            logger.debug("TLS handshake with %s failed: %s", client_address[0], error)
+            self.app.count(TLS_HANDSHAKE_FAILED)
+            return None
 
     def close_connections(self, timeout: float) -> None:
         """Shut idle keep-alive connections (and any in flight), then wait for their threads."""
@@ -163,6 +183,8 @@ class ItemBankServer:
         hook_ca_bundle: str | None = None,
         count_limit: int = COUNT_LIMIT,
         keyset_group_projects: bool = True,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ):
         """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
         ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
@@ -170,7 +192,12 @@ class ItemBankServer:
         ``count_limit``: above this many records offset listings leave out X-Total, X-Total-Pages and rel="last",
         as GitLab does above 10,000 (https://docs.gitlab.com/api/rest/#pagination-response-headers);
         ``keyset_group_projects``: off, group project listings ignore ``pagination=keyset`` and answer offset pages,
-        as GitLab's ``GET /groups/:id/projects`` does (``lib/api/groups.rb`` pages it with ``paginate``).
+        as GitLab's ``GET /groups/:id/projects`` does (``lib/api/groups.rb`` pages it with ``paginate``);
+        ``tls_cert``/``tls_key``: PEM certificate (chain) and private key: the server answers over HTTPS only, REST
+        and git alike, and its URL (``web_url``, ``http_url_to_repo``) is ``https://``, as a GitLab whose
+        ``external_url`` is ``https://`` with ``nginx['ssl_certificate']`` and ``nginx['ssl_certificate_key']`` set
+        (https://docs.gitlab.com/omnibus/settings/ssl/#configure-https-manually,
+        https://docs.gitlab.com/omnibus/settings/configuration/#configure-the-external-url-for-gitlab).
         """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
@@ -182,10 +209,11 @@ class ItemBankServer:
         unmatched = [f"{method} unmatched" for method in ("GET", "POST", "PUT", "PATCH", "DELETE")]
         self.faults = Faults(known_endpoints=[*api.endpoints(), *git_http.ENDPOINTS.values(), *unmatched])
         self._counters = Counters()
-        self._httpd = _HttpServer((host, port), _Handler, self)
+        self._httpd = _HttpServer((host, port), _Handler, self, _tls_context(tls_cert, tls_key))
         self.host = host
         self.port = self._httpd.server_address[1]
-        self.url = (external_url or f"http://{_url_host(host)}:{self.port}").rstrip("/")
+        scheme = "https" if tls_cert else "http"
+        self.url = (external_url or f"{scheme}://{_url_host(host)}:{self.port}").rstrip("/")
         self.hooks = HookDispatcher(
             bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
         )
@@ -242,6 +270,19 @@ class GitAccess:
     project: dict
     user: dict
     push: bool
+
+
+def _tls_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """The server's TLS settings; None for HTTP. TLS 1.2 or later, as the bundled nginx's default
+    ``nginx['ssl_protocols'] = "TLSv1.2 TLSv1.3"`` (https://docs.gitlab.com/omnibus/settings/nginx/)."""
+    if cert is None:
+        if key is not None:
+            raise ValueError("tls_key given without tls_cert")
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert, key)
+    return context
 
 
 def _url_host(host: str) -> str:
