@@ -1,5 +1,7 @@
-# The project image: the official Apache Airflow image plus this repository's pinned requirements, its packages
-# (include/: imrt_sync, imrt_compat, itembank_server, devstack), the DAG and the compatibility plugin.
+# The project image: the official Apache Airflow image plus git, the runtime lock (requirements.txt), the runtime
+# packages (include/imrt_sync, include/imrt_compat), the DAG and the compatibility plugin. Nothing else: no test
+# tool, no benchmark, no item bank server (include/itembank_server, include/devstack and requirements-dev.txt are
+# development tools; .dockerignore keeps them out of the build context).
 # Used by docker-compose.yaml (tag imrt-airflow:local) and by helm-values.yaml (pushed to a registry).
 #
 #   docker build -t imrt-airflow:local .
@@ -12,8 +14,8 @@
 # Python the one requirements.txt was resolved with (3.11). tests/deployment checks both.
 FROM apache/airflow:3.3.2-python3.11
 
-# git: the sync reads item repositories with git over HTTP, and the demo item bank serves them with
-# `git http-backend` (both part of Debian's git package).
+# git: the sync reads item repositories with git over HTTP (and compose's demo item bank, run from the ./include
+# mount, serves them with `git http-backend`; both are part of Debian's git package).
 USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git \
@@ -21,23 +23,24 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
 
-# The pinned set the project is tested with. requirements.txt pins apache-airflow==3.3.2 and every transitive
-# dependency; naming "apache-airflow==${AIRFLOW_VERSION}" (set by the base image) as well makes pip fail instead
-# of silently replacing the image's Airflow if the pin and the base tag ever disagree.
-# Note: where a pin differs from the version the base image shipped, the pin wins (it is what the tests ran
-# with). Providers the image ships but the project does not pin (fab, celery, cncf-kubernetes, ...) keep their
-# versions; see the README's deployment section for the one known conflict (fab vs python-dateutil).
+# The runtime lock only: what the product needs beyond Airflow (GitPython, the postgres and http providers, ...),
+# resolved against Airflow's own pins. Everything the image's Airflow brings keeps the version the official image's
+# constraints chose. Naming "apache-airflow==${AIRFLOW_VERSION}" (set by the base image) as well makes pip fail
+# instead of silently replacing the image's Airflow if the lock and the base tag ever disagree; `pip check` fails
+# the build if the lock conflicts with anything the image ships.
 COPY --chown=airflow:0 requirements.txt /tmp/imrt-requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/imrt-requirements.txt \
+ && pip check \
  && rm -f /tmp/imrt-requirements.txt
 
-# The project's own packages, without dependencies (they are all in requirements.txt). A regular (not
-# editable) install, built in a scratch directory: the image works without the sources. The sources also stay
-# in /opt/airflow/include, where docker-compose.yaml mounts ./include over them and puts them first on
-# PYTHONPATH for development.
+# The runtime packages, without dependencies (they are in requirements.txt or come with Airflow). A regular (not
+# editable) install, built in a scratch directory; pyproject.toml ships only imrt_sync and imrt_compat. Their
+# sources also stay in /opt/airflow/include, where docker-compose.yaml mounts ./include over them and puts them
+# first on PYTHONPATH for development.
 # The smoke checks import no Airflow module (these packages import Airflow lazily), so no airflow.cfg with
 # generated keys is written into the image.
-COPY --chown=airflow:0 include/ /opt/airflow/include/
+COPY --chown=airflow:0 include/imrt_sync/ /opt/airflow/include/imrt_sync/
+COPY --chown=airflow:0 include/imrt_compat/ /opt/airflow/include/imrt_compat/
 COPY --chown=airflow:0 pyproject.toml /tmp/imrt-pyproject.toml
 RUN build="$(mktemp -d)" \
  && cp /tmp/imrt-pyproject.toml "$build/pyproject.toml" \
@@ -45,7 +48,9 @@ RUN build="$(mktemp -d)" \
  && pip install --no-cache-dir --no-deps "$build" \
  && rm -rf "$build" /tmp/imrt-pyproject.toml \
  && python -c "import importlib.metadata as m, os; v = m.version('apache-airflow'); assert v == os.environ['AIRFLOW_VERSION'], v" \
- && python -c "import imrt_sync, imrt_compat, itembank_server" \
+ && python -c "import imrt_sync, imrt_compat" \
+ && ! python -c "import itembank_server" 2>/dev/null \
+ && ! python -c "import devstack" 2>/dev/null \
  && git --version
 
 # The DAG and the plugin, in the default [core] dags_folder and plugins_folder of $AIRFLOW_HOME=/opt/airflow.

@@ -1,17 +1,22 @@
-# Everything runs from a virtual environment made here from requirements.txt (pinned), once.
+# Everything runs from a virtual environment made here, once, from the development and test lock
+# (requirements-dev.txt, which includes the runtime lock requirements.txt). The image installs only the runtime lock.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test run bench
+.PHONY: install test run bench lock
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+# The editable install ships imrt_sync and imrt_compat (pyproject.toml); include/ on the path (imrt-dev.pth) adds
+# the dev-only packages, itembank_server and devstack, which are never packaged.
+$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'imrt-dev.pth').write_text('$(CURDIR)/include\n')"
+	$(BIN)/pip check
 	touch $@
 
 test: install
@@ -22,3 +27,7 @@ run: install
 
 bench: install
 	$(BIN)/python -m devstack.bench $(BENCH_ARGS)
+
+# Regenerate requirements.txt and requirements-dev.txt from the .in files in scratch venvs (each must pass pip check).
+lock:
+	PYTHONPATH=include $(PYTHON) -m devstack.locks

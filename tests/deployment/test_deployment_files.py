@@ -323,7 +323,8 @@ def test_image_contains_the_dag_the_plugin_and_the_packages(dockerfile):
     assert (ROOT / "plugins" / "imrt_compat_plugin.py").is_file()
     assert re.search(r"^COPY\b.*\sdags/\s+/opt/airflow/dags/?$", dockerfile, flags=re.MULTILINE)
     assert re.search(r"^COPY\b.*\splugins/\s+/opt/airflow/plugins/?$", dockerfile, flags=re.MULTILINE)
-    assert re.search(r"^COPY\b.*\sinclude/\s+\S+", dockerfile, flags=re.MULTILINE)
+    for package in ("imrt_sync", "imrt_compat"):
+        assert re.search(rf"^COPY\b.*\sinclude/{package}/\s+\S+", dockerfile, flags=re.MULTILINE)
     assert re.search(r"pip install [^\n]*-r /tmp/imrt-requirements.txt", dockerfile)
     assert re.search(r"pip install [^\n]*--no-deps", dockerfile)
     assert re.search(r"apt-get install [^\n]*\bgit\b", dockerfile)
