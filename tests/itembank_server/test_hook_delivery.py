@@ -556,3 +556,41 @@ def test_url_credentials_are_sent_as_basic_auth_and_masked_in_the_record(make_se
     [record] = server.hooks.deliveries(hook_id=hook["id"])
     assert record["url"] == f"http://robot:[REDACTED]@{host}/hook"
     assert "pa55word" not in json.dumps(record)
+
+
+def test_a_git_push_by_a_developer_is_delivered_to_the_project_hook_within_two_seconds(
+    make_server, project, listener, tmp_path
+):
+    """The whole path: a real git client pushes over smart HTTP, the server fires the project hook."""
+    from itembank_helpers import git_env
+    from itembank_helpers import run_git as git
+
+    from itembank_server.users import DEVELOPER
+
+    server = make_server()
+    developer = server.bank.create_user("dee", name="Dee Developer", email="dee@example.org")
+    server.bank.add_token(developer["id"], "glpat-dee-token")
+    server.bank.add_member(GROUP, developer["id"], DEVELOPER)
+    server.bank.add_hook(project["id"], f"{listener.url}/webHook", token=HOOK_TOKEN)
+    home = tmp_path / "home"
+    home.mkdir()
+    env = git_env(home, "glpat-dee-token")
+    work = tmp_path / "work"
+    git("clone", f"{server.url}/{project['path_with_namespace']}.git", str(work), env=env)
+    (work / "item.json").write_text(json.dumps({"id": 1, "workflow": {"workflowStatusCode": "Approved"}}) + "\n")
+    git("-c", "user.name=Dee Developer", "-c", "user.email=dee@example.org", "commit", "-qam", "Approve", env=env,
+        cwd=work)
+    sha = git("rev-parse", "HEAD", env=env, cwd=work).stdout.strip()
+    git("push", "-q", "origin", "main", env=env, cwd=work)
+    pushed_at = time.monotonic()
+
+    [request] = listener.wait_for(1, "/webHook", timeout=2.0)
+    assert time.monotonic() - pushed_at < 2.0
+    headers, body = request["headers"], payload(request)
+    assert headers["X-Gitlab-Event"] == "Push Hook" and headers["X-Gitlab-Token"] == HOOK_TOKEN
+    for name in ("X-Gitlab-Event-UUID", "X-Gitlab-Webhook-UUID"):
+        uuid.UUID(headers[name])
+    assert (body["after"], body["checkout_sha"], body["ref"]) == (sha, sha, "refs/heads/main")
+    assert (body["user_username"], body["user_name"]) == ("dee", "Dee Developer")
+    assert [c["modified"] for c in body["commits"]] == [["item.json"]]
+    assert body["project"]["path_with_namespace"] == project["path_with_namespace"]
