@@ -18,8 +18,26 @@ from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
 
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
-# A task in one of these states (or with no state yet) has not begun its work in this try, or will try again.
-NOT_STARTED_STATES = (TaskInstanceState.SCHEDULED, TaskInstanceState.QUEUED, TaskInstanceState.UP_FOR_RETRY)
+# A task in one of these states (or with no state yet) has not ended this try, or will run again.
+NOT_FINISHED_STATES = (
+    TaskInstanceState.SCHEDULED,
+    TaskInstanceState.QUEUED,
+    TaskInstanceState.RUNNING,
+    TaskInstanceState.UP_FOR_RETRY,
+)
+
+
+def task_not_finished(dag_id: str, run_id: str, task_id: str, session: Session) -> bool:
+    """Whether the (unmapped) task of the run has yet to begin or end, or will begin again."""
+    state = session.scalar(
+        select(TaskInstance.state).where(
+            TaskInstance.dag_id == dag_id,
+            TaskInstance.run_id == run_id,
+            TaskInstance.task_id == task_id,
+            TaskInstance.map_index == -1,
+        )
+    )
+    return state is None or state in NOT_FINISHED_STATES
 
 
 class DagUnavailable(Exception):
@@ -52,19 +70,6 @@ def active_runs(dag_id: str, session: Session) -> list[ActiveRun]:
         select(DagRun.run_id, DagRun.state).where(DagRun.dag_id == dag_id, DagRun.state.in_(ACTIVE_STATES))
     ).all()
     return [ActiveRun(run_id, str(state)) for run_id, state in rows]
-
-
-def task_not_started(dag_id: str, run_id: str, task_id: str, session: Session) -> bool:
-    """Whether the (unmapped) task of the run has yet to begin, or will begin again."""
-    state = session.scalar(
-        select(TaskInstance.state).where(
-            TaskInstance.dag_id == dag_id,
-            TaskInstance.run_id == run_id,
-            TaskInstance.task_id == task_id,
-            TaskInstance.map_index == -1,
-        )
-    )
-    return state is None or state in NOT_STARTED_STATES
 
 
 def trigger(dag_id: str, run_id: str, conf: dict, user_name: str | None, session: Session, note: str) -> str:

@@ -46,8 +46,7 @@ def sweep_seconds() -> float:
 
 
 def ensure_events_run(policy: EventRetryPolicy) -> str | None:
-    """Start a run for the due events unless a run will take them (queued, or running and its ``list_ids``, which
-    claims the events, not begun yet); return the run that will."""
+    """Start a run for the due events unless a run will take them (:func:`will_claim`); return the run that will."""
     engine = imrt_engine()
     events = EventLog(engine)
     with engine.begin() as lock_conn, create_session() as session:
@@ -55,10 +54,9 @@ def ensure_events_run(policy: EventRetryPolicy) -> str | None:
         release_ended_claims(events, session, policy)
         if not events.has_due(lock_conn):
             return None
+        claiming = set(events.claiming_runs())
         for run in airflow_runs.active_runs(DAG_ID, session):
-            if is_webhook_run(run.run_id) and (
-                run.state == QUEUED or airflow_runs.task_not_started(DAG_ID, run.run_id, "list_ids", session)
-            ):
+            if is_webhook_run(run.run_id) and will_claim(run, claiming, session):
                 return run.run_id
         airflow_runs.check_triggerable(DAG_ID, session)
         run_id = airflow_runs.trigger(
@@ -67,6 +65,14 @@ def ensure_events_run(policy: EventRetryPolicy) -> str | None:
         )
         log.info("started run %s for pending GitLab hook events", run_id)
         return run_id
+
+
+def will_claim(run: airflow_runs.ActiveRun, claiming: set[str], session) -> bool:
+    """Whether the hook events run has yet to claim events: queued, or its ``list_ids`` (which claims) not over and
+    no events claimed by it yet."""
+    if run.state == QUEUED:
+        return True
+    return run.run_id not in claiming and airflow_runs.task_not_finished(DAG_ID, run.run_id, "list_ids", session)
 
 
 def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) -> int:

@@ -55,8 +55,8 @@ HUGE = huge_document()
 BAD = {
     "300001": ('{"id": "300001", "type": "mc", "core": ', "item.json is not valid JSON: "),
     "300002": (json.dumps(["300002", "mc"]), "item.json must be a JSON object, got list"),
-    "300003": (with_metadata(document("300003"), grade=["5", "6"]),
-               "(item 300003): core.metadata.grade must be a string or null, got list"),
+    "300003": (with_metadata(document("300003"), intendedGrade=["5", "6"]),
+               "(item 300003): core.metadata.intendedGrade must be a string or null, got list"),
     "300004": (document("300004", type=7), "(item 300004): type must be a non-empty string, got integer"),
     "300005": (document("ITEM-300005"),
                "The id is not a number and cannot be ingested into the system: 'ITEM-300005'"),

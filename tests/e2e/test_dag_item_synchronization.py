@@ -182,10 +182,10 @@ def test_rows_match_item_json_field_by_field_for_each_kind_of_item(dag, configur
         assert stored["classification"] == ("stim" if item_type == "stim" else "item")
         assert stored["workflow_status"] == doc["workflow"]["workflowStatusCode"]
         assert stored["subject"] == metadata.get("subject", "")
-        assert stored["grade"] == metadata.get("grade", "")
+        assert stored["grade"] == metadata.get("intendedGrade", "")  # the 0.1.46 name (mapping.py)
         assert stored["dok"] == metadata.get("depthOfKnowledge", "")
         assert stored["primary_claim"] == metadata.get("primaryClaim", "")
-        assert stored["primary_target"] == metadata.get("primaryAssessmentTarget", "")
+        assert stored["primary_target"] == metadata.get("primaryTarget", "")
         assert stored["primary_common_core_standard"] == metadata.get("primaryCommonCoreStandard", "")
         assert stored["item_author"] == metadata.get("itemAuthor", "")
         assert stored["asl_required"] == doc.get("asl", {}).get("isAslRequired", "")

@@ -377,9 +377,12 @@ def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
         assert len(tried) == event["attempts"] == MAX_ATTEMPTS
         for attempt, (earlier, later) in enumerate(zip(tried, tried[1:]), start=1):
             delay = min(RETRY_BASE_SECONDS * 2 ** (attempt - 1), RETRY_MAX_SECONDS)
+            # The back-off holds when the event is claimed, by the later run's list_ids (a run may be queued
+            # earlier, while the previous one runs: max_active_runs=1 keeps it waiting).
             closed_no_earlier_than = task_start(stack, earlier["dag_run_id"], "summary")
-            queued = datetime.fromisoformat(later["queued_at"])
-            assert (queued - closed_no_earlier_than).total_seconds() >= delay - 0.05, (attempt, earlier, later)
+            claimed_no_earlier_than = task_start(stack, later["dag_run_id"], "list_ids")
+            spacing = (claimed_no_earlier_than - closed_no_earlier_than).total_seconds()
+            assert spacing >= delay - 0.05, (attempt, earlier, later)
         assert heads(imrt)[projects[8]["id"]] != sha
     finally:
         restore_sync_user(root_api, bank, users)
