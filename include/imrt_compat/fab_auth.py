@@ -19,7 +19,10 @@ pause it. The cron account must not.
 The change: a trigger (POST on ``DagAccessEntity.RUN`` of one DAG) is also allowed to a user who has ``can_create``
 on that DAG's own run resource ``DAG Run:<dag_id>`` and may read the DAG, without ``can_edit`` on it. Nothing else
 differs: every other request is FAB's decision, and a user who passes FAB's check still passes. The role
-``IMRT Sync Automation`` (``imrt_compat.roles``) is made of exactly such permissions.
+``IMRT Sync Automation`` (``imrt_compat.roles``) is made of exactly such permissions. Airflow asks the same question
+(POST, ``RUN``, that DAG) before creating a backfill of the DAG (``requires_access_backfill``), so such a user may
+also backfill it, as FAB's own trigger permission would allow; pausing, deleting and changing runs stay refused.
+Checked under stock ``FabAuthManager``: the same role gets 403 on the trigger and on ``POST /sync``.
 
 ``[core] auth_manager = imrt_compat.fab_auth.ImrtFabAuthManager`` (docker-compose.yaml, helm-values.yaml). Its users,
 roles, ``airflow users``/``airflow roles`` commands, ``/auth/token`` and database tables are FAB's.
