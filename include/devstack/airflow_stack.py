@@ -6,7 +6,9 @@ to the stack over the public REST API only.
 Every component gets the same complete, explicit configuration through environment variables (nothing inherited
 from ``AIRFLOW_*`` variables of the calling process, no secrets on a command line):
 
-* PostgreSQL metadata database, LocalExecutor, SimpleAuthManager with pre-seeded passwords;
+* PostgreSQL metadata database, LocalExecutor, SimpleAuthManager with pre-seeded passwords, or (``auth_manager=
+  "fab"``) the deployments' FAB auth manager with the automation role and users made by ``python -m
+  imrt_compat.roles``, as the compose init and the Helm job make them;
 * one JWT secret, API secret key and Fernet key per home, generated once and kept (``<home>/devstack-secrets.json``)
   so that a restarted stack can still read what the previous one encrypted, and tokens stay valid;
 * free ports for the API and both log servers, so that several stacks can run side by side;
@@ -47,6 +49,9 @@ _POLL_INTERVAL = 0.5
 _IDLE_WORKER_GRACE = 5.0  # seconds after SIGINT, see AirflowStack._kill_idle_workers
 _LOCAL_WORKER_TITLE = "airflow worker -- LocalExecutor"
 _ROLES = frozenset({"viewer", "user", "op", "admin"})  # SimpleAuthManagerRole
+SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+FAB_AUTH_MANAGER = "imrt_compat.fab_auth.ImrtFabAuthManager"  # what docker-compose.yaml and helm-values.yaml use
+_PASSWORD_ENV = "IMRT_STACK_USER_PASSWORD"
 JWT_SECRET_BYTES = 64  # HS512, the signing algorithm Airflow picks for a shared secret, wants a 64-byte key (RFC 7518 §3.2)
 
 
@@ -123,6 +128,7 @@ class AirflowStack:
         plugins_folder: Path | None = None,
         env: Mapping[str, str] | None = None,
         users: Mapping[str, str] = {"admin": "admin"},  # noqa: B006 - never mutated
+        auth_manager: str = "simple",
         host: str = "127.0.0.1",
         api_port: int | None = None,
         parallelism: int = 8,
@@ -130,9 +136,15 @@ class AirflowStack:
     ) -> None:
         if not users:
             raise ValueError("at least one user is needed")
+        if auth_manager not in ("simple", "fab"):
+            raise ValueError(f"auth_manager must be 'simple' or 'fab', not {auth_manager!r}")
         for name, role in users.items():
-            if not name or any(c in name for c in ",: ") or role.lower() not in _ROLES:
+            bad_name = not name or any(c in name for c in ",: ")
+            if auth_manager == "simple" and (bad_name or role.lower() not in _ROLES):
                 raise ValueError(f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(_ROLES)})")
+            if auth_manager == "fab" and (bad_name or not role):
+                raise ValueError(f"bad FAB user {name!r}, role {role!r}")
+        self.auth_manager = auth_manager
         self.home = Path(home).resolve()
         # A sqlalchemy URL object is accepted too; its password must survive rendering.
         render = getattr(metadata_url, "render_as_string", None)
@@ -156,7 +168,7 @@ class AirflowStack:
         self._session = requests.Session()
         self._cached_tokens: dict[str, str] = {}
         self._airflow = str(Path(sys.executable).with_name("airflow"))
-        admins = [u for u, r in self.users.items() if r.lower() == "admin"]
+        admins = [u for u, r in self.users.items() if r.lower() == "admin"]  # FAB's role is "Admin"
         self.default_user = "admin" if "admin" in self.users else (admins or list(self.users))[0]
 
         self.home.mkdir(parents=True, exist_ok=True)
@@ -214,13 +226,8 @@ class AirflowStack:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            # auth
-            "AIRFLOW__CORE__AUTH_MANAGER": (
-                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-            ),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            # auth (the passwords file is SimpleAuthManager's; under FAB it only keeps the passwords the users get)
+            **self._auth_manager_config(),
             "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
             "AIRFLOW__API__SECRET_KEY": self._secrets["api_secret_key"],
             "AIRFLOW__CORE__FERNET_KEY": self._secrets["fernet_key"],
@@ -248,6 +255,16 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
         }
         return {**base, **config, **self.extra_env}
+
+    def _auth_manager_config(self) -> dict[str, str]:
+        if self.auth_manager == "fab":
+            return {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
+        return {
+            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+        }
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -301,8 +318,10 @@ class AirflowStack:
         self.timings = {}
         atexit.register(self.stop)  # a safety net if the caller never stops us (not run on SIGKILL/SIGTERM)
         try:
-            self._migrate(deadline)
+            self._run_setup("db-migrate", [self._airflow, "db", "migrate"], deadline)
             self.timings["db_migrate"] = time.monotonic() - began
+            if self.auth_manager == "fab":
+                self._create_fab_users(deadline)
             for component in self._component_commands():
                 self.processes[component] = self._spawn(component, self._component_commands()[component])
             self._wait_healthy(deadline)
@@ -336,15 +355,24 @@ class AirflowStack:
         self.processes[component] = self._spawn(component, self._component_commands()[component])
         self._wait_healthy(time.monotonic() + timeout)
 
-    def _migrate(self, deadline: float) -> None:
-        path = self.log_file("db-migrate")
-        self._log_files["db-migrate"] = path
+    def _create_fab_users(self, deadline: float) -> None:
+        """The automation role and every user, by the command the deployments run (passwords in the environment)."""
+        roles = [sys.executable, "-m", "imrt_compat.roles"]
+        self._run_setup("fab-roles", [*roles, "role"], deadline)
+        for user, role in self.users.items():
+            command = [*roles, "user", user, "--role", role, "--password-env", _PASSWORD_ENV]
+            self._run_setup("fab-roles", command, deadline, env={_PASSWORD_ENV: self.password(user)})
+
+    def _run_setup(self, name: str, command: list[str], deadline: float, env: Mapping[str, str] | None = None) -> None:
+        """Run a one-shot setup command to completion (its output in the log file ``name``)."""
+        path = self.log_file(name)
+        self._log_files[name] = path
         with open(path, "ab") as out:
             try:
                 result = subprocess.run(
-                    [self._airflow, "db", "migrate"],
+                    command,
                     cwd=self.home,
-                    env=self.environment,
+                    env={**self.environment, **(env or {})},
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -352,9 +380,9 @@ class AirflowStack:
                     start_new_session=True,
                 )
             except subprocess.TimeoutExpired as exc:
-                raise AirflowStackError(f"airflow db migrate timed out\n{_tail(path)}") from exc
+                raise AirflowStackError(f"{name} timed out\n{_tail(path)}") from exc
         if result.returncode != 0:
-            raise AirflowStackError(f"airflow db migrate failed ({result.returncode})\n{_tail(path)}")
+            raise AirflowStackError(f"{name} failed ({result.returncode})\n{_tail(path)}")
 
     def health(self) -> dict[str, Any] | None:
         """The health document, or None while the API server does not answer."""

@@ -455,3 +455,76 @@ def test_helm_migrates_the_imrt_database_in_init_containers_of_the_scheduler_and
         assert env["AIRFLOW_CONN_IMRT_DEFAULT"]["valueFrom"]["secretKeyRef"] == {
             "name": imrt_secret["secretName"], "key": imrt_secret["secretKey"],
         }
+
+
+# ------------------------------------------------------------------------------------------------ authentication
+
+AUTH_MANAGER = "imrt_compat.fab_auth.ImrtFabAuthManager"
+ROLES_COMMAND = "python -m imrt_compat.roles"
+
+
+def _init_script(compose: dict) -> str:
+    command = compose["services"]["airflow-init"]["command"]
+    return command[-1] if isinstance(command, list) else command
+
+
+def _helm_user_script(helm: dict) -> str:
+    return helm["createUserJob"]["args"][-1]
+
+
+def _roles_user_commands(script: str) -> list[str]:
+    return [line.strip() for line in script.splitlines() if f"{ROLES_COMMAND} user" in line]
+
+
+def test_the_configured_auth_manager_is_fabs():
+    from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+    from imrt_compat.fab_auth import ImrtFabAuthManager
+
+    assert f"{ImrtFabAuthManager.__module__}.{ImrtFabAuthManager.__qualname__}" == AUTH_MANAGER
+    assert issubclass(ImrtFabAuthManager, FabAuthManager)
+
+
+def test_no_simple_auth_manager_setting_is_left(compose, helm):
+    env = _common_env(compose)
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == AUTH_MANAGER
+    assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key]
+    assert helm["config"]["core"]["auth_manager"] == AUTH_MANAGER
+    assert not [key for key in helm["config"]["core"] if key.startswith("simple_auth_manager")]
+
+
+def test_compose_init_makes_the_role_and_the_users_after_the_migration(compose):
+    from imrt_compat.roles import AUTOMATION_ROLE
+
+    lines = [line.strip() for line in _init_script(compose).splitlines()]
+    migrate = lines.index("/entrypoint airflow db migrate")
+    role = lines.index(f"/entrypoint {ROLES_COMMAND} role")
+    users = _roles_user_commands(_init_script(compose))
+    assert migrate < role < min(lines.index(line) for line in users)
+    assert any("--role Admin --password-env _AIRFLOW_ADMIN_PASSWORD" in line for line in users)
+    assert any(f'--role "{AUTOMATION_ROLE}" --password-env _IMRT_AUTOMATION_PASSWORD' in line for line in users)
+    env = compose["services"]["airflow-init"]["environment"]
+    assert env["_AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
+    assert env["_IMRT_AUTOMATION_PASSWORD"] == "${IMRT_AUTOMATION_PASSWORD:-}"
+
+
+def test_helm_user_job_makes_the_role_and_the_users_from_secrets(helm):
+    from imrt_compat.roles import AUTOMATION_ROLE
+
+    assert helm["webserver"]["defaultUser"]["enabled"] is True, "the chart's switch for its create-user job"
+    script = _helm_user_script(helm)
+    assert f"{ROLES_COMMAND} role" in script
+    users = _roles_user_commands(script)
+    assert any("--role Admin --password-env IMRT_ADMIN_PASSWORD" in line for line in users)
+    assert any(f'--role "{AUTOMATION_ROLE}" --password-env IMRT_AUTOMATION_PASSWORD' in line for line in users)
+    env = {item["name"]: item for item in helm["createUserJob"]["env"]}
+    for name in ("IMRT_ADMIN_PASSWORD", "IMRT_AUTOMATION_PASSWORD"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"], f"{name} must come from a Secret"
+        assert "value" not in env[name]
+
+
+def test_no_password_is_passed_on_a_command_line(compose, helm):
+    for script in (_init_script(compose), _helm_user_script(helm)):
+        assert "airflow users" not in script, "FAB's `airflow users create` takes the password as an argument"
+        for line in _roles_user_commands(script):
+            assert not re.search(r"\s(-p|--password)(\s|=)", line), line
+            assert "--password-env" in line

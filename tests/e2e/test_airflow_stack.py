@@ -116,6 +116,21 @@ def test_configuration_is_explicit_and_kept_per_home(tmp_path, monkeypatch):
         AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"x": "root"})
 
 
+
+def test_a_fab_stack_runs_the_deployments_auth_manager_with_any_fab_role(tmp_path):
+    url = "postgresql+psycopg2:///x"
+    users = {"admin": "Admin", "automation": "IMRT Sync Automation"}
+    stack = AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users=users, auth_manager="fab")
+    env = stack.environment
+    assert env["AIRFLOW__CORE__AUTH_MANAGER"] == "imrt_compat.fab_auth.ImrtFabAuthManager"
+    assert not [key for key in env if "SIMPLE_AUTH_MANAGER" in key]
+    assert stack.default_user == "admin" and stack.password("automation")
+    assert not [value for value in env.values() if value == stack.password("automation")], "passwords stay out"
+    with pytest.raises(ValueError):
+        AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"admin": "Admin"}, auth_manager="ldap")
+    with pytest.raises(ValueError):
+        AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"a:b": "Admin"}, auth_manager="fab")
+
 def test_processes_listen_on_loopback_only_and_carry_no_secret(stack):
     env = stack.environment
     secrets = {stack.password("admin"), env["AIRFLOW__API_AUTH__JWT_SECRET"], env["AIRFLOW__API__SECRET_KEY"]}
