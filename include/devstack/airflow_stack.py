@@ -6,7 +6,9 @@ to the stack over the public REST API only.
 Every component gets the same complete, explicit configuration through environment variables (nothing inherited
 from ``AIRFLOW_*`` variables of the calling process, no secrets on a command line):
 
-* PostgreSQL metadata database, LocalExecutor, SimpleAuthManager with pre-seeded passwords;
+* PostgreSQL metadata database, SimpleAuthManager with pre-seeded passwords;
+* LocalExecutor (the default: tasks run inside the scheduler), or EdgeExecutor with ``workers`` ``airflow edge
+  worker`` processes, each in its own directory, reaching the API server over HTTP only (``devstack.edge_workers``);
 * one JWT secret, API secret key and Fernet key per home, generated once and kept (``<home>/devstack-secrets.json``)
   so that a restarted stack can still read what the previous one encrypted, and tokens stay valid;
 * free ports for the API and both log servers, so that several stacks can run side by side;
@@ -37,6 +39,9 @@ from urllib.parse import quote
 
 import psutil
 import requests
+
+from . import edge_workers
+from .edge_workers import EdgeWorkerSpec, WorkerEnv
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +114,11 @@ def _generate_fernet_key() -> str:
 
 
 class AirflowStack:
-    """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``.
+    """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``, plus
+    ``workers`` edge workers when ``executor="EdgeExecutor"``.
 
     Use as a context manager, or call ``start()`` and ``stop()``. All paths are made absolute.
+    ``worker_env(hostname, worker_home)`` adds to an edge worker's environment (e.g. a per-worker cache directory).
     """
 
     def __init__(
@@ -127,12 +134,16 @@ class AirflowStack:
         api_port: int | None = None,
         parallelism: int = 8,
         log_prefix: str = "",
+        executor: str = edge_workers.LOCAL_EXECUTOR,
+        workers: int = 0,
+        worker_env: WorkerEnv | None = None,
     ) -> None:
         if not users:
             raise ValueError("at least one user is needed")
         for name, role in users.items():
             if not name or any(c in name for c in ",: ") or role.lower() not in _ROLES:
                 raise ValueError(f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(_ROLES)})")
+        edge_workers.check_workers(executor, workers)
         self.home = Path(home).resolve()
         # A sqlalchemy URL object is accepted too; its password must survive rendering.
         render = getattr(metadata_url, "render_as_string", None)
@@ -147,6 +158,7 @@ class AirflowStack:
         self.trigger_log_server_port = free_port(host)
         self.parallelism = parallelism
         self.log_prefix = log_prefix
+        self.executor = executor
         self.logs_dir = self.home / "logs"
         self.url = f"http://{host}:{self.api_port}"
         self.processes: dict[str, subprocess.Popen] = {}
@@ -166,6 +178,15 @@ class AirflowStack:
         self._secrets = self._load_or_create_secrets()
         self._passwords = self._load_or_create_passwords()
         self.environment = self._build_environment()
+        self.edge_workers: dict[str, EdgeWorkerSpec] = {  # component name (its hostname) -> worker
+            worker.hostname: worker for worker in edge_workers.edge_worker_specs(self.home, workers, parallelism)
+        }
+        self._component_environments = {
+            name: edge_workers.worker_environment(self.environment, worker, worker_env)
+            for name, worker in self.edge_workers.items()
+        }
+        for worker in self.edge_workers.values():
+            worker.logs_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ configuration
 
@@ -206,7 +227,7 @@ class AirflowStack:
             "PYTHONUNBUFFERED": "1",
             # database / executor
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": edge_workers.executor_class(self.executor),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             # what to load
@@ -247,6 +268,8 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
             "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
         }
+        if self.executor == edge_workers.EDGE_EXECUTOR:
+            config.update(edge_workers.edge_settings(self.url))
         return {**base, **config, **self.extra_env}
 
     # ------------------------------------------------------------------ lifecycle
@@ -261,17 +284,25 @@ class AirflowStack:
     def password(self, username: str) -> str:
         return self._passwords[username]
 
+    def component_environment(self, component: str) -> dict[str, str]:
+        """The environment a component process runs with."""
+        return self._component_environments.get(component, self.environment)
+
     def log_file(self, component: str) -> Path:
+        """The output of a component process (an edge worker's is in its own directory)."""
+        if component in self.edge_workers:
+            return self.edge_workers[component].process_log
         return self.logs_dir / f"{self.log_prefix}{component}.log"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         path = self.log_file(name)
         self._log_files[name] = path
+        worker = self.edge_workers.get(name)
         with open(path, "ab") as out:
             return subprocess.Popen(
                 [self._airflow, *args],
-                cwd=self.home,
-                env=self.environment,
+                cwd=worker.home if worker else self.home,
+                env=self.component_environment(name),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -303,8 +334,8 @@ class AirflowStack:
         try:
             self._migrate(deadline)
             self.timings["db_migrate"] = time.monotonic() - began
-            for component in self._component_commands():
-                self.processes[component] = self._spawn(component, self._component_commands()[component])
+            for component, args in self._component_commands().items():
+                self.processes[component] = self._spawn(component, args)
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()
@@ -317,6 +348,7 @@ class AirflowStack:
             "api-server": ["api-server", "--host", self.host, "--port", str(self.api_port)],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
+            **{name: worker.command() for name, worker in self.edge_workers.items()},
         }
 
     def kill(self, component: str) -> None:
@@ -372,11 +404,23 @@ class AirflowStack:
             last = self.health()
             if last and "api_answering" not in self.timings:
                 self.timings["api_answering"] = time.monotonic() - spawned
-            if last and all((last.get(key) or {}).get("status") == "healthy" for key in _HEALTH_KEYS):
+            healthy = last and all((last.get(key) or {}).get("status") == "healthy" for key in _HEALTH_KEYS)
+            if healthy and self._edge_workers_ready():
                 return
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"Airflow stack not healthy in time; health: {last}\n{self._logs_report()}")
             time.sleep(_POLL_INTERVAL)
+
+    def edge_worker_states(self) -> dict[str, str]:
+        """Hostname -> state of every edge worker registered with the API server (``GET /edge_worker/ui/worker``)."""
+        workers = self._api_json("GET", f"{edge_workers.EDGE_API_PATH}/ui/worker")["workers"]
+        return {worker["worker_name"]: worker["state"] for worker in workers}
+
+    def _edge_workers_ready(self) -> bool:
+        if not self.edge_workers:
+            return True
+        states = self.edge_worker_states()
+        return all(states.get(w.hostname) in edge_workers.WORKER_READY_STATES for w in self.edge_workers.values())
 
     def pids(self) -> set[int]:
         """Pids of the live component processes, their descendants and anything else in their process groups."""
