@@ -450,7 +450,9 @@ class AirflowStack:
 
         About two thirds of ``timeout`` go to the graceful SIGINT, the rest to SIGTERM. Descendants that left
         their group (task runners make their own) are remembered before signalling and killed at the end.
-        LocalExecutor workers still idle 5 s after SIGINT are killed (see ``_kill_idle_workers``).
+        LocalExecutor workers still idle 5 s after SIGINT are killed (see ``_kill_idle_workers``). Edge workers get
+        their SIGINT first, while the API server still answers their goodbye (a drained worker reports itself
+        offline), and up to a third of ``timeout`` to exit.
         Raises ``AirflowStackError`` if a process survives SIGKILL.
         """
         atexit.unregister(self.stop)
@@ -458,6 +460,7 @@ class AirflowStack:
             return
         began = time.monotonic()
         tracked = {proc.pid: proc for proc in self._tracked()}
+        self._stop_edge_workers_first(timeout / 3)
         phases = ((signal.SIGINT, timeout * 2 / 3), (signal.SIGTERM, timeout / 3), (signal.SIGKILL, 10.0))
         for sig, budget in phases:
             alive = self._tracked(tracked)
@@ -513,6 +516,15 @@ class AirflowStack:
     def _reap(self) -> None:
         for popen in self.processes.values():
             popen.poll()
+
+    def _stop_edge_workers_first(self, budget: float) -> None:
+        workers = [self.processes[name] for name in self.edge_workers if name in self.processes]
+        for popen in workers:
+            with _suppress_gone():
+                os.killpg(popen.pid, signal.SIGINT)
+        until = time.monotonic() + budget
+        while any(popen.poll() is None for popen in workers) and time.monotonic() < until:
+            time.sleep(0.1)
 
     def _signal_groups(self, sig: signal.Signals) -> None:
         for popen in self.processes.values():

@@ -49,6 +49,7 @@ def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
     ) as airflow:
         print(f"\nAirflowStack.start() with 2 edge workers: {airflow.start_seconds:.1f} s {airflow.timings}")
         yield airflow
+    print(f"\nAirflowStack.stop() with 2 edge workers: {airflow.timings['stop']:.1f} s")
 
 
 @pytest.fixture(scope="module")
