@@ -6,9 +6,11 @@ to the stack over the public REST API only.
 Every component gets the same complete, explicit configuration through environment variables (nothing inherited
 from ``AIRFLOW_*`` variables of the calling process, no secrets on a command line):
 
-* PostgreSQL metadata database, LocalExecutor, SimpleAuthManager with pre-seeded passwords, or (``auth_manager=
-  "fab"``) the deployments' FAB auth manager with the automation role and users made by ``python -m
-  imrt_compat.roles``, as the compose init and the Helm job make them;
+* PostgreSQL metadata database, SimpleAuthManager with pre-seeded passwords, or (``auth_manager="fab"``) the
+  deployments' FAB auth manager with the automation role and users made by ``python -m imrt_compat.roles``, as the
+  compose init and the Helm job make them;
+* LocalExecutor (the default: tasks run inside the scheduler), or EdgeExecutor with ``workers`` ``airflow edge
+  worker`` processes, each in its own directory, reaching the API server over HTTP only (``devstack.edge_workers``);
 * one JWT secret, API secret key and Fernet key per home, generated once and kept (``<home>/devstack-secrets.json``)
   so that a restarted stack can still read what the previous one encrypted, and tokens stay valid;
 * free ports for the API and both log servers, so that several stacks can run side by side;
@@ -39,6 +41,9 @@ from urllib.parse import quote
 
 import psutil
 import requests
+
+from . import edge_workers
+from .edge_workers import EdgeWorkerSpec, WorkerEnv
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +119,11 @@ def _generate_fernet_key() -> str:
 
 
 class AirflowStack:
-    """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``.
+    """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``, plus
+    ``workers`` edge workers when ``executor="EdgeExecutor"``.
 
     Use as a context manager, or call ``start()`` and ``stop()``. All paths are made absolute.
+    ``worker_env(hostname, worker_home)`` adds to an edge worker's environment (e.g. a per-worker cache directory).
     """
 
     def __init__(
@@ -133,6 +140,9 @@ class AirflowStack:
         api_port: int | None = None,
         parallelism: int = 8,
         log_prefix: str = "",
+        executor: str = edge_workers.LOCAL_EXECUTOR,
+        workers: int = 0,
+        worker_env: WorkerEnv | None = None,
     ) -> None:
         if not users:
             raise ValueError("at least one user is needed")
@@ -145,6 +155,7 @@ class AirflowStack:
             if auth_manager == "fab" and (bad_name or not role):
                 raise ValueError(f"bad FAB user {name!r}, role {role!r}")
         self.auth_manager = auth_manager
+        edge_workers.check_workers(executor, workers)
         self.home = Path(home).resolve()
         # A sqlalchemy URL object is accepted too; its password must survive rendering.
         render = getattr(metadata_url, "render_as_string", None)
@@ -159,6 +170,7 @@ class AirflowStack:
         self.trigger_log_server_port = free_port(host)
         self.parallelism = parallelism
         self.log_prefix = log_prefix
+        self.executor = executor
         self.logs_dir = self.home / "logs"
         self.url = f"http://{host}:{self.api_port}"
         self.processes: dict[str, subprocess.Popen] = {}
@@ -178,6 +190,15 @@ class AirflowStack:
         self._secrets = self._load_or_create_secrets()
         self._passwords = self._load_or_create_passwords()
         self.environment = self._build_environment()
+        self.edge_workers: dict[str, EdgeWorkerSpec] = {  # component name (its hostname) -> worker
+            worker.hostname: worker for worker in edge_workers.edge_worker_specs(self.home, workers, parallelism)
+        }
+        self._component_environments = {
+            name: edge_workers.worker_environment(self.environment, worker, worker_env)
+            for name, worker in self.edge_workers.items()
+        }
+        for worker in self.edge_workers.values():
+            worker.logs_dir.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ configuration
 
@@ -218,7 +239,7 @@ class AirflowStack:
             "PYTHONUNBUFFERED": "1",
             # database / executor
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": edge_workers.executor_class(self.executor),
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             # what to load
@@ -254,6 +275,8 @@ class AirflowStack:
             "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
             "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
         }
+        if self.executor == edge_workers.EDGE_EXECUTOR:
+            config.update(edge_workers.edge_settings(self.url))
         return {**base, **config, **self.extra_env}
 
     def _auth_manager_config(self) -> dict[str, str]:
@@ -278,17 +301,25 @@ class AirflowStack:
     def password(self, username: str) -> str:
         return self._passwords[username]
 
+    def component_environment(self, component: str) -> dict[str, str]:
+        """The environment a component process runs with."""
+        return self._component_environments.get(component, self.environment)
+
     def log_file(self, component: str) -> Path:
+        """The output of a component process (an edge worker's is in its own directory)."""
+        if component in self.edge_workers:
+            return self.edge_workers[component].process_log
         return self.logs_dir / f"{self.log_prefix}{component}.log"
 
     def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
         path = self.log_file(name)
         self._log_files[name] = path
+        worker = self.edge_workers.get(name)
         with open(path, "ab") as out:
             return subprocess.Popen(
                 [self._airflow, *args],
-                cwd=self.home,
-                env=self.environment,
+                cwd=worker.home if worker else self.home,
+                env=self.component_environment(name),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -322,8 +353,8 @@ class AirflowStack:
             self.timings["db_migrate"] = time.monotonic() - began
             if self.auth_manager == "fab":
                 self._create_fab_users(deadline)
-            for component in self._component_commands():
-                self.processes[component] = self._spawn(component, self._component_commands()[component])
+            for component, args in self._component_commands().items():
+                self.processes[component] = self._spawn(component, args)
             self._wait_healthy(deadline)
         except BaseException:
             self.stop()
@@ -336,6 +367,7 @@ class AirflowStack:
             "api-server": ["api-server", "--host", self.host, "--port", str(self.api_port)],
             "scheduler": ["scheduler", "--skip-serve-logs"],
             "dag-processor": ["dag-processor"],
+            **{name: worker.command() for name, worker in self.edge_workers.items()},
         }
 
     def kill(self, component: str) -> None:
@@ -400,11 +432,23 @@ class AirflowStack:
             last = self.health()
             if last and "api_answering" not in self.timings:
                 self.timings["api_answering"] = time.monotonic() - spawned
-            if last and all((last.get(key) or {}).get("status") == "healthy" for key in _HEALTH_KEYS):
+            healthy = last and all((last.get(key) or {}).get("status") == "healthy" for key in _HEALTH_KEYS)
+            if healthy and self._edge_workers_ready():
                 return
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"Airflow stack not healthy in time; health: {last}\n{self._logs_report()}")
             time.sleep(_POLL_INTERVAL)
+
+    def edge_worker_states(self) -> dict[str, str]:
+        """Hostname -> state of every edge worker registered with the API server (``GET /edge_worker/ui/worker``)."""
+        workers = self._api_json("GET", f"{edge_workers.EDGE_API_PATH}/ui/worker")["workers"]
+        return {worker["worker_name"]: worker["state"] for worker in workers}
+
+    def _edge_workers_ready(self) -> bool:
+        if not self.edge_workers:
+            return True
+        states = self.edge_worker_states()
+        return all(states.get(w.hostname) in edge_workers.WORKER_READY_STATES for w in self.edge_workers.values())
 
     def pids(self) -> set[int]:
         """Pids of the live component processes, their descendants and anything else in their process groups."""
@@ -434,7 +478,9 @@ class AirflowStack:
 
         About two thirds of ``timeout`` go to the graceful SIGINT, the rest to SIGTERM. Descendants that left
         their group (task runners make their own) are remembered before signalling and killed at the end.
-        LocalExecutor workers still idle 5 s after SIGINT are killed (see ``_kill_idle_workers``).
+        LocalExecutor workers still idle 5 s after SIGINT are killed (see ``_kill_idle_workers``). Edge workers get
+        their SIGINT first, while the API server still answers their goodbye (a drained worker reports itself
+        offline), and up to a third of ``timeout`` to exit.
         Raises ``AirflowStackError`` if a process survives SIGKILL.
         """
         atexit.unregister(self.stop)
@@ -442,6 +488,7 @@ class AirflowStack:
             return
         began = time.monotonic()
         tracked = {proc.pid: proc for proc in self._tracked()}
+        self._stop_edge_workers_first(timeout / 3)
         phases = ((signal.SIGINT, timeout * 2 / 3), (signal.SIGTERM, timeout / 3), (signal.SIGKILL, 10.0))
         for sig, budget in phases:
             alive = self._tracked(tracked)
@@ -497,6 +544,15 @@ class AirflowStack:
     def _reap(self) -> None:
         for popen in self.processes.values():
             popen.poll()
+
+    def _stop_edge_workers_first(self, budget: float) -> None:
+        workers = [self.processes[name] for name in self.edge_workers if name in self.processes]
+        for popen in workers:
+            with _suppress_gone():
+                os.killpg(popen.pid, signal.SIGINT)
+        until = time.monotonic() + budget
+        while any(popen.poll() is None for popen in workers) and time.monotonic() < until:
+            time.sleep(0.1)
 
     def _signal_groups(self, sig: signal.Signals) -> None:
         for popen in self.processes.values():

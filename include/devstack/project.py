@@ -43,6 +43,12 @@ def sync_environment(
     }
 
 
+def worker_git_cache(hostname: str, worker_home: Path) -> dict[str, str]:
+    """An edge worker's own item git cache (``imrt_git_cache_dir``) in its own directory: the ``worker_env`` of
+    ``AirflowStack`` for workers that share no disk."""
+    return {"AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(worker_home / "git-cache")}
+
+
 def prepare_imrt_database(imrt_url) -> list[str]:
     """Before Airflow starts, what a new environment's deployment does once (``imrt-migrate``): the missing legacy
     tables (``bootstrap-legacy``), then this service's own tables to the newest revision (``upgrade``).
