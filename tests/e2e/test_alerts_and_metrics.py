@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag, wait_until, xcom
+from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +37,9 @@ def bank_server(tmp_path):
 
 
 @pytest.fixture
-def environment(monkeypatch, bank_server, imrt_db_url, tmp_path):
+def environment(monkeypatch, bank_server, imrt_db_url, imrt_engine, tmp_path):
+    prepare_database(imrt_engine)  # migrations and the legacy bootstrap: runs issue no DDL
+
     def configure(token: str = TOKEN, **extra) -> None:
         env = dag_test_environment(gitlab_url=bank_server.url, token=token, group=GROUP, imrt_url=imrt_db_url,
                                    git_cache_dir=tmp_path / "git-cache")
