@@ -2,8 +2,8 @@
 
 No Docker engine or Helm is needed: the two YAML files are validated against their JSON schemas (Compose
 Specification, the Airflow chart's values.schema.json) with jsonschema's Draft7Validator, and the rest is checked
-as data. The schemas folder comes from ``IMRT_SCHEMAS_DIR`` (``.ci/run`` sets it to ``../shared/schemas``):
-unset, the schema tests are skipped with the reason; set but without the files, they fail.
+as data. The schemas folder comes from ``IMRT_SCHEMAS_DIR``, by default ``../shared/schemas`` beside the clone:
+without the files there, the schema tests fail (they never skip).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ ENV_EXAMPLE = ROOT / ".env.example"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 SCHEMAS_ENV = "IMRT_SCHEMAS_DIR"
+DEFAULT_SCHEMAS_DIR = ROOT.parent / "shared" / "schemas"  # the project's shared folder beside the clone
 COMPOSE_SCHEMA = "compose-spec.json"
 CHART_SCHEMA = "airflow-chart-values.schema.json"
 
@@ -96,9 +97,7 @@ def project_version() -> str:
 
 @pytest.fixture(scope="module")
 def schemas_dir() -> Path:
-    configured = os.environ.get(SCHEMAS_ENV)
-    if not configured:
-        pytest.skip(f"{SCHEMAS_ENV} is not set: schema validation needs the shared schemas folder (CI sets it)")
+    configured = os.environ.get(SCHEMAS_ENV) or str(DEFAULT_SCHEMAS_DIR)
     path = Path(configured)
     missing = [name for name in (COMPOSE_SCHEMA, CHART_SCHEMA) if not (path / name).is_file()]
     if missing:

@@ -243,12 +243,16 @@ class HeadWatcher:
     def __exit__(self, *exc_info) -> None:
         self._stop.set()
         self._thread.join()
+        self._look()  # what appeared since the last poll: the caller saw it before stopping the watcher
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
-            now = time.monotonic()
-            for key in heads(self.imrt).items():
-                self.first_seen.setdefault(key, now)
+            self._look()
+
+    def _look(self) -> None:
+        now = time.monotonic()
+        for key in heads(self.imrt).items():
+            self.first_seen.setdefault(key, now)
 
 
 # ------------------------------------------------------------------------------------------------------ tests
