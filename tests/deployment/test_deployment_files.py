@@ -336,7 +336,7 @@ def test_image_contains_the_dag_the_plugin_and_the_packages(dockerfile):
 def test_helm_uses_the_baked_in_dags(helm):
     assert helm["dags"]["gitSync"]["enabled"] is False
     assert helm["dags"]["persistence"]["enabled"] is False
-    assert helm["executor"] in ("KubernetesExecutor", "CeleryExecutor")
+    assert helm["executor"] == "KubernetesExecutor"  # each task a pod of the image that bakes the DAG in
 
 
 # ------------------------------------------------------------------------------------------------ compose

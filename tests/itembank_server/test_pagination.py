@@ -67,6 +67,7 @@ def test_links_are_full_urls_preserving_the_query(api, seven):
         PROJECTS_PATH,
         params={"per_page": 2, "page": 2, "order_by": "name", "sort": "asc", "archived": "false", "simple": "true"},
     )
+    assert set(links(response)) == {"prev", "next", "first", "last"}
     for rel, url in links(response).items():
         parts = urlsplit(url)
         assert f"{parts.scheme}://{parts.netloc}" == api.server.url
