@@ -3,7 +3,7 @@ creation of the DAG's GitLab pool when Airflow's jobs start (see ``include/imrt_
 
 from airflow.plugins_manager import AirflowPlugin
 
-from imrt_compat import api, guardrails, listener, webhooks
+from imrt_compat import api, guardrails, hook_receiver, listener
 
 
 class ImrtCompatPlugin(AirflowPlugin):
@@ -11,7 +11,7 @@ class ImrtCompatPlugin(AirflowPlugin):
     fastapi_apps = [
         {"app": api.sync_app, "url_prefix": "/sync", "name": "IMRT legacy /sync"},
         {"app": api.abandon_app, "url_prefix": "/abandon", "name": "IMRT legacy /abandon"},
-        {"app": webhooks.webhook_app, "url_prefix": "/webHook", "name": "IMRT GitLab webhook receiver"},
+        {"app": hook_receiver.webhook_app, "url_prefix": "/webHook", "name": "IMRT GitLab webhook receiver"},
     ]
     fastapi_root_middlewares = [
         {"middleware": api.LegacyPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy paths"},

@@ -1,4 +1,3 @@
-"""Legacy compatibility for Airflow's API server and scheduler: ``POST /sync``, ``PUT /abandon`` and the
-Spring Batch mirror. The Airflow-facing adapter layer; the domain logic is in ``imrt_sync`` (``imrt_sync.batch``)."""
-
-DAG_ID = "item_synchronization"
+"""The Airflow adapter of ``imrt_sync``: the settings read from Airflow, the legacy job API (``POST /sync``,
+``PUT /abandon``), the GitLab hook receiver, the listener that mirrors runs into the Spring Batch tables, roles,
+guardrails, alerts and metrics."""

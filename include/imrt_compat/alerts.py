@@ -50,12 +50,13 @@ def exit_message(context) -> str:
 
 
 def _recorded_exit_message(context) -> str | None:
-    from imrt_sync import airflow_settings
-    from imrt_sync.batch import BatchMirror
+    from imrt_sync.spring_batch import SpringBatchMirror
 
-    engine = airflow_settings.imrt_engine()
+    from .engine import task_engine
+
+    engine = task_engine()
     try:
-        execution = BatchMirror(engine).execution_for_run(context["run_id"])
+        execution = SpringBatchMirror(engine).execution_for_run(context["run_id"])
         return execution.exit_message if execution is not None else None
     finally:
         engine.dispose()

@@ -23,11 +23,13 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.configuration import conf
 from airflow.utils.session import create_session
 
-from imrt_sync.batch import BatchMirror, already_running_message, execution_view, started_response
-from imrt_sync.webhooks import is_webhook_run
+from imrt_sync import DAG_ID
+from imrt_sync.hook_events import is_webhook_run
+from imrt_sync.spring_batch import SpringBatchMirror
 
-from . import DAG_ID, airflow_runs
-from .engine import imrt_engine
+from . import airflow_runs
+from .engine import server_engine
+from .legacy_responses import abandon_response, already_running_message, execution_view, started_response
 
 log = logging.getLogger(__name__)
 
@@ -134,8 +136,8 @@ abandon_app = FastAPI(title="IMRT legacy /abandon", openapi_url=None, docs_url=N
 
 def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | PlainTextResponse:
     """Start a run unless one is active; the Spring Batch execution row comes first, so its id names the run."""
-    mirror = BatchMirror(imrt_engine())
-    with imrt_engine().begin() as lock_conn:
+    mirror = SpringBatchMirror(server_engine())
+    with server_engine().begin() as lock_conn:
         if lock_conn.scalar(sa.text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SYNC_LOCK_KEY}):
             with create_session() as session:
                 started = _start_unless_running(mirror, conf_params, user_name, session)
@@ -146,7 +148,7 @@ def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | Plain
     return PlainTextResponse(already_running_message(mirror.job_instance_id()), status_code=409)
 
 
-def _start_unless_running(mirror: BatchMirror, conf_params: dict, user_name: str | None, session):
+def _start_unless_running(mirror: SpringBatchMirror, conf_params: dict, user_name: str | None, session):
     airflow_runs.check_triggerable(DAG_ID, session)
     reconcile(mirror, session)
     if any(not is_webhook_run(run.run_id) for run in airflow_runs.active_runs(DAG_ID, session)):
@@ -166,7 +168,7 @@ def _start_unless_running(mirror: BatchMirror, conf_params: dict, user_name: str
     return execution
 
 
-def reconcile(mirror: BatchMirror, session) -> list[int]:
+def reconcile(mirror: SpringBatchMirror, session) -> list[int]:
     """Repair executions left running for runs that have ended: Airflow's run state is the truth."""
     return mirror.reconcile(lambda run_ids: airflow_runs.run_states(DAG_ID, run_ids, session))
 
@@ -195,7 +197,7 @@ def _register_sync_routes(app: FastAPI, anonymous: Callable[[], bool]) -> None:
     @app.get("/{job_execution_id}", dependencies=[*_access("POST"), NO_BODY])
     @json_errors
     def get_execution(job_execution_id: BatchId):
-        mirror = BatchMirror(imrt_engine())
+        mirror = SpringBatchMirror(server_engine())
         with create_session() as session:
             reconcile(mirror, session)
         execution = mirror.execution(job_execution_id)
@@ -208,16 +210,16 @@ def _register_abandon_routes(app: FastAPI) -> None:
     @app.put("/{job_instance_id}", dependencies=[*_access("PUT"), NO_BODY])
     @json_errors
     def abandon(job_instance_id: BatchId):
-        mirror = BatchMirror(imrt_engine())
-        result = mirror.abandon(job_instance_id)
-        if result.kind == "not_found":
-            return PlainTextResponse(result.message, status_code=404)
+        result = SpringBatchMirror(server_engine()).abandon(job_instance_id)
+        status_code, body = abandon_response(result)
+        if isinstance(body, str):
+            return PlainTextResponse(body, status_code=status_code)
         with create_session() as session:
             for run_id in result.run_ids:
                 stopped = airflow_runs.fail_run(DAG_ID, run_id, session)
                 log.info("abandoned job instance %s: run %s %s", job_instance_id, run_id,
                          "marked failed" if stopped else "had already ended")
-        return JSONResponse(result.body)
+        return JSONResponse(body, status_code=status_code)
 
 
 _register_sync_routes(sync_app, allow_anonymous_sync)

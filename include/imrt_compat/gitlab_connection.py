@@ -16,13 +16,15 @@ Extras: ``verify`` (a CA bundle path; ``false`` is refused), ``cert`` (a PEM pat
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from airflow.providers.http.hooks.http import HttpHook
 
-from imrt_sync.airflow_settings import SettingsError, _base_url
 from imrt_sync.config import GitLabSettings
 from imrt_sync.transport import Transport
+
+from .settings import SettingsError
 
 
 def gitlab_settings_from_connection(conn_id: str, *, allow_http: bool) -> GitLabSettings:
@@ -40,7 +42,7 @@ def gitlab_settings_from_connection(conn_id: str, *, allow_http: bool) -> GitLab
         finally:
             session.close()
         return GitLabSettings(
-            base_url=_base_url(conn.host, conn.schema, conn.port),
+            base_url=base_url(conn.host, conn.schema, conn.port),
             token=conn.password,
             connect_timeout=float(extra.get("connect_timeout", 10)),
             read_timeout=float(extra.get("timeout", 60)),
@@ -93,3 +95,10 @@ def _proxies(proxies) -> dict[str, str]:
     if not isinstance(proxies, dict) or not all(isinstance(url, str) for url in proxies.values()):
         raise ValueError('extra "proxies" must be an object such as {"https": "http://proxy.example.org:3128"}')
     return dict(proxies)
+
+
+def base_url(host: str, scheme: str | None, port: int | None) -> str:
+    """The GitLab base URL from a connection: ``host`` may be a full URL, or a host name with scheme and port."""
+    parsed = urlsplit(host if "://" in host else f"{scheme or 'https'}://{host}")
+    netloc = parsed.netloc if parsed.port or not port else f"{parsed.hostname}:{port}"
+    return urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/"), "", ""))

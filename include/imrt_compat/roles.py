@@ -45,7 +45,8 @@ from airflow.providers.fab.www.security.permissions import (
     resource_name,
 )
 
-from . import DAG_ID
+from imrt_sync import DAG_ID
+
 from .fab_auth import trigger_permission
 
 AUTOMATION_ROLE = "IMRT Sync Automation"

@@ -55,6 +55,7 @@ class GroupNotReadable(GitLabError):
 
 class GitLabClient:
     def __init__(self, settings: GitLabSettings):
+        self.settings = settings
         self._api = settings.base_url.rstrip("/") + "/api/v4"
         self._origin = settings.origin
         self._timeout = (settings.connect_timeout, settings.read_timeout)

@@ -1,23 +1,13 @@
 """The imrt database's schema: migrations of this service's own tables, bootstrap of the legacy ones, and the check
 the tasks and the API server make instead of changing the schema themselves (README, "Database migrations").
 
-Command line (the ``imrt-migrate`` init container in Helm, the ``imrt-migrate`` service in Compose)::
-
-    python -m imrt_sync.migrate upgrade            # this service's own tables to the newest revision
-    python -m imrt_sync.migrate bootstrap-legacy   # a new environment only: the legacy tables that are missing
-    python -m imrt_sync.migrate current            # the revision the database is at, and the newest one
-
-The database is the Airflow connection the DAG uses (``imrt_default``; ``--conn-id`` names another), read the
-way Airflow reads it (``AIRFLOW_CONN_IMRT_DEFAULT``, a secrets backend), so no password is put on a command line.
+Its command line is ``python -m imrt_compat.migrate`` (the database from the workflow's connection).
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
-import sys
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import command
@@ -35,14 +25,12 @@ __all__ = [
     "upgrade",
     "prepare_database",
     "require_current_schema",
-    "main",
 ]
 
 # Neither Flyway's flyway_schema_history (legacy tables) nor Airflow's alembic_version (its metadata database).
 VERSION_TABLE = "imrt_alembic_version"
-UPGRADE_COMMAND = "python -m imrt_sync.migrate upgrade"
-BOOTSTRAP_COMMAND = "python -m imrt_sync.migrate bootstrap-legacy"
-DEFAULT_CONN_ID = "imrt_default"
+UPGRADE_COMMAND = "python -m imrt_compat.migrate upgrade"
+BOOTSTRAP_COMMAND = "python -m imrt_compat.migrate bootstrap-legacy"
 
 log = logging.getLogger(__name__)
 
@@ -136,51 +124,3 @@ def require_current_schema(engine: sa.Engine) -> None:
             f"the imrt database lacks the legacy tables or sequences {', '.join(missing)}: restore the legacy schema"
             f" (Flyway), or for a new environment run `{BOOTSTRAP_COMMAND}`"
         )
-
-
-def airflow_engine(conn_id: str) -> sa.Engine:
-    """The engine of an Airflow connection, resolved by Airflow (environment, secrets backend)."""
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    return PostgresHook(postgres_conn_id=conn_id).get_sqlalchemy_engine()
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m imrt_sync.migrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--conn-id", default=DEFAULT_CONN_ID, help="Airflow connection of the imrt database")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("upgrade", help="migrate this service's own tables to the newest revision")
-    commands.add_parser("bootstrap-legacy", help="create the missing legacy tables (a new environment only)")
-    commands.add_parser("current", help="print the current and the newest revision; exit 1 unless ready to run")
-    return parser
-
-
-def run_command(name: str, engine: sa.Engine) -> int:
-    if name == "upgrade":
-        print(f"imrt database at revision {upgrade(engine)} ({VERSION_TABLE})")
-    elif name == "bootstrap-legacy":
-        created = schema.bootstrap_legacy(engine)
-        print(f"created: {', '.join(created)}" if created else "every legacy table and sequence exists: nothing created")
-    else:
-        print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
-        try:
-            require_current_schema(engine)
-        except SchemaNotReady as exc:
-            print(exc)
-            return 1
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    engine = airflow_engine(args.conn_id)
-    # After Airflow's import, which configures logging its own way: Alembic's "Running upgrade" lines must show.
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
-    try:
-        return run_command(args.command, engine)
-    finally:
-        engine.dispose()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

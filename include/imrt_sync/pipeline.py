@@ -1,19 +1,29 @@
-"""The steps of a synchronization run, as plain functions over plain data.
+"""The run protocol: the steps of a synchronization run, as plain functions over the values of
+:mod:`imrt_sync.contracts`.
 
-The Airflow DAG calls one function per task; a script or a benchmark can call them directly.
-Results are small JSON-able dicts so they can travel through XCom.
+    planned = open_run(run, engine, read_settings)            # start (claim events / Spring Batch), list, plan
+    outcome = sync_unit(services, unit, params)               # once per work unit, in parallel
+    hooks = dispatch_webhooks(services, planned["plan"], params)
+    verdict = close_run(services, run, RunResults(...))       # summarise, record the end (mirror / events)
+
+The workflow's tasks call one function each; the benchmark's direct mode calls the same functions in one process.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
-from .config import RunParams, SyncSettings
+from .config import GitLabSettings, RunParams, SyncSettings
+from .contracts import (
+    HooksOutcome, Planned, PlanView, RunContext, RunResults, UnitOutcome, Verdict, WorkUnit, no_hooks,
+)
 from .errors import ItemValidationError
 from .gitlab import GitLabClient, GitLabError, GroupNotReadable
 from .gitrepo import (
@@ -25,16 +35,19 @@ from .gitrepo import (
     first_create_branch,
     remote_heads,
 )
+from .hook_events import EventLog
 from .mapping import MappedItem, map_item, parse_item_json
+from .migrate import require_current_schema
 from .planning import Plan, ProjectState, plan_run, work_units
-from .store import BeingCreated, ItemStore, Revision
 from .projecthooks import CREATE, NONE, REPLACE, UPDATE, HookKeeper, HookRegistry
-from .webhooks import EventLog
+from .spring_batch import SpringBatchMirror, cut_exit_message
+from .store import BeingCreated, ItemStore, Revision
 
 log = logging.getLogger(__name__)
 
-EXIT_MESSAGE_LIMIT = 2500
 LISTING_ERROR_LIMIT = 1000
+LEGACY_START = "Item Synchronization Process starting.  Job execution id: %s"
+LEGACY_COMPLETE = "Item Synchronization Process complete.  Job execution id: %s, exit status code: %s, exit message: %s"
 
 
 class RunRefused(RuntimeError):
@@ -52,6 +65,57 @@ class Services:
     def store(self) -> ItemStore:
         return ItemStore(self.engine, lock_wait_seconds=self.settings.lock_wait_seconds)
 
+    @classmethod
+    @contextmanager
+    def open(cls, settings: SyncSettings, gitlab_settings: GitLabSettings, engine: sa.Engine) -> Iterator[Services]:
+        """The services of one step: a GitLab client (closed at the end) and git access with the same token and
+        transport, over the caller's engine (the caller disposes of it)."""
+        with GitLabClient(gitlab_settings) as gitlab:
+            yield cls(settings, gitlab, engine, GitAccess.for_gitlab(gitlab_settings, settings.git_timeout))
+
+
+SettingsReader = Callable[[], tuple[SyncSettings, GitLabSettings]]
+
+
+def open_run(run: RunContext, engine: sa.Engine, read_settings: SettingsReader) -> Planned:
+    """Start the run and plan it.
+
+    The schema is checked first. A run of the hook events then takes its due events (from here on, whatever fails
+    costs them an attempt, so a broken setting backs off instead of starting run after run); any other run is
+    recorded ``STARTED`` in the Spring Batch mirror. Only then are the settings read (``read_settings``) and the item
+    bank listed and compared with IMRT.
+    """
+    require_current_schema(engine)
+    params, job_execution_id = run.params, None
+    if params.webhook_events:
+        params = claim_events(engine, run.run_id, params)
+    else:
+        job_execution_id = SpringBatchMirror(engine).mark_started(run.run_id, run.started_at).job_execution_id
+        log.info(LEGACY_START, job_execution_id)
+    with Services.open(*read_settings(), engine) as services:
+        plan, units = list_ids(services, params)
+    return {"plan": plan, "units": units, "job_execution_id": job_execution_id}
+
+
+def close_run(services: Services, run: RunContext, results: RunResults) -> Verdict:
+    """Judge the run and record its end: a run of the hook events closes its events (a failed item costs its event
+    an attempt); any other run writes its exit message and counts to its Spring Batch execution (the status and
+    ``end_time`` follow when the run itself ends)."""
+    verdict = summarize(results)
+    if run.params.webhook_events:
+        close_events(services, run.run_id, results)
+        log.info("hook events run ended %s: %s", verdict["status"], verdict["message"])
+        return verdict
+    mirror = SpringBatchMirror(services.engine)
+    if mirror.execution_for_run(run.run_id) is None:  # the run failed before open_run recorded its start
+        mirror.mark_started(run.run_id, run.started_at)
+    execution = mirror.record_outcome(
+        run.run_id, verdict["message"], read_count=verdict["read_count"], write_count=verdict["write_count"],
+        skip_count=verdict["skip_count"],
+    )
+    log.info(LEGACY_COMPLETE, execution.job_execution_id, verdict["status"], verdict["message"])
+    return verdict
+
 
 def claim_events(engine: sa.Engine, run_id: str, params: RunParams) -> RunParams:
     """A run started by the hook receiver takes the due pending events: its items are the events' projects.
@@ -63,35 +127,41 @@ def claim_events(engine: sa.Engine, run_id: str, params: RunParams) -> RunParams
     return replace(params, item_ids=project_ids)
 
 
-def close_events(services: Services, run_id: str, plan: dict | None, unit_outcomes: list[dict | None],
-                 hooks: dict | None, units: list[dict], *, listing_error: str | None = None) -> None:
+def close_events(services: Services, run_id: str, results: RunResults) -> None:
     """Record how the run's events ended. A failed item, or a run that could not plan, costs its events an attempt:
-    they wait for a later run with a growing delay, or end ``failed`` after the last allowed attempt.
-    ``listing_error``: why the run could not plan, kept as the events' error."""
+    they wait for a later run with a growing delay, or end ``failed`` after the last allowed attempt
+    (``results.listing_error``: why the run could not plan, kept as the events' error)."""
     events = EventLog(services.engine)
     policy = services.settings.event_retry
-    if plan is None:
-        cause = listing_error or "see its list_ids task log"
+    if results.plan is None:
+        cause = results.listing_error or "see its list_ids task log"
         ended = events.release([run_id], f"run {run_id} could not plan: {cause}", policy)
         log.warning("listing failed: %d hook events will be retried later, %d failed after %d attempts",
                     ended.retrying, ended.failed, policy.max_attempts)
         return
-    reported, silent = _reported_units(unit_outcomes, units)
-    failed = {int(pid): message for o in reported.values() for pid, message in o["failed"].items()}
-    for unit in silent:
-        failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
-    failed.update({int(pid): message for pid, message in ((hooks or {}).get("failed") or {}).items()})
+    failed = failed_items(results)
     ended = events.close(run_id, failed, policy)
     log.info("hook events: %d synced, %d to retry later, %d failed after %d attempts (%d items failed)",
              ended.synced, ended.retrying, ended.failed, policy.max_attempts, len(failed))
 
 
-def list_ids(services: Services, params: RunParams) -> dict:
-    """List the group's projects, compare them with IMRT and plan the run: ``{"plan": {...}, "units": [...]}``."""
+def failed_items(results: RunResults) -> dict[int, str]:
+    """Every item the run failed, by project id: the units' failures, the items of units that did not report, and
+    the projects whose hook could not be fixed."""
+    reported, silent = _reported_units(results.unit_outcomes, results.units)
+    failed = {int(pid): message for o in reported.values() for pid, message in o["failed"].items()}
+    for unit in silent:
+        failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
+    failed.update({int(pid): message for pid, message in ((results.hooks or {}).get("failed") or {}).items()})
+    return failed
+
+
+def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[WorkUnit]]:
+    """List the group's projects, compare them with IMRT and plan the run: the plan and its work units."""
     settings = services.settings
     if params.webhook_events and not params.item_ids:
         log.info("no pending GitLab hook events: nothing to do")
-        return {"plan": Plan(0, (), (), (), (), ()).as_dict(), "units": []}
+        return Plan(0, (), (), (), (), ()).as_dict(), []
     log.info("getting item bank ids from source control")
     started = time.monotonic()
     _require_readable_group(services)
@@ -118,7 +188,7 @@ def list_ids(services: Services, params: RunParams) -> dict:
     if plan.to_delete:
         names.update(services.store.item_ids(plan.to_delete))
     units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names, settings.batch_size)
-    return {"plan": plan.as_dict(), "units": units}
+    return plan.as_dict(), units
 
 
 def _require_readable_group(services: Services) -> None:
@@ -207,9 +277,10 @@ def _log_plan(plan: Plan, params: RunParams) -> None:
         log.error("deletion guard: %s", plan.deletion_blocked)
 
 
-def sync_unit(services: Services, unit: dict, params: RunParams) -> dict:
-    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure."""
-    outcome: dict = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
+def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutcome:
+    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure:
+    a validation error or lost access is permanent, anything else (GitLab, git, the database) may pass on a retry."""
+    outcome: UnitOutcome = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
     for action, project_id in [("sync", p) for p in unit["sync"]] + [("delete", p) for p in unit["delete"]]:
         if params.dry_run:
             log.info("DRY RUN: would %s project %s", action, project_id)
@@ -355,12 +426,12 @@ def _hook_keeper(services: Services) -> HookKeeper:
     return HookKeeper(services.gitlab, HookRegistry(services.engine), settings.webhook_url, settings.webhook_secret)
 
 
-def dispatch_webhooks(services: Services, project_ids: list[int], params: RunParams) -> dict:
+def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> HooksOutcome:
     """Give every project the plan found without a working hook one (created, edited or replaced: see
     ``imrt_sync.projecthooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
     another secret than ``imrt_webhook_secret`` (during a rotation: the previous one)."""
-    outcome: dict = {"missing": len(project_ids), "created": [], "updated": [], "replaced": [], "failed": {},
-                     "transient": False, "on_other_secret": None}
+    project_ids = plan["missing_webhook"]
+    outcome = no_hooks(len(project_ids))
     if params.dry_run:
         log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
@@ -396,20 +467,15 @@ def describe_listing_failure(exc: BaseException) -> str:
     return text if len(text) <= LISTING_ERROR_LIMIT else text[: LISTING_ERROR_LIMIT - 3] + "..."
 
 
-def summarize(
-    plan: dict | None,
-    unit_outcomes: list[dict | None],
-    hooks: dict | None,
-    units: list[dict],
-    listing_error: str | None = None,
-) -> dict:
-    """The run's verdict and its legacy exit message. ``listing_error``: why ``list_ids`` failed, when it said."""
+def summarize(results: RunResults) -> Verdict:
+    """The run's verdict and its legacy exit message."""
+    plan = results.plan
     if plan is None:
-        cause = listing_error or "list_ids did not report why (see its task log)"
-        message = _limit(f"Listing the item bank failed: {cause}")
-        return {"status": "FAILED", "message": message, "read_count": 0, "write_count": 0, "skip_count": 0,
-                "synced_count": 0, "failed_count": 0, "deleted_count": 0}
-    reported, silent = _reported_units(unit_outcomes, units)
+        cause = results.listing_error or "list_ids did not report why (see its task log)"
+        return {"status": "FAILED", "message": cut_exit_message(f"Listing the item bank failed: {cause}"),
+                "read_count": 0, "write_count": 0, "skip_count": 0, "synced_count": 0, "failed_count": 0,
+                "deleted_count": 0}
+    reported, silent = _reported_units(results.unit_outcomes, results.units)
     deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
     message = (
         f"Total item bank ids: {plan['total_ids']}, "
@@ -420,34 +486,28 @@ def summarize(
     problems = list(unreadable.values())
     problems += [error for o in reported.values() for error in o["failed"].values()]
     problems += [f"unit {u['label']}: did not report (see its task log)" for u in silent]
-    if hooks is None:
+    if results.hooks is None:
         problems.append("dispatch_webhooks did not report (see its task log)")
     else:
-        problems += list(hooks["failed"].values())
+        problems += list(results.hooks["failed"].values())
     if plan["deletion_blocked"]:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
     failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]} | set(unreadable), key=int)
-    counts = {
-        "read_count": plan["total_ids"],
-        "write_count": sum(len(o["events"]) for o in reported.values()),
-        "skip_count": len(failed_ids),
-    }
-    written = counts["write_count"]
-    counts.update(synced_count=written - deleted, failed_count=len(failed_ids), deleted_count=deleted)
+    written = sum(len(o["events"]) for o in reported.values())
+    counts = {"read_count": plan["total_ids"], "write_count": written, "skip_count": len(failed_ids),
+              "synced_count": written - deleted, "failed_count": len(failed_ids), "deleted_count": deleted}
     if not problems:
         return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
-    return {"status": "FAILED", "message": _limit(detail), **counts}
+    return {"status": "FAILED", "message": cut_exit_message(detail), **counts}
 
 
-def _reported_units(unit_outcomes: list[dict | None], units: list[dict]) -> tuple[dict[str, dict], list[dict]]:
+def _reported_units(
+    unit_outcomes: list[UnitOutcome | None], units: list[WorkUnit]
+) -> tuple[dict[str, UnitOutcome], list[WorkUnit]]:
     """The outcomes the ``sync`` instances published, by unit label, and the units that published none."""
     reported = {o["label"]: o for o in unit_outcomes if o}
     return reported, [unit for unit in units if unit["label"] not in reported]
-
-
-def _limit(text: str) -> str:
-    return text if len(text) <= EXIT_MESSAGE_LIMIT else text[: EXIT_MESSAGE_LIMIT - 3] + "..."
 
 
 def webhook_backlog(engine: sa.Engine) -> tuple[int, float]:

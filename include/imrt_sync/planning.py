@@ -6,6 +6,8 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from .contracts import PlanView, WorkUnit
+
 
 @dataclass(frozen=True)
 class ProjectState:
@@ -53,7 +55,7 @@ class Plan:
     gone: tuple[int, ...] = field(default=())
     failed: dict[int, str] = field(default_factory=dict)  # projects of the listing whose state could not be read
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> PlanView:
         return {
             "total_ids": self.total_ids,
             "to_sync": list(self.to_sync),
@@ -155,7 +157,7 @@ def _guarded_deletions(
 
 def work_units(
     to_sync: list[int], to_delete: list[int], bound: int, names: dict[int, str], batch_size: int = 1
-) -> list[dict]:
+) -> list[WorkUnit]:
     """Group the work into at most ``bound`` units: one item per unit while that fits, else batches of items.
 
     A batch holds at least ``batch_size`` items: every unit costs a task instance's start-up (fork, DAG parse,
@@ -168,7 +170,7 @@ def work_units(
     if not work:
         return []
     size = 1 if len(work) <= bound else max(batch_size, math.ceil(len(work) / bound))
-    units = []
+    units: list[WorkUnit] = []
     for start in range(0, len(work), size):
         chunk = work[start : start + size]
         first, last = (names.get(pid, f"project {pid}") for pid in (chunk[0][1], chunk[-1][1]))

@@ -18,10 +18,10 @@ Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them t
 Two owners, two ways in (README, "Database migrations"):
 
 * this service's own tables are created and changed only by the Alembic migrations of :mod:`imrt_sync.migrations`
-  (``python -m imrt_sync.migrate upgrade``; their version is in ``imrt_alembic_version``); the tables here are the
+  (``python -m imrt_compat.migrate upgrade``; their version is in ``imrt_alembic_version``); the tables here are the
   model those migrations must produce (``tests/integration/test_migrations.py`` compares them);
 * the legacy tables belong to the legacy Flyway migrations: :func:`bootstrap_legacy` creates those that are missing,
-  for a new environment only (``python -m imrt_sync.migrate bootstrap-legacy``), and never drops or alters an
+  for a new environment only (``python -m imrt_compat.migrate bootstrap-legacy``), and never drops or alters an
   existing one.
 """
 
@@ -60,6 +60,7 @@ __all__ = [
 metadata = sa.MetaData()
 
 _BIGINT_MAX = 9223372036854775807
+EXIT_MESSAGE_LIMIT = 2500  # Spring Batch's exit_message columns (and the exit message this service writes)
 _NULL = sa.text("NULL")
 _NOW = sa.text("current_timestamp")
 
@@ -98,7 +99,7 @@ batch_job_execution = sa.Table(
     sa.Column("end_time", sa.DateTime(timezone=False), server_default=_NULL),
     sa.Column("status", sa.String(10)),
     sa.Column("exit_code", sa.String(2500)),
-    sa.Column("exit_message", sa.String(2500)),
+    sa.Column("exit_message", sa.String(EXIT_MESSAGE_LIMIT)),
     sa.Column("last_updated", sa.DateTime(timezone=False)),
     sa.Column("job_configuration_location", sa.String(2500), nullable=True),
     sa.ForeignKeyConstraint(
@@ -141,7 +142,7 @@ batch_step_execution = sa.Table(
     sa.Column("process_skip_count", sa.BigInteger),
     sa.Column("rollback_count", sa.BigInteger),
     sa.Column("exit_code", sa.String(2500)),
-    sa.Column("exit_message", sa.String(2500)),
+    sa.Column("exit_message", sa.String(EXIT_MESSAGE_LIMIT)),
     sa.Column("last_updated", sa.DateTime(timezone=False)),
     sa.ForeignKeyConstraint(
         ["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_step_fk"
@@ -310,7 +311,7 @@ item_form = sa.Table(  # V19
 
 # ------------------------------------------------------------------------- this service's own (not legacy)
 
-imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what became of it (imrt_sync.webhooks)
+imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what became of it (imrt_sync.hook_events)
     "imrt_webhook_event",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),

@@ -299,7 +299,7 @@ def test_helm_airflow_version_is_the_pinned_airflow(helm, pinned_airflow, projec
 
 
 def test_compose_and_helm_use_the_same_max_map_length(compose, helm):
-    from imrt_sync.airflow_settings import DEFAULTS
+    from imrt_compat.settings import DEFAULTS
 
     compose_value = str(_common_env(compose)["AIRFLOW__CORE__MAX_MAP_LENGTH"])
     helm_value = str(helm["config"]["core"]["max_map_length"])
@@ -428,7 +428,7 @@ def test_compose_databases(compose):
 
 # ------------------------------------------------------------------------------------- imrt schema migrations
 
-MIGRATE_UPGRADE = ["python", "-m", "imrt_sync.migrate", "upgrade"]
+MIGRATE_UPGRADE = ["python", "-m", "imrt_compat.migrate", "upgrade"]
 
 
 def test_compose_migrates_the_imrt_database_once_before_the_airflow_services(compose):

@@ -98,7 +98,7 @@ def reset_mirror_listener() -> None:
 
     listener.drain(30)
     if engine.imrt_engine.cache_info().currsize:
-        engine.imrt_engine().dispose()
+        engine.server_engine().dispose()
     engine.imrt_engine.cache_clear()
 
 

@@ -62,10 +62,10 @@ def configured(monkeypatch, recording_ddl, imrt_db_url, tmp_path):
 
 
 def test_a_sync_run_and_the_api_servers_engine_issue_no_ddl(configured, recording_ddl):
-    from imrt_compat.engine import imrt_engine
+    from imrt_compat.engine import server_engine
 
     dag_run, _ = run_dag(load_dag())
-    imrt_engine()  # what the API server's routes and the hook receiver's sweeper use
+    server_engine()  # what the API server's routes and the hook receiver's sweeper use
 
     assert dag_run.state == "success"
     with recording_ddl.connect() as conn:

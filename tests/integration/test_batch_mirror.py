@@ -1,4 +1,4 @@
-"""The Spring Batch mirror of the Airflow runs (imrt_sync.batch) on a real PostgreSQL database.
+"""The Spring Batch mirror of the Airflow runs (imrt_sync.spring_batch) on a real PostgreSQL database.
 
 Reference §2.1 (the tables and the row life cycle), §3 (``POST /sync``, ``PUT /abandon``, the 409), §4 (statuses,
 manual recovery) and the runbook's SQL, executed verbatim. Every test reads the rows back with SQL.
@@ -13,20 +13,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import sqlalchemy as sa
 
-from imrt_sync import batch
-from imrt_sync.batch import (
-    DAG_ID,
-    JOB_KEY,
-    JOB_NAME,
-    STEP_NAME,
-    BatchMirror,
-    JobAlreadyRunningError,
-    RunAlreadyLinkedError,
-    already_running_message,
-    execution_view,
-    started_response,
-)
+from imrt_compat.legacy_responses import abandon_response, already_running_message, execution_view, started_response
+from imrt_sync import DAG_ID
 from imrt_sync.migrate import prepare_database
+from imrt_sync.schema import EXIT_MESSAGE_LIMIT
+from imrt_sync.spring_batch import JOB_KEY, JOB_NAME, STEP_NAME, RunAlreadyLinkedError, SpringBatchMirror
 
 RUN = "manual__2024-05-01T09:00:00+00:00"
 SCHEDULED_RUN = "scheduled__2024-05-02T09:00:00+00:00"
@@ -100,7 +91,7 @@ def engine(imrt_engine):
 
 @pytest.fixture
 def mirror(engine):
-    return BatchMirror(engine)
+    return SpringBatchMirror(engine)
 
 
 def query(engine, sql: str, **params) -> list[dict]:
@@ -157,8 +148,8 @@ def test_life_cycle_starting_started_completed(engine, mirror):
     assert job["job_configuration_location"] is None
     [context] = contexts(engine)
     assert context["job_execution_id"] == created.job_execution_id
-    assert context["short_context"].startswith('{"airflowDagId"')
-    assert json.loads(context["short_context"]) == {"airflowDagId": DAG_ID, "airflowRunId": RUN}
+    assert context["short_context"].startswith('{"dagId"')
+    assert json.loads(context["short_context"]) == {"dagId": DAG_ID, "runId": RUN}
     assert context["serialized_context"] is None
     assert query(engine, "SELECT * FROM batch_job_execution_params") == []
     assert steps(engine) == []
@@ -212,7 +203,7 @@ def test_run_without_a_row_gets_rows_at_mark_started(engine, mirror):
     assert job["create_time"] <= job["start_time"]
     assert job["job_instance_id"] == instances(engine)[0]["job_instance_id"]
     [context] = contexts(engine)
-    assert json.loads(context["short_context"])["airflowRunId"] == SCHEDULED_RUN
+    assert json.loads(context["short_context"])["runId"] == SCHEDULED_RUN
     [step] = steps(engine)
     assert (step["job_execution_id"], step["status"], step["start_time"]) == (job["job_execution_id"], "STARTED", T0)
     assert mirror.running() == [execution]
@@ -226,7 +217,7 @@ def test_mark_finished_without_running_notification_creates_the_rows(engine, mir
     assert (job["start_time"], job["end_time"]) == (T0, ended_at)
     [step] = steps(engine)
     assert (step["status"], step["start_time"], step["end_time"]) == ("FAILED", T0, ended_at)
-    assert json.loads(contexts(engine)[0]["short_context"])["airflowRunId"] == RUN
+    assert json.loads(contexts(engine)[0]["short_context"])["runId"] == RUN
 
 
 def test_mark_started_and_mark_finished_are_idempotent(engine, mirror):
@@ -252,12 +243,13 @@ def test_failed_exit_message_is_cut_to_2500_characters(engine, mirror):
     assert len(trace) > 2500
     execution = mirror.mark_finished(RUN, "FAILED", trace)
 
+    cut = trace[:2497] + "..."
     [job] = jobs(engine)
     assert (job["status"], job["exit_code"]) == ("FAILED", "FAILED")
-    assert job["exit_message"] == trace[:2500] and len(job["exit_message"]) == batch.EXIT_MESSAGE_LIMIT
+    assert job["exit_message"] == cut and len(job["exit_message"]) == EXIT_MESSAGE_LIMIT == 2500
     [step] = steps(engine)
-    assert (step["status"], step["exit_code"], step["exit_message"]) == ("FAILED", "FAILED", trace[:2500])
-    assert execution.exit_message == trace[:2500]
+    assert (step["status"], step["exit_code"], step["exit_message"]) == ("FAILED", "FAILED", cut)
+    assert execution.exit_message == cut
     with pytest.raises(ValueError):
         mirror.mark_finished(RUN, "DONE", "x")
 
@@ -312,7 +304,7 @@ def test_runbook_manual_reset_then_nothing_is_running(engine, mirror):
     assert job["exit_message"] == "Marked complete by SQL"
     assert job["end_time"] is not None
     # the run can then be started again; a stale "running" notification of the fixed run changes nothing
-    assert mirror.create_execution("run-after-fix", exclusive=True).status == "STARTING"
+    assert mirror.create_execution("run-after-fix").status == "STARTING"
     assert mirror.mark_started(RUN, T0).status == "COMPLETED"
 
 
@@ -331,9 +323,8 @@ def test_reference_abandon_sql_then_nothing_is_running(engine, mirror):
 
 def test_abandon_unknown_instance(engine, mirror):
     result = mirror.abandon(42)
-    assert result.kind == "not_found" and result.status_code == 404
-    assert result.message == "Could not find job instance for instance id 42"
-    assert result.body is None and result.run_ids == ()
+    assert result.kind == "not_found" and result.run_ids == ()
+    assert abandon_response(result) == (404, "Could not find job instance for instance id 42")
     assert instances(engine) == [] and jobs(engine) == []
 
 
@@ -344,8 +335,9 @@ def test_abandon_with_nothing_running(engine, mirror):
     instance_id = mirror.job_instance_id()
 
     result = mirror.abandon(instance_id)
-    assert result.kind == "none" and result.status_code == 200
-    assert json.dumps(result.body, separators=(",", ":")) == (
+    status, body = abandon_response(result)
+    assert result.kind == "none" and status == 200
+    assert json.dumps(body, separators=(",", ":")) == (
         f'{{"jobExecutionId":0,"jobInstanceId":{instance_id},"name":"itemSynchronizationJob",'
         f'"status":"NO JOB EXECUTIONS","message":"No job executions are currently running for the '
         f'itemSynchronizationJob (job instance id {instance_id})"}}'
@@ -362,9 +354,10 @@ def test_abandon_running_executions(engine, mirror):
     before = {j["job_execution_id"]: j for j in jobs(engine)}
 
     result = mirror.abandon(triggered.job_instance_id)
-    assert result.kind == "abandoned" and result.status_code == 200
+    status, body = abandon_response(result)
+    assert result.kind == "abandoned" and status == 200
     newest = unlinked.job_execution_id
-    assert json.dumps(result.body, separators=(",", ":")) == (
+    assert json.dumps(body, separators=(",", ":")) == (
         f'{{"jobExecutionId":{newest},"jobInstanceId":{triggered.job_instance_id},"name":"itemSynchronizationJob",'
         f'"status":"ABANDONED","message":"Job Execution {newest} for Job itemSynchronizationJob '
         'abandoned successfully"}'
@@ -484,14 +477,14 @@ def _in_threads(count: int, work):
 
 
 def test_concurrent_job_instance_id_creates_one_instance(engine):
-    results, errors = _in_threads(8, lambda _: BatchMirror(engine).job_instance_id())
+    results, errors = _in_threads(8, lambda _: SpringBatchMirror(engine).job_instance_id())
     assert errors == []
     [instance] = instances(engine)
     assert set(results) == {instance["job_instance_id"]}
 
 
 def test_concurrent_mark_started_creates_one_execution(engine):
-    results, errors = _in_threads(8, lambda _: BatchMirror(engine).mark_started(SCHEDULED_RUN, T0))
+    results, errors = _in_threads(8, lambda _: SpringBatchMirror(engine).mark_started(SCHEDULED_RUN, T0))
     assert errors == []
     [job] = jobs(engine)
     assert {r.job_execution_id for r in results} == {job["job_execution_id"]}
@@ -499,20 +492,11 @@ def test_concurrent_mark_started_creates_one_execution(engine):
     assert (job["status"], job["version"]) == ("STARTED", 0)
 
 
-def test_concurrent_exclusive_starts_let_one_through(engine):
-    results, errors = _in_threads(6, lambda i: BatchMirror(engine).create_execution(f"run-{i}", exclusive=True))
-    started = [r for r in results if r is not None]
-    assert len(started) == 1 and len(errors) == 5
-    assert all(isinstance(e, JobAlreadyRunningError) for e in errors)
-    assert {e.job_execution_ids for e in errors} == {(started[0].job_execution_id,)}
-    assert [j["job_execution_id"] for j in jobs(engine)] == [started[0].job_execution_id]
-
-
 # ------------------------------------------------------------------------------------ legacy HTTP shapes
 
 
 def test_409_text_and_started_response(engine, mirror):
-    execution = mirror.create_execution(RUN, exclusive=True)
+    execution = mirror.create_execution(RUN)
     body = started_response(execution)
     assert json.dumps(body, separators=(",", ":")) == (
         f'{{"jobExecutionId":{execution.job_execution_id},"jobInstanceId":1,"name":"itemSynchronizationJob",'
@@ -523,9 +507,6 @@ def test_409_text_and_started_response(engine, mirror):
         "Job=[itemSynchronizationJob].  To abandon the running execution of this job, make a PUT call to /abandon, "
         "passing in the job instance id"
     )
-    with pytest.raises(JobAlreadyRunningError) as raised:
-        mirror.create_execution("another-run", exclusive=True)
-    assert str(raised.value) == already_running_message(1)
     assert [j["job_execution_id"] for j in jobs(engine)] == [execution.job_execution_id]
     assert [r["job_instance_id"] for r in query(engine, "SELECT job_instance_id FROM batch_job_instance")] == [1]
 
@@ -535,7 +516,7 @@ def test_409_text_and_started_response(engine, mirror):
 
 def test_link_run_and_lookup_tolerate_legacy_contexts(engine, mirror):
     execution = mirror.create_execution()
-    assert json.loads(contexts(engine)[0]["short_context"]) == {"airflowDagId": DAG_ID, "airflowRunId": None}
+    assert json.loads(contexts(engine)[0]["short_context"]) == {"dagId": DAG_ID, "runId": None}
     # a legacy Java execution with an XStream context, and one with a JSON context of something else
     with engine.begin() as conn:
         for short_context in ('{"map":[{"entry":{"string":"response"}}]}', "not json at all {"):
@@ -547,7 +528,7 @@ def test_link_run_and_lookup_tolerate_legacy_contexts(engine, mirror):
                                  "VALUES (:id, :ctx)"), {"id": new_id, "ctx": short_context})
 
     mirror.link_run(execution.job_execution_id, RUN)
-    assert json.loads(contexts(engine)[0]["short_context"])["airflowRunId"] == RUN
+    assert json.loads(contexts(engine)[0]["short_context"])["runId"] == RUN
     assert mirror.execution_for_run(RUN).job_execution_id == execution.job_execution_id
     assert mirror.execution_for_run("response") is None
     mirror.link_run(execution.job_execution_id, "renamed")  # replace

@@ -1,12 +1,13 @@
 """Deleting an item only when its project is confirmed gone, against the item bank server and PostgreSQL.
 
-The runs here call the pipeline's steps in the DAG's order (list_ids, one sync_unit per unit, dispatch_webhooks,
-summarize); GitLab's answers for lost access, a project transferred away or a failing repository come from the
+The runs here go through the run protocol as the DAG's tasks do (open_run, one sync_unit per unit,
+dispatch_webhooks, close_run), or call its steps one by one; GitLab's answers for lost access, a project transferred away or a failing repository come from the
 server's fault injection, shaped like GitLab's own.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
+from imrt_sync.contracts import PlanView, RunContext, RunResults, Verdict, no_hooks
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
@@ -24,6 +26,7 @@ TOKEN = "glpat-deletion-safety-token"
 GROUP = "iat-safety"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 ITEMS = 8
+RUN_NUMBERS = itertools.count(1)
 LOST_ACCESS = (
     f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found): "
     "lost access, wrong token or renamed group"
@@ -54,13 +57,14 @@ def services(server, imrt_engine, tmp_path):
         yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
 
 
-def run(services, **params) -> tuple[dict, dict]:
-    """One run as the DAG makes it: the plan and the verdict."""
-    run_params = RunParams(**params)
-    planned = pipeline.list_ids(services, run_params)
-    outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], run_params)
-    return planned["plan"], pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
+def run(services, **params) -> tuple[PlanView, Verdict]:
+    """One run through the run protocol, as the DAG's tasks and the benchmark make it: the plan and the verdict."""
+    context = RunContext(f"manual__test-{next(RUN_NUMBERS)}", RunParams(**params))
+    planned = pipeline.open_run(context, services.engine, lambda: (services.settings, services.gitlab.settings))
+    outcomes = [pipeline.sync_unit(services, unit, context.params) for unit in planned["units"]]
+    hooks = pipeline.dispatch_webhooks(services, planned["plan"], context.params)
+    results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
+    return planned["plan"], pipeline.close_run(services, context, results)
 
 
 def recorded(engine) -> set[int]:
@@ -127,7 +131,7 @@ def test_lost_access_to_the_group_deletes_nothing_and_fails_the_listing_naming_t
         assert str(refused.value) == f"{LOST_ACCESS}; deleted nothing"
     assert recorded(imrt_engine) == {p["id"] for p in projects}
 
-    verdict = pipeline.summarize(None, [], None, [], listing_error=pipeline.describe_listing_failure(refused.value))
+    verdict = pipeline.summarize(RunResults(None, listing_error=pipeline.describe_listing_failure(refused.value)))
     assert verdict["status"] == "FAILED"
     assert verdict["message"] == f"Listing the item bank failed: {LOST_ACCESS}; deleted nothing"
 
@@ -139,15 +143,15 @@ def test_access_lost_between_listing_and_delete_fails_the_delete_step_and_keeps_
     target = projects[3]
     bank[0].delete_project(target["id"])
     run_params = RunParams(item_ids=(target["id"],))
-    planned = pipeline.list_ids(services, run_params)
-    assert planned["plan"]["to_delete"] == [target["id"]]
+    plan, units = pipeline.list_ids(services, run_params)
+    assert plan["to_delete"] == [target["id"]]
 
     group_answers_404(server)  # the token's user is removed from the group before the sync task runs
-    outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in planned["units"]]
+    outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in units]
     assert outcomes[0]["failed"] == {str(target["id"]): f"project {target['id']}: {LOST_ACCESS}; not deleted"}
     assert outcomes[0]["transient"] is False  # retrying will not give access back
     assert target["id"] in recorded(imrt_engine)
-    verdict = pipeline.summarize(planned["plan"], outcomes, {"failed": {}}, planned["units"])
+    verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_hooks()))
     assert verdict["status"] == "FAILED" and LOST_ACCESS in verdict["message"]
 
 
@@ -270,11 +274,12 @@ def test_projects_deleted_and_created_during_a_listing_without_totals_delete_not
                 planned = planned.result()
             server.faults.clear()
             expected_plan = [deleted["id"]] if keyset else sorted([shifted["id"], deleted["id"]])
-            assert planned["plan"]["to_delete"] == expected_plan
-            outcomes = [pipeline.sync_unit(services, unit, RunParams()) for unit in planned["units"]]
-            verdict = pipeline.summarize(planned["plan"], outcomes, {"failed": {}}, planned["units"])
+            plan, units = planned
+            assert plan["to_delete"] == expected_plan
+            outcomes = [pipeline.sync_unit(services, unit, RunParams()) for unit in units]
+            verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_hooks()))
     assert recorded(imrt_engine) == {p["id"] for p in items} - {deleted["id"]}
-    assert planned["plan"]["failed"] == {}  # a project gone since the listing is no read failure
+    assert plan["failed"] == {}  # a project gone since the listing is no read failure
     assert "number of items deleted from IMRT: 1" in verdict["message"]
     bank.close()
 

@@ -17,7 +17,7 @@ import time
 import pytest
 import trustme
 
-from imrt_sync.airflow_settings import SettingsError, gitlab_settings
+from imrt_compat.settings import SettingsError, gitlab_settings
 from imrt_sync.config import GitLabSettings
 from imrt_sync.gitlab import GitLabClient, GitLabError
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_heads

@@ -172,7 +172,7 @@ def test_the_check_refuses_a_database_never_migrated_naming_the_upgrade_command(
     before = catalog(imrt_engine)
 
     with pytest.raises(SchemaNotReady, match=r"at schema revision none, this code needs 0001: "
-                                             r"run `python -m imrt_sync\.migrate upgrade`"):
+                                             r"run `python -m imrt_compat\.migrate upgrade`"):
         require_current_schema(imrt_engine)
     assert catalog(imrt_engine) == before  # the check created nothing (no version table either)
 
@@ -182,7 +182,7 @@ def test_the_check_refuses_a_database_behind_head(imrt_engine):
     with imrt_engine.begin() as conn:  # as a database migrated by an earlier release would read
         conn.execute(sa.text("DELETE FROM imrt_alembic_version"))
 
-    with pytest.raises(SchemaNotReady, match=r"run `python -m imrt_sync\.migrate upgrade`"):
+    with pytest.raises(SchemaNotReady, match=r"run `python -m imrt_compat\.migrate upgrade`"):
         require_current_schema(imrt_engine)
 
 
@@ -201,7 +201,7 @@ def test_the_check_refuses_missing_legacy_tables_naming_the_bootstrap_command(im
         conn.execute(sa.text("DROP TABLE item_form"))
 
     with pytest.raises(SchemaNotReady, match=r"lacks the legacy tables or sequences item_form: .*"
-                                             r"`python -m imrt_sync\.migrate bootstrap-legacy`"):
+                                             r"`python -m imrt_compat\.migrate bootstrap-legacy`"):
         require_current_schema(imrt_engine)
 
 
@@ -209,23 +209,23 @@ def test_the_api_servers_engine_refuses_a_database_not_migrated(imrt_db_url, mon
     from imrt_compat import engine
 
     monkeypatch.setenv("AIRFLOW_CONN_IMRT_DEFAULT", airflow_connection(imrt_db_url))
-    engine.imrt_engine.cache_clear()
+    engine.server_engine.cache_clear()
     try:
-        with pytest.raises(SchemaNotReady, match="python -m imrt_sync.migrate upgrade"):
-            engine.imrt_engine()
-        assert engine.imrt_engine.cache_info().currsize == 0  # not cached: the next request checks again
+        with pytest.raises(SchemaNotReady, match="python -m imrt_compat.migrate upgrade"):
+            engine.server_engine()
+        assert engine.server_engine.cache_info().currsize == 0  # not cached: the next request checks again
         assert table_names(sa.create_engine(imrt_db_url)) == set()  # and it created nothing
     finally:
-        engine.imrt_engine.cache_clear()
+        engine.server_engine.cache_clear()
 
 
 # ---------------------------------------------------------------------------------------- the command
 
 
 def migrate_command(imrt_db_url, *args: str) -> subprocess.CompletedProcess:
-    """``python -m imrt_sync.migrate`` as the init container runs it: the database from AIRFLOW_CONN_IMRT_DEFAULT."""
+    """``python -m imrt_compat.migrate`` as the init container runs it: the database from AIRFLOW_CONN_IMRT_DEFAULT."""
     env = {**os.environ, "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_db_url)}
-    return subprocess.run([sys.executable, "-m", "imrt_sync.migrate", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "imrt_compat.migrate", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -233,7 +233,7 @@ def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):
     before = migrate_command(imrt_db_url, "current")
     assert before.returncode == 1, before.stderr
     assert "current: none  head: 0001" in before.stdout
-    assert "run `python -m imrt_sync.migrate upgrade`" in before.stdout
+    assert "run `python -m imrt_compat.migrate upgrade`" in before.stdout
 
     bootstrap = migrate_command(imrt_db_url, "bootstrap-legacy")
     assert bootstrap.returncode == 0, bootstrap.stderr

@@ -17,7 +17,9 @@ from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
+from imrt_sync.contracts import PlanView
 from imrt_sync.pipeline import Services, dispatch_webhooks
+from imrt_sync.planning import Plan
 from imrt_sync.projecthooks import CREATE, NONE, UPDATE, HookKeeper, HookRegistry, secret_fingerprint
 from itembank_server import ItemBank, ItemBankServer
 
@@ -129,16 +131,16 @@ def test_a_secret_rotation_edits_every_hook_and_counts_those_left_NEEDS_PUT(
     for pid in ids:
         bank.remove_hooks(pid)
     old = services(gitlab, imrt_engine, tmp_path, PREVIOUS)
-    first = dispatch_webhooks(old, ids, RunParams())
+    first = dispatch_webhooks(old, needing_hooks(ids), RunParams())
     assert (sorted(first["created"]), first["failed"], first["on_other_secret"]) == (sorted(ids), {}, 0)
 
     rotated = services(gitlab, imrt_engine, tmp_path, SECRET)
     keeper = HookKeeper(gitlab, registry, URL, SECRET)
     assert not any(keeper.is_hooked(gitlab.hooks(pid), registry.recorded([pid]).get(pid, {})) for pid in ids)
     assert registry.count_not_on(secret_fingerprint(SECRET)) == len(ids)  # all still on the previous secret
-    partial = dispatch_webhooks(rotated, ids[:2], RunParams())
+    partial = dispatch_webhooks(rotated, needing_hooks(ids[:2]), RunParams())
     assert (sorted(partial["updated"]), partial["on_other_secret"]) == (sorted(ids[:2]), len(ids) - 2)
-    rest = dispatch_webhooks(rotated, ids[2:], RunParams())
+    rest = dispatch_webhooks(rotated, needing_hooks(ids[2:]), RunParams())
     assert (sorted(rest["updated"]), rest["created"], rest["on_other_secret"]) == (sorted(ids[2:]), [], 0)
     assert {h["token"] for pid in ids for h in bank.hooks(pid)} == {SECRET}
     assert all(len(bank.hooks(pid)) == 1 for pid in ids)
@@ -147,16 +149,23 @@ def test_a_secret_rotation_edits_every_hook_and_counts_those_left_NEEDS_PUT(
 
 
 def test_a_dry_run_changes_nothing(gitlab, bank, imrt_engine, tmp_path, project):
-    outcome = dispatch_webhooks(services(gitlab, imrt_engine, tmp_path, SECRET), [project], RunParams(dry_run=True))
+    hooks_of = services(gitlab, imrt_engine, tmp_path, SECRET)
+    outcome = dispatch_webhooks(hooks_of, needing_hooks([project]), RunParams(dry_run=True))
     assert outcome["created"] == [] and bank.hooks(project) == []
 
 
 def test_a_failing_gitlab_is_reported_per_project_without_the_secret(gitlab, server, imrt_engine, tmp_path, project):
     server.faults.add("POST /api/v4/projects/:id/hooks", "status", status=500)
-    outcome = dispatch_webhooks(services(gitlab, imrt_engine, tmp_path, SECRET), [project], RunParams())
+    hooks_of = services(gitlab, imrt_engine, tmp_path, SECRET)
+    outcome = dispatch_webhooks(hooks_of, needing_hooks([project]), RunParams())
     assert list(outcome["failed"]) == [str(project)] and "answered 500" in outcome["failed"][str(project)]
     assert outcome["transient"] and SECRET not in str(outcome)
     assert stored_rows(imrt_engine) == []
+
+
+def needing_hooks(project_ids: list[int]) -> PlanView:
+    """A plan in which these projects lack a working hook."""
+    return Plan(len(project_ids), (), (), (), (), tuple(project_ids)).as_dict()
 
 
 def services(gitlab: GitLabClient, engine, tmp_path: Path, secret: str) -> Services:

@@ -1,4 +1,4 @@
-"""The record of GitLab hook events (imrt_sync.webhooks.EventLog) on a real PostgreSQL database: claims, attempts
+"""The record of GitLab hook events (imrt_sync.hook_events.EventLog) on a real PostgreSQL database: claims, attempts
 with back-off, failure after the last attempt, retention and the counts of ignored events."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from imrt_sync.config import EventRetryPolicy
 from imrt_sync.migrate import prepare_database
-from imrt_sync.webhooks import OTHER_BRANCH, OUTSIDE_GROUP, Closed, EventLog, HookEvent, Verdict
+from imrt_sync.hook_events import OTHER_BRANCH, OUTSIDE_GROUP, Closed, EventLog, HookEvent, Verdict
 
 POLICY = EventRetryPolicy(base_seconds=60, max_seconds=300, max_attempts=3, retention_days=30)
 

@@ -13,7 +13,7 @@ import pytest
 
 from imrt_compat import alerts, guardrails
 from imrt_compat.assets import ITEM_DATA
-from imrt_sync import airflow_settings
+from imrt_compat import settings as imrt_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GITLAB_TASKS = ("list_ids", "sync", "dispatch_webhooks")
@@ -134,13 +134,13 @@ def test_a_task_reads_each_variable_once(monkeypatch, variable_reads):
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_URL", "https://imrt.example.org/webHook")
     monkeypatch.setenv("AIRFLOW_CONN_GITLAB_DEFAULT", '{"conn_type": "http", "host": "https://gitlab.example.org", '
                                                       '"password": "glpat-x"}')
-    values = airflow_settings.read_variables()
+    values = imrt_settings.read_variables()
     for _ in range(2):  # what list_ids does on the real-time path: settings, GitLab, and two engines
-        airflow_settings.sync_settings(values)
-        airflow_settings.gitlab_settings(values)
-        airflow_settings.receiver_settings(values)
+        imrt_settings.sync_settings(values)
+        imrt_settings.gitlab_settings(values)
+        imrt_settings.receiver_settings(values)
     assert variable_reads and set(variable_reads.values()) == {1}
-    assert set(variable_reads) == set(airflow_settings.DEFAULTS) - {"imrt_db_conn_id"}
+    assert set(variable_reads) == set(imrt_settings.DEFAULTS) - {"imrt_db_conn_id"}
     assert values["imrt_gitlab_group"] == "iat-dev" and values["imrt_map_bound"] == "256"
 
 
@@ -148,8 +148,8 @@ def test_without_a_snapshot_each_call_reads_again(monkeypatch, variable_reads):
     """The counter sees every read: the same calls without a shared snapshot read again."""
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_GROUP", "iat-dev")
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_URL", "https://imrt.example.org/webHook")
-    airflow_settings.sync_settings()
-    airflow_settings.sync_settings()
+    imrt_settings.sync_settings()
+    imrt_settings.sync_settings()
     assert variable_reads["imrt_gitlab_group"] == 2
 
 

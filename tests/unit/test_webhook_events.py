@@ -1,4 +1,4 @@
-"""GitLab hook requests read and triaged (imrt_sync.webhooks), with GitLab's documented payload shapes."""
+"""GitLab hook requests read and triaged (imrt_sync.hook_events), with GitLab's documented payload shapes."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from imrt_sync.airflow_settings import DEFAULTS, SettingsError, parse_event_retry_policy
+from imrt_compat.settings import DEFAULTS, SettingsError, parse_event_retry_policy
 from imrt_sync.config import EventRetryPolicy
-from imrt_sync.webhooks import (
+from imrt_sync.hook_events import (
     MAX_BODY_BYTES,
     OTHER_BRANCH,
     OUTSIDE_GROUP,

@@ -7,7 +7,7 @@ from imrt_sync import schema
 from imrt_sync.migrate import VERSION_TABLE, include_object
 
 if context.is_offline_mode():
-    raise RuntimeError("offline (--sql) migrations are not supported: run python -m imrt_sync.migrate upgrade")
+    raise RuntimeError("offline (--sql) migrations are not supported: run python -m imrt_compat.migrate upgrade")
 
 context.configure(
     connection=context.config.attributes["connection"],

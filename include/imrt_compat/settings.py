@@ -13,9 +13,8 @@ import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-from .config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings
+from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings
 
 DEFAULTS: dict[str, str] = {
     "imrt_gitlab_conn_id": "gitlab_default",
@@ -147,28 +146,11 @@ def gitlab_settings(values: Mapping[str, str] | None = None) -> GitLabSettings:
     """The GitLab settings from the connection named by ``imrt_gitlab_conn_id``, read through the HTTP provider's
     ``HttpHook`` (:mod:`imrt_compat.gitlab_connection`): base URL, token, timeouts, CA bundle, client certificate
     and proxies."""
-    from imrt_compat.gitlab_connection import gitlab_settings_from_connection
+    from .gitlab_connection import gitlab_settings_from_connection
 
     values = read_variables() if values is None else values
     allow_http = flag(values["imrt_gitlab_allow_http"], "imrt_gitlab_allow_http")
     return gitlab_settings_from_connection(values["imrt_gitlab_conn_id"], allow_http=allow_http)
-
-
-def imrt_engine(values: Mapping[str, str] | None = None):
-    from airflow.providers.postgres.hooks.postgres import PostgresHook
-
-    values = read_variables() if values is None else values
-    hook = PostgresHook(postgres_conn_id=values["imrt_db_conn_id"])
-    return hook.get_sqlalchemy_engine(
-        engine_kwargs={"pool_pre_ping": True, "pool_size": 4, "connect_args": {"connect_timeout": 10}}
-    )
-
-
-def _base_url(host: str, scheme: str | None, port: int | None) -> str:
-    """The GitLab base URL from a connection: ``host`` may be a full URL, or a host name with scheme and port."""
-    parsed = urlsplit(host if "://" in host else f"{scheme or 'https'}://{host}")
-    netloc = parsed.netloc if parsed.port or not port else f"{parsed.hostname}:{port}"
-    return urlunsplit((parsed.scheme, netloc, parsed.path.rstrip("/"), "", ""))
 
 
 def flag(value: str, name: str) -> bool:

@@ -1,6 +1,6 @@
 """The real-time path: GitLab hook events in, targeted syncs out (reference §1.9).
 
-The receiver (``imrt_compat.webhooks``) checks the secret, parses the event with :func:`parse_event`, decides with
+The receiver (``imrt_compat.hook_receiver``) checks the secret, parses the event with :func:`parse_event`, decides with
 :func:`triage` and records it in ``imrt_webhook_event`` through :class:`EventLog` before it answers. A run of the
 DAG started for events claims every pending event when it starts, so the pushes that arrive while a run waits are
 all absorbed by that one run; the run's ``summary`` closes its events as synced or failed.

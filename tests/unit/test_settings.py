@@ -2,7 +2,8 @@ import json
 
 import pytest
 
-from imrt_sync.airflow_settings import SettingsError, _base_url, _string_list, gitlab_settings, sync_settings
+from imrt_compat.gitlab_connection import base_url
+from imrt_compat.settings import SettingsError, _string_list, gitlab_settings, sync_settings
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings, origin
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.pipeline import Services
@@ -22,7 +23,7 @@ from imrt_sync.planning import DeletionGuard
     ],
 )
 def test_gitlab_base_url_from_a_connection(host, scheme, port, expected):
-    assert _base_url(host, scheme, port) == expected
+    assert base_url(host, scheme, port) == expected
 
 
 def test_ignore_list_is_json_or_comma_separated():

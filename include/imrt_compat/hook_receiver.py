@@ -25,14 +25,15 @@ from starlette.concurrency import run_in_threadpool
 from airflow.configuration import conf
 from airflow.utils.session import create_session
 
-from imrt_sync.airflow_settings import SettingsError, receiver_settings
+from imrt_sync import DAG_ID
 from imrt_sync.config import EventRetryPolicy, ReceiverSettings
-from imrt_sync.webhooks import (
+from imrt_sync.hook_events import (
     MAX_BODY_BYTES, EventLog, EventRejected, is_webhook_run, parse_event, token_accepted, triage, webhook_run_id,
 )
 
-from . import DAG_ID, airflow_runs
-from .engine import imrt_engine
+from . import airflow_runs
+from .engine import server_engine
+from .settings import SettingsError, receiver_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def sweep_seconds() -> float:
 
 def ensure_events_run(policy: EventRetryPolicy) -> str | None:
     """Start a run for the due events unless a run will take them (:func:`will_claim`); return the run that will."""
-    engine = imrt_engine()
+    engine = server_engine()
     events = EventLog(engine)
     with engine.begin() as lock_conn, create_session() as session:
         lock_conn.execute(sa.select(sa.func.pg_advisory_xact_lock(EVENTS_RUN_LOCK_KEY)))
@@ -113,7 +114,7 @@ def sweep() -> None:
         log.warning("GitLab hook events wait: could not read the imrt_* Airflow variables", exc_info=True)
         return
     try:
-        pruned = EventLog(imrt_engine()).prune(settings.event_retry.retention_days)
+        pruned = EventLog(server_engine()).prune(settings.event_retry.retention_days)
     except Exception:  # noqa: BLE001 - pruning is housekeeping; starting runs matters more
         log.warning("could not prune closed GitLab hook events", exc_info=True)
     else:
@@ -189,7 +190,7 @@ async def receive_event(request: Request, background: BackgroundTasks):
         event = parse_event(request.headers.get("x-gitlab-event"), await _read_body(request),
                             request.headers.get("x-gitlab-event-uuid"))
         verdict = triage(event, settings.group, settings.ignore_projects)
-        event_id = await asyncio.wait_for(run_in_threadpool(EventLog(imrt_engine()).record, event, verdict),
+        event_id = await asyncio.wait_for(run_in_threadpool(EventLog(server_engine()).record, event, verdict),
                                           RECORD_DEADLINE_SECONDS)
     except EventRejected as exc:
         return _answer(exc.status_code, exc.detail)
