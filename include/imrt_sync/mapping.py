@@ -612,6 +612,8 @@ def _kind(value: Any) -> str:
     """The JSON kind of ``value`` for messages ("got list")."""
     if value is None:
         return "null"
+    if isinstance(value, _JsonFloat):
+        return "number"
     return _KINDS.get(type(value), type(value).__name__)
 
 
