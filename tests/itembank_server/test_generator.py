@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 
 from itembank_server import ItemBank, generate_bank, generate_items, make_item_document
-from itembank_server.generator import ALL_TYPES, GRADES, ITEM_TYPES
+from itembank_server.item_documents import ALL_TYPES, GRADES, ITEM_TYPES
 
 GROUP = "iat-dev"
 
@@ -141,7 +141,7 @@ def test_generate_bank_writes_the_generated_history_into_git(tmp_path):
 
 
 def test_a_generated_bank_holds_a_share_of_items_still_being_created_on_their_create_branch(tmp_path):
-    from itembank_server.generator import choose_items_being_created
+    from itembank_server.items_being_created import choose_items_being_created
 
     items = generate_items(100, seed=5)
     chosen = choose_items_being_created(items, 0.02, seed=5)

@@ -604,6 +604,25 @@ def test_parse_errors(raw, problem):
     assert str(info.value) == f"project {PROJECT}: {problem}"
 
 
+@pytest.mark.parametrize(
+    ("path", "json_number", "problem"),
+    [
+        ("core.stimulusId", "9.5", "core.stimulusId must be a numeric id or null, got number 9.5"),
+        (
+            "core.testAdministration.administrations[0].forms[0].exposures",
+            "2.5",
+            "core.testAdministration.administrations[0].forms[0].exposures must be an integer, a numeric string or "
+            "null, got number 2.5",
+        ),
+    ],
+)
+def test_a_parsed_fraction_is_named_a_number_in_problems(path, json_number, problem):
+    raw = json.dumps(mutated(FULL_ITEM, path, "NUMBER")).replace('"NUMBER"', json_number).encode()
+    with pytest.raises(ItemValidationError) as info:
+        map_item(parse_item_json(raw, PROJECT), PROJECT)
+    assert info.value.problem == problem
+
+
 def test_parse_rejects_documents_over_the_size_limit():
     raw = json.dumps({"id": "1", "type": "mc", "pad": "x" * 100}).encode()
     assert parse_item_json(raw, PROJECT, max_bytes=len(raw))["id"] == "1"
