@@ -136,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         run_timeout=args.run_timeout,
     )
-    from .postgres import start_embedded_postgres
+    from ..postgres import start_embedded_postgres
 
     signal.signal(signal.SIGTERM, _interrupted)  # stop the stacks, servers and PostgreSQL as on Ctrl-C
     options.data_dir.mkdir(parents=True, exist_ok=True)

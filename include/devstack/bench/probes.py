@@ -116,7 +116,7 @@ def table_writes(admin_url, database: str) -> dict[str, int]:
     """Inserted + updated + deleted rows per table of ``database`` since the statistics were reset."""
     import sqlalchemy as sa
 
-    from .postgres import sqlalchemy_url
+    from ..postgres import sqlalchemy_url
 
     engine = sa.create_engine(sqlalchemy_url(admin_url, database), poolclass=sa.pool.NullPool)
     try:

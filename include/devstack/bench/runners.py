@@ -61,7 +61,7 @@ class References:
         return "yes" if not found else "NO: " + "; ".join(found)
 
     def _full_sync(self, runner: ModeRunner) -> imrt_snapshot_module.Snapshot:
-        from .postgres import ensure_database
+        from ..postgres import ensure_database
 
         assert runner.server is not None
         url = ensure_database(self.admin_url, f"bench_reference_{runner.size}", recreate=True)
@@ -91,7 +91,7 @@ class ModeRunner:
         self.references: References | None = None
 
     def __enter__(self) -> ModeRunner:
-        from .postgres import ensure_database
+        from ..postgres import ensure_database
 
         self.work.mkdir(parents=True, exist_ok=True)
         copy_bank(pristine_bank(self.options.data_dir, self.size), self.bank_root)
@@ -233,8 +233,8 @@ class DagRunner(ModeRunner):
         self.stack = None
 
     def setup(self) -> None:
-        from .postgres import ensure_database
-        from .project import prepare_imrt_database, project_stack, sync_environment
+        from ..postgres import ensure_database
+        from ..project import prepare_imrt_database, project_stack, sync_environment
 
         assert self.server is not None
         home = self.work / "airflow"
