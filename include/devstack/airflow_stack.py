@@ -1,18 +1,13 @@
 """Run a real Airflow 3 stack (api-server, scheduler, dag-processor) as subprocesses, for e2e tests and `make run`.
 
 The launcher never imports Airflow: it starts the ``airflow`` CLI of the running interpreter's environment and talks
-to the stack over the public REST API only.
+to the stack over the public REST API only (``devstack.airflow_rest``).
 
-Every component gets the same complete, explicit configuration through environment variables (nothing inherited
-from ``AIRFLOW_*`` variables of the calling process, no secrets on a command line):
+Every component gets the same complete, explicit configuration through environment variables, described in
+``devstack.airflow_config``: PostgreSQL metadata, SimpleAuthManager or the deployments' FAB auth manager, LocalExecutor
+(tasks run inside the scheduler) or EdgeExecutor with ``workers`` ``airflow edge worker`` processes, each in its own
+directory, reaching the API server over HTTP only (``devstack.edge_workers``), secrets kept per home. Here:
 
-* PostgreSQL metadata database, SimpleAuthManager with pre-seeded passwords, or (``auth_manager="fab"``) the
-  deployments' FAB auth manager with the automation role and users made by ``python -m imrt_compat.roles``, as the
-  compose init and the Helm job make them;
-* LocalExecutor (the default: tasks run inside the scheduler), or EdgeExecutor with ``workers`` ``airflow edge
-  worker`` processes, each in its own directory, reaching the API server over HTTP only (``devstack.edge_workers``);
-* one JWT secret, API secret key and Fernet key per home, generated once and kept (``<home>/devstack-secrets.json``)
-  so that a restarted stack can still read what the previous one encrypted, and tokens stay valid;
 * free ports for the API and both log servers, so that several stacks can run side by side;
 * every listening socket on ``host`` (127.0.0.1): the scheduler's log server, which can only bind all interfaces,
   is not started (``--skip-serve-logs``); the api-server reads the task logs from the shared local log folder.
@@ -25,10 +20,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import json
 import logging
 import os
-import secrets
 import signal
 import socket
 import subprocess
@@ -37,31 +30,21 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psutil
-import requests
 
-from . import edge_workers
+from . import airflow_config, edge_workers
+from .airflow_rest import AirflowRestClient, AirflowStackError, url_segment
 from .edge_workers import EdgeWorkerSpec, WorkerEnv
 
 log = logging.getLogger(__name__)
 
 _HEALTH_KEYS = ("metadatabase", "scheduler", "dag_processor")
 _TERMINAL_RUN_STATES = frozenset({"success", "failed"})
-_HTTP_TIMEOUT = 30.0
 _POLL_INTERVAL = 0.5
 _IDLE_WORKER_GRACE = 5.0  # seconds after SIGINT, see AirflowStack._kill_idle_workers
 _LOCAL_WORKER_TITLE = "airflow worker -- LocalExecutor"
-_ROLES = frozenset({"viewer", "user", "op", "admin"})  # SimpleAuthManagerRole
-SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
-FAB_AUTH_MANAGER = "imrt_compat.fab_auth.ImrtFabAuthManager"  # what docker-compose.yaml and helm-values.yaml use
 _PASSWORD_ENV = "IMRT_STACK_USER_PASSWORD"
-JWT_SECRET_BYTES = 64  # HS512, the signing algorithm Airflow picks for a shared secret, wants a 64-byte key (RFC 7518 §3.2)
-
-
-class AirflowStackError(RuntimeError):
-    """The stack could not be started, or one of its processes died."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -77,17 +60,6 @@ def _tail(path: Path, lines: int = 40) -> str:
     except OSError:
         return "<no log>"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def _q(segment: str) -> str:
-    """One URL path segment (run ids contain ``:`` and ``+``)."""
-    return quote(segment, safe="")
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def _is_alive(proc: psutil.Process) -> bool:
@@ -112,15 +84,10 @@ def _suppress_gone() -> Iterator[None]:
         pass
 
 
-def _generate_fernet_key() -> str:
-    from cryptography.fernet import Fernet
-
-    return Fernet.generate_key().decode()
-
-
-class AirflowStack:
+class AirflowStack(AirflowRestClient):
     """A running (or startable) Airflow stack: ``airflow api-server``, ``scheduler`` and ``dag-processor``, plus
-    ``workers`` edge workers when ``executor="EdgeExecutor"``.
+    ``workers`` edge workers when ``executor="EdgeExecutor"``; and the REST client of its own API server
+    (``AirflowRestClient``; default user: ``admin``, else the first admin, else the first user).
 
     Use as a context manager, or call ``start()`` and ``stop()``. All paths are made absolute.
     ``worker_env(hostname, worker_home)`` adds to an edge worker's environment (e.g. a per-worker cache directory).
@@ -144,16 +111,7 @@ class AirflowStack:
         workers: int = 0,
         worker_env: WorkerEnv | None = None,
     ) -> None:
-        if not users:
-            raise ValueError("at least one user is needed")
-        if auth_manager not in ("simple", "fab"):
-            raise ValueError(f"auth_manager must be 'simple' or 'fab', not {auth_manager!r}")
-        for name, role in users.items():
-            bad_name = not name or any(c in name for c in ",: ")
-            if auth_manager == "simple" and (bad_name or role.lower() not in _ROLES):
-                raise ValueError(f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(_ROLES)})")
-            if auth_manager == "fab" and (bad_name or not role):
-                raise ValueError(f"bad FAB user {name!r}, role {role!r}")
+        airflow_config.check_users(users, auth_manager)
         self.auth_manager = auth_manager
         edge_workers.check_workers(executor, workers)
         self.home = Path(home).resolve()
@@ -172,24 +130,39 @@ class AirflowStack:
         self.log_prefix = log_prefix
         self.executor = executor
         self.logs_dir = self.home / "logs"
-        self.url = f"http://{host}:{self.api_port}"
         self.processes: dict[str, subprocess.Popen] = {}
         self.start_seconds: float | None = None
         self.timings: dict[str, float] = {}  # seconds per start()/stop() phase, for reporting
         self._log_files: dict[str, Path] = {}
-        self._session = requests.Session()
-        self._cached_tokens: dict[str, str] = {}
         self._airflow = str(Path(sys.executable).with_name("airflow"))
         admins = [u for u, r in self.users.items() if r.lower() == "admin"]  # FAB's role is "Admin"
-        self.default_user = "admin" if "admin" in self.users else (admins or list(self.users))[0]
 
         self.home.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(parents=True, exist_ok=True)
         self.plugins_folder.mkdir(parents=True, exist_ok=True)
         self.passwords_file = self.home / "simple_auth_manager_passwords.json"
-        self._secrets = self._load_or_create_secrets()
-        self._passwords = self._load_or_create_passwords()
-        self.environment = self._build_environment()
+        super().__init__(
+            url=f"http://{host}:{self.api_port}",
+            passwords=airflow_config.load_or_create_passwords(self.passwords_file, self.users),
+            default_user="admin" if "admin" in self.users else (admins or list(self.users))[0],
+        )
+        self.environment = airflow_config.airflow_environment(
+            home=self.home,
+            metadata_url=self.metadata_url,
+            executor=self.executor,
+            parallelism=self.parallelism,
+            dags_folder=self.dags_folder,
+            plugins_folder=self.plugins_folder,
+            auth_settings=airflow_config.auth_manager_settings(auth_manager, self.users, self.passwords_file),
+            kept_secrets=airflow_config.load_or_create_secrets(self.home),
+            host=self.host,
+            api_port=self.api_port,
+            api_url=self.url,
+            logs_dir=self.logs_dir,
+            worker_log_server_port=self.worker_log_server_port,
+            trigger_log_server_port=self.trigger_log_server_port,
+            extra_env=self.extra_env,
+        )
         self.edge_workers: dict[str, EdgeWorkerSpec] = {  # component name (its hostname) -> worker
             worker.hostname: worker for worker in edge_workers.edge_worker_specs(self.home, workers, parallelism)
         }
@@ -200,95 +173,6 @@ class AirflowStack:
         for worker in self.edge_workers.values():
             worker.logs_dir.mkdir(parents=True, exist_ok=True)
 
-    # ------------------------------------------------------------------ configuration
-
-    def _load_or_create_secrets(self) -> dict[str, str]:
-        path = self.home / "devstack-secrets.json"
-        stored: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        if len(stored.get("jwt_secret", "").encode()) < JWT_SECRET_BYTES:  # made before HS512's length was respected
-            stored.pop("jwt_secret", None)
-        wanted = {
-            "jwt_secret": lambda: secrets.token_urlsafe(JWT_SECRET_BYTES),
-            "api_secret_key": lambda: secrets.token_urlsafe(32),
-            "fernet_key": _generate_fernet_key,
-        }
-        missing = {k: make() for k, make in wanted.items() if not stored.get(k)}
-        if missing:
-            stored.update(missing)
-            _write_private(path, json.dumps(stored, indent=2) + "\n")
-        return stored
-
-    def _load_or_create_passwords(self) -> dict[str, str]:
-        path = self.passwords_file
-        stored: dict[str, str] = json.loads(path.read_text().strip() or "{}") if path.exists() else {}
-        missing = [u for u in self.users if not stored.get(u)]
-        if missing or not path.exists():
-            stored.update({u: secrets.token_urlsafe(16) for u in missing})
-            _write_private(path, json.dumps(stored) + "\n")
-        return stored
-
-    def _build_environment(self) -> dict[str, str]:
-        # Start from the caller's environment without any Airflow variable (pytest's conftest sets some for its own
-        # process), then set everything Airflow needs explicitly. Extra env comes last and may override.
-        base = {k: v for k, v in os.environ.items() if not k.lstrip("_").startswith("AIRFLOW")}
-        venv_bin = str(Path(sys.executable).parent)
-        base["PATH"] = os.pathsep.join([venv_bin, *(p for p in base.get("PATH", "").split(os.pathsep) if p)])
-        config = {
-            "AIRFLOW_HOME": str(self.home),
-            "AIRFLOW_CONFIG": str(self.home / "airflow.cfg"),
-            "PYTHONUNBUFFERED": "1",
-            # database / executor
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.metadata_url,
-            "AIRFLOW__CORE__EXECUTOR": edge_workers.executor_class(self.executor),
-            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
-            "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-            # what to load
-            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(self.plugins_folder),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
-            # auth (the passwords file is SimpleAuthManager's; under FAB it only keeps the passwords the users get)
-            **self._auth_manager_config(),
-            "AIRFLOW__API_AUTH__JWT_SECRET": self._secrets["jwt_secret"],
-            "AIRFLOW__API__SECRET_KEY": self._secrets["api_secret_key"],
-            "AIRFLOW__CORE__FERNET_KEY": self._secrets["fernet_key"],
-            # API server and the execution API the workers call
-            "AIRFLOW__API__HOST": self.host,
-            "AIRFLOW__API__PORT": str(self.api_port),
-            "AIRFLOW__API__WORKERS": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
-            # logs (log servers are not started, see module doc; their ports are still distinct per stack)
-            "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.logs_dir),
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.worker_log_server_port),
-            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_server_port),
-            "AIRFLOW__LOGGING__REMOTE_LOGGING": "False",
-            # snappy, but with the real loops: new DAG files are found within 5 s, changed ones re-parsed in 10 s
-            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
-            "AIRFLOW__DAG_PROCESSOR__BUNDLE_REFRESH_CHECK_INTERVAL": "5",
-            "AIRFLOW__DAG_PROCESSOR__PRINT_STATS_INTERVAL": "300",
-            "AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL": "10",
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "2",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.5",
-            "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "False",
-            "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "120",
-            "AIRFLOW__SCHEDULER__CATCHUP_BY_DEFAULT": "False",
-        }
-        if self.executor == edge_workers.EDGE_EXECUTOR:
-            config.update(edge_workers.edge_settings(self.url))
-        return {**base, **config, **self.extra_env}
-
-    def _auth_manager_config(self) -> dict[str, str]:
-        if self.auth_manager == "fab":
-            return {"AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER}
-        return {
-            "AIRFLOW__CORE__AUTH_MANAGER": SIMPLE_AUTH_MANAGER,
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{u}:{r}" for u, r in self.users.items()),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
-        }
-
     # ------------------------------------------------------------------ lifecycle
 
     def __enter__(self) -> AirflowStack:
@@ -297,9 +181,6 @@ class AirflowStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-    def password(self, username: str) -> str:
-        return self._passwords[username]
 
     def component_environment(self, component: str) -> dict[str, str]:
         """The environment a component process runs with."""
@@ -416,14 +297,6 @@ class AirflowStack:
         if result.returncode != 0:
             raise AirflowStackError(f"{name} failed ({result.returncode})\n{_tail(path)}")
 
-    def health(self) -> dict[str, Any] | None:
-        """The health document, or None while the API server does not answer."""
-        try:
-            response = self._session.get(f"{self.url}/api/v2/monitor/health", timeout=5)
-            return response.json() if response.status_code == 200 else None
-        except (requests.RequestException, ValueError):
-            return None
-
     def _wait_healthy(self, deadline: float) -> None:
         last: dict[str, Any] | None = None
         spawned = time.monotonic()
@@ -438,11 +311,6 @@ class AirflowStack:
             if time.monotonic() > deadline:
                 raise AirflowStackError(f"Airflow stack not healthy in time; health: {last}\n{self._logs_report()}")
             time.sleep(_POLL_INTERVAL)
-
-    def edge_worker_states(self) -> dict[str, str]:
-        """Hostname -> state of every edge worker registered with the API server (``GET /edge_worker/ui/worker``)."""
-        workers = self._api_json("GET", f"{edge_workers.EDGE_API_PATH}/ui/worker")["workers"]
-        return {worker["worker_name"]: worker["state"] for worker in workers}
 
     def _edge_workers_ready(self) -> bool:
         if not self.edge_workers:
@@ -559,55 +427,19 @@ class AirflowStack:
             with _suppress_gone():
                 os.killpg(popen.pid, sig)  # start_new_session=True: the group id is the leader's pid
 
-    # ------------------------------------------------------------------ REST API
-
-    def token(self, username: str = "admin") -> str:
-        """A fresh JWT for ``username`` from ``POST /auth/token``."""
-        response = self._session.post(
-            f"{self.url}/auth/token",
-            json={"username": username, "password": self.password(username)},
-            timeout=_HTTP_TIMEOUT,
-        )
-        if response.status_code not in (200, 201):
-            raise AirflowStackError(f"POST /auth/token for {username!r}: {response.status_code} {response.text}")
-        return response.json()["access_token"]
-
-    def api(self, method: str, path: str, *, token: str | None = None, **kwargs: Any) -> requests.Response:
-        """A request to the API server at ``path`` (e.g. ``/api/v2/dags``).
-
-        ``token=None`` uses the (cached) token of the default admin user; ``token=""`` sends no Authorization header.
-        Other keyword arguments go to ``requests``; a timeout is always set.
-        """
-        if token is None:
-            user = self.default_user
-            if user not in self._cached_tokens:
-                self._cached_tokens[user] = self.token(user)
-            token = self._cached_tokens[user]
-        headers = dict(kwargs.pop("headers", None) or {})
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        kwargs.setdefault("timeout", _HTTP_TIMEOUT)
-        return self._session.request(method, f"{self.url}{path}", headers=headers, **kwargs)
-
-    def _api_json(self, method: str, path: str, *, expected: tuple[int, ...] = (200,), **kwargs: Any) -> Any:
-        response = self.api(method, path, **kwargs)
-        if response.status_code not in expected:
-            raise AirflowStackError(f"{method} {path}: {response.status_code} {response.text}")
-        return response.json()
-
-    def import_errors(self) -> list[dict]:
-        return self._api_json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
+    # ------------------------------------------------------------------ waiting on the stack
 
     def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict:
         """Wait until the dag-processor has parsed ``dag_id``; return the DAG document."""
         deadline = time.monotonic() + timeout
         while True:
             self.check_alive()
-            response = self.api("GET", f"/api/v2/dags/{_q(dag_id)}")
+            path = f"/api/v2/dags/{url_segment(dag_id)}"
+            response = self.api("GET", path)
             if response.status_code == 200:
                 return response.json()
             if response.status_code != 404:
-                raise AirflowStackError(f"GET /api/v2/dags/{_q(dag_id)}: {response.status_code} {response.text}")
+                raise AirflowStackError(f"GET {path}: {response.status_code} {response.text}")
             if time.monotonic() > deadline:
                 errors = "\n".join(f"{e.get('filename')}:\n{e.get('stack_trace')}" for e in self.import_errors())
                 raise TimeoutError(
@@ -615,21 +447,6 @@ class AirflowStack:
                     f"{_tail(self.log_file('dag-processor'))}"
                 )
             time.sleep(_POLL_INTERVAL)
-
-    def unpause(self, dag_id: str) -> None:
-        document = self._api_json("PATCH", f"/api/v2/dags/{_q(dag_id)}", json={"is_paused": False})
-        if document.get("is_paused"):
-            raise AirflowStackError(f"DAG {dag_id!r} still paused: {document}")
-
-    def trigger(self, dag_id: str, conf: dict | None = None, run_id: str | None = None) -> str:
-        """Trigger a manual run; return its ``dag_run_id``."""
-        body: dict[str, Any] = {"logical_date": None, "conf": conf or {}}
-        if run_id is not None:
-            body["dag_run_id"] = run_id
-        return self._api_json("POST", f"/api/v2/dags/{_q(dag_id)}/dagRuns", json=body)["dag_run_id"]
-
-    def dag_run(self, dag_id: str, run_id: str) -> dict:
-        return self._api_json("GET", f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}")
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 300) -> str:
         """Wait until the run is ``success`` or ``failed``; return that state."""
@@ -643,38 +460,3 @@ class AirflowStack:
                 tis = {(t["task_id"], t["map_index"]): t["state"] for t in self.task_instances(dag_id, run_id)}
                 raise TimeoutError(f"run {dag_id}/{run_id} still {state!r} after {timeout} s; task instances: {tis}")
             time.sleep(1.0)
-
-    def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
-        """All task instances of the run, mapped ones included (one per map index)."""
-        found: list[dict] = []
-        while True:
-            page = self._api_json(
-                "GET",
-                f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances",
-                params={"limit": 100, "offset": len(found)},
-            )
-            found.extend(page["task_instances"])
-            if not page["task_instances"] or len(found) >= page["total_entries"]:
-                return found
-
-    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1, map_index: int = -1) -> str:
-        """The task attempt's log as text, one line per log event."""
-        document = self._api_json(
-            "GET",
-            f"/api/v2/dags/{_q(dag_id)}/dagRuns/{_q(run_id)}/taskInstances/{_q(task_id)}/logs/{try_number}",
-            params={"map_index": map_index, "full_content": True},
-            headers={"Accept": "application/json"},
-        )
-        content = document.get("content")
-        if isinstance(content, str):
-            return content
-        lines = []
-        for entry in content or []:
-            if isinstance(entry, str):
-                lines.append(entry)
-                continue
-            extra = {k: v for k, v in entry.items() if k not in ("timestamp", "level", "event", "logger")}
-            prefix = " ".join(str(entry[k]) for k in ("timestamp", "level", "logger") if entry.get(k))
-            suffix = " ".join(f"{k}={v}" for k, v in extra.items())
-            lines.append(" ".join(part for part in (prefix, str(entry.get("event", "")), suffix) if part))
-        return "\n".join(lines)

@@ -2,26 +2,26 @@
 
 from __future__ import annotations
 
-from devstack.bench import (
+from devstack.bench.bank import choose_nightly
+from devstack.bench.cases import nightly_counts
+from devstack.bench.probes import writes_delta
+from devstack.bench.report import (
     CaseResult,
     check_at_most,
-    choose_nightly,
     expected_plan_problems,
     fingerprint_mismatches,
     fmt_bytes,
     fmt_endpoints,
     fmt_seconds,
     memory_check,
-    nightly_counts,
     ratio_check,
     render_markdown,
     rest_check,
     rest_target,
-    run_phases,
     split_counters,
     wall_check,
-    writes_delta,
 )
+from devstack.bench.runners import run_phases
 
 
 def result(case="b", mode="dag", wall=25.0, **overrides) -> CaseResult:
@@ -172,7 +172,8 @@ def test_render_markdown_has_the_table_the_readme_takes():
 
 
 def test_foreign_cpu_is_what_other_processes_used_in_between():
-    from devstack.bench import foreign_cpu_delta, foreign_share
+    from devstack.bench.probes import foreign_cpu_delta
+    from devstack.bench.report import foreign_share
 
     before = {1: (100.0, 5.0), 2: (100.0, 1.0), 3: (100.0, 9.0)}
     after = {1: (100.0, 7.5), 2: (150.0, 0.5), 4: (160.0, 2.0)}  # 2: pid reused by a new process; 3 ended; 4 new

@@ -1,0 +1,7 @@
+"""``python -m devstack.bench`` (``make bench``)."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
