@@ -20,9 +20,11 @@ from pathlib import Path
 
 import requests
 
+from imrt_sync import DAG_ID
+
 from .airflow_stack import AirflowStack
 from .postgres import ensure_database, start_embedded_postgres
-from .project import DAG_ID, REPO_ROOT, prepare_imrt_database, project_stack, sync_environment
+from .project import REPO_ROOT, prepare_imrt_database, project_stack, sync_environment
 DEMO_GROUP = "iat-demo"
 
 

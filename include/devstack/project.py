@@ -11,7 +11,6 @@ from .airflow_stack import AirflowStack
 from .postgres import airflow_connection
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-from imrt_sync import DAG_ID
 
 
 def sync_environment(

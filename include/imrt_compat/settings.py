@@ -8,6 +8,7 @@ consults every secrets backend (``Variable.keys`` lists the metastore only), hen
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import tempfile
@@ -15,6 +16,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings
+
+def field_default(settings_class: type, name: str) -> str:
+    """The default of a settings field, as the text an Airflow variable holds: one definition, the dataclass's."""
+    value = {f.name: f.default for f in dataclasses.fields(settings_class)}[name]
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
 
 DEFAULTS: dict[str, str] = {
     "imrt_gitlab_conn_id": "gitlab_default",
@@ -24,17 +33,17 @@ DEFAULTS: dict[str, str] = {
     "imrt_webhook_url": "",
     "imrt_webhook_secret": "",
     "imrt_webhook_previous_secret": "",
-    "imrt_webhook_retry_base_seconds": "60",
-    "imrt_webhook_retry_max_seconds": "3600",
-    "imrt_webhook_max_attempts": "5",
-    "imrt_webhook_retention_days": "30",
-    "imrt_map_bound": "256",
-    "imrt_batch_size": "64",
-    "imrt_deletion_guard_min": "5",
-    "imrt_deletion_guard_ratio": "0.10",
-    "imrt_concurrency": "8",
+    "imrt_webhook_retry_base_seconds": field_default(EventRetryPolicy, "base_seconds"),
+    "imrt_webhook_retry_max_seconds": field_default(EventRetryPolicy, "max_seconds"),
+    "imrt_webhook_max_attempts": field_default(EventRetryPolicy, "max_attempts"),
+    "imrt_webhook_retention_days": field_default(EventRetryPolicy, "retention_days"),
+    "imrt_map_bound": field_default(SyncSettings, "map_bound"),
+    "imrt_batch_size": field_default(SyncSettings, "batch_size"),
+    "imrt_deletion_guard_min": field_default(SyncSettings, "deletion_guard_min"),
+    "imrt_deletion_guard_ratio": field_default(SyncSettings, "deletion_guard_ratio"),
+    "imrt_concurrency": field_default(SyncSettings, "concurrency"),
     "imrt_git_cache_dir": "",
-    "imrt_gitlab_allow_http": "false",
+    "imrt_gitlab_allow_http": field_default(GitLabSettings, "allow_http"),
 }
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 

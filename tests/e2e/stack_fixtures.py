@@ -13,7 +13,8 @@ from sqlalchemy.engine import URL, Engine
 
 from devstack.airflow_stack import AirflowStack
 from devstack.postgres import ensure_database
-from devstack.project import DAG_ID, prepare_imrt_database, project_stack, sync_environment
+from devstack.project import prepare_imrt_database, project_stack, sync_environment
+from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 

@@ -11,7 +11,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from devstack.project import DAG_ID
+from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from stack_fixtures import airflow_stack, fresh_database, served_item_bank
 

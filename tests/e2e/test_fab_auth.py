@@ -15,7 +15,7 @@ import jwt
 import pytest
 import requests
 
-from devstack.project import DAG_ID
+from imrt_sync import DAG_ID
 from imrt_compat.roles import AUTOMATION_ROLE
 from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
 

@@ -27,7 +27,8 @@ import requests
 import sqlalchemy as sa
 
 from devstack.postgres import ensure_database, sqlalchemy_url
-from devstack.project import DAG_ID, prepare_imrt_database, project_stack, sync_environment
+from devstack.project import prepare_imrt_database, project_stack, sync_environment
+from imrt_sync import DAG_ID
 from e2e_helpers import (
     dag_test_environment,
     last_item_json_commit,

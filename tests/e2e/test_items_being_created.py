@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from devstack.project import DAG_ID
+from imrt_sync import DAG_ID
 from itembank_server import make_item_document
 from stack_fixtures import airflow_stack, fresh_database, served_item_bank, unpause_and_finish_scheduled_run
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from devstack.project import DAG_ID, worker_git_cache
+from devstack.project import worker_git_cache
+from imrt_sync import DAG_ID
 from stack_fixtures import airflow_stack, fresh_database, served_item_bank
 
 pytestmark = pytest.mark.e2e

@@ -34,7 +34,7 @@ import requests
 import sqlalchemy as sa
 
 from devstack.postgres import sqlalchemy_url
-from devstack.project import DAG_ID
+from imrt_sync import DAG_ID
 from e2e_helpers import plugin_routes, wait_until
 from stack_fixtures import airflow_stack, served_item_bank
 

@@ -15,7 +15,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.project import DAG_ID
+from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from itembank_server import ItemBank, make_item_document
 from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run

@@ -12,9 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
+
+from imrt_sync.config import SyncSettings
 
 from ..project import REPO_ROOT
 from . import __doc__ as BENCH_DESCRIPTION
@@ -23,6 +25,8 @@ from .cases import CASES, MODES, nightly_counts
 from .probes import with_children
 from .report import GIB, CaseResult, describe_result, fmt_seconds, ratio_check, ratio_of, render_markdown, say
 from .runners import DagRunner, DirectRunner, Options, References
+
+DEFAULT_SETTINGS = {field.name: field.default for field in fields(SyncSettings)}
 
 
 def machine_meta(options: Options, argv: Sequence[str]) -> dict[str, str]:
@@ -83,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                         default=Path(os.environ.get("IMRT_BENCH_DIR", REPO_ROOT / ".data" / "bench")))
     parser.add_argument("--parallelism", type=int, default=4,
                         help="Airflow [core] parallelism = direct mode's sync threads (default 4)")
-    parser.add_argument("--concurrency", type=int, default=8, help="imrt_concurrency (default 8, the DAG's default)")
-    parser.add_argument("--map-bound", type=int, default=256, help="imrt_map_bound (default 256, the DAG's default)")
-    parser.add_argument("--batch-size", type=int, default=64, help="imrt_batch_size (default 64, the DAG's default)")
+    for option, name in (("--concurrency", "concurrency"), ("--map-bound", "map_bound"), ("--batch-size", "batch_size")):
+        default = DEFAULT_SETTINGS[name]
+        parser.add_argument(option, type=int, default=default, help=f"imrt_{name} (default {default}, the DAG's default)")
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds one case may take")
     return parser
 

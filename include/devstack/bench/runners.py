@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from imrt_sync import DAG_ID
+
 from .. import imrt_snapshot as imrt_snapshot_module
 from ..airflow_rest import url_segment
-from ..project import DAG_ID
 from .bank import BankServer, bank_state, copy_bank, pristine_bank, project_ids
 from .cases import CASE_MODE, GROUP, TOKEN, WEBHOOK_SECRET, WEBHOOK_URL
 from .probes import (
@@ -178,13 +179,14 @@ class DirectRunner(ModeRunner):
 def direct_run(
     options: Options, gitlab_url: str, imrt_url, git_cache: Path, case: str, *, create_hooks: bool = True
 ) -> tuple[dict, dict, dict[str, float]]:
-    """One run of ``case`` through the pipeline functions in this process: (plan, verdict, phases)."""
+    """One run of ``case`` through the run protocol the DAG's tasks call (``imrt_sync.pipeline``), in this process,
+    sync units on a thread pool as wide as the parallelism: (plan, verdict, phases). ``create_hooks`` False: the
+    hooks step is left out (a reference sync must not change the bank's hooks)."""
     import sqlalchemy as sa
 
     from imrt_sync import pipeline
     from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-    from imrt_sync.gitlab import GitLabClient
-    from imrt_sync.gitrepo import GitAccess
+    from imrt_sync.contracts import RunContext, RunResults, no_hooks
     from imrt_sync.migrate import prepare_database
 
     settings = SyncSettings(
@@ -192,31 +194,30 @@ def direct_run(
         batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=git_cache,
     )
     gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN, allow_http=True)
-    params = RunParams(mode=CASE_MODE[case])
+    run = RunContext(f"bench__{case}__{time.time_ns()}", RunParams(mode=CASE_MODE[case]))
     phases: dict[str, float] = {}
     started = time.time()
-    # The DAG's tasks build their engine the same way (airflow_settings.imrt_engine): psycopg 3, pre-ping.
+    # As the DAG's tasks build theirs (imrt_compat.engine.task_engine): psycopg 3, pre-ping.
     engine = sa.create_engine(
         imrt_url, pool_pre_ping=True, pool_size=max(4, options.parallelism), connect_args={"connect_timeout": 10},
     )
     try:
-        with GitLabClient(gitlab_settings) as gitlab:
-            access = GitAccess(TOKEN, settings.git_timeout, origin=gitlab_url)
-            services = pipeline.Services(settings, gitlab, engine, access)
-            mark = time.time()
-            prepare_database(engine)
-            planned = pipeline.list_ids(services, params)
-            phases["list_ids"] = time.time() - mark
+        mark = time.time()
+        prepare_database(engine)
+        planned = pipeline.open_run(run, engine, lambda: (settings, gitlab_settings))
+        phases["list_ids"] = time.time() - mark
+        with pipeline.Services.open(settings, gitlab_settings, engine) as services:
             mark = time.time()
             with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
-                outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, params), planned["units"]))
+                outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, run.params), planned["units"]))
             phases[f"sync ({len(planned['units'])} units)"] = time.time() - mark
-            hooks: dict = {"missing": 0, "created": [], "failed": {}, "transient": False}
+            hooks = no_hooks()
             if create_hooks:
                 mark = time.time()
-                hooks = pipeline.dispatch_webhooks(services, planned["plan"]["missing_webhook"], params)
+                hooks = pipeline.dispatch_webhooks(services, planned["plan"], run.params)
                 phases["dispatch_webhooks"] = time.time() - mark
-            verdict = pipeline.summarize(planned["plan"], outcomes, hooks, planned["units"])
+            results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
+            verdict = pipeline.close_run(services, run, results)
     finally:
         engine.dispose()
     phases["wall"] = time.time() - started
