@@ -31,7 +31,6 @@ from devstack.project import DAG_ID, prepare_imrt_database, project_stack, sync_
 from e2e_helpers import (
     dag_test_environment,
     last_item_json_commit,
-    load_dag,
     reset_mirror_listener,
     run_dag,
     wait_until,
@@ -170,9 +169,8 @@ def repo_path(project: dict, action: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dag():
+def dag(dag):
     """The DAG with a 1 s retry delay instead of 30 s (exponential): the same two retries, taken in seconds."""
-    dag = load_dag()
     saved = {task.task_id: task.retry_delay for task in dag.tasks}
     for task in dag.tasks:
         task.retry_delay = timedelta(seconds=1)
