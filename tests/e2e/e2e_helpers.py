@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from imrt_sync import DAG_ID
+
 
 def wait_until(condition, timeout: float, what: str):
     """Poll an observable condition until it holds (returns its truthy value) or the deadline passes."""
@@ -18,7 +20,6 @@ def wait_until(condition, timeout: float, what: str):
 
 # --------------------------------------------------------------------------- dag.test() runs (test_faults, test_bad_input)
 
-DAG_ID = "item_synchronization"
 
 
 def load_dag(dag_id: str = DAG_ID):

@@ -1,17 +1,23 @@
 """What the module-scoped fixtures of the real-stack end-to-end tests are made of: a served item bank, an imrt
-database and a started Airflow stack running this repository's DAG and plugin."""
+database and a started Airflow stack running this repository's DAG and plugin.
+
+A module that runs the real stack declares ``STACK = RealStack(...)``; the fixtures ``item_bank``, ``imrt``,
+``stack_root`` and ``stack`` of tests/e2e/conftest.py build it, once per module.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 
-from devstack.airflow_stack import AirflowStack
+from devstack.airflow_stack import AirflowStack, free_port
 from devstack.postgres import ensure_database
 from devstack.project import prepare_imrt_database, project_stack, sync_environment
 from imrt_sync import DAG_ID
@@ -19,6 +25,36 @@ from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 WEBHOOK_URL = "https://imrt.example.org/webHook"
+
+
+@dataclass(frozen=True)
+class RealStack:
+    """One module's real stack: the item bank it serves and how Airflow runs against it.
+
+    ``name`` names its databases (``imrt_<name>_…``, ``airflow_<name>_…``). The bank is ``bank_size`` items of
+    ``group`` generated from ``seed``, served to ``token``; the stack syncs with ``sync_token`` (``token`` when
+    empty). ``hooks_to_self`` points the project hooks at the stack's own /webHook (on a port chosen at start)
+    instead of ``webhook_url``. ``options`` go to ``AirflowStack`` (users, executor, workers, auth_manager, …).
+    """
+
+    name: str
+    group: str
+    token: str
+    bank_size: int
+    seed: int
+    sync_token: str = ""
+    webhook_url: str = WEBHOOK_URL
+    webhook_secret: str = ""
+    hooks_to_self: bool = False
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+    parallelism: int = 4
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class ServedBank(NamedTuple):
+    bank: ItemBank
+    projects: list[dict]
+    server: ItemBankServer
 
 
 def fresh_database(pg_admin_url, prefix: str) -> URL:
@@ -29,14 +65,14 @@ def fresh_database(pg_admin_url, prefix: str) -> URL:
 @contextmanager
 def served_item_bank(
     root: Path, group: str, token: str, count: int, seed: int
-) -> Iterator[tuple[ItemBank, list[dict], ItemBankServer]]:
+) -> Iterator[ServedBank]:
     """A generated bank of ``count`` items in ``group``, served over HTTP to callers that present ``token``."""
     bank = ItemBank(root)
     try:
         bank.create_group(group)
         projects = generate_bank(bank, group, count=count, seed=seed)
         with ItemBankServer(bank, tokens={token}) as server:
-            yield bank, projects, server
+            yield ServedBank(bank, projects, server)
     finally:
         bank.close()
 
@@ -83,6 +119,23 @@ def airflow_stack(
         yield airflow
     finally:
         airflow.stop()
+
+
+@contextmanager
+def started_stack(spec: RealStack, pg_admin_url, root: Path, served: ServedBank, imrt_url) -> Iterator[AirflowStack]:
+    """``spec``'s stack against ``served`` and the database at ``imrt_url``; its start and stop times printed."""
+    webhook_url, options = spec.webhook_url, dict(spec.options)
+    if spec.hooks_to_self:
+        options["api_port"] = free_port()
+        webhook_url = f"http://127.0.0.1:{options['api_port']}/webHook"
+    with airflow_stack(
+        pg_admin_url, root, gitlab_url=served.server.url, gitlab_token=spec.sync_token or spec.token,
+        group=spec.group, imrt_url=imrt_url, metadata_prefix=f"airflow_{spec.name}", webhook_url=webhook_url,
+        webhook_secret=spec.webhook_secret, extra_env=dict(spec.extra_env), parallelism=spec.parallelism, **options,
+    ) as airflow:
+        print(f"\n{spec.name}: AirflowStack.start() {airflow.start_seconds:.1f} s {airflow.timings}")
+        yield airflow
+    print(f"\n{spec.name}: AirflowStack.stop() {airflow.timings['stop']:.1f} s")
 
 
 def unpause_and_finish_scheduled_run(stack: AirflowStack, timeout: float) -> dict:

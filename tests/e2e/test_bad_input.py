@@ -13,7 +13,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from e2e_helpers import dag_test_environment, last_item_json_commit, load_dag, reset_mirror_listener, run_dag, xcom
+from e2e_helpers import dag_test_environment, last_item_json_commit, reset_mirror_listener, run_dag, xcom
 from imrt_sync.config import SyncSettings
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
@@ -70,11 +70,6 @@ ACCEPTED = {
     # Unknown fields: allowed and kept in item_json (imrt_sync.mapping, "Unknown fields are allowed").
     "300009": with_core(document("300009", reviewNotes={"by": "Reviewer R", "tags": ["x", 1]}), futureField=[1, 2]),
 }
-
-
-@pytest.fixture(scope="module")
-def dag():
-    return load_dag()
 
 
 @pytest.fixture

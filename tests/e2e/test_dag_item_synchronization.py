@@ -2,39 +2,21 @@
 
 from __future__ import annotations
 
-import math
-
 import json
-import subprocess
-import sys
-from pathlib import Path
+import math
 
 import pytest
 import sqlalchemy as sa
 
-from devstack.postgres import airflow_connection
-from e2e_helpers import last_item_json_commit
+from e2e_helpers import dag_test_environment, last_item_json_commit, run_dag, xcom
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 GROUP = "iat-test"
 TOKEN = "glpat-e2e-secret-token"
-WEBHOOK_URL = "https://imrt.example.org/webHook"
-WEBHOOK_SECRET = "webhook-e2e-secret"
 BANK_SIZE = 24
-
-
-@pytest.fixture(scope="session")
-def dag():
-    subprocess.run([str(Path(sys.executable).with_name("airflow")), "db", "migrate"], check=True, capture_output=True)
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(REPO_ROOT / "dags"))
-    assert bag.import_errors == {}
-    return bag.dags["item_synchronization"]
 
 
 @pytest.fixture
@@ -47,41 +29,24 @@ def bank(tmp_path):
 
 @pytest.fixture
 def server(bank):
-    with ItemBankServer(bank[0], host="127.0.0.1", port=0, tokens={TOKEN}) as server:
+    with ItemBankServer(bank[0], tokens={TOKEN}) as server:
         yield server
 
 
 @pytest.fixture
 def configured(monkeypatch, server, imrt_db_url, imrt_engine, tmp_path):
     prepare_database(imrt_engine)
-    env = {
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
-            {"conn_type": "http", "host": server.url, "password": TOKEN, "extra": {"timeout": 30, "backoff_factor": 0.05}}
-        ),
-        "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_db_url),
-        "AIRFLOW_VAR_IMRT_GITLAB_GROUP": GROUP,
-        "AIRFLOW_VAR_IMRT_WEBHOOK_URL": WEBHOOK_URL,
-        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "AIRFLOW_VAR_IMRT_GIT_CACHE_DIR": str(tmp_path / "git-cache"),
-        "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP": "true",
-    }
+    env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url,
+                               git_cache_dir=tmp_path / "git-cache")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
 
 
 def run(dag, **conf):
-    from airflow.models import TaskInstance
-    from airflow.utils.session import create_session
-
-    # Always the whole conf: dag.test() on a shared DAG object keeps the previous run's conf otherwise.
-    dag_run = dag.test(run_conf={"mode": "incremental", "item_ids": None, "dry_run": False, **conf})
-    with create_session() as session:
-        tis = session.scalars(
-            sa.select(TaskInstance).where(TaskInstance.dag_id == dag.dag_id, TaskInstance.run_id == dag_run.run_id)
-        ).all()
-        states = {(ti.task_id, ti.map_index): (ti.state, ti.rendered_map_index) for ti in tis}
-    return dag_run, states
+    """``run_dag``, its task instances as (state, label) by (task_id, map_index)."""
+    dag_run, instances = run_dag(dag, **conf)
+    return dag_run, {key: (ti["state"], ti["label"]) for key, ti in instances.items()}
 
 
 def mapped(states, task_id="sync"):
@@ -107,7 +72,8 @@ def test_first_sync_then_incremental_then_nothing_to_do(dag, configured, bank, s
         observed = dict(conn.execute(sa.text("SELECT project_id, head_sha FROM imrt_project_head")).all())
     assert recorded == {p["id"]: last_item_json_commit(item_bank, p["id"]) for p in projects}
     assert observed == {p["id"]: item_bank.head(p["id"]) for p in projects}
-    assert all(h["url"] == WEBHOOK_URL and h["token"] == WEBHOOK_SECRET for p in projects for h in item_bank.hooks(p["id"]))
+    hook = (configured["AIRFLOW_VAR_IMRT_WEBHOOK_URL"], configured["AIRFLOW_VAR_IMRT_WEBHOOK_SECRET"])
+    assert all((h["url"], h["token"]) == hook for p in projects for h in item_bank.hooks(p["id"]))
     assert all(len(item_bank.hooks(p["id"])) == 1 for p in projects)
 
     changed = projects[:3]
@@ -252,15 +218,7 @@ def test_malformed_item_json_fails_that_item_only(dag, configured, bank, imrt_en
 
 def _summary_message(dag, dag_run) -> str:
     """The exit message the summary task published (also when it failed the run)."""
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        value = session.scalars(sa.select(XComModel.value).where(
-            XComModel.dag_id == dag.dag_id, XComModel.run_id == dag_run.run_id,
-            XComModel.task_id == "summary", XComModel.key == "outcome",
-        )).one()
-    verdict = json.loads(value) if isinstance(value, str) else value
+    verdict = xcom(dag_run, "summary", "outcome")
     assert verdict["status"] == ("COMPLETED" if dag_run.state == "success" else "FAILED")
     return verdict["message"]
 
@@ -304,7 +262,8 @@ def test_missing_webhooks_are_created_and_counted(dag, configured, bank, imrt_en
     for p in projects:
         hooks = item_bank.hooks(p["id"])
         assert len(hooks) == 1
-        assert hooks[0]["url"] == WEBHOOK_URL and hooks[0]["push_events"] and hooks[0]["enable_ssl_verification"]
+        assert hooks[0]["url"] == configured["AIRFLOW_VAR_IMRT_WEBHOOK_URL"]
+        assert hooks[0]["push_events"] and hooks[0]["enable_ssl_verification"]
 
 
 def test_above_the_bound_ids_are_batched_into_labelled_ranges(dag, configured, bank, monkeypatch, imrt_engine):

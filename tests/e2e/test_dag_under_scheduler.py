@@ -13,58 +13,28 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
-from stack_fixtures import airflow_stack, fresh_database, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
-GROUP = "iat-sched"
-TOKEN = "glpat-scheduler-e2e-token"
 BANK_SIZE = 30
+STACK = RealStack(name="sched", group="iat-sched", token="glpat-scheduler-e2e-token", bank_size=BANK_SIZE, seed=11,
+                  webhook_secret="scheduler-e2e-webhook-secret")
 
 
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=11) as served:
-        yield served
+def count(imrt, sql: str) -> int:
+    with imrt.connect() as conn:
+        return conn.scalar(sa.text(sql))
 
 
-@pytest.fixture(scope="module")
-def imrt_url(pg_admin_url):
-    return fresh_database(pg_admin_url, "imrt_sched")
+def execution_of(imrt, run_id: str) -> int:
+    with imrt.connect() as conn:
+        return conn.scalar(sa.text(
+            "SELECT job_execution_id FROM batch_job_execution_context WHERE short_context LIKE :run"
+        ), {"run": f'%"{run_id}"%'})
 
 
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt_url, metadata_prefix="airflow_sched", webhook_secret="scheduler-e2e-webhook-secret",
-        parallelism=4,
-    ) as airflow:
-        yield airflow
-
-
-def count(url, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(sa.text(sql))
-    finally:
-        engine.dispose()
-
-
-def execution_of(url, run_id: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(sa.text(
-                "SELECT job_execution_id FROM batch_job_execution_context WHERE short_context LIKE :run"
-            ), {"run": f'%"{run_id}"%'})
-    finally:
-        engine.dispose()
-
-
-def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
+def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt):
     bank, projects, _ = item_bank
     unauthenticated = stack.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token="", json={"logical_date": None})
     assert unauthenticated.status_code == 401
@@ -76,7 +46,7 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     scheduled = runs[0]
     assert scheduled["run_type"] == "scheduled"
     assert stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], timeout=400) == "success"
-    assert count(imrt_url, "SELECT count(*) FROM item") == BANK_SIZE
+    assert count(imrt, "SELECT count(*) FROM item") == BANK_SIZE
     sync_tis = [ti for ti in stack.task_instances(DAG_ID, scheduled["dag_run_id"]) if ti["task_id"] == "sync"]
     assert sorted(ti["rendered_map_index"] for ti in sync_tis) == sorted(p["path"] for p in projects)
 
@@ -96,11 +66,11 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
 
     instances = {ti["rendered_map_index"]: ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"}
     assert sorted(instances) == sorted(p["path"] for p in changed)
-    assert count(imrt_url, "SELECT count(*) FROM item WHERE workflow_status = 'Approved' AND updated_by = 'Rest R'") == 2
+    assert count(imrt, "SELECT count(*) FROM item WHERE workflow_status = 'Approved' AND updated_by = 'Rest R'") == 2
     sync_log = stack.task_log(DAG_ID, run_id, "sync", map_index=instances[changed[0]["path"]]["map_index"])
     assert "ITEM EVENT type: ITEM_UPDATED key: " in sync_log and f"itemId: {changed[0]['path']}" in sync_log
     summary_log = stack.task_log(DAG_ID, run_id, "summary")
-    execution_id = execution_of(imrt_url, run_id)
+    execution_id = execution_of(imrt, run_id)
     assert (
         f"Item Synchronization Process complete.  Job execution id: {execution_id}, exit status code: COMPLETED, "
         f"exit message: Total item bank ids: {BANK_SIZE}, number of items requiring project webhook: 0, "
@@ -109,5 +79,5 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt_url):
     list_log = stack.task_log(DAG_ID, run_id, "list_ids")
     assert "getting item bank ids from source control" in list_log
     assert f"retrieved {BANK_SIZE} item bank ids from source control in " in list_log
-    for secret in (TOKEN, "scheduler-e2e-webhook-secret"):
+    for secret in (STACK.token, STACK.webhook_secret):
         assert secret not in sync_log + summary_log + list_log

@@ -24,11 +24,10 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from devstack.airflow_stack import free_port
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from itembank_server.users import DEVELOPER, MAINTAINER
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -43,50 +42,35 @@ LATENCY_ITEMS = 5
 # Small retry settings (Airflow variables imrt_webhook_*; sweeper period [imrt] webhook_sweep_seconds).
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS, MAX_ATTEMPTS, SWEEP_SECONDS = 2, 8, 3, 1
 LOST_ACCESS = "not readable"
+STACK = RealStack(
+    name="safety", group=GROUP, token=ROOT_TOKEN, bank_size=BANK_SIZE, seed=12, sync_token=SYNC_TOKEN,
+    webhook_secret=SECRET, hooks_to_self=True,
+    extra_env={
+        "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
+        "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_MAX_SECONDS": str(RETRY_MAX_SECONDS),
+        "AIRFLOW_VAR_IMRT_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
+        "AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": str(SWEEP_SECONDS),
+    },
+)
 
 
 @pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, ROOT_TOKEN, count=BANK_SIZE, seed=12) as served:
-        bank, _, _ = served
-        users = {}
-        for username, token, level in (("imrt-sync", SYNC_TOKEN, MAINTAINER), ("dev", DEV_TOKEN, DEVELOPER)):
-            user = bank.create_user(username)
-            bank.add_token(user["id"], token)
-            bank.add_member(GROUP, user["id"], level)
-            users[username] = user
-        yield (*served, users)
+def users(item_bank) -> dict[str, dict]:
+    """The sync user (Maintainer) and a developer, members of the group, each with its own token."""
+    found = {}
+    for username, token, level in (("imrt-sync", SYNC_TOKEN, MAINTAINER), ("dev", DEV_TOKEN, DEVELOPER)):
+        user = item_bank.bank.create_user(username)
+        item_bank.bank.add_token(user["id"], token)
+        item_bank.bank.add_member(GROUP, user["id"], level)
+        found[username] = user
+    return found
 
 
 @pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_safety") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    _, _, server, _ = item_bank
-    api_port = free_port()
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=SYNC_TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_safety", webhook_url=f"http://127.0.0.1:{api_port}/webHook",
-        webhook_secret=SECRET, api_port=api_port, parallelism=4,
-        extra_env={
-            "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
-            "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_MAX_SECONDS": str(RETRY_MAX_SECONDS),
-            "AIRFLOW_VAR_IMRT_WEBHOOK_MAX_ATTEMPTS": str(MAX_ATTEMPTS),
-            "AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": str(SWEEP_SECONDS),
-        },
-    ) as airflow:
-        yield airflow
-
-
-@pytest.fixture(scope="module")
-def synced(stack, item_bank):
-    """The first full sync, which also creates the project hooks pointing at the stack's /webHook."""
+def synced(users, stack, item_bank):
+    """The first full sync (as the sync user), which also creates the project hooks pointing at the stack's /webHook."""
     run = unpause_and_finish_scheduled_run(stack, timeout=300)
-    bank, projects, _, _ = item_bank
+    bank, projects, _ = item_bank
     hook_url = f"{stack.url}/webHook"
     assert all([h["url"] for h in bank.hooks(p["id"])] == [hook_url] for p in projects)
     return run
@@ -94,7 +78,7 @@ def synced(stack, item_bank):
 
 @pytest.fixture(scope="module")
 def root_api(item_bank):
-    _, _, server, _ = item_bank
+    _, _, server = item_bank
     session = requests.Session()
     session.headers["PRIVATE-TOKEN"] = ROOT_TOKEN
     session.base = f"{server.url}/api/v4"
@@ -260,7 +244,7 @@ class HeadWatcher:
 
 def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(stack, synced, item_bank, imrt, tmp_path,
                                                                    record_property):
-    bank, projects, server, _ = item_bank
+    bank, projects, server = item_bank
     checkouts = [Checkout(server, project, tmp_path) for project in projects[:LATENCY_ITEMS]]
     pushed: list[tuple[int, str, str, float]] = []  # (project id, sha, status, when git push returned)
     with HeadWatcher(imrt) as watcher:
@@ -305,8 +289,9 @@ def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(stack, synced,
           f"max {max(latencies):.2f} s; {len({e['run_id'] for e in recorded})} webhook runs")
 
 
-def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, item_bank, imrt, root_api, tmp_path):
-    bank, projects, server, users = item_bank
+def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, item_bank, users, imrt, root_api,
+                                                                 tmp_path):
+    bank, projects, server = item_bank
     wait_until(lambda: no_active_run(stack), 300, "no active run")
     rows_before, heads_before = item_ids(imrt), heads(imrt)
     assert len(rows_before) == BANK_SIZE
@@ -356,13 +341,13 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, 
     assert doomed["id"] not in heads(imrt)
 
 
-def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(stack, synced, item_bank, imrt,
+def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(stack, synced, item_bank, users, imrt,
                                                                                  root_api, tmp_path):
     """One push event, no access: MAX_ATTEMPTS (3) webhook__ runs take an attempt, spaced by at least the back-off,
     and at most K = 2 * MAX_ATTEMPTS (6) webhook__ runs start (each attempt's run, plus at most one empty run that
     the sweeper starts while that run is running but has not yet claimed the event) in T = the time until the event
     fails plus a quiet window of 2 * RETRY_MAX_SECONDS + 4 sweeps (20 s)."""
-    bank, projects, server, users = item_bank
+    bank, projects, server = item_bank
     wait_until(lambda: no_active_run(stack), 300, "no active run")
     checkout = Checkout(server, projects[8], tmp_path)
     before = {r["dag_run_id"] for r in webhook_runs(stack)}

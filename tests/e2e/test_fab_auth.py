@@ -17,29 +17,23 @@ import requests
 
 from imrt_sync import DAG_ID
 from imrt_compat.roles import AUTOMATION_ROLE
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
-GROUP = "iat-fab"
-TOKEN = "glpat-fab-auth-token"
 USERS = {"admin": "Admin", "automation": AUTOMATION_ROLE, "viewer": "Viewer"}
 DAG = f"/api/v2/dags/{DAG_ID}"
 
 
+STACK = RealStack(name="fab", group="iat-fab", token="glpat-fab-auth-token", bank_size=3, seed=14,
+                  options={"users": USERS, "auth_manager": "fab"})
+
+
 @pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory):
-    root = tmp_path_factory.mktemp("fab")
-    with (
-        served_item_bank(tmp_path_factory.mktemp("fab-bank"), GROUP, TOKEN, count=3, seed=14) as (_, _, server),
-        imrt_database(pg_admin_url, "imrt_fab") as imrt,
-        airflow_stack(
-            pg_admin_url, root, gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=imrt.url,
-            metadata_prefix="airflow_fab", users=USERS, auth_manager="fab", parallelism=4,
-        ) as airflow,
-    ):
-        unpause_and_finish_scheduled_run(airflow, timeout=300)  # POST /sync answers 409 while paused or running
-        yield airflow
+def stack(stack):
+    """The module's stack, unpaused, its scheduled run finished: POST /sync answers 409 while paused or running."""
+    unpause_and_finish_scheduled_run(stack, timeout=300)
+    return stack
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,6 @@ from imrt_sync import DAG_ID
 from e2e_helpers import (
     dag_test_environment,
     last_item_json_commit,
-    load_dag,
     reset_mirror_listener,
     run_dag,
     wait_until,
@@ -171,9 +170,8 @@ def repo_path(project: dict, action: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def dag():
+def dag(dag):
     """The DAG with a 1 s retry delay instead of 30 s (exponential): the same two retries, taken in seconds."""
-    dag = load_dag()
     saved = {task.task_id: task.retry_delay for task in dag.tasks}
     for task in dag.tasks:
         task.retry_delay = timedelta(seconds=1)

@@ -13,51 +13,26 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from itembank_server import make_item_document
-from stack_fixtures import airflow_stack, fresh_database, served_item_bank, unpause_and_finish_scheduled_run
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
 GROUP = "iat-creating"
-TOKEN = "glpat-creating-e2e-token"
 BANK_SIZE = 3
 RUN_TIMEOUT = 400
+STACK = RealStack(name="creating", group=GROUP, token="glpat-creating-e2e-token", bank_size=BANK_SIZE, seed=13,
+                  webhook_secret="creating-e2e-webhook-secret")
 
 
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=13) as served:
-        yield served
+def query(imrt, sql: str, **params) -> list[tuple]:
+    with imrt.connect() as conn:
+        return [tuple(row) for row in conn.execute(sa.text(sql), params)]
 
 
-@pytest.fixture(scope="module")
-def imrt_url(pg_admin_url):
-    return fresh_database(pg_admin_url, "imrt_creating")
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt_url, metadata_prefix="airflow_creating", webhook_secret="creating-e2e-webhook-secret",
-        parallelism=4,
-    ) as airflow:
-        yield airflow
-
-
-def query(url, sql: str, **params) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(sa.text(sql), params)]
-    finally:
-        engine.dispose()
-
-
-def item_state(url, project_id: int) -> tuple | None:
+def item_state(imrt, project_id: int) -> tuple | None:
     """(is_being_created, ingest_source, current_commit_hash, workflow_status, key) of the project's item."""
     rows = query(
-        url,
+        imrt,
         "SELECT i.is_being_created, g.ingest_source, g.current_commit_hash, i.workflow_status, i.key"
         " FROM item_git g JOIN item i ON i.key = g.item_key WHERE g.project_id = :pid",
         pid=project_id,
@@ -65,8 +40,8 @@ def item_state(url, project_id: int) -> tuple | None:
     return rows[0] if rows else None
 
 
-def logged_sources(url, key: int) -> dict[str, str]:
-    return dict(query(url, "SELECT commit_hash, ingest_source FROM item_log WHERE item_key = :key", key=key))
+def logged_sources(imrt, key: int) -> dict[str, str]:
+    return dict(query(imrt, "SELECT commit_hash, ingest_source FROM item_log WHERE item_key = :key", key=key))
 
 
 def run(stack) -> tuple[str, str, list[str]]:
@@ -77,9 +52,9 @@ def run(stack) -> tuple[str, str, list[str]]:
     return run_id, state, synced
 
 
-def exit_message(url, run_id: str) -> tuple[str, str]:
+def exit_message(imrt, run_id: str) -> tuple[str, str]:
     return query(
-        url,
+        imrt,
         "SELECT e.exit_code, e.exit_message FROM batch_job_execution e"
         " JOIN batch_job_execution_context c USING (job_execution_id) WHERE c.short_context LIKE :run",
         run=f'%"{run_id}"%',
@@ -92,10 +67,10 @@ def document(item_id: str, status: str) -> dict:
     return doc
 
 
-def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(stack, item_bank, imrt_url):
+def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(stack, item_bank, imrt):
     bank, _, _ = item_bank
     unpause_and_finish_scheduled_run(stack, timeout=RUN_TIMEOUT)
-    assert query(imrt_url, "SELECT count(*) FROM item WHERE is_being_created") == [(0,)]
+    assert query(imrt, "SELECT count(*) FROM item WHERE is_being_created") == [(0,)]
 
     # Created: item.json only on create_jdoe (the default branch has a README).
     jdoe = bank.create_project(GROUP, "300001", files={"README.md": "# Item 300001\n"}, author_name="Jo Doe")
@@ -106,33 +81,33 @@ def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(
     bank.push_commit(both["id"], files={"item.json": document("300003", "Zed")}, branch="create_zed")
     bob_sha = bank.push_commit(both["id"], files={"item.json": document("300003", "Bob")}, branch="create_bob")
     run_id, state, synced = run(stack)
-    assert state == "success", exit_message(imrt_url, run_id)
+    assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300001", "300003"]
-    is_being_created, source, commit, status, key = item_state(imrt_url, jdoe["id"])
+    is_being_created, source, commit, status, key = item_state(imrt, jdoe["id"])
     assert (is_being_created, source, commit, status) == (True, "create_jdoe", created_sha, "Draft")
-    assert logged_sources(imrt_url, key) == {created_sha: "create_jdoe"}
-    assert item_state(imrt_url, both["id"])[:4] == (True, "create_bob", bob_sha, "Bob")
+    assert logged_sources(imrt, key) == {created_sha: "create_jdoe"}
+    assert item_state(imrt, both["id"])[:4] == (True, "create_bob", bob_sha, "Bob")
 
     # A push to the create branch: the default branch does not move, the next run still syncs it.
     review_sha = bank.push_commit(jdoe["id"], files={"item.json": document("300001", "InternalReview")},
                                   branch="create_jdoe", message="Review", author_name="Rae Reviewer")
     run_id, state, synced = run(stack)
-    assert state == "success", exit_message(imrt_url, run_id)
+    assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300001"]
-    assert item_state(imrt_url, jdoe["id"]) == (True, "create_jdoe", review_sha, "InternalReview", key)
-    assert query(imrt_url, "SELECT updated_by FROM item WHERE key = :key", key=key) == [("Rae Reviewer",)]
+    assert item_state(imrt, jdoe["id"]) == (True, "create_jdoe", review_sha, "InternalReview", key)
+    assert query(imrt, "SELECT updated_by FROM item WHERE key = :key", key=key) == [("Rae Reviewer",)]
 
     # Published: item.json on the default branch; the item is a normal one, same key, its history continued.
     published_sha = bank.push_commit(jdoe["id"], files={"item.json": document("300001", "Published")},
                                      message="Publish item", author_name="Jo Doe")
     run_id, state, synced = run(stack)
-    assert state == "success", exit_message(imrt_url, run_id)
+    assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300001"]
-    assert item_state(imrt_url, jdoe["id"]) == (False, jdoe["default_branch"], published_sha, "Published", key)
-    assert logged_sources(imrt_url, key) == {
+    assert item_state(imrt, jdoe["id"]) == (False, jdoe["default_branch"], published_sha, "Published", key)
+    assert logged_sources(imrt, key) == {
         created_sha: "create_jdoe", review_sha: "create_jdoe", published_sha: jdoe["default_branch"]
     }
-    assert query(imrt_url, "SELECT source_head_sha FROM imrt_project_head WHERE project_id = :p", p=jdoe["id"]) == [
+    assert query(imrt, "SELECT source_head_sha FROM imrt_project_head WHERE project_id = :p", p=jdoe["id"]) == [
         (None,)
     ]
 
@@ -141,17 +116,17 @@ def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(
     run_id, state, synced = run(stack)
     assert state == "failed"
     assert synced == ["300002"]
-    code, message = exit_message(imrt_url, run_id)
+    code, message = exit_message(imrt, run_id)
     assert code == "FAILED"
     assert f"project {nowhere['id']}: Unable to find create_<user> branch for itemBankId {nowhere['id']}" in message
-    assert item_state(imrt_url, nowhere["id"]) is None
+    assert item_state(imrt, nowhere["id"]) is None
 
     # Deleted: the item still being created goes like any other (and the failing project with it).
     bank.delete_project(both["id"])
     bank.delete_project(nowhere["id"])
     run_id, state, synced = run(stack)
-    assert state == "success", exit_message(imrt_url, run_id)
+    assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300003"]  # one unit deletes the item, labelled with its item id
-    assert item_state(imrt_url, both["id"]) is None
-    assert query(imrt_url, "SELECT count(*) FROM item WHERE id = 300003") == [(0,)]
-    assert query(imrt_url, "SELECT count(*) FROM item") == [(BANK_SIZE + 1,)]
+    assert item_state(imrt, both["id"]) is None
+    assert query(imrt, "SELECT count(*) FROM item WHERE id = 300003") == [(0,)]
+    assert query(imrt, "SELECT count(*) FROM item") == [(BANK_SIZE + 1,)]

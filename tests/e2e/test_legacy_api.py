@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -27,29 +27,8 @@ GROUP = "iat-legacy"
 TOKEN = "glpat-legacy-api-token"
 BANK_SIZE = 8
 RUNBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "runbook.md"  # a copy; see tests/test_fixtures.py
-
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=5) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_legacy") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_legacy", users={"admin": "admin", "viewer": "viewer"},
-        parallelism=4,
-    ) as airflow:
-        yield airflow
+STACK = RealStack(name="legacy", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=5,
+                  options={"users": {"admin": "admin", "viewer": "viewer"}})
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from itembank_server import ItemBank
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -30,29 +30,8 @@ SECRET = "whsec-load-" + uuid.uuid4().hex
 BANK_SIZE = 2000
 PUSHES_PER_SECOND = 5
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
-
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=21) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_load") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_load", webhook_secret=SECRET,
-        extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "5"}, parallelism=4,
-    ) as airflow:
-        yield airflow
+STACK = RealStack(name="load", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=21, webhook_secret=SECRET,
+                  extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "5"})
 
 
 class Pusher:

@@ -22,7 +22,7 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from e2e_helpers import PluginRoute, plugin_class, plugin_routes, wait_until
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -46,29 +46,11 @@ def test_the_known_routes_are_discovered():
 
 # ------------------------------------------------------------------------------------------------ the stack
 
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=23) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_requests") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_requests", webhook_secret=HOOK_SECRET,
-        extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # every run here is one a request made
-        users={"admin": "admin", "viewer": "viewer"}, parallelism=4,
-    ) as airflow:
-        yield airflow
+STACK = RealStack(
+    name="requests", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=23, webhook_secret=HOOK_SECRET,
+    extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # every run here is one a request made
+    options={"users": {"admin": "admin", "viewer": "viewer"}},
+)
 
 
 @pytest.fixture(scope="module")

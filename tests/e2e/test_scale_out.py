@@ -17,40 +17,20 @@ import sqlalchemy as sa
 
 from devstack.project import worker_git_cache
 from imrt_sync import DAG_ID
-from stack_fixtures import airflow_stack, fresh_database, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
-GROUP = "iat-scale"
 TOKEN = "glpat-scale-out-e2e-token"
 BANK_SIZE = 500
 MAP_BOUND = 12  # 500 items -> 12 units of at most 42 items: few task instances, work for both workers
 RUN_TIMEOUT = 600
-
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=17) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def imrt_url(pg_admin_url):
-    return fresh_database(pg_admin_url, "imrt_scale")
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt_url):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt_url, metadata_prefix="airflow_scale", webhook_secret="scale-out-e2e-webhook-secret",
-        extra_env={"AIRFLOW_VAR_IMRT_MAP_BOUND": str(MAP_BOUND), "AIRFLOW_VAR_IMRT_BATCH_SIZE": "1"},
-        executor="EdgeExecutor", workers=2, worker_env=worker_git_cache, parallelism=4,
-    ) as airflow:
-        print(f"\nAirflowStack.start() with 2 edge workers: {airflow.start_seconds:.1f} s {airflow.timings}")
-        yield airflow
-    print(f"\nAirflowStack.stop() with 2 edge workers: {airflow.timings['stop']:.1f} s")
+STACK = RealStack(
+    name="scale", group="iat-scale", token=TOKEN, bank_size=BANK_SIZE, seed=17,
+    webhook_secret="scale-out-e2e-webhook-secret",
+    extra_env={"AIRFLOW_VAR_IMRT_MAP_BOUND": str(MAP_BOUND), "AIRFLOW_VAR_IMRT_BATCH_SIZE": "1"},
+    options={"executor": "EdgeExecutor", "workers": 2, "worker_env": worker_git_cache},
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,13 +70,9 @@ def sync_instances(stack, full_run):
     return [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"]
 
 
-def count(url, sql: str) -> int:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(sa.text(sql))
-    finally:
-        engine.dispose()
+def count(imrt, sql: str) -> int:
+    with imrt.connect() as conn:
+        return conn.scalar(sa.text(sql))
 
 
 def task_log_files(logs_dir: Path, run_id: str, map_index: int) -> list[Path]:
@@ -112,10 +88,10 @@ def test_edge_workers_are_registered_with_the_api_server(stack):
     assert "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN" not in stack.component_environment("edge-worker-1")
 
 
-def test_full_sync_succeeds_and_writes_every_item(full_run, imrt_url):
+def test_full_sync_succeeds_and_writes_every_item(full_run, imrt):
     _, state = full_run
     assert state == "success"
-    assert count(imrt_url, "SELECT count(*) FROM item") == BANK_SIZE
+    assert count(imrt, "SELECT count(*) FROM item") == BANK_SIZE
 
 
 def test_sync_is_mapped_over_a_bounded_number_of_units(sync_instances):

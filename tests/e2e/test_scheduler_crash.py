@@ -12,39 +12,19 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
-GROUP = "iat-crash"
-TOKEN = "glpat-crash-token"
 BANK_SIZE = 6
-
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=3) as (_, _, server):
-        yield server
-
-
-@pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_crash") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    heartbeat_env = {
+STACK = RealStack(
+    name="crash", group="iat-crash", token="glpat-crash-token", bank_size=BANK_SIZE, seed=3,
+    extra_env={
         # A task whose process died is noticed after this many seconds without a heartbeat.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
         "AIRFLOW__SCHEDULER__ORPHANED_TASKS_CHECK_INTERVAL": "10",
-    }
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=item_bank.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_crash", extra_env=heartbeat_env, parallelism=4,
-    ) as airflow:
-        yield airflow
+    },
+)
 
 
 def task_state(stack, run_id: str, task_id: str) -> str | None:
@@ -52,12 +32,13 @@ def task_state(stack, run_id: str, task_id: str) -> str | None:
 
 
 def test_a_run_survives_a_scheduler_crash_and_its_row_ends_truthfully(stack, item_bank, imrt):
-    item_bank.faults.add("GET /api/v4/groups/:id/projects", "latency", seconds=30, times=1)
+    server = item_bank.server
+    server.faults.add("GET /api/v4/groups/:id/projects", "latency", seconds=30, times=1)
     stack.unpause(DAG_ID)
     run = wait_until(lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"], 60, "a run")[0]
     run_id = run["dag_run_id"]
     wait_until(lambda: task_state(stack, run_id, "list_ids") == "running", 60, "list_ids to be running")
-    wait_until(lambda: item_bank.counters().get("GET /api/v4/groups/:id/projects"), 30, "the listing to start")
+    wait_until(lambda: server.counters().get("GET /api/v4/groups/:id/projects"), 30, "the listing to start")
 
     stack.kill("scheduler")
     with imrt.connect() as conn:

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from devstack.postgres import sqlalchemy_url
 from imrt_sync import DAG_ID
 from e2e_helpers import plugin_routes, wait_until
-from stack_fixtures import airflow_stack, served_item_bank
+from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -206,13 +206,20 @@ class CommandLineSampler(threading.Thread):
         self.join(timeout=30)
 
 
+STACK = RealStack(
+    name="sec", group=GROUP, token=GITLAB_TOKEN, bank_size=BANK_SIZE, seed=17, webhook_url=WEBHOOK_URL,
+    webhook_secret=WEBHOOK_SECRET,
+    extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # only the run the test triggers
+)
+
+
 @pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, GITLAB_TOKEN, count=BANK_SIZE, seed=17) as served:
-        bank, projects, _ = served
-        broken = projects[BROKEN]
-        bank.push_commit(broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]}, message="broken")
-        yield served
+def item_bank(item_bank):
+    """The module's bank, one item of it broken."""
+    broken = item_bank.projects[BROKEN]
+    item_bank.bank.push_commit(broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]},
+                               message="broken")
+    return item_bank
 
 
 @pytest.fixture(scope="module")
@@ -232,23 +239,6 @@ def imrt(pg_admin_url):
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{role}" WITH (FORCE)'))
             conn.execute(sa.text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("secure-stack")
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, root, item_bank, imrt):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, root, gitlab_url=server.url, gitlab_token=GITLAB_TOKEN, group=GROUP, imrt_url=imrt.url,
-        metadata_prefix="airflow_sec", webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET,
-        extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # only the run the test triggers
-        parallelism=4,
-    ) as airflow:
-        yield airflow
 
 
 @pytest.fixture(scope="module")
@@ -326,7 +316,7 @@ def test_the_run_used_every_secret_and_went_through_its_error_paths(stack, synce
     assert str(broken["id"]) in row["exit_message"] and "item.json" in row["exit_message"]
 
 
-def test_no_secret_in_anything_the_run_produced(stack, synced, root, imrt):
+def test_no_secret_in_anything_the_run_produced(stack, synced, stack_root, imrt):
     run_id = synced["run_id"]
     execution = _ended_execution(imrt, run_id)
     token = stack.token("admin")
@@ -335,7 +325,7 @@ def test_no_secret_in_anything_the_run_produced(stack, synced, root, imrt):
 
     found: list[str] = []
     # Every file the stack wrote: task logs (all tries, all map indexes), component logs, the git cache, config.
-    files = dict(files_under(root))
+    files = dict(files_under(stack_root))
     found += find_secrets(files.items())
     attempts = {
         (p.parent.parent.name if p.parent.name.startswith("map_index=") else p.parent.name,
@@ -369,8 +359,8 @@ def test_no_secret_in_anything_the_run_produced(stack, synced, root, imrt):
     assert found == []
 
 
-def test_git_credentials_never_reach_a_repository_config(synced, root):
-    cache = root / "git-cache"
+def test_git_credentials_never_reach_a_repository_config(synced, stack_root):
+    cache = stack_root / "git-cache"
     configs = sorted(cache.rglob("config"))
     assert len(configs) == BANK_SIZE, configs  # one bare repository per item
     found = find_secrets((str(c), c.read_bytes()) for c in configs)
@@ -391,7 +381,7 @@ def test_the_token_is_never_on_a_command_line(synced, item_bank):
     assert found == []
 
 
-def test_the_search_finds_planted_secrets(stack, synced, root, imrt):
+def test_the_search_finds_planted_secrets(stack, synced, stack_root, imrt):
     """Each kind of place searched above, with a secret planted in it, is reported."""
     # The forms: in text, in a git Authorization header, in base64 at any alignment, URL-encoded, uppercase.
     header = "Authorization: Basic " + base64.b64encode(f"oauth2:{GITLAB_TOKEN}".encode()).decode()
@@ -421,7 +411,7 @@ def test_the_search_finds_planted_secrets(stack, synced, root, imrt):
     planted_log.parent.mkdir(parents=True)
     planted_log.write_text(json.dumps({"event": f"token {GITLAB_TOKEN}"}) + "\n")
     try:
-        assert any(str(planted_log) in f for f in find_secrets(files_under(root)))
+        assert any(str(planted_log) in f for f in find_secrets(files_under(stack_root)))
     finally:
         planted_log.unlink()
 

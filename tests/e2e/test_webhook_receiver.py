@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from itembank_server import ItemBank, make_item_document
-from stack_fixtures import airflow_stack, imrt_database, served_item_bank, unpause_and_finish_scheduled_run
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -29,30 +29,10 @@ PREVIOUS_SECRET = "whsec-hooks-previous-" + uuid.uuid4().hex  # a rotation in pr
 BANK_SIZE = 6
 HOOK_URL = "https://imrt.example.org/webHook"
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
-
-
-@pytest.fixture(scope="module")
-def item_bank(tmp_path_factory):
-    with served_item_bank(tmp_path_factory.mktemp("bank"), GROUP, TOKEN, count=BANK_SIZE, seed=11) as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def imrt(pg_admin_url):
-    with imrt_database(pg_admin_url, "imrt_hooks") as engine:
-        yield engine
-
-
-@pytest.fixture(scope="module")
-def stack(pg_admin_url, tmp_path_factory, item_bank, imrt):
-    _, _, server = item_bank
-    with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("stack"), gitlab_url=server.url, gitlab_token=TOKEN, group=GROUP,
-        imrt_url=imrt.url, metadata_prefix="airflow_hooks", webhook_url=HOOK_URL, webhook_secret=SECRET,
-        extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3",
-                   "AIRFLOW_VAR_IMRT_WEBHOOK_PREVIOUS_SECRET": PREVIOUS_SECRET}, parallelism=4,
-    ) as airflow:
-        yield airflow
+STACK = RealStack(
+    name="hooks", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=11, webhook_url=HOOK_URL, webhook_secret=SECRET,
+    extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3", "AIRFLOW_VAR_IMRT_WEBHOOK_PREVIOUS_SECRET": PREVIOUS_SECRET},
+)
 
 
 @pytest.fixture(scope="module")

@@ -12,30 +12,13 @@ import requests
 from imrt_sync.config import GitLabSettings, InsecureGitLabURL
 from imrt_sync.gitlab import GitLabClient, GitLabError, GroupNotReadable
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
-from itembank_server import ItemBank, ItemBankServer
+from itembank_server import ItemBankServer
 
 TOKEN = "glpat-client-test-token"
 GROUP = "iat-client"
 PROJECTS = 230  # three keyset pages of 100, then the empty page that ends a keyset listing
 LISTING_REQUESTS = 4
-
-
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    bank.create_group("iat-client-old")
-    for n in range(PROJECTS):
-        bank.create_project(GROUP, str(300000 + n))
-    bank.create_project("iat-client-old", "399999")
-    yield bank
-    bank.close()
-
-
-@pytest.fixture
-def server(bank):
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield server
+BANK = {GROUP: [str(300000 + n) for n in range(PROJECTS)], "iat-client-old": ["399999"]}
 
 
 def client(server, token=TOKEN, **overrides) -> GitLabClient:

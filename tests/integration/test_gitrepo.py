@@ -7,23 +7,10 @@ from datetime import datetime, timezone
 import pytest
 
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, first_create_branch, remote_head, remote_heads
-from itembank_server import ItemBank, ItemBankServer
+from itembank_server import ItemBankServer
 
 TOKEN = "glpat-git-test-token-value"
-
-
-@pytest.fixture
-def bank(tmp_path):
-    bank = ItemBank(tmp_path / "bank")
-    bank.create_group("iat-git")
-    yield bank
-    bank.close()
-
-
-@pytest.fixture
-def server(bank):
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield server
+BANK = {"iat-git": []}  # each test makes its own project
 
 
 def repo_url(server, project) -> str:
@@ -97,11 +84,11 @@ def test_a_fetch_that_fails_once_is_retried_from_a_clean_clone(bank, server, tmp
 def test_one_ref_advertisement_gives_every_branch_and_the_create_branch_is_fetched_beside_the_default(
     bank, server, tmp_path
 ):
-    project = bank.create_project("iat-git", "205031", files={"README.md": "# Item 205031\n"}, committed_at=when(1))
+    project = bank.create_project("iat-git", "205033", files={"README.md": "# Item 205033\n"}, committed_at=when(1))
     readme = bank.head(project["id"])
-    on_bob = bank.push_commit(project["id"], files={"item.json": {"id": "205031"}}, branch="create_bob",
+    on_bob = bank.push_commit(project["id"], files={"item.json": {"id": "205033"}}, branch="create_bob",
                               committed_at=when(2))
-    on_ann = bank.push_commit(project["id"], files={"item.json": {"id": "205031", "by": "ann"}}, branch="create_ann",
+    on_ann = bank.push_commit(project["id"], files={"item.json": {"id": "205033", "by": "ann"}}, branch="create_ann",
                               committed_at=when(3))
     access = GitAccess(TOKEN, timeout=60, origin=server.url)
     url = repo_url(server, project)

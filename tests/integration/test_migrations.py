@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 
 import pytest
 import sqlalchemy as sa
@@ -129,30 +128,12 @@ def test_a_second_upgrade_changes_nothing(imrt_engine):
         assert conn.scalar(sa.text("SELECT count(*) FROM imrt_alembic_version")) == 1
 
 
-def test_concurrent_upgrades_all_succeed_and_migrate_once(imrt_db_url):
+def test_concurrent_upgrades_all_succeed_and_migrate_once(at_once, imrt_engine):
     """Two init containers (API server, scheduler) may start together."""
-    engines = [sa.create_engine(imrt_db_url) for _ in range(3)]
-    barrier = threading.Barrier(len(engines))
-    errors: list[BaseException] = []
-
-    def run(engine: sa.Engine) -> None:
-        try:
-            barrier.wait(timeout=30)
-            migrate.upgrade(engine)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-        assert errors == []
-        assert current_revision(engines[0]) == head_revision()
-    finally:
-        for engine in engines:
-            engine.dispose()
+    at_once(3, migrate.upgrade)
+    assert current_revision(imrt_engine) == head_revision()
+    with imrt_engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM imrt_alembic_version")) == 1
 
 
 def test_prepare_database_bootstraps_the_legacy_tables_then_migrates(imrt_engine):

@@ -21,29 +21,13 @@ from imrt_sync.contracts import PlanView
 from imrt_sync.pipeline import Services, dispatch_webhooks
 from imrt_sync.planning import Plan
 from imrt_sync.projecthooks import CREATE, NONE, UPDATE, HookKeeper, HookRegistry, secret_fingerprint
-from itembank_server import ItemBank, ItemBankServer
 
 TOKEN = "glpat-project-hooks-token"
 GROUP = "iat-hooks"
 URL = "https://imrt.example.org/webHook"
 SECRET = "whsec-current-4d9a1f"
 PREVIOUS = "whsec-previous-77c0b2"
-
-
-@pytest.fixture(scope="module")
-def bank(tmp_path_factory):
-    bank = ItemBank(tmp_path_factory.mktemp("bank"))
-    bank.create_group(GROUP)
-    for n in range(6):
-        bank.create_project(GROUP, str(400000 + n))
-    yield bank
-    bank.close()
-
-
-@pytest.fixture
-def server(bank):
-    with ItemBankServer(bank, tokens={TOKEN}) as server:
-        yield server
+BANK = {GROUP: [str(400000 + n) for n in range(6)]}
 
 
 @pytest.fixture

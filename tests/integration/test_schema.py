@@ -4,7 +4,6 @@ service's own tables are the migrations' (test_migrations)."""
 from __future__ import annotations
 
 import copy
-import threading
 from datetime import datetime, timezone
 
 import pytest
@@ -258,30 +257,8 @@ def test_existing_tables_are_left_untouched(imrt_engine):
         assert {fk["referred_table"] for fk in sa.inspect(conn).get_foreign_keys("item_git")} == {"item"}
 
 
-def test_concurrent_calls_both_succeed(imrt_db_url):
-    engines = [sa.create_engine(imrt_db_url) for _ in range(4)]
-    barrier = threading.Barrier(len(engines))
-    results: list[list[str]] = []
-    errors: list[BaseException] = []
-
-    def run(engine: sa.Engine) -> None:
-        try:
-            barrier.wait(timeout=30)
-            results.append(schema.bootstrap_legacy(engine))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(engine,)) for engine in engines]
-    try:
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
-    finally:
-        for engine in engines:
-            engine.dispose()
-
-    assert errors == []
-    assert len(results) == len(engines)
+def test_concurrent_calls_both_succeed(at_once):
+    results = at_once(4, schema.bootstrap_legacy)
+    assert len(results) == 4
     assert sorted(name for result in results for name in result) == sorted(SEQUENCES + TABLES)
     assert sorted(len(result) for result in results) == [0, 0, 0, len(SEQUENCES + TABLES)]

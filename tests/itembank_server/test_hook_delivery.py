@@ -276,25 +276,34 @@ class Clock:
         return self.now
 
 
+def failing_hook(make_server, project: dict, listener: Listener, status: int) -> tuple[ItemBankServer, dict, Clock]:
+    """A server on a test clock, with one hook of ``project`` pointing at ``listener``, which answers ``status``."""
+    clock = Clock()
+    server = make_server()
+    server.hooks.clock = clock
+    listener.status = status
+    return server, server.bank.add_hook(project["id"], f"{listener.url}/hook"), clock
+
+
+def deliver_once(server: ItemBankServer, project: dict, listener: Listener) -> None:
+    """Fire a push the hook is due to receive, and wait until the receiver has it and its delivery is recorded."""
+    expected = len(listener.received()) + 1
+    fire_again(server, project)
+    listener.wait_for(expected)
+    assert server.hooks.wait_idle(5)
+
+
 def fail_until(server: ItemBankServer, project: dict, listener: Listener, deliveries: int, clock: Clock) -> None:
     """Fire pushes against a failing receiver until it has had ``deliveries`` requests, waiting out any back-off."""
     while len(listener.received()) < deliveries:
         clock.now += 2 * 86400 if len(listener.received()) >= 4 else 0
-        fire_again(server, project)
-        listener.wait_for(len(listener.received()) + 1)
-        assert server.hooks.wait_idle(5)
+        deliver_once(server, project, listener)
 
 
 def test_failing_hook_is_temporarily_disabled_after_four_failures_with_growing_back_off(make_server, project, listener):
-    clock = Clock()
-    server = make_server()
-    server.hooks.clock = clock
-    listener.status = 500
-    hook = server.bank.add_hook(project["id"], f"{listener.url}/hook")
+    server, hook, clock = failing_hook(make_server, project, listener, 500)
     for failures in range(1, 5):
-        fire_again(server, project)
-        listener.wait_for(failures)
-        assert server.hooks.wait_idle(5)
+        deliver_once(server, project, listener)
         shown = rest_hook(server, project, hook)
         if failures < 4:
             assert (shown["alert_status"], shown["disabled_until"]) == ("executable", None)
@@ -308,9 +317,7 @@ def test_failing_hook_is_temporarily_disabled_after_four_failures_with_growing_b
 
     clock.now += 61
     assert rest_hook(server, project, hook)["alert_status"] == "executable"
-    fire_again(server, project)
-    listener.wait_for(5)
-    assert server.hooks.wait_idle(5)
+    deliver_once(server, project, listener)
     shown = rest_hook(server, project, hook)
     assert shown["alert_status"] == "temporarily_disabled"
     assert shown["disabled_until"] == _timestamp(clock.now + 120)
@@ -336,11 +343,7 @@ def test_a_timeout_is_recorded_and_counts_as_a_failure(make_server, project, lis
 
 
 def test_fortieth_consecutive_failure_disables_the_hook_permanently(make_server, project, listener):
-    clock = Clock()
-    server = make_server()
-    server.hooks.clock = clock
-    listener.status = 404
-    hook = server.bank.add_hook(project["id"], f"{listener.url}/hook")
+    server, hook, clock = failing_hook(make_server, project, listener, 404)
     fail_until(server, project, listener, 39, clock)
     assert rest_hook(server, project, hook)["alert_status"] == "temporarily_disabled"
     fail_until(server, project, listener, 40, clock)
@@ -354,11 +357,7 @@ def test_fortieth_consecutive_failure_disables_the_hook_permanently(make_server,
 
 
 def test_a_successful_test_request_re_enables_a_disabled_hook(make_server, project, listener):
-    clock = Clock()
-    server = make_server()
-    server.hooks.clock = clock
-    listener.status = 500
-    hook = server.bank.add_hook(project["id"], f"{listener.url}/hook")
+    server, hook, clock = failing_hook(make_server, project, listener, 500)
     fail_until(server, project, listener, 4, clock)
     assert rest_hook(server, project, hook)["alert_status"] == "temporarily_disabled"
     test_url = f"{server.url}/api/v4/projects/{project['id']}/hooks/{hook['id']}/test/push_events"
