@@ -43,10 +43,10 @@ pending event recorded in `imrt_webhook_event` and syncs those items. They are n
 
 **Guardrails**: run and task timeouts, the `imrt_gitlab` pool for the tasks that call GitLab, a failure alert
 with the exit message and this run's URL, the `imrt_item_data` asset updated by successful runs, and `imrt.*`
-metrics: see "Guardrails, alerts and metrics" in the README.
+metrics: see docs/reliability.md in the repository.
 
 **Where to look**: each `sync` instance is named after its item id; its log has one `ITEM EVENT` line per item.
-A failed run's `summary` log names every failed item and its error. Configuration: the repository README.
+A failed run's `summary` log names every failed item and its error. Configuration: docs/configuration.md in the repository.
 """
 
 PARAMS = {

@@ -277,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         say(f"GitLab hook receiver: {stack.url}/webHook  (X-Gitlab-Token: the secret in {data_dir / 'webhook-secret'}"
             " unless IMRT_WEBHOOK_SECRET is set)")
         if server is not None:
-            say(f"push a change as an item author does: README, 'Push a change and watch it arrive'; "
+            say(f"push a change as an item author does: docs/real-time-path.md, 'Try it: push a change and watch it arrive'; "
                 f"then: python -m devstack item <item id> --data-dir {data_dir}")
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")
         stop.wait()

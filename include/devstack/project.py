@@ -53,7 +53,7 @@ def prepare_imrt_database(imrt_url) -> list[str]:
     tables (``bootstrap-legacy``), then this service's own tables to the newest revision (``upgrade``).
 
     Returns the legacy objects created. The DAG and the plugin refuse a database that is not ready, and change no
-    schema themselves (README, "Database migrations").
+    schema themselves (docs/deployment.md, "Database migrations").
     """
     from imrt_sync.migrate import prepare_database
 

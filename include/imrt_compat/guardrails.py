@@ -4,7 +4,7 @@ Read from Airflow's configuration (``[imrt]`` in airflow.cfg or ``AIRFLOW__IMRT_
 configuration is local to the process, so parsing still does no network or database I/O (Airflow variables would).
 Set the same values on the dag-processor and the workers, like every other Airflow setting.
 
-Defaults are sized from the README's measurements for 20,000 items (Performance): the first full sync took 16 min
+Defaults are sized from the measurements for 20,000 items (docs/performance.md): the first full sync took 16 min
 under the scheduler, its planning a few minutes; each value leaves a wide margin for a slower GitLab.
 """
 

@@ -1,7 +1,7 @@
 """``python -m imrt_compat.roles``: the FAB role of the cron/automation account, and FAB users, made idempotently.
 
-Run by the compose init service and the Helm chart's create-user job after ``airflow db migrate`` (README,
-"Authentication"), on every deployment:
+Run by the compose init service and the Helm chart's create-user job after ``airflow db migrate``
+(docs/authentication.md), on every deployment:
 
 * ``python -m imrt_compat.roles role`` makes the role ``IMRT Sync Automation`` hold exactly
   :func:`automation_permissions` (missing ones added, any other removed), so the role is what this file says even

@@ -1,5 +1,5 @@
 """The imrt database's schema: migrations of this service's own tables, bootstrap of the legacy ones, and the check
-the tasks and the API server make instead of changing the schema themselves (README, "Database migrations").
+the tasks and the API server make instead of changing the schema themselves (docs/deployment.md, "Database migrations").
 
 Its command line is ``python -m imrt_compat.migrate`` (the database from the workflow's connection).
 """

@@ -15,7 +15,7 @@ legacy service did, so runs stay incremental by head through this table).
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
 
-Two owners, two ways in (README, "Database migrations"):
+Two owners, two ways in (docs/deployment.md, "Database migrations"):
 
 * this service's own tables are created and changed only by the Alembic migrations of :mod:`imrt_sync.migrations`
   (``python -m imrt_compat.migrate upgrade``; their version is in ``imrt_alembic_version``); the tables here are the

@@ -98,9 +98,9 @@ def reset_mirror_listener() -> None:
     from imrt_compat import engine, listener
 
     listener.drain(30)
-    if engine.imrt_engine.cache_info().currsize:
+    if engine.server_engine.cache_info().currsize:
         engine.server_engine().dispose()
-    engine.imrt_engine.cache_clear()
+    engine.server_engine.cache_clear()
 
 
 # --------------------------------------------------------- the plugin's routes (test_plugin_requests, test_security)

@@ -3,7 +3,7 @@
 Each worker is an ``airflow edge worker`` process with its own AIRFLOW_HOME, task log folder and item git cache,
 no metadata database and no broker: it fetches jobs and pushes task logs over HTTP through the edge API that the
 edge3 plugin mounts on the API server. A REST-triggered full sync of a 500-item bank must run ``sync`` instances on
-both workers, and their logs must be readable through the REST API (README, "Executors: when to use which").
+both workers, and their logs must be readable through the REST API (docs/deployment.md, "Executors: when to use which").
 """
 
 from __future__ import annotations

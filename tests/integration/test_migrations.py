@@ -1,5 +1,5 @@
 """The Alembic migrations of this service's own tables, the run-time schema check and the ``imrt_sync.migrate``
-command, on real PostgreSQL databases (README, "Database migrations")."""
+command, on real PostgreSQL databases (docs/deployment.md, "Database migrations")."""
 
 from __future__ import annotations
 
