@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import sqlalchemy as sa
 from airflow.sdk import get_current_context
@@ -55,7 +55,7 @@ def task_services(values: Mapping[str, str]) -> Iterator[pipeline.Services]:
         yield services
 
 
-def listing_failed(exc: Exception) -> None:
+def listing_failed(exc: Exception) -> NoReturn:
     """Publish why planning failed (the summary puts it in the exit message) and that there is no plan (the argument
     ``dispatch_webhooks`` then gets), then fail the task: at once when trying again cannot help."""
     ti = get_current_context()["ti"]
