@@ -146,13 +146,22 @@ def close_events(services: Services, run_id: str, results: RunResults) -> None:
 
 
 def failed_items(results: RunResults) -> dict[int, str]:
-    """Every item the run failed, by project id: the units' failures, the items of units that did not report, and
-    the projects whose hook could not be fixed."""
+    """Every item the run failed, by project id: :func:`unsynced_items`, and the projects whose hook could not be
+    fixed (their pushes would not arrive)."""
+    failed = unsynced_items(results)
+    failed.update({int(pid): message for pid, message in ((results.hooks or {}).get("failed") or {}).items()})
+    return failed
+
+
+def unsynced_items(results: RunResults) -> dict[int, str]:
+    """The items the run could not sync or delete, by project id: the projects the listing could not read, the
+    units' failures, and the items of units that did not report."""
+    unreadable = ((results.plan or {}).get("failed") or {}).items()
+    failed = {int(pid): message for pid, message in unreadable}
     reported, silent = _reported_units(results.unit_outcomes, results.units)
-    failed = {int(pid): message for o in reported.values() for pid, message in o["failed"].items()}
+    failed.update({int(pid): message for o in reported.values() for pid, message in o["failed"].items()})
     for unit in silent:
         failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
-    failed.update({int(pid): message for pid, message in ((results.hooks or {}).get("failed") or {}).items()})
     return failed
 
 
@@ -492,7 +501,7 @@ def summarize(results: RunResults) -> Verdict:
         problems += list(results.hooks["failed"].values())
     if plan["deletion_blocked"]:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
-    failed_ids = sorted({pid for o in reported.values() for pid in o["failed"]} | set(unreadable), key=int)
+    failed_ids = [str(pid) for pid in sorted(unsynced_items(results))]
     written = sum(len(o["events"]) for o in reported.values())
     counts = {"read_count": plan["total_ids"], "write_count": written, "skip_count": len(failed_ids),
               "synced_count": written - deleted, "failed_count": len(failed_ids), "deleted_count": deleted}

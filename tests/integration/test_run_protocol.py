@@ -336,8 +336,6 @@ def test_a_dry_run_writes_nothing(bank, services, imrt_engine):
 
 
 
-@pytest.mark.xfail(strict=True, reason="pipeline.failed_items leaves out plan['failed'] (projects the listing could "
-                   "not read), so close_events closes their events synced although nothing was synced")
 def test_the_event_of_a_project_the_listing_could_not_read_is_not_closed_synced(bank, server, services, imrt_engine):
     item_bank, projects = bank
     pid = projects[0]["id"]

@@ -74,15 +74,16 @@ def test_unit_failures_are_listed_with_the_ids_in_numeric_order_and_counted_as_s
     assert pipeline.failed_items(results) == {10: "project 10: GitLabError: boom", 2: "project 2: Expecting value"}
 
 
-def test_a_unit_that_did_not_report_is_named_and_its_items_count_as_failed_for_the_events():
+def test_a_unit_that_did_not_report_is_named_and_its_items_count_as_failed():
     units = [unit("item-5..item-6 (2 items)", sync=[5], delete=[6]), unit("item-7", sync=[7])]
     outcomes = [None, outcome("item-7", {"7": "ITEM_UPDATED"})]
     results = RunResults(plan(7, to_sync=[5, 7], to_delete=[6]), units, outcomes, no_hooks())
 
     verdict = pipeline.summarize(results)
     assert verdict["status"] == "FAILED"
-    assert verdict["message"] == (f"{head(7, 0, 0)}. Failed item bank ids: none. "
+    assert verdict["message"] == (f"{head(7, 0, 0)}. Failed item bank ids: 5, 6. "
                                   "Errors: unit item-5..item-6 (2 items): did not report (see its task log)")
+    assert (verdict["skip_count"], verdict["failed_count"], verdict["synced_count"]) == (2, 2, 1)
     assert pipeline.failed_items(results) == {5: "unit item-5..item-6 (2 items) did not report",
                                               6: "unit item-5..item-6 (2 items) did not report"}
 
