@@ -20,7 +20,7 @@ from imrt_compat.assets import ITEM_DATA
 from imrt_sync import DAG_ID
 
 if TYPE_CHECKING:
-    from imrt_sync.contracts import PlanView, Verdict, WorkUnit
+    from imrt_sync.contracts import Verdict, WorkUnit
 
 DOC_MD = """
 # Item synchronization
@@ -126,10 +126,14 @@ def item_synchronization():
 
     @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.dispatch_webhooks,
           pool=GITLAB_POOL)
-    def dispatch_webhooks(plan: PlanView | None, params=None, run_id=None) -> None:
+    def dispatch_webhooks(ti=None, params=None, run_id=None) -> None:
+        """Fix the hooks of the projects the plan found without one. The plan is pulled here, not passed as an
+        argument: after a failed ``list_ids`` Airflow would fail the argument's resolution (``XComNotFound``, before
+        this body runs) and retry it twice before ``summary`` could say why the run failed."""
         from imrt_compat import dag_tasks, settings
         from imrt_sync import pipeline
 
+        plan = ti.xcom_pull(task_ids="list_ids", key="plan")
         if plan is None:
             raise AirflowFailException("list_ids did not produce a plan: nothing to do")
         run = dag_tasks.run_context(params, run_id)
@@ -154,9 +158,8 @@ def item_synchronization():
         dag_tasks.report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
         return verdict
 
-    planned = list_ids()
-    synced = sync.expand(unit=planned)
-    synced >> dispatch_webhooks(plan=planned["plan"]) >> summary()
+    synced = sync.expand(unit=list_ids())
+    synced >> dispatch_webhooks() >> summary()
 
 
 item_synchronization()

@@ -56,11 +56,9 @@ def task_services(values: Mapping[str, str]) -> Iterator[pipeline.Services]:
 
 
 def listing_failed(exc: Exception) -> NoReturn:
-    """Publish why planning failed (the summary puts it in the exit message) and that there is no plan (the argument
-    ``dispatch_webhooks`` then gets), then fail the task: at once when trying again cannot help."""
-    ti = get_current_context()["ti"]
-    ti.xcom_push(key="outcome", value={"error": pipeline.describe_listing_failure(exc)})
-    ti.xcom_push(key="plan", value=None)
+    """Publish why planning failed (the summary puts it in the exit message), then fail the task: at once when
+    trying again cannot help."""
+    get_current_context()["ti"].xcom_push(key="outcome", value={"error": pipeline.describe_listing_failure(exc)})
     if isinstance(exc, PERMANENT_FAILURES):
         raise AirflowFailException(str(exc)) from None
     raise exc
