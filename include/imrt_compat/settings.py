@@ -8,18 +8,18 @@ consults every secrets backend (``Variable.keys`` lists the metastore only), hen
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings
+from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings, field_defaults
+
 
 def field_default(settings_class: type, name: str) -> str:
     """The default of a settings field, as the text an Airflow variable holds: one definition, the dataclass's."""
-    value = {f.name: f.default for f in dataclasses.fields(settings_class)}[name]
+    value = field_defaults(settings_class)[name]
     if isinstance(value, bool):
         return str(value).lower()
     return f"{value:g}" if isinstance(value, float) else str(value)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from .planning import DeletionGuard
@@ -15,6 +17,11 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 class InsecureGitLabURL(ValueError):
     """The GitLab URL is ``http://`` and plain HTTP was not allowed: the token would cross the network in clear."""
+
+
+def field_defaults(settings_class: type) -> dict[str, Any]:
+    """The defaults of a settings dataclass's fields, by field name: the one place each default is written."""
+    return {f.name: f.default for f in dataclasses.fields(settings_class)}
 
 
 def origin(url: str) -> str:

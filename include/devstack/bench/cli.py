@@ -12,11 +12,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from imrt_sync.config import SyncSettings
+from imrt_sync.config import SyncSettings, field_defaults
 
 from ..project import REPO_ROOT
 from . import __doc__ as BENCH_DESCRIPTION
@@ -26,7 +26,7 @@ from .probes import with_children
 from .report import GIB, CaseResult, describe_result, fmt_seconds, ratio_check, ratio_of, render_markdown, say
 from .runners import DagRunner, DirectRunner, Options, References
 
-DEFAULT_SETTINGS = {field.name: field.default for field in fields(SyncSettings)}
+DEFAULT_SETTINGS = field_defaults(SyncSettings)
 
 
 def machine_meta(options: Options, argv: Sequence[str]) -> dict[str, str]:
