@@ -1,16 +1,19 @@
-"""Who may call which REST route, the current-user route and the group members API.
+"""Who may call which REST route, and the current-user route.
 
-Authorisation follows GitLab's permissions (https://docs.gitlab.com/user/permissions/): a group and its projects
-are visible to its members and the members of its ancestor groups (any role) and to administrators; to anyone
-else they do not exist, so the API answers GitLab's 404 bodies (``find_group!``/``find_project!``:
-``{"message":"404 Group Not Found"}``, ``{"message":"404 Project Not Found"}``). Project hooks need the
-Maintainer role (https://docs.gitlab.com/api/project_webhooks/), adding and removing group members the Owner role
-(``admin_group_member`` in GroupPolicy; https://docs.gitlab.com/api/members/); below that GitLab answers
-``403 {"message":"403 Forbidden"}``. A route without a rule here is for administrators only.
+Authorisation follows GitLab's permissions (https://docs.gitlab.com/user/permissions/) and visibility levels
+(https://docs.gitlab.com/user/public_access/, :mod:`itembank_server.visibility`): a group or project the user may not
+see does not exist for it, so the API answers GitLab's 404 bodies (``find_group!``/``find_project!``:
+``{"message":"404 Group Not Found"}``, ``{"message":"404 Project Not Found"}``). A user's role on a project is the
+highest of its project membership and its memberships of the project's group and that group's ancestors
+(:meth:`~itembank_server.projectmembers.ProjectMemberStore.project_access_level`). Project hooks need the Maintainer
+role (https://docs.gitlab.com/api/project_webhooks/), adding and removing group members and changing a group the
+Owner role (``admin_group_member``, ``admin_group`` in GroupPolicy), adding and removing project members the
+Maintainer role (``admin_project_member`` in ProjectPolicy; https://docs.gitlab.com/api/members/); below that GitLab
+answers ``403 {"message":"403 Forbidden"}``. A route without a rule here is for administrators only.
 
-The group members API (https://docs.gitlab.com/api/members/) is also how tests and operators take a user out of a
-group and put it back: ``DELETE /groups/:id/members/:user_id`` makes the group, its subgroups and their projects
-404 for that user over REST and git; ``POST /groups/:id/members`` restores access.
+The members API (:mod:`itembank_server.memberroutes`) is also how tests and operators take a user out of a group and
+put it back: ``DELETE /groups/:id/members/:user_id`` makes the group, its subgroups and their private projects 404
+for that user over REST and git; ``POST /groups/:id/members`` restores access.
 """
 
 from __future__ import annotations
@@ -18,30 +21,41 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import api
-from .pagination import paginate
-from .responses import ApiError, Response, json_response, not_found_message
-from .users import GUEST, MAINTAINER, OWNER, ROLES, MemberExistsError
-
-FORBIDDEN = ApiError(403, {"message": "403 Forbidden"})
-_VALID_ACCESS_LEVELS = set(ROLES.values())
+from .memberroutes import FORBIDDEN, MemberRoutes
+from .responses import Response, json_response, not_found_message
+from .users import MAINTAINER, OWNER
 
 
 @dataclass(frozen=True)
 class Rule:
-    """The ``:id`` path parameter names a ``resource`` ("group", "project" or None) the user needs ``level`` on."""
+    """The ``:id`` path parameter names a ``resource`` ("group", "project" or None) the user must be able to see
+    (``read_group``/``read_project``) and, when ``level`` is set, have that role on; ``members``: the route reads the
+    group's members (``read_group_member``)."""
 
     resource: str | None
-    level: int = GUEST
+    level: int | None = None
+    members: bool = False
 
 
 RULES: dict[str, Rule] = {
     "current_user": Rule(None),
     "show_group": Rule("group"),
+    "update_group": Rule("group", OWNER),  # admin_group; changing visibility: change_visibility_level (Owner too)
     "list_group_projects": Rule("group"),
-    "list_group_members": Rule("group"),
+    "list_group_members": Rule("group", members=True),
+    "list_all_group_members": Rule("group", members=True),
+    "show_group_member": Rule("group", members=True),
+    "show_all_group_member": Rule("group", members=True),
     "add_group_member": Rule("group", OWNER),
     "remove_group_member": Rule("group", OWNER),
     "show_project": Rule("project"),
+    # read_project_member comes with read_project (ProjectPolicy: guest_access and public_access both enable it)
+    "list_project_members": Rule("project"),
+    "list_all_project_members": Rule("project"),
+    "show_project_member": Rule("project"),
+    "show_all_project_member": Rule("project"),
+    "add_project_member": Rule("project", MAINTAINER),
+    "remove_project_member": Rule("project", MAINTAINER),
     "list_hooks": Rule("project", MAINTAINER),
     "create_hook": Rule("project", MAINTAINER),
     "show_hook": Rule("project", MAINTAINER),
@@ -50,7 +64,7 @@ RULES: dict[str, Rule] = {
     "test_hook": Rule("project", MAINTAINER),
     # https://docs.gitlab.com/user/permissions/#project-members-permissions and ProjectPolicy:
     "create_project": Rule(None),  # the route checks Developer in the target namespace
-    "update_project": Rule("project", MAINTAINER),
+    "update_project": Rule("project", MAINTAINER),  # and Owner to change the visibility, checked by the route
     "archive_project": Rule("project", OWNER),
     "unarchive_project": Rule("project", OWNER),
     "transfer_project": Rule("project", OWNER),  # and Maintainer of the target group, checked by the route
@@ -58,14 +72,14 @@ RULES: dict[str, Rule] = {
 }
 
 
-class AccessControlledApi(api.RestApi):
+class AccessControlledApi(MemberRoutes, api.RestApi):
     """The REST API answering each request as its authenticated user (``request.user``) may see it."""
 
     def handle(self, resolution: api.Resolution, request: api.ApiRequest) -> Response:
         assert resolution.route is not None and request.user is not None
         try:
             self.authorize(resolution.route.handler, resolution.params, request.user)
-        except ApiError as error:
+        except api.ApiError as error:
             return error.response
         return super().handle(resolution, request)
 
@@ -76,22 +90,30 @@ class AccessControlledApi(api.RestApi):
             if not user["admin"]:
                 raise FORBIDDEN
             return
-        if rule.resource is None:
-            return
         if rule.resource == "group":
-            group = self.bank.find_group(params["id"])
-            if group is None:
-                return  # the handler answers 404 Group Not Found
-            group_id, what = group["id"], "Group"
-        else:
-            project = self.bank.find_project(params["id"])
-            if project is None:
-                return  # the handler answers 404 Project Not Found
-            group_id, what = project["namespace"]["id"], "Project"
-        level = self.bank.access_level(user, group_id)
-        if level < GUEST:
-            raise not_found_message(what)
-        if level < rule.level:
+            self._authorize_group(rule, params["id"], user)
+        elif rule.resource == "project":
+            self._authorize_project(rule, params["id"], user)
+
+    def _authorize_group(self, rule: Rule, ref: str, user: dict) -> None:
+        group = self.bank.find_group(ref)
+        if group is None:
+            return  # the handler answers 404 Group Not Found
+        if not self.bank.can_read_group(user, group):
+            raise not_found_message("Group")
+        if rule.members and not self.bank.can_read_group_members(user, group):
+            raise FORBIDDEN
+        if rule.level is not None and self.bank.access_level(user, group["id"]) < rule.level:
+            raise FORBIDDEN
+
+    def _authorize_project(self, rule: Rule, ref: str, user: dict) -> None:
+        project = self.bank.find_project(ref)
+        if project is None:
+            return  # the handler answers 404 Project Not Found
+        level = self.bank.project_access_level(user, project)
+        if not self.bank.can_read_project(user, project, level):
+            raise not_found_message("Project")
+        if rule.level is not None and level < rule.level:
             raise FORBIDDEN
 
     # -- current user --------------------------------------------------------------------------------
@@ -100,69 +122,7 @@ class AccessControlledApi(api.RestApi):
         """``GET /user`` (https://docs.gitlab.com/api/users/#get-the-current-user)."""
         return json_response(200, self.current_user_entity(request.user))  # type: ignore[arg-type]
 
-    # -- group members -------------------------------------------------------------------------------
-
-    def list_group_members(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        page, per_page = api._page_params(request.params)
-        group = self._group(resolution.params["id"])
-        members = self.bank.members(group["id"])
-        result = paginate(
-            lambda offset, limit: members[offset : offset + limit], lambda cap: min(len(members), cap), page, per_page
-        )
-        items = [self.member_entity(m) for m in result.items]
-        link_params = {**request.params, "id": resolution.params["id"]}
-        return self._page_response(request, resolution, result, items, link_params)
-
-    def add_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        params = {**request.params, **api._body_params(request)}
-        missing = [name for name in ("access_level", "user_id") if params.get(name) in (None, "")]
-        if missing:
-            raise ApiError(400, {"error": ", ".join(f"{name} is missing" for name in missing)})
-        access_level = api.parse_int("access_level", params["access_level"], 0)
-        user_id = api.parse_int("user_id", params["user_id"], 0)
-        group = self._group(resolution.params["id"])
-        if self.bank.member(group["id"], user_id) is not None:
-            raise ApiError(409, {"message": "Member already exists"})
-        if self.bank.find_user(user_id) is None:
-            raise not_found_message("User")
-        if access_level not in _VALID_ACCESS_LEVELS:
-            raise ApiError(400, {"message": {"access_level": ["is not included in the list"]}})
-        try:
-            member = self.bank.add_member(group["id"], user_id, access_level)
-        except MemberExistsError:
-            raise ApiError(409, {"message": "Member already exists"}) from None
-        return json_response(201, self.member_entity(member))
-
-    def remove_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])
-        user_id = api.parse_int("user_id", resolution.params["user_id"], 0)
-        if not self.bank.remove_member(group["id"], user_id):
-            raise ApiError(404, {"message": "404 Not found"})
-        return Response(204)
-
-    # -- entities ------------------------------------------------------------------------------------
-
-    def user_basic_entity(self, user: dict) -> dict:
-        return {
-            "id": user["id"],
-            "username": user["username"],
-            "public_email": None,
-            "name": user["name"],
-            "state": "active",
-            "locked": False,
-            "avatar_url": None,
-            "web_url": f"{self.base_url}/{user['username']}",
-        }
-
-    def member_entity(self, member: dict) -> dict:
-        """``API::Entities::Member``: the user's basic fields and the membership."""
-        return {
-            **self.user_basic_entity(member),
-            "access_level": member["access_level"],
-            "created_at": member["member_since"],
-            "expires_at": None,
-            "membership_state": "active",
-        }
+    # -- entities ----------------------------------------------------------------------------------
 
     def current_user_entity(self, user: dict) -> dict:
         """``API::Entities::UserPublic`` (plus ``is_admin`` for administrators, ``UserWithAdmin``)."""

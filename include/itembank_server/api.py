@@ -19,12 +19,14 @@ from .pagination import (
     paginate,
     pagination_headers,
 )
+from .grouproutes import GroupRoutes
 from .projectroutes import ProjectRoutes
 from .requestparams import body_params as _body_params
 from .requestparams import parse_bool, parse_int, parse_optional_int
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
 from .hookstore import HOOK_DEFAULTS
 from .store import PROJECT_ORDER_COLUMNS, ItemBank
+from .visibility import name_of
 
 API_PREFIX = "/api/v4"
 _HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
@@ -101,8 +103,12 @@ class Resolution:
 ROUTES = [
     Route("GET", f"{API_PREFIX}/user", "current_user"),
     Route("GET", f"{API_PREFIX}/groups/:id", "show_group"),
+    Route("PUT", f"{API_PREFIX}/groups/:id", "update_group"),
     Route("GET", f"{API_PREFIX}/groups/:id/members", "list_group_members"),
     Route("POST", f"{API_PREFIX}/groups/:id/members", "add_group_member"),
+    Route("GET", f"{API_PREFIX}/groups/:id/members/all", "list_all_group_members"),
+    Route("GET", f"{API_PREFIX}/groups/:id/members/all/:user_id", "show_all_group_member"),
+    Route("GET", f"{API_PREFIX}/groups/:id/members/:user_id", "show_group_member"),
     Route("DELETE", f"{API_PREFIX}/groups/:id/members/:user_id", "remove_group_member"),
     Route("GET", f"{API_PREFIX}/groups/:id/projects", "list_group_projects"),
     Route("POST", f"{API_PREFIX}/projects", "create_project"),
@@ -112,6 +118,12 @@ ROUTES = [
     Route("PUT", f"{API_PREFIX}/projects/:id/transfer", "transfer_project"),
     Route("POST", f"{API_PREFIX}/projects/:id/archive", "archive_project"),
     Route("POST", f"{API_PREFIX}/projects/:id/unarchive", "unarchive_project"),
+    Route("GET", f"{API_PREFIX}/projects/:id/members", "list_project_members"),
+    Route("POST", f"{API_PREFIX}/projects/:id/members", "add_project_member"),
+    Route("GET", f"{API_PREFIX}/projects/:id/members/all", "list_all_project_members"),
+    Route("GET", f"{API_PREFIX}/projects/:id/members/all/:user_id", "show_all_project_member"),
+    Route("GET", f"{API_PREFIX}/projects/:id/members/:user_id", "show_project_member"),
+    Route("DELETE", f"{API_PREFIX}/projects/:id/members/:user_id", "remove_project_member"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks", "list_hooks"),
     Route("POST", f"{API_PREFIX}/projects/:id/hooks", "create_hook"),
     Route("GET", f"{API_PREFIX}/projects/:id/hooks/:hook_id", "show_hook"),
@@ -171,7 +183,7 @@ def _bool_text(value: bool) -> str:
     return "true" if value else "false"
 
 
-class RestApi(ProjectRoutes):
+class RestApi(GroupRoutes, ProjectRoutes):
     """Answers resolved REST requests from the bank (who may ask what: :mod:`itembank_server.access`)."""
 
     def __init__(
@@ -207,12 +219,17 @@ class RestApi(ProjectRoutes):
 
     def show_group(self, request: ApiRequest, resolution: Resolution) -> Response:
         group = self._group(resolution.params["id"])
+        with_projects = parse_bool("with_projects", request.params.get("with_projects")) is not False
+        return json_response(200, self.group_details(group, request.user, with_projects=with_projects))
+
+    def group_details(self, group: dict, user: dict | None, *, with_projects: bool = True) -> dict:
+        """``Entities::GroupDetail``: the group and (``with_projects``) the projects of it ``user`` may see."""
         body = self.group_entity(group)
-        if parse_bool("with_projects", request.params.get("with_projects")) is not False:
-            projects = self.bank.list_projects(group["id"], order_by="id", sort="asc", limit=100)
+        if with_projects:
+            projects = self.bank.list_projects(group["id"], order_by="id", sort="asc", limit=100, visible_to=user)
             body["projects"] = [self.project_entity(p) for p in projects]
             body["shared_projects"] = []
-        return json_response(200, body)
+        return body
 
     def list_group_projects(self, request: ApiRequest, resolution: Resolution) -> Response:
         """``GET /groups/:id/projects`` (https://docs.gitlab.com/api/groups/#list-projects), offset or keyset paged.
@@ -224,6 +241,9 @@ class RestApi(ProjectRoutes):
         keyset requests as ``GET /projects`` does, so long iterations stay exact while projects come and go; with
         ``keyset_group_projects`` off it answers as GitLab's own code does: ``pagination=keyset`` is ignored (not a
         declared parameter of the route) and the pages are offset pages.
+
+        Only the projects the user may see are listed, counted and paged (``GroupProjectsFinder``: members see every
+        project, others the internal and public ones and those they are members of), filtered in SQL.
         """
         params = request.params
         page, per_page = _page_params(params)
@@ -239,7 +259,13 @@ class RestApi(ProjectRoutes):
         id_after = parse_optional_int("id_after", params.get("id_after"))
         id_before = parse_optional_int("id_before", params.get("id_before"))
         group = self._group(resolution.params["id"])
-        filters = {"archived": archived, "include_subgroups": subgroups, "id_after": id_after, "id_before": id_before}
+        filters = {
+            "archived": archived,
+            "include_subgroups": subgroups,
+            "id_after": id_after,
+            "id_before": id_before,
+            "visible_to": request.user,
+        }
         canonical = {
             "order_by": order_by,
             "sort": sort,
@@ -406,7 +432,7 @@ class RestApi(ProjectRoutes):
             "name": group["name"],
             "path": group["path"],
             "description": "",
-            "visibility": "private",
+            "visibility": name_of(group["visibility_level"]),
             "share_with_group_lock": False,
             "require_two_factor_authentication": False,
             "two_factor_grace_period": 48,
@@ -478,7 +504,7 @@ class RestApi(ProjectRoutes):
                 "packages_enabled": True,
                 "empty_repo": project["empty_repo"],
                 "archived": project["archived"],
-                "visibility": "private",
+                "visibility": name_of(project["visibility_level"]),
                 "resolve_outdated_diff_discussions": False,
                 "repository_object_format": "sha1",
                 "issues_enabled": True,

@@ -25,7 +25,8 @@ from . import gitrepo
 BLANK_SHA = "0" * 40
 MAX_LISTED_COMMITS = 20  # Gitlab::DataBuilder::Push: "maximum 20 latest commits"
 PROCESS_COMMIT_LIMIT = 100  # Git::BaseHooksService::PROCESS_COMMIT_LIMIT
-VISIBILITY_PRIVATE = 0  # Gitlab::VisibilityLevel::PRIVATE: every project of the bank is private
+VISIBILITY_PRIVATE = 0  # Gitlab::VisibilityLevel::PRIVATE: a project dict without a level is private
+VISIBILITY_NAMES = {0: "private", 10: "internal", 20: "public"}  # Gitlab::VisibilityLevel.string_level
 _BRANCH_PREFIX = "refs/heads/"
 _COMMIT_FORMAT = "%H%x00%P%x00%an%x00%ae%x00%cI%x00%B"
 
@@ -69,7 +70,7 @@ def project_hook_attrs(project: Mapping, base_url: str) -> dict:
         "git_ssh_url": ssh_url,
         "git_http_url": http_url,
         "namespace": project["namespace"]["name"],
-        "visibility_level": VISIBILITY_PRIVATE,
+        "visibility_level": project.get("visibility_level", VISIBILITY_PRIVATE),
         "path_with_namespace": project["path_with_namespace"],
         "default_branch": project["default_branch"],
         "ci_config_path": None,
@@ -227,7 +228,7 @@ def project_event_payload(
         "owner_name": project["namespace"]["name"],
         "owner_email": "",
         "owners": [{"name": owner["name"], "email": owner.get("email") or ""} for owner in owners],
-        "project_visibility": "private",
+        "project_visibility": VISIBILITY_NAMES[project.get("visibility_level", VISIBILITY_PRIVATE)],
     }
     if event_name in ("project_rename", "project_transfer"):
         data["old_path_with_namespace"] = old_path_with_namespace

@@ -45,7 +45,9 @@ class ProjectMoves:
         """Move the project into another existing group, keeping its name and path; its repository moves too.
 
         Raises ``NotFoundError`` for an unknown group, ``ValueError`` when the project is already there and
-        ``ProjectExistsError`` when the target group has a project of that name or path. Fires no hook.
+        ``ProjectExistsError`` when the target group has a project of that name or path. A project more visible than
+        the target group gets the group's visibility (``Projects::TransferService#update_namespace_and_visibility``).
+        Fires no hook.
         """
         project = self.project(project_id)
         target = self.group(group["id"] if isinstance(group, Mapping) else group)
@@ -53,17 +55,27 @@ class ProjectMoves:
             raise ValueError("Project is already in this namespace.")
         if self.taken_fields(target["id"], name=project["name"], path=project["path"]):
             raise ProjectExistsError(f"name or path of {project['path']!r} already taken in {target['full_path']}")
-        return self._move(project, target, project["path"], project["name"])
+        level = min(project["visibility_level"], target["visibility_level"])
+        return self._move(project, target, project["path"], project["name"], level)
 
-    def _move(self, project: dict, group: dict, path: str, name: str) -> dict:
+    def _move(self, project: dict, group: dict, path: str, name: str, visibility_level: int | None = None) -> dict:
         """Update the row and move the repository directory in one step, under the project's repository lock."""
         old_repo = self.repo_path(project)
         new_repo = self.repos_dir / group["full_path"] / f"{path}.git"
         with self._repo_lock(project["id"]):
             with self._transaction() as db:
                 db.execute(
-                    "UPDATE projects SET group_id = ?, name = ?, path = ?, full_path = ?, updated_at = ? WHERE id = ?",
-                    (group["id"], name, path, f"{group['full_path']}/{path}", timestamp(), project["id"]),
+                    "UPDATE projects SET group_id = ?, name = ?, path = ?, full_path = ?, updated_at = ?,"
+                    " visibility_level = ? WHERE id = ?",
+                    (
+                        group["id"],
+                        name,
+                        path,
+                        f"{group['full_path']}/{path}",
+                        timestamp(),
+                        project["visibility_level"] if visibility_level is None else visibility_level,
+                        project["id"],
+                    ),
                 )
                 if old_repo.exists() and old_repo != new_repo:
                     if new_repo.exists():

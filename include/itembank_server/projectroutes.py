@@ -12,8 +12,9 @@ from collections.abc import Mapping
 
 from .bankrules import PATH_FORMAT_MESSAGE, ProjectExistsError, valid_segment
 from .requestparams import body_params, parse_optional_int
-from .responses import ApiError, Response, json_response, not_found_message
-from .users import DEVELOPER, MAINTAINER
+from .responses import ApiError, Response, invalid_param, json_response, not_found_message
+from .users import DEVELOPER, MAINTAINER, OWNER
+from .visibility import LEVELS, name_of
 
 TAKEN = "has already been taken"
 
@@ -26,6 +27,16 @@ def path_from_name(name: str) -> str:
 def validation_error(errors: Mapping[str, list[str]]) -> ApiError:
     """``render_validation_error!``: 400 ``{"message": {"<attribute>": ["<problem>", ...]}}``."""
     return ApiError(400, {"message": dict(errors)})
+
+
+def visibility_param(params: Mapping) -> str | None:
+    """The ``visibility`` parameter (Grape's ``values: Gitlab::VisibilityLevel.string_values``), None if absent."""
+    value = params.get("visibility")
+    if value is None or value == "":
+        return None
+    if value not in LEVELS:
+        raise invalid_param("visibility", "does not have a valid value")
+    return str(value)
 
 
 def transfer_error(problem: str) -> ApiError:
@@ -48,11 +59,14 @@ class ProjectRoutes:
         ``name`` or ``path`` is required (the other is derived). Without personal namespaces here, ``namespace_id``
         must name a group where the user may create projects (Developer, the group's ``project_creation_level``);
         otherwise GitLab's ``CreateService`` answer: 400 ``{"message": {"namespace": ["is not valid"]}}``.
+        ``visibility`` (default ``private``, the default ``default_project_visibility``) above the group's is lowered
+        to the group's, as ``Projects::CreateService`` does (https://docs.gitlab.com/user/public_access/).
         """
         params = {**request.params, **body_params(request)}
         name, path = params.get("name") or None, params.get("path") or None
         if name is None and path is None:
             raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
+        visibility = visibility_param(params) or "private"
         namespace_id = parse_optional_int("namespace_id", params.get("namespace_id"))
         group = self.bank.find_group(namespace_id) if namespace_id is not None else None
         if group is None or self.bank.access_level(request.user, group["id"]) < DEVELOPER:
@@ -62,7 +76,11 @@ class ProjectRoutes:
         self._check_name_and_path(group["id"], name, path)
         try:
             project = self.bank.create_project(
-                group, path, name=name, default_branch=str(params.get("default_branch") or "main")
+                group,
+                path,
+                name=name,
+                default_branch=str(params.get("default_branch") or "main"),
+                visibility=visibility,
             )
         except ProjectExistsError:
             raise validation_error({"path": [TAKEN]}) from None
@@ -70,22 +88,33 @@ class ProjectRoutes:
         return json_response(201, self.project_entity(project))
 
     def update_project(self, request, resolution) -> Response:
-        """``PUT /projects/:id`` (https://docs.gitlab.com/api/projects/#edit-a-project) with ``name``/``path``.
+        """``PUT /projects/:id`` (https://docs.gitlab.com/api/projects/#edit-a-project) with ``name``/``path``
+        and ``visibility``.
 
-        Maintainer or above (``admin_project``, ``rename_project``). A new path moves the repository, so the old
-        path is a 404 over the API and git afterwards, and fires ``project_rename`` with the old full path.
+        Maintainer or above (``admin_project``, ``rename_project``); changing the visibility needs Owner
+        (``change_visibility_level``, else 403). A new path moves the repository, so the old path is a 404 over the
+        API and git afterwards, and fires ``project_rename`` with the old full path. A visibility above the group's
+        is refused with the model's message (``visibility_level_allowed_by_group``), e.g. 400 ``{"message":
+        {"visibility_level": ["public is not allowed in a private group."]}}``, and nothing changes.
         """
         project = self._project(resolution.params["id"])
         params = {**request.params, **body_params(request)}
         name, path = params.get("name") or None, params.get("path") or None
-        if name is None and path is None:
+        visibility = visibility_param(params)
+        if name is None and path is None and visibility is None:
             raise ApiError(400, {"error": "name, path are missing, at least one parameter must be provided"})
+        if visibility is not None and self.bank.project_access_level(request.user, project) < OWNER:
+            raise ApiError(403, {"message": "403 Forbidden"})
         name, path = (None if value is None else str(value) for value in (name, path))
-        self._check_name_and_path(project["namespace"]["id"], name, path, excluding=project["id"])
-        try:
-            updated = self.bank.rename_project(project["id"], name=name, path=path)
-        except ProjectExistsError:
-            raise validation_error({"path": [TAKEN]}) from None
+        self._check_update(project, name, path, visibility)
+        updated = project
+        if name is not None or path is not None:
+            try:
+                updated = self.bank.rename_project(project["id"], name=name, path=path)
+            except ProjectExistsError:
+                raise validation_error({"path": [TAKEN]}) from None
+        if visibility is not None:
+            updated = self.bank.set_project_visibility(project["id"], visibility)
         if updated["path_with_namespace"] != project["path_with_namespace"]:
             self.hooks.project_event(
                 "project_rename", updated, request.user, old_path_with_namespace=project["path_with_namespace"]
@@ -142,14 +171,29 @@ class ProjectRoutes:
         self.hooks.project_event("project_destroy", project, request.user)
         return json_response(202, {"message": "202 Accepted"})
 
+    def _check_update(self, project: dict, name: str | None, path: str | None, visibility: str | None) -> None:
+        """Every model validation of an update at once, as ``render_validation_error!`` lists them."""
+        errors = self._name_and_path_errors(project["namespace"]["id"], name, path, excluding=project["id"])
+        group_level = project["namespace"]["visibility_level"]
+        if visibility is not None and LEVELS[visibility] > group_level:
+            errors["visibility_level"] = [f"{visibility} is not allowed in a {name_of(group_level)} group."]
+        if errors:
+            raise validation_error(errors)
+
     def _check_name_and_path(
         self, group_id: int, name: str | None, path: str | None, *, excluding: int | None = None
     ) -> None:
         """The model validations GitLab answers 400 for: path format, name and path unique in the namespace."""
+        errors = self._name_and_path_errors(group_id, name, path, excluding=excluding)
+        if errors:
+            raise validation_error(errors)
+
+    def _name_and_path_errors(
+        self, group_id: int, name: str | None, path: str | None, *, excluding: int | None = None
+    ) -> dict[str, list[str]]:
         errors: dict[str, list[str]] = {}
         if path is not None and not valid_segment(path):
             errors["path"] = [PATH_FORMAT_MESSAGE]
         for field in self.bank.taken_fields(group_id, name=name, path=path, excluding=excluding):
             errors.setdefault(field, []).append(TAKEN)
-        if errors:
-            raise validation_error({key: errors[key] for key in ("name", "path") if key in errors})
+        return {key: errors[key] for key in ("name", "path") if key in errors}

@@ -2,8 +2,9 @@
 
 Every token belongs to a user (:mod:`itembank_server.users`); the tokens given to :class:`ItemBankServer` (or
 ``ITEMBANK_TOKENS``) belong to the administrator ``root``. Git access follows ``Gitlab::GitAccess``: an unknown
-token is 401, a project the user cannot see is 404, pulling needs Reporter, pushing Developer
-(https://docs.gitlab.com/user/permissions/#project-members-permissions). Pushes through this front end fire the
+token is 401, a project the user cannot see is 404, pulling needs Reporter (any signed-in user for an internal or
+public project), pushing Developer (https://docs.gitlab.com/user/permissions/#project-members-permissions,
+https://docs.gitlab.com/user/public_access/). Pushes through this front end fire the
 push hooks (:mod:`itembank_server.git_push`); direct store writes fire none. The ``/-/`` routes need an
 administrator's token.
 """
@@ -30,7 +31,7 @@ from .hookdelivery import DEFAULT_TIMEOUT, HookDispatcher, SystemHook
 from .pagination import COUNT_LIMIT
 from .responses import Response, dump_json, json_response, status_line, text_response
 from .store import ItemBank
-from .users import DEVELOPER, GUEST, REPORTER, ROOT_USERNAME
+from .users import DEVELOPER, ROOT_USERNAME
 
 logger = logging.getLogger(__name__)
 
@@ -451,9 +452,10 @@ class _Handler(BaseHTTPRequestHandler):
         user = self.app.user_for_token(credentials[1]) if credentials is not None else None
         if user is None:
             return None, git_http.unauthorized()
-        project = self.app.bank.find_project(target.project)
-        level = self.app.bank.access_level(user, project["namespace"]["id"]) if project is not None else 0
-        if project is None or level < GUEST:
+        bank = self.app.bank
+        project = bank.find_project(target.project)
+        level = bank.project_access_level(user, project) if project is not None else 0
+        if project is None or not bank.can_read_project(user, project, level):
             return None, git_http.project_not_found()
         service = dict(parse_qsl(query)).get("service")
         push = target.action == "git-receive-pack" or service == "git-receive-pack"
@@ -461,7 +463,7 @@ class _Handler(BaseHTTPRequestHandler):
             return None, git_http.archived()
         if push and level < DEVELOPER:
             return None, git_http.push_denied()
-        if not push and level < REPORTER:
+        if not push and not bank.can_download_code(user, project, level):
             return None, git_http.download_denied()
         expected_method = "GET" if target.action == "info/refs" else "POST"
         known_service = service in ("git-upload-pack", "git-receive-pack")

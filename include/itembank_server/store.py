@@ -18,9 +18,19 @@ from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, File
 from .bankrules import ProjectExistsError
 from .bankrules import validate_segment as _validate_segment
 from .hookstore import HOOK_SCHEMA, HookStore
+from .projectmembers import PROJECT_MEMBERS_SCHEMA, ProjectMemberStore
 from .projectmoves import ProjectMoves
 from .records import NotFoundError, timestamp
 from .users import USERS_SCHEMA, UserStore
+from .visibility import (
+    PRIVATE,
+    VisibilityError,
+    VisibilityStore,
+    level_of,
+    migrate_visibility_columns,
+    name_of,
+    visible_projects_clause,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -30,7 +40,8 @@ CREATE TABLE IF NOT EXISTS groups (
     full_path  TEXT NOT NULL UNIQUE COLLATE NOCASE,
     full_name  TEXT NOT NULL,
     parent_id  INTEGER REFERENCES groups(id),
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    visibility_level INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS projects (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -44,7 +55,8 @@ CREATE TABLE IF NOT EXISTS projects (
     empty_repo       INTEGER NOT NULL DEFAULT 1,
     created_at       TEXT NOT NULL,
     updated_at       TEXT NOT NULL,
-    last_activity_at TEXT NOT NULL
+    last_activity_at TEXT NOT NULL,
+    visibility_level INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS projects_by_group ON projects (group_id, created_at, id);
 """
@@ -59,11 +71,13 @@ PROJECT_ORDER_COLUMNS = {
 }
 
 
-
-
 @dataclass(frozen=True)
 class ProjectSpec:
-    """A project to create in bulk, with the commits of its history (none: an empty repository)."""
+    """A project to create in bulk, with the commits of its history (none: an empty repository).
+
+    ``visibility`` ("private", "internal" or "public") is lowered to the group's if the group is less visible, as
+    ``Projects::CreateService`` does.
+    """
 
     path: str
     commits: Sequence[CommitSpec] = ()
@@ -71,9 +85,10 @@ class ProjectSpec:
     default_branch: str = "main"
     archived: bool = False
     created_at: datetime | None = None
+    visibility: str = "private"
 
 
-class ItemBank(UserStore, HookStore, ProjectMoves):
+class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, ProjectMoves):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -87,6 +102,8 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(_SCHEMA + USERS_SCHEMA + HOOK_SCHEMA)
+        migrate_visibility_columns(self._db)
+        self._db.executescript(PROJECT_MEMBERS_SCHEMA)
 
     def close(self) -> None:
         with self._lock:
@@ -115,11 +132,17 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
 
     # -- groups ------------------------------------------------------------------------------------
 
-    def create_group(self, full_path: str, *, name: str | None = None) -> dict:
-        """The group at ``full_path``, created (with missing parents) if needed."""
+    def create_group(self, full_path: str, *, name: str | None = None, visibility: str | None = None) -> dict:
+        """The group at ``full_path``, created (with missing parents) if needed.
+
+        ``visibility`` ("private", the default, "internal" or "public") is the new groups' level, missing parents
+        included; given for an existing group it changes that group's (:meth:`set_group_visibility`). A level above
+        an existing parent's raises :class:`VisibilityError` with GitLab's message.
+        """
         segments = full_path.strip("/").split("/")
         for segment in segments:
             _validate_segment(segment, "group")
+        level = PRIVATE if visibility is None else level_of(visibility)
         with self._transaction() as db:
             parent: sqlite3.Row | None = None
             for depth, segment in enumerate(segments, start=1):
@@ -127,15 +150,28 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
                 row = db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
                 if row is None:
                     leaf_name = name if (name and depth == len(segments)) else segment
-                    full_name = f"{parent['full_name']} / {leaf_name}" if parent else leaf_name
-                    db.execute(
-                        "INSERT INTO groups (name, path, full_path, full_name, parent_id, created_at)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (leaf_name, segment, path, full_name, parent["id"] if parent else None, timestamp()),
-                    )
-                    row = db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
+                    row = self._insert_group(db, parent, leaf_name, segment, path, level)
                 parent = row
-        return self._group_dict(parent)
+        group = self._group_dict(parent)
+        if visibility is not None and group["visibility_level"] != level:
+            group = self.set_group_visibility(group, level)
+        return group
+
+    def _insert_group(
+        self, db: sqlite3.Connection, parent: sqlite3.Row | None, name: str, segment: str, path: str, level: int
+    ) -> sqlite3.Row:
+        if parent is not None and level > parent["visibility_level"]:
+            parent_name = name_of(parent["visibility_level"])
+            raise VisibilityError(
+                [f"{name_of(level)} is not allowed since the parent group has a {parent_name} visibility."]
+            )
+        full_name = f"{parent['full_name']} / {name}" if parent else name
+        db.execute(
+            "INSERT INTO groups (name, path, full_path, full_name, parent_id, created_at, visibility_level)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (name, segment, path, full_name, parent["id"] if parent else None, timestamp(), level),
+        )
+        return db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
 
     def find_group(self, ref: int | str) -> dict | None:
         """The group with numeric id ``ref`` (int or digit string) or full path ``ref``, or None."""
@@ -163,7 +199,8 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
 
     @staticmethod
     def _group_dict(row: sqlite3.Row) -> dict:
-        return {k: row[k] for k in ("id", "name", "path", "full_path", "full_name", "parent_id", "created_at")}
+        keys = ("id", "name", "path", "full_path", "full_name", "parent_id", "created_at", "visibility_level")
+        return {k: row[k] for k in keys}
 
     # -- projects ----------------------------------------------------------------------------------
 
@@ -181,12 +218,16 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         name: str | None = None,
         archived: bool = False,
         created_at: datetime | None = None,
+        visibility: str = "private",
     ) -> dict:
-        """Create a project whose repository holds one commit with ``files`` (an empty repository if None)."""
+        """Create a project whose repository holds one commit with ``files`` (an empty repository if None).
+
+        ``visibility`` is lowered to the group's when the group is less visible (``Projects::CreateService``).
+        """
         commits = []
         if files is not None:
             commits.append(CommitSpec(files, message, author_name, author_email, committed_at))
-        spec = ProjectSpec(path, commits, name, default_branch, archived, created_at or committed_at)
+        spec = ProjectSpec(path, commits, name, default_branch, archived, created_at or committed_at, visibility)
         return self.create_projects(group, [spec])[0]
 
     def create_projects(
@@ -236,9 +277,10 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
                     timestamp(spec.created_at) if spec.created_at else (commit_times[0] if commit_times else now)
                 )
                 last_activity = max([created_at, *commit_times])
+                level = min(level_of(spec.visibility), group["visibility_level"])
                 cursor = db.execute(
                     "INSERT INTO projects (group_id, name, path, full_path, default_branch, archived, empty_repo,"
-                    " created_at, updated_at, last_activity_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, updated_at, last_activity_at, visibility_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         group["id"],
                         spec.name or spec.path,
@@ -250,6 +292,7 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
                         created_at,
                         last_activity,
                         last_activity,
+                        level,
                     ),
                 )
                 created.append(
@@ -265,13 +308,15 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
                         created_at=created_at,
                         updated_at=last_activity,
                         last_activity_at=last_activity,
+                        visibility_level=level,
                     )
                 )
         return created
 
     _PROJECT_SELECT = (
         "SELECT p.*, g.name AS g_name, g.path AS g_path, g.full_path AS g_full_path, g.full_name AS g_full_name,"
-        " g.parent_id AS g_parent_id, g.created_at AS g_created_at FROM projects p JOIN groups g ON g.id = p.group_id"
+        " g.parent_id AS g_parent_id, g.created_at AS g_created_at, g.visibility_level AS g_visibility_level"
+        " FROM projects p JOIN groups g ON g.id = p.group_id"
     )
 
     def find_project(self, ref: int | str) -> dict | None:
@@ -306,13 +351,15 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         id_before: int | None = None,
         offset: int = 0,
         limit: int | None = None,
+        visible_to: Mapping | None = None,
     ) -> list[dict]:
         """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction).
 
-        ``id_after``/``id_before`` keep only ids above/below them (``ProjectsFinder``'s filters of the same names).
+        ``id_after``/``id_before`` keep only ids above/below them (``ProjectsFinder``'s filters of the same names);
+        ``visible_to`` (a user) keeps only the projects that user may see.
         """
         direction = {"asc": "ASC", "desc": "DESC"}[sort]
-        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before, visible_to)
         order = f"{PROJECT_ORDER_COLUMNS[order_by]} {direction}"
         if order_by != "id":
             order += f", p.id {direction}"
@@ -329,9 +376,10 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         id_after: int | None = None,
         id_before: int | None = None,
         cap: int | None = None,
+        visible_to: Mapping | None = None,
     ) -> int:
         """How many projects match, counting at most ``cap`` (GitLab's limited count)."""
-        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before)
+        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before, visible_to)
         inner = f"SELECT 1 FROM projects p WHERE {where} LIMIT ?"
         return self._rows(f"SELECT count(*) FROM ({inner})", [*params, -1 if cap is None else cap])[0][0]
 
@@ -342,6 +390,7 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         include_subgroups: bool,
         id_after: int | None = None,
         id_before: int | None = None,
+        visible_to: Mapping | None = None,
     ) -> tuple[str, list]:
         if include_subgroups:
             full_path = self.group(group_id)["full_path"]
@@ -358,6 +407,10 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
         if id_before is not None:
             clauses.append("p.id < ?")
             params.append(id_before)
+        if visible_to is not None:
+            visible, visible_params = visible_projects_clause(visible_to)
+            clauses.append(visible)
+            params.extend(visible_params)
         return " AND ".join(clauses), params
 
     def _project_dict(self, row: sqlite3.Row) -> dict:
@@ -369,8 +422,12 @@ class ItemBank(UserStore, HookStore, ProjectMoves):
             "full_name": row["g_full_name"],
             "parent_id": row["g_parent_id"],
             "created_at": row["g_created_at"],
+            "visibility_level": row["g_visibility_level"],
         }
-        fields = ("id", "name", "path", "description", "default_branch", "created_at", "updated_at", "last_activity_at")
+        fields = (
+            "id", "name", "path", "description", "default_branch", "created_at", "updated_at", "last_activity_at",
+            "visibility_level",
+        )
         return self._project_from_values(
             group, archived=bool(row["archived"]), empty_repo=bool(row["empty_repo"]), **{k: row[k] for k in fields}
         )

@@ -150,15 +150,15 @@ class UserStore:
     def member(self, group: int | str | Mapping, user_id: int) -> dict | None:
         """The direct membership of the user in the group (user fields plus access_level), or None."""
         rows = self._rows(  # type: ignore[attr-defined]
-            f"{_MEMBER_SELECT} WHERE m.group_id = ? AND m.user_id = ?", (self._group_id(group), user_id)
+            f"{MEMBER_SELECT} WHERE m.group_id = ? AND m.user_id = ?", (self._group_id(group), user_id)
         )
-        return _member_dict(rows[0]) if rows else None
+        return member_dict(rows[0]) if rows else None
 
     def members(self, group: int | str | Mapping) -> list[dict]:
         """The group's direct members, by user id."""
-        sql = f"{_MEMBER_SELECT} WHERE m.group_id = ? ORDER BY u.id"
+        sql = f"{MEMBER_SELECT} WHERE m.group_id = ? ORDER BY u.id"
         rows = self._rows(sql, (self._group_id(group),))  # type: ignore[attr-defined]
-        return [_member_dict(row) for row in rows]
+        return [member_dict(row) for row in rows]
 
     def access_level(self, user: Mapping, group_id: int) -> int:
         """The user's role in the group: its highest membership there or in an ancestor; OWNER for admins."""
@@ -173,7 +173,7 @@ class UserStore:
         return int(self.group(group)["id"])  # type: ignore[attr-defined]
 
 
-_MEMBER_SELECT = (
+MEMBER_SELECT = (
     "SELECT u.*, m.access_level, m.created_at AS member_since FROM members m JOIN users u ON u.id = m.user_id"
 )
 
@@ -189,5 +189,5 @@ def _user_dict(row: sqlite3.Row) -> dict:
     }
 
 
-def _member_dict(row: sqlite3.Row) -> dict:
+def member_dict(row: sqlite3.Row) -> dict:
     return {**_user_dict(row), "access_level": row["access_level"], "member_since": row["member_since"]}

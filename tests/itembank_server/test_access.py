@@ -115,9 +115,11 @@ def test_only_owners_and_admins_manage_members(server, bank, setup):
     owner = bank.create_user("owner")
     bank.add_token(owner["id"], "glpat-owner")
     bank.add_member(setup["subgroup"], owner["id"], OWNER)
-    with pytest.raises(gitlab.GitlabGetError) as above:
-        client(server, "glpat-owner").groups.get(GROUP)
-    assert above.value.response_code == 404, "a subgroup's membership gives no access to its parent"
+    above = client(server, "glpat-owner").groups.get(GROUP)
+    assert above.full_path == GROUP, "the parent of a subgroup with a project the user sees is visible (has_projects)"
+    with pytest.raises(gitlab.GitlabListError) as parent_members:
+        above.members.list()
+    assert parent_members.value.response_code == 403, "but a subgroup's membership gives no role in its parent"
     subgroup = client(server, "glpat-owner").groups.get(setup["subgroup"]["id"])
     added = subgroup.members.create({"user_id": sync_id, "access_level": DEVELOPER})
     assert added.access_level == DEVELOPER
