@@ -17,6 +17,7 @@ from .pagination import COUNT_LIMIT
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .store import ItemBank
 from .users import ROLES
+from .visibility import LEVELS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
         "created if absent; repeatable",
     )
     serve.add_argument("--group", default="iat-dev", help="group holding the items")
+    serve.add_argument(
+        "--visibility",
+        choices=list(LEVELS),
+        help="visibility of the group and of the items it generates (new groups and projects: private)",
+    )
     serve.add_argument("--generate", type=int, default=0, metavar="N", help="generate N items if the group has none")
     serve.add_argument("--seed", type=int, default=0, help="generator seed")
     serve.add_argument("--external-url", help="base URL clients use, if not http://HOST:PORT")
@@ -107,11 +113,11 @@ def serve(args: argparse.Namespace) -> int:
     if not tokens:
         tokens = {secrets.token_urlsafe(20)}
     bank = ItemBank(args.root)
-    group = bank.create_group(args.group)
+    group = bank.create_group(args.group, visibility=args.visibility)
     existing = bank.count_projects(group["id"])
     if args.generate and existing == 0:
         started = time.monotonic()
-        generate_bank(bank, args.group, count=args.generate, seed=args.seed)
+        generate_bank(bank, args.group, count=args.generate, seed=args.seed, visibility=args.visibility or "private")
         print(f"generated {args.generate} items in {time.monotonic() - started:.1f}s", flush=True)
     elif args.generate:
         print(f"group {args.group} already has {existing} projects; not generating", flush=True)

@@ -9,6 +9,7 @@ the histories :mod:`itembank_server.item_histories`, the unpublished items :mod:
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from typing import Any
 
 from .item_documents import (
@@ -36,8 +37,11 @@ def generate_bank(
     start_id: int = 200000,
     workers: int | None = None,
     being_created_share: float = BEING_CREATED_SHARE,
+    visibility: str = "private",
 ) -> list[dict]:
     """Create ``count`` generated item projects in ``group`` (created if missing); return the projects.
+
+    The projects have ``visibility`` (lowered to the group's if the group is less visible).
 
     ``floor(being_created_share × count)`` of them, chosen by ``seed``, are items still being created (see
     :func:`choose_items_being_created`): 6 of the demo's 300, none in a bank of fewer than 50 items.
@@ -45,8 +49,8 @@ def generate_bank(
     items = generate_items(count, seed, start_id=start_id)
     being_created = choose_items_being_created(items, being_created_share, seed)
     specs = [
-        being_created[item.item_id].project_spec() if item.item_id in being_created
-        else ProjectSpec(item.item_id, item.commits, created_at=item.commits[0].committed_at)
+        replace(being_created[item.item_id].project_spec(), visibility=visibility) if item.item_id in being_created
+        else ProjectSpec(item.item_id, item.commits, created_at=item.commits[0].committed_at, visibility=visibility)
         for item in items
     ]
     projects = bank.create_projects(group, specs, workers=workers)

@@ -17,11 +17,16 @@ is 400 ``{"message": {"access_level": ["should be greater than or equal to <Role
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from . import api
 from .pagination import paginate
 from .responses import ApiError, Response, json_response, not_found_message
 from .users import OWNER, ROLES, MemberExistsError
+
+if TYPE_CHECKING:
+    from .pagination import PageResult
+    from .store import ItemBank
 
 FORBIDDEN = ApiError(403, {"message": "403 Forbidden"})
 NOT_FOUND = ApiError(404, {"message": "404 Not found"})
@@ -30,78 +35,84 @@ _ROLE_NAMES = {level: name.capitalize() for name, level in ROLES.items()}  # Git
 
 
 class MemberRoutes:
-    """Mixed into ``AccessControlledApi`` (which provides ``bank``, ``base_url``, ``_group``, ``_project``)."""
+    """Mixed into ``AccessControlledApi``, whose ``RestApi`` provides these:"""
+
+    bank: ItemBank
+    base_url: str
+    _group: Callable[[str], dict]
+    _project: Callable[[str], dict]
+    _page_response: Callable[[api.ApiRequest, api.Resolution, PageResult, list, dict], Response]
 
     # -- groups ------------------------------------------------------------------------------------
 
     def list_group_members(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._members_page(request, resolution, self.bank.members(group["id"]))  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
+        return self._members_page(request, resolution, self.bank.members(group["id"]))
 
     def list_all_group_members(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._members_page(request, resolution, self.bank.all_group_members(group))  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
+        return self._members_page(request, resolution, self.bank.all_group_members(group))
 
     def show_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._one_member(resolution, lambda user_id: self.bank.member(group["id"], user_id))  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
+        return self._one_member(resolution, lambda user_id: self.bank.member(group["id"], user_id))
 
     def show_all_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
-        members = self.bank.all_group_members(group)  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
+        members = self.bank.all_group_members(group)
         return self._one_member(resolution, lambda user_id: _find_member(members, user_id))
 
     def add_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
-        user_id, access_level = self._new_member_params(request, lambda uid: self.bank.member(group["id"], uid))  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
+        user_id, access_level = self._new_member_params(request, lambda uid: self.bank.member(group["id"], uid))
         self._check_inherited_level(group["id"], user_id, access_level, include_group=False)
-        return self._created_member(lambda: self.bank.add_member(group["id"], user_id, access_level))  # type: ignore[attr-defined]
+        return self._created_member(lambda: self.bank.add_member(group["id"], user_id, access_level))
 
     def remove_group_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        group = self._group(resolution.params["id"])  # type: ignore[attr-defined]
+        group = self._group(resolution.params["id"])
         user_id = api.parse_int("user_id", resolution.params["user_id"], 0)
-        if not self.bank.remove_member(group["id"], user_id):  # type: ignore[attr-defined]
+        if not self.bank.remove_member(group["id"], user_id):
             raise NOT_FOUND
         return Response(204)
 
     # -- projects ----------------------------------------------------------------------------------
 
     def list_project_members(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._members_page(request, resolution, self.bank.project_members(project))  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
+        return self._members_page(request, resolution, self.bank.project_members(project))
 
     def list_all_project_members(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._members_page(request, resolution, self.bank.all_project_members(project))  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
+        return self._members_page(request, resolution, self.bank.all_project_members(project))
 
     def show_project_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
-        return self._one_member(resolution, lambda user_id: self.bank.project_member(project, user_id))  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
+        return self._one_member(resolution, lambda user_id: self.bank.project_member(project, user_id))
 
     def show_all_project_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
-        members = self.bank.all_project_members(project)  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
+        members = self.bank.all_project_members(project)
         return self._one_member(resolution, lambda user_id: _find_member(members, user_id))
 
     def add_project_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
         """``POST /projects/:id/members``: Maintainer (``admin_project_member``); only Owners add Owners."""
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
-        user_id, access_level = self._new_member_params(request, lambda uid: self.bank.project_member(project, uid))  # type: ignore[attr-defined]
-        if access_level == OWNER and self.bank.project_access_level(request.user, project) < OWNER:  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
+        user_id, access_level = self._new_member_params(request, lambda uid: self.bank.project_member(project, uid))
+        if access_level == OWNER and self.bank.project_access_level(request.user, project) < OWNER:
             raise FORBIDDEN
         self._check_inherited_level(project["namespace"]["id"], user_id, access_level, include_group=True)
-        return self._created_member(lambda: self.bank.add_project_member(project, user_id, access_level))  # type: ignore[attr-defined]
+        return self._created_member(lambda: self.bank.add_project_member(project, user_id, access_level))
 
     def remove_project_member(self, request: api.ApiRequest, resolution: api.Resolution) -> Response:
         """``DELETE /projects/:id/members/:user_id``: Maintainer; only Owners remove an Owner (403)."""
-        project = self._project(resolution.params["id"])  # type: ignore[attr-defined]
+        project = self._project(resolution.params["id"])
         user_id = api.parse_int("user_id", resolution.params["user_id"], 0)
-        member = self.bank.project_member(project, user_id)  # type: ignore[attr-defined]
+        member = self.bank.project_member(project, user_id)
         if member is None:
             raise NOT_FOUND
-        if member["access_level"] == OWNER and self.bank.project_access_level(request.user, project) < OWNER:  # type: ignore[attr-defined]
+        if member["access_level"] == OWNER and self.bank.project_access_level(request.user, project) < OWNER:
             raise FORBIDDEN
-        self.bank.remove_project_member(project, user_id)  # type: ignore[attr-defined]
+        self.bank.remove_project_member(project, user_id)
         return Response(204)
 
     # -- shared steps ------------------------------------------------------------------------------
@@ -113,7 +124,7 @@ class MemberRoutes:
             raise ApiError(400, {"error": ", ".join(f"{name} is missing" for name in missing)})
         access_level = api.parse_int("access_level", params["access_level"], 0)
         user_id = api.parse_int("user_id", params["user_id"], 0)
-        if self.bank.find_user(user_id) is None:  # type: ignore[attr-defined]
+        if self.bank.find_user(user_id) is None:
             raise not_found_message("User")
         if existing(user_id) is not None:
             raise ApiError(409, {"message": "Member already exists"})
@@ -123,7 +134,7 @@ class MemberRoutes:
 
     def _check_inherited_level(self, group_id: int, user_id: int, access_level: int, *, include_group: bool) -> None:
         """``Member#higher_access_level_than_group``."""
-        inherited = self.bank.highest_inherited_membership(group_id, user_id, include_group=include_group)  # type: ignore[attr-defined]
+        inherited = self.bank.highest_inherited_membership(group_id, user_id, include_group=include_group)
         if inherited is not None and inherited["access_level"] > access_level:
             role, group_name = _ROLE_NAMES[inherited["access_level"]], inherited["group_name"]
             problem = f"should be greater than or equal to {role} inherited membership from group {group_name}"
@@ -149,7 +160,7 @@ class MemberRoutes:
         )
         items = [self.member_entity(m) for m in result.items]
         link_params = {**request.params, "id": resolution.params["id"]}
-        return self._page_response(request, resolution, result, items, link_params)  # type: ignore[attr-defined]
+        return self._page_response(request, resolution, result, items, link_params)
 
     # -- entities ----------------------------------------------------------------------------------
 
@@ -162,7 +173,7 @@ class MemberRoutes:
             "state": "active",
             "locked": False,
             "avatar_url": None,
-            "web_url": f"{self.base_url}/{user['username']}",  # type: ignore[attr-defined]
+            "web_url": f"{self.base_url}/{user['username']}",
         }
 
     def member_entity(self, member: dict) -> dict:

@@ -280,7 +280,8 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
                 level = min(level_of(spec.visibility), group["visibility_level"])
                 cursor = db.execute(
                     "INSERT INTO projects (group_id, name, path, full_path, default_branch, archived, empty_repo,"
-                    " created_at, updated_at, last_activity_at, visibility_level) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " created_at, updated_at, last_activity_at, visibility_level)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         group["id"],
                         spec.name or spec.path,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .records import NotFoundError, timestamp
+from .records import timestamp
 from .users import GUEST, REPORTER
 
 PRIVATE = 0
@@ -142,12 +142,14 @@ class VisibilityStore:
             return True
         if self.access_level(user, group["id"]) >= GUEST:  # type: ignore[attr-defined]
             return True
-        return self.count_projects(group["id"], include_subgroups=True, visible_to=user, cap=1) > 0  # type: ignore[attr-defined]
+        count_projects = self.count_projects  # type: ignore[attr-defined]
+        return count_projects(group["id"], include_subgroups=True, visible_to=user, cap=1) > 0
 
     def can_read_group_members(self, user: Mapping, group: Mapping) -> bool:
         """``read_group_member``: ``read_group``, except for users without a membership in a private group
         (``GroupPolicy#can_read_group_member?``)."""
-        if group["visibility_level"] == PRIVATE and self.access_level(user, group["id"]) < GUEST:  # type: ignore[attr-defined]
+        level = self.access_level(user, group["id"])  # type: ignore[attr-defined]
+        if group["visibility_level"] == PRIVATE and level < GUEST:
             return False
         return self.can_read_group(user, group)
 
@@ -168,9 +170,3 @@ class VisibilityStore:
         if level is None:
             level = self.project_access_level(user, project)  # type: ignore[attr-defined]
         return level >= REPORTER
-
-    def _level_of_group(self, group_id: int) -> int:
-        rows = self._rows("SELECT visibility_level FROM groups WHERE id = ?", (group_id,))  # type: ignore[attr-defined]
-        if not rows:
-            raise NotFoundError(f"group {group_id!r}")
-        return rows[0][0]
