@@ -1,7 +1,8 @@
 """The schema command, run by the ``imrt-migrate`` init container in Helm and the ``imrt-migrate`` service in Compose::
 
     python -m imrt_compat.migrate upgrade            # this service's own tables to the newest revision
-    python -m imrt_compat.migrate bootstrap-legacy   # a new environment only: the legacy tables that are missing
+    python -m imrt_compat.migrate bootstrap-legacy   # a new environment only: the legacy tables that are missing,
+                                                     # with the legacy grants and Flyway history
     python -m imrt_compat.migrate current            # the revision the database is at, and the newest one
 
 The database is the Airflow connection the DAG uses (``imrt_default``; ``--conn-id`` names another), read the
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from imrt_sync import schema
+from imrt_sync.legacy_bootstrap import bootstrap_legacy
 from imrt_sync.migrate import (
     VERSION_TABLE, SchemaNotReady, current_revision, head_revision, require_current_schema, upgrade,
 )
@@ -34,7 +35,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("upgrade", help="migrate this service's own tables to the newest revision")
-    commands.add_parser("bootstrap-legacy", help="create the missing legacy tables (a new environment only)")
+    commands.add_parser(
+        "bootstrap-legacy",
+        help="create the missing legacy tables, with the legacy grants and Flyway history (a new environment only)",
+    )
     commands.add_parser("current", help="print the current and the newest revision; exit 1 unless ready to run")
     return parser
 
@@ -43,8 +47,8 @@ def run_command(name: str, engine: sa.Engine) -> int:
     if name == "upgrade":
         print(f"imrt database at revision {upgrade(engine)} ({VERSION_TABLE})")
     elif name == "bootstrap-legacy":
-        created = schema.bootstrap_legacy(engine)
-        print(f"created: {', '.join(created)}" if created else "every legacy table and sequence exists: nothing created")
+        created = bootstrap_legacy(engine)
+        print(f"created: {', '.join(created)}" if created else "nothing created (the log above says why)")
     else:
         print(f"current: {current_revision(engine) or 'none'}  head: {head_revision()}")
         try:

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from . import schema
+from .legacy_bootstrap import bootstrap_legacy
 
 __all__ = [
     "VERSION_TABLE",
@@ -83,11 +84,12 @@ def upgrade(engine: sa.Engine) -> str:
 
 
 def prepare_database(engine: sa.Engine) -> list[str]:
-    """A new environment's database, ready to run: :func:`schema.bootstrap_legacy`, then :func:`upgrade`.
+    """A new environment's database, ready to run: :func:`~imrt_sync.legacy_bootstrap.bootstrap_legacy`, then
+    :func:`upgrade`.
 
     What ``make run``, the end-to-end stacks and the tests do; returns the legacy objects created.
     """
-    created = schema.bootstrap_legacy(engine)
+    created = bootstrap_legacy(engine)
     upgrade(engine)
     return created
 

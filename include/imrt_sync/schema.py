@@ -20,9 +20,12 @@ Two owners, two ways in (docs/deployment.md, "Database migrations"):
 * this service's own tables are created and changed only by the Alembic migrations of :mod:`imrt_sync.migrations`
   (``python -m imrt_compat.migrate upgrade``; their version is in ``imrt_alembic_version``); the tables here are the
   model those migrations must produce (``tests/integration/test_migrations.py`` compares them);
-* the legacy tables belong to the legacy Flyway migrations: :func:`bootstrap_legacy` creates those that are missing,
-  for a new environment only (``python -m imrt_compat.migrate bootstrap-legacy``), and never drops or alters an
-  existing one.
+* the legacy tables belong to the legacy Flyway migrations: :func:`imrt_sync.legacy_bootstrap.bootstrap_legacy`
+  creates those that are missing, for a new environment only (``python -m imrt_compat.migrate bootstrap-legacy``),
+  with the Flyway scripts' grants and history, and never drops or alters an existing one.
+
+Every column is as the Flyway scripts ``V1__imrt_ddl.sql`` .. ``V20__imrt_ddl.sql`` of the schema project
+(SmarterApp/AP_IMRT_Schema, tag 0.1.5) leave it: type, ``NOT NULL``, default, constraints and their names.
 """
 
 from __future__ import annotations
@@ -34,7 +37,6 @@ __all__ = [
     "LEGACY_TABLES",
     "OWN_TABLES",
     "SEQUENCES",
-    "bootstrap_legacy",
     "batch_job_instance",
     "batch_job_execution",
     "batch_job_execution_params",
@@ -274,7 +276,7 @@ stim_link = sa.Table(  # V1, V3 (primary key item_key); audit columns until V28
     "stim_link",
     metadata,
     sa.Column("item_key", sa.Integer, sa.ForeignKey("item.key"), primary_key=True, autoincrement=False),
-    sa.Column("item_key_stim", sa.Integer, sa.ForeignKey("item.key")),
+    sa.Column("item_key_stim", sa.Integer, sa.ForeignKey("item.key"), nullable=False),
     *_audit_columns(),
 )
 
@@ -300,7 +302,7 @@ item_form = sa.Table(  # V19
     "item_form",
     metadata,
     sa.Column("key", sa.Integer, primary_key=True, autoincrement=True),  # SERIAL
-    sa.Column("item_key", sa.Integer, sa.ForeignKey("item.key")),
+    sa.Column("item_key", sa.Integer, sa.ForeignKey("item.key"), nullable=False),
     sa.Column("assessment_type", sa.String),
     sa.Column("form_id", sa.String),
     sa.Column("form_type", sa.String),
@@ -370,28 +372,3 @@ LEGACY_TABLES = (
     item, item_git, item_log, stim_link, project_lock, item_attachment, item_form,
 )
 OWN_TABLES = (imrt_webhook_event, imrt_webhook_ignored_count, imrt_project_hook, imrt_project_head)
-
-
-# ---------------------------------------------------------------------------------------- bootstrap_legacy
-
-
-def bootstrap_legacy(engine: sa.Engine) -> list[str]:
-    """Create the legacy sequences and tables that are missing, as the legacy schema had them; never drop or alter
-    an existing one (a database managed by Flyway keeps every table it has, later columns included).
-
-    Returns the names created (sequences first, then tables in dependency order); ``[]`` when all exist.
-    Safe to call from several processes at once: the check and the creation run in one transaction under a
-    transaction-level advisory lock, so a second caller waits and then finds everything.
-    """
-    with engine.begin() as conn:
-        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
-        inspector = sa.inspect(conn)
-        existing_tables = set(inspector.get_table_names())
-        existing_sequences = set(inspector.get_sequence_names())
-        created = [seq.name for seq in SEQUENCES if seq.name not in existing_sequences]
-        created += [table.name for table in metadata.sorted_tables
-                    if table in LEGACY_TABLES and table.name not in existing_tables]
-        for sequence in SEQUENCES:
-            sequence.create(conn, checkfirst=True)
-        metadata.create_all(conn, tables=LEGACY_TABLES, checkfirst=True)
-    return created

@@ -15,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 
 from devstack.postgres import airflow_connection
 from imrt_sync import migrate, schema
+from imrt_sync.legacy_bootstrap import FLYWAY_TABLE, bootstrap_legacy
 from imrt_sync.migrate import SchemaNotReady, current_revision, head_revision, prepare_database, require_current_schema
 
 OWN_TABLES = {"imrt_webhook_event", "imrt_webhook_ignored_count", "imrt_project_hook", "imrt_project_head"}
@@ -139,8 +140,8 @@ def test_concurrent_upgrades_all_succeed_and_migrate_once(at_once, imrt_engine):
 def test_prepare_database_bootstraps_the_legacy_tables_then_migrates(imrt_engine):
     created = prepare_database(imrt_engine)
 
-    assert set(created) == LEGACY_TABLES | {seq.name for seq in schema.SEQUENCES}
-    assert table_names(imrt_engine) == LEGACY_TABLES | OWN_TABLES | {"imrt_alembic_version"}
+    assert set(created) == LEGACY_TABLES | {seq.name for seq in schema.SEQUENCES} | {FLYWAY_TABLE}
+    assert table_names(imrt_engine) == LEGACY_TABLES | OWN_TABLES | {"imrt_alembic_version", FLYWAY_TABLE}
     require_current_schema(imrt_engine)
     assert prepare_database(imrt_engine) == []
 
@@ -149,7 +150,7 @@ def test_prepare_database_bootstraps_the_legacy_tables_then_migrates(imrt_engine
 
 
 def test_the_check_refuses_a_database_never_migrated_naming_the_upgrade_command(imrt_engine):
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     before = catalog(imrt_engine)
 
     with pytest.raises(SchemaNotReady, match=r"at schema revision none, this code needs 0001: "
@@ -219,6 +220,8 @@ def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):
     bootstrap = migrate_command(imrt_db_url, "bootstrap-legacy")
     assert bootstrap.returncode == 0, bootstrap.stderr
     assert "created: batch_step_execution_seq" in bootstrap.stdout
+    assert bootstrap.stdout.rstrip().endswith(", flyway_schema_history")
+    assert "wrote Flyway's history V1..V20" in bootstrap.stderr  # the log lines show
     upgrade = migrate_command(imrt_db_url, "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
     assert "imrt database at revision 0001 (imrt_alembic_version)" in upgrade.stdout
@@ -226,7 +229,7 @@ def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):
 
     after = migrate_command(imrt_db_url, "current")
     assert (after.returncode, after.stdout.strip()) == (0, "current: 0001  head: 0001")
-    assert table_names(imrt_engine) == LEGACY_TABLES | OWN_TABLES | {"imrt_alembic_version"}
+    assert table_names(imrt_engine) == LEGACY_TABLES | OWN_TABLES | {"imrt_alembic_version", FLYWAY_TABLE}
     password = json.loads(airflow_connection(imrt_db_url))["password"]
     for result in (before, bootstrap, upgrade, after):
         assert not password or password not in result.stdout + result.stderr

@@ -1,5 +1,6 @@
-"""The legacy bootstrap, ``schema.bootstrap_legacy()``, on a real PostgreSQL database (reference §2.1, §2.2); this
-service's own tables are the migrations' (test_migrations)."""
+"""The legacy tables of the bootstrap, ``bootstrap_legacy()``, on a real PostgreSQL database (reference §2.1, §2.2);
+its grants and Flyway history are test_legacy_bootstrap's, this service's own tables the migrations' (test_migrations).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from imrt_sync import schema
+from imrt_sync.legacy_bootstrap import FLYWAY_TABLE, bootstrap_legacy
 from imrt_sync.mapping import map_item
 
 SEQUENCES = ["batch_step_execution_seq", "batch_job_execution_seq", "batch_job_seq"]
@@ -82,17 +84,18 @@ def _constraints(conn: sa.Connection, table: str) -> dict[str, str]:
 
 
 def test_bootstrap_creates_every_legacy_table_and_sequence_and_no_other(imrt_engine):
-    created = schema.bootstrap_legacy(imrt_engine)
+    created = bootstrap_legacy(imrt_engine)
 
     assert created[:3] == SEQUENCES
-    assert sorted(created[3:]) == sorted(TABLES)
+    assert sorted(created[3:-1]) == sorted(TABLES)
+    assert created[-1] == FLYWAY_TABLE
     inspector = sa.inspect(imrt_engine)
-    assert set(inspector.get_table_names()) == set(TABLES)
+    assert set(inspector.get_table_names()) == set(TABLES) | {FLYWAY_TABLE}
     assert set(SEQUENCES) <= set(inspector.get_sequence_names())
 
 
 def test_spring_batch_tables_match_v4(imrt_engine):
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     with imrt_engine.connect() as conn:
         instance = _columns(conn, "batch_job_instance")
         assert instance["job_instance_id"]["data_type"] == "bigint"
@@ -133,7 +136,7 @@ def test_spring_batch_tables_match_v4(imrt_engine):
 
 
 def test_imrt_tables_match_v20(imrt_engine):
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     with imrt_engine.connect() as conn:
         item = _columns(conn, "item")
         assert item["key"]["data_type"] == "integer"
@@ -185,7 +188,7 @@ def test_imrt_tables_match_v20(imrt_engine):
 
 
 def test_every_mapped_column_exists_in_the_item_table(imrt_engine):
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     table_columns = {column["name"] for column in sa.inspect(imrt_engine).get_columns("item")}
     for document in (ITEM, {"id": "7", "type": "stim"}, {"id": 8, "type": "tut"}):
         assert set(map_item(copy.deepcopy(document), 17).columns) <= table_columns
@@ -193,7 +196,7 @@ def test_every_mapped_column_exists_in_the_item_table(imrt_engine):
 
 def test_a_mapped_item_can_be_written(imrt_engine):
     """The mapped values have types the legacy columns accept."""
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     mapped = map_item(copy.deepcopy(ITEM), 17)
     now = datetime(2018, 6, 1, tzinfo=timezone.utc)
     history = {"updated_by": "jdoe", "item_created_by": "jdoe", "item_created_at": now, "workflow_status_set_at": now}
@@ -219,14 +222,14 @@ def test_a_mapped_item_can_be_written(imrt_engine):
 
 
 def test_a_second_call_creates_nothing_and_keeps_data(imrt_engine):
-    schema.bootstrap_legacy(imrt_engine)
+    bootstrap_legacy(imrt_engine)
     with imrt_engine.begin() as conn:
         conn.execute(
             schema.project_lock.insert().values(project_id=42, locked_at=sa.func.now(), updated_by="internal")
         )
         conn.execute(sa.text("SELECT nextval('batch_job_execution_seq')"))
 
-    assert schema.bootstrap_legacy(imrt_engine) == []
+    assert bootstrap_legacy(imrt_engine) == []
 
     with imrt_engine.connect() as conn:
         assert conn.execute(sa.select(schema.project_lock.c.project_id)).scalars().all() == [42]
@@ -244,10 +247,10 @@ def test_existing_tables_are_left_untouched(imrt_engine):
         conn.execute(sa.text("""INSERT INTO item (id, test_category, item_json) VALUES (1, 'cat', '{"a": 1}')"""))
         conn.execute(sa.text("CREATE SEQUENCE batch_job_seq START 500"))
 
-    created = schema.bootstrap_legacy(imrt_engine)
+    created = bootstrap_legacy(imrt_engine)
 
     assert "item" not in created and "batch_job_seq" not in created
-    assert set(created) == set(SEQUENCES + TABLES) - {"item", "batch_job_seq"}
+    assert set(created) == set(SEQUENCES + TABLES) - {"item", "batch_job_seq"}  # no Flyway history: not a new schema
     with imrt_engine.connect() as conn:
         assert set(_columns(conn, "item")) == {"key", "id", "test_category", "item_json"}
         assert _constraints(conn, "item") == {"item_pkey": "PRIMARY KEY"}  # no unique_id_constraint added
@@ -257,8 +260,10 @@ def test_existing_tables_are_left_untouched(imrt_engine):
         assert {fk["referred_table"] for fk in sa.inspect(conn).get_foreign_keys("item_git")} == {"item"}
 
 
-def test_concurrent_calls_both_succeed(at_once):
-    results = at_once(4, schema.bootstrap_legacy)
+def test_concurrent_calls_both_succeed(at_once, imrt_engine):
+    results = at_once(4, bootstrap_legacy)
     assert len(results) == 4
-    assert sorted(name for result in results for name in result) == sorted(SEQUENCES + TABLES)
-    assert sorted(len(result) for result in results) == [0, 0, 0, len(SEQUENCES + TABLES)]
+    assert sorted(name for result in results for name in result) == sorted(SEQUENCES + TABLES + [FLYWAY_TABLE])
+    assert sorted(len(result) for result in results) == [0, 0, 0, len(SEQUENCES + TABLES) + 1]
+    with imrt_engine.connect() as conn:
+        assert conn.scalar(sa.text("SELECT count(*) FROM flyway_schema_history")) == 20  # written once
