@@ -307,7 +307,20 @@ class RestApi(GroupRoutes, ProjectRoutes):
     # -- projects ----------------------------------------------------------------------------------
 
     def show_project(self, request: ApiRequest, resolution: Resolution) -> Response:
-        return json_response(200, self.project_entity(self._project(resolution.params["id"])))
+        """``GET /projects/:id``: ``Entities::ProjectWithAccess``, the project and the user's ``permissions``."""
+        project = self._project(resolution.params["id"])
+        entity = self.project_entity(project)
+        entity["permissions"] = self.project_permissions(project, request.user)
+        return json_response(200, entity)
+
+    def project_permissions(self, project: dict, user: dict | None) -> dict:
+        """``project_access``: the user's direct project membership; ``group_access``: its highest membership of
+        the project's group and the group's ancestors (``Group#highest_group_member``); null where it has none."""
+        if user is None:
+            return {"project_access": None, "group_access": None}
+        direct = self.bank.project_member(project, user["id"])
+        inherited = self.bank.highest_inherited_membership(project["namespace"]["id"], user["id"], include_group=True)
+        return {"project_access": _access_entity(direct), "group_access": _access_entity(inherited)}
 
     def _project(self, ref: str) -> dict:
         project = self.bank.find_project(ref)
@@ -536,7 +549,6 @@ class RestApi(GroupRoutes, ProjectRoutes):
                 "request_access_enabled": True,
                 "merge_method": "merge",
                 "squash_option": "default_off",
-                "permissions": {"project_access": None, "group_access": {"access_level": 50, "notification_level": 3}},
             }
         )
         return entity
@@ -557,6 +569,13 @@ class RestApi(GroupRoutes, ProjectRoutes):
             }
         )
         return entity
+
+
+def _access_entity(membership: dict | None) -> dict | None:
+    """``Entities::ProjectAccess``/``GroupAccess``; ``notification_level`` 3 is the default ``global`` setting."""
+    if membership is None:
+        return None
+    return {"access_level": membership["access_level"], "notification_level": 3}
 
 
 def _page_params(params: Mapping[str, str]) -> tuple[int, int]:

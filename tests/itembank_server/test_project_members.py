@@ -170,3 +170,17 @@ def test_deleting_a_project_deletes_its_memberships(bank, setup):
     bank.add_project_member(setup["item"], setup["reader"]["id"], MAINTAINER)
     bank.delete_project(setup["item"]["id"])
     assert bank._rows("SELECT count(*) FROM project_members")[0][0] == 0
+
+
+def test_a_project_shows_the_users_own_permissions(server, bank, setup):
+    reader = setup["reader"]
+    bank.add_project_member(setup["item"], reader["id"], MAINTAINER)
+    as_reader = client(server, "reader").projects.get(setup["item"]["id"]).permissions
+    assert as_reader == {
+        "project_access": {"access_level": MAINTAINER, "notification_level": 3},
+        "group_access": {"access_level": REPORTER, "notification_level": 3},
+    }
+    as_admin = client(server).projects.get(setup["item"]["id"]).permissions
+    assert as_admin == {"project_access": None, "group_access": None}, "an administrator without memberships"
+    listed = call(server, "GET", f"/groups/{GROUP}/projects", "reader", include_subgroups="true").json()
+    assert all("permissions" not in project for project in listed), "Entities::Project has none"
