@@ -14,7 +14,9 @@ version that IIS 0.1.46 depends on):
 * ``exposures`` is a Jackson ``Integer``: numeric strings (trimmed, signed) and ``""`` (null) are accepted:
   :func:`integer_or_none`;
 * the strings ``"true"``/``"false"`` are accepted where a boolean is expected: :func:`boolean_or_none`;
-* dates are ISO-8601 text or epoch milliseconds: :func:`timestamp_or_none`.
+* dates are ISO-8601 text or epoch milliseconds: :func:`timestamp_or_none`;
+* a ``String`` of the model holds the JSON text of any scalar, and a ``Date`` is written back as the model wrote it,
+  ``2018-05-25T20:57:45.000Z``: :func:`model_text`, :func:`model_date` (for ``item_json``, ``imrt_sync.mapping``).
 
 Every converter takes the JSON value found at ``path`` (None when missing or null) and the path for messages, and
 raises :class:`InvalidValue` for a value the column cannot take. Where the legacy behaviour was a hazard the safer
@@ -176,6 +178,30 @@ def timestamp_or_none(value: Any, path: str) -> datetime | None:
     except (ValueError, OverflowError):
         raise InvalidValue(f"{path} must be an ISO-8601 date-time, got {describe_json_value(value)}") from None
     raise InvalidValue(f"{path} must be an ISO-8601 date-time string or null, got {json_kind(value)}")
+
+
+def model_text(value: Any, path: str) -> str | None:
+    """A ``String`` property of the ap-common model as Jackson reads it (``StringDeserializer``): a JSON scalar becomes
+    its JSON text; an object or an array cannot be read. Unlike :func:`text_or_none` no column limits apply."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)) or (isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200):
+        raise InvalidValue(f"{path} must be a string or null, got {describe_json_value(value)}")
+    return jackson_string(value)
+
+
+def model_date(value: Any, path: str) -> str | None:
+    """A ``java.util.Date`` of the model, written back as every item.json the model wrote has it: UTC with
+    milliseconds, ``2018-05-25T20:57:45.000Z`` (IIS src/test/resources/json/item-with-duplicate-asl-filenames.json
+    at 0.1.46). Input as :func:`timestamp_or_none` reads it."""
+    moment = timestamp_or_none(value, path)
+    if moment is None:
+        return None
+    try:
+        utc = moment.astimezone(timezone.utc)
+    except OverflowError:
+        raise InvalidValue(f"{path} must be an ISO-8601 date-time, got {describe_json_value(value)}") from None
+    return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def storable_text(value: str, path: str) -> str:

@@ -8,8 +8,8 @@ Two steps, both pure (no I/O):
 
 Everything wrong with the content raises :class:`~imrt_sync.errors.ItemValidationError` (a permanent per-item
 error) whose problem names the JSON path, e.g. ``core.metadata.grade must be a string or null, got list``.
-A missing field and an explicit ``null`` are treated alike everywhere. Unknown fields are allowed and kept
-in ``item_json``.
+A missing field and an explicit ``null`` are treated alike everywhere. Unknown fields are allowed; the ``item_json``
+column gets the document as the legacy model wrote it back (:func:`legacy_item_json`): the model's properties only.
 
 Leniency follows what the legacy service accepted at tag 0.1.46 (ap-common ``Item`` read by Jackson 2.8;
 ``ItemRevisionImpl`` for the columns). How one JSON value becomes a column (Java ``Integer.valueOf`` ids, Jackson's
@@ -22,6 +22,7 @@ Where the legacy behaviour was a hazard the safer choice is kept; ``docs/legacy-
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -43,6 +44,8 @@ from imrt_sync.legacy_values import (
     jackson_string,
     java_integer_value_of,
     json_kind,
+    model_date,
+    model_text,
     shorten,
     storable_text,
     text_or_empty,
@@ -50,7 +53,7 @@ from imrt_sync.legacy_values import (
     timestamp_or_none,
 )
 
-__all__ = ["MAPPED_PATHS", "MAX_ITEM_JSON_BYTES", "MappedItem", "map_item", "parse_item_json"]
+__all__ = ["MAPPED_PATHS", "MAX_ITEM_JSON_BYTES", "MappedItem", "legacy_item_json", "map_item", "parse_item_json"]
 
 MAX_ITEM_JSON_BYTES = 5 * 1024 * 1024
 """Largest ``item.json`` accepted by :func:`parse_item_json` (bytes)."""
@@ -78,6 +81,9 @@ class MappedItem:
     is_stimulus: bool
     columns: dict[str, Any]
     item_json: dict[str, Any]
+    """The parsed ``item.json``, as read (unknown fields included)."""
+    stored_item_json: dict[str, Any]
+    """The ``item_json`` column: the document as the legacy model wrote it back (:func:`legacy_item_json`)."""
     stimulus_id: int | None
     """``core.stimulusId`` as int for non-stimulus items, else None (same as ``columns["associated_stimulus_id"]``)."""
     attachments: tuple[dict[str, Any], ...]
@@ -170,14 +176,16 @@ def _map_document(document: dict, item_id: int) -> MappedItem:
     columns.update(_field_columns(document))
     columns.update(_test_administration_columns(document, administrations, forms))
     _check_storable(document)
+    attachments = _attachments(document)
     return MappedItem(
         item_id=item_id,
         item_type=item_type,
         is_stimulus=is_stimulus,
         columns=columns,
         item_json=document,
+        stored_item_json=legacy_item_json(document, item_type),
         stimulus_id=stimulus_id,
-        attachments=_attachments(document),
+        attachments=attachments,
         forms=forms,
     )
 
@@ -399,6 +407,226 @@ def _item_difficulty_quintile(document: dict, administrations: list[_Administrat
     field_test_id = text_or_none(_lookup(document, ("core", "testAdministration", "fieldTestAdministrationId")), path)
     matching = [a for a in administrations if a.administration_id == field_test_id]
     return matching[-1].quintile if matching else None
+
+
+# ----------------------------------------------------------------------- item_json: the legacy model written back
+#
+# The legacy service stored the ap-common ``Item`` it had read, not the file (IIS util/ItemParser.java:31,
+# model/ItemRevisionImpl.java:91; Common model/BaseItem.java:74-77), and the search service reads it back into that
+# model with a default Jackson ObjectMapper (unknown properties fail) on every item it loads: see
+# docs/legacy-differences.md, "item_json". ap-common's source is in no repository we have, so the model below is the
+# one the evidence shows (IIS@0.1.46 src/test/resources/json/, item.json files the model wrote; the getters ItemRevisionImpl
+# calls): a property the evidence does not show is dropped, a value of a class the evidence does not show is kept as
+# the document has it.
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A class of the model: its JSON properties in the order Jackson writes them, each with the kind of its value."""
+
+    properties: tuple[tuple[str, Any], ...]
+
+
+@dataclass(frozen=True)
+class _ListOf:
+    element: Any
+
+
+def _as_written(value: Any, path: str) -> Any:
+    """A value of a class the evidence does not show: kept as the document has it."""
+    return value
+
+
+def _object_as_written(value: Any, path: str) -> Any:
+    return _object(value, path)
+
+
+_TEXT, _FLAG, _INTEGER, _DATE = model_text, boolean_or_none, integer_or_none, model_date
+
+_FILE = _Model((("fileName", _TEXT), ("uploadedDate", _DATE)))
+"""ap-common ``Attachment`` (IIS model/ItemRevisionImpl.java:301-305: ``getFileName()``, a ``Date`` uploadedDate)."""
+
+_METADATA_PROPERTIES = (
+    "accessibilityLanguageComplexity", "algebraDescriptor1", "algebraDescriptor2", "allowCalculator",
+    "claim2Category", "claim2SubCategory", "contentTaskModel", "copyrightHolder", "copyrightHolderOther",
+    "depthOfKnowledge", "easyListeningFormula", "estimatedQuintile", "evidenceStatement", "intendedGrade",
+    "itemAuthor", "languageFeatures", "maxGrade", "maximumPoints", "meaningPurpose", "minGrade",
+    "organizationTypeId", "organizationName", "performanceTask", "performanceTaskPosition", "presentationFormat",
+    "primaryClaim", "primaryCommonCoreStandard", "primaryContentDomain", "primaryEmphasis",
+    "primaryMathematicalPractice", "primaryTarget", "primaryTargetSet", "quaternaryClaim",
+    "quaternaryCommonCoreStandard", "quaternaryContentDomain", "quaternaryMathematicalPractice", "quaternaryTarget",
+    "readabilityFleschKincaid", "readabilityLexile", "scoringEngine", "scorePoints",
+    "secondaryMathematicalPractice", "secondaryClaim", "secondaryCommonCoreStandard", "secondaryContentDomain",
+    "secondaryTarget", "specificationVersion", "stimulusFormat", "stimulusGenre", "stimulusLength", "stimulusName",
+    "stimulusLiteraryCategory", "stimulusLiteraryKnowledgeDemands", "structure", "subject",
+    "tertiaryMathematicalPractice", "tertiaryClaim", "tertiaryCommonCoreStandard", "tertiaryContentDomain",
+    "tertiaryTarget", "testCategory", "version", "wordCount", "writingPurpose",
+)  # fmt: skip
+"""``ItemMetadata`` in the order the model wrote it (item-with-duplicate-asl-filenames.json, iat-10; the same set in
+item-with-content-reqd-and-attachments.json, iat-11.2). Not in it: the iat-5 names ``grade``, ``{x}AssessmentTarget``,
+``contentDomain``, ``calculator``, ``itemPoint``, ``knowledgeDemands``, ``passageName``, ``scoringPoints``."""
+
+_METADATA = _Model(
+    tuple(
+        (name, _as_written if name in ("presentationFormat", "primaryEmphasis") else _TEXT)
+        for name in _METADATA_PROPERTIES
+    )
+)
+
+_TEST_ADMINISTRATION = _Model(
+    (
+        ("fieldTestAdministrationId", _TEXT),
+        (
+            "administrations",
+            _ListOf(
+                _Model(
+                    (
+                        ("administrationId", _TEXT),
+                        ("itemVersion", _TEXT),
+                        ("timeframe", _TEXT),
+                        ("fieldTestData", _Model((("itemDifficultyQuintile", _TEXT),))),
+                        (
+                            "forms",
+                            _ListOf(
+                                _Model(
+                                    (
+                                        ("assessmentType", _TEXT),
+                                        ("exposures", _INTEGER),
+                                        ("formId", _TEXT),
+                                        ("formType", _TEXT),
+                                        ("sequence", _TEXT),
+                                        ("status", _TEXT),
+                                    )
+                                )
+                            ),
+                        ),
+                    )
+                )
+            ),
+        ),
+    )
+)
+"""``TestAdministration`` (IIS model/ItemRevisionImpl.java:208-262; item_with_admin_data.json)."""
+
+_SCORING = _Model(
+    (("rubric", _TEXT), ("defaultScore", _INTEGER), ("variables", _ListOf(_as_written)), ("rules", _ListOf(_as_written)))
+)
+
+_CONTENT_STATE = (("updatedDate", _DATE), ("isRequired", _TEXT), ("isManagedByIat", _FLAG), ("isProvided", _FLAG))
+_CHOICE_CONTENT = _Model(
+    (
+        ("prompt", _TEXT),
+        ("options", _ListOf(_Model((("rationale", _TEXT), ("text", _TEXT), ("isCorrectAnswer", _FLAG))))),
+        *_CONTENT_STATE,
+    )
+)
+"""``core.en`` and ``translations.esp`` of ``mc``/``ms`` items (item-with-duplicate-asl-filenames.json)."""
+_PASSAGE_CONTENT = _Model((("content", _TEXT), *_CONTENT_STATE))
+"""Of stimuli and tutorials (item-with-content-reqd-and-attachments.json, tutorial.json, stim.json)."""
+_CONTENT_OF_TYPE = {"mc": _CHOICE_CONTENT, "ms": _CHOICE_CONTENT, STIMULUS_TYPE: _PASSAGE_CONTENT, "tut": _PASSAGE_CONTENT}
+"""Content classes the evidence shows; the content of other types is kept as the document has it."""
+
+
+def _core(passage_core: bool, content: Any) -> _Model:
+    attachments = ("attachments", _ListOf(_as_written))
+    if passage_core:
+        # Stimuli and tutorials have a core with metadata but no stimulus (IIS model/ItemRevisionImpl.java:70-81).
+        return _Model((("en", content), ("metadata", _METADATA), attachments))
+    return _Model(
+        (
+            ("stimulusId", _TEXT),
+            ("tutorialId", _TEXT),
+            ("enemyItems", _ListOf(_TEXT)),
+            ("testAdministration", _TEST_ADMINISTRATION),
+            ("metadata", _METADATA),
+            ("scoring", _SCORING),
+            ("en", content),
+            attachments,
+        )
+    )
+
+
+def _accessibility(kind: str, *more: tuple[str, Any]) -> _Model:
+    return _Model((("attachments", _ListOf(_FILE)), (f"is{kind}Required", _TEXT), (f"is{kind}Provided", _FLAG), *more))
+
+
+_CC_AUDIO = _Model((("audioResourceId", _TEXT), ("ccFileName", _TEXT)))
+_IMAGE = _Model(
+    (
+        ("concept", _TEXT),
+        ("conceptFile", _FILE),
+        ("id", _TEXT),
+        ("isProductionFileProvided", _FLAG),
+        ("productionFile", _FILE),
+    )
+)
+_AUDIO = _Model(
+    (("id", _TEXT), ("isProductionFilesProvided", _FLAG), ("productionFiles", _ListOf(_FILE)), ("transcriptFile", _FILE))
+)
+
+
+def _item_model(item_type: str) -> _Model:
+    content = _CONTENT_OF_TYPE.get(item_type, _object_as_written)
+    return _item_model_of(item_type in (STIMULUS_TYPE, "tut"), content)
+
+
+@functools.cache
+def _item_model_of(passage_core: bool, content: Any) -> _Model:
+    """``Item`` with its core and content, properties in the order the model wrote them
+    (item-with-duplicate-asl-filenames.json)."""
+    return _Model(
+        (
+            ("id", _TEXT),
+            ("type", _TEXT),
+            ("version", _TEXT),
+            ("core", _core(passage_core, content)),
+            ("asl", _accessibility("Asl")),
+            ("braille", _accessibility("Braille")),
+            ("cc", _accessibility("Cc", ("itemCcAudioAssociations", _ListOf(_CC_AUDIO)))),
+            ("images", _Model((("imageResources", _ListOf(_IMAGE)),))),
+            ("audio", _Model((("audioResources", _ListOf(_AUDIO)),))),
+            (
+                "textToSpeech",
+                _Model((("isVisualTTSRequired", _TEXT), ("isVisualTTSProvided", _FLAG), ("isSightTTSProvided", _FLAG))),
+            ),
+            ("workflow", _Model((("workflowStatusCode", _TEXT),))),
+            ("translations", _Model((("esp", content),))),
+        )
+    )
+
+
+def legacy_item_json(document: dict, item_type: str) -> dict[str, Any]:
+    """``item.json`` as the legacy service stored it: read into the model and written back by Jackson.
+
+    Every property of the model, in its order, ``null`` where the document has none (Jackson writes nulls: the
+    item.json files the model wrote carry ``"stimulusId": null``); no other property; each value as the model holds
+    it (a scalar in a ``String`` becomes its text, ``"true"`` in a ``boolean`` becomes ``true``, a date becomes
+    ``2018-05-25T20:57:45.000Z``). A value the model cannot read raises :class:`InvalidValue`, as the legacy
+    service's parse failed (IIS util/ItemParser.java:31-33).
+    """
+    return _written_back(document, _item_model(item_type), "")
+
+
+def _written_back(value: Any, kind: Any, path: str) -> Any:
+    if isinstance(kind, _Model):
+        return _model_written_back(value, kind, path)
+    if isinstance(kind, _ListOf):
+        return _list_written_back(value, kind, path)
+    return kind(value, path)
+
+
+def _model_written_back(value: Any, model: _Model, path: str) -> dict[str, Any] | None:
+    source = _object(value, path or "item.json")
+    if source is None:
+        return None
+    prefix = f"{path}." if path else ""
+    return {name: _written_back(source.get(name), kind, prefix + name) for name, kind in model.properties}
+
+
+def _list_written_back(value: Any, kind: _ListOf, path: str) -> list[Any] | None:
+    if value is None:
+        return None
+    return [_written_back(element, kind.element, f"{path}[{index}]") for index, element in enumerate(_array(value, path))]
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -258,7 +258,7 @@ def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | Non
     assert mapped is not None
     values = {
         **mapped.columns,
-        "item_json": mapped.item_json,
+        "item_json": mapped.stored_item_json,
         "is_being_created": revision.is_being_created,
         "updated_by": revision.last.author_name,
         "updated_at": sa.func.now(),
@@ -299,15 +299,49 @@ def status_changed_at(
 
 def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None:
     audit = {"item_key": key, "updated_by": revision.last.author_name}
-    for table in (schema.item_form, schema.item_attachment):
-        conn.execute(sa.delete(table).where(table.c.item_key == key))
+    # Forms are replaced, as the legacy writer did (IIS 0.1.46 service/ItemRevisionWriterImpl.java:79-82).
+    conn.execute(sa.delete(schema.item_form).where(schema.item_form.c.item_key == key))
     if revision.item.forms:
         conn.execute(sa.insert(schema.item_form), [{**form, **audit} for form in revision.item.forms])
-    if revision.item.attachments:
-        # V15 has uploaded_at NOT NULL: an attachment without uploadedDate gets the date of the item.json commit.
-        uploaded = revision.last.committed_at
-        rows = [{**a, **audit, "uploaded_at": a["uploaded_at"] or uploaded} for a in revision.item.attachments]
-        conn.execute(sa.insert(schema.item_attachment), rows)
+    _write_attachments(conn, key, revision)
+
+
+def _write_attachments(conn: sa.Connection, key: int, revision: Revision) -> None:
+    """The item's attachments as its ``item.json`` lists them now: a listed one keeps its row (``created_at``), a
+    removed one is deleted (docs/legacy-differences.md, "Attachments")."""
+    rows = _attachment_rows(key, revision)
+    _delete_unlisted_attachments(conn, key, rows)
+    if rows:
+        _upsert_attachments(conn, rows)
+
+
+def _attachment_rows(key: int, revision: Revision) -> list[dict]:
+    # V15 has uploaded_at NOT NULL: an attachment without uploadedDate gets the date of the item.json commit.
+    uploaded = revision.last.committed_at
+    audit = {"item_key": key, "updated_by": revision.last.author_name}
+    return [{**a, **audit, "uploaded_at": a["uploaded_at"] or uploaded} for a in revision.item.attachments]
+
+
+def _delete_unlisted_attachments(conn: sa.Connection, key: int, rows: list[dict]) -> None:
+    table = schema.item_attachment
+    listed = [(row["file_name"], row["file_type"]) for row in rows]
+    conn.execute(
+        sa.delete(table).where(table.c.item_key == key, sa.tuple_(table.c.file_name, table.c.file_type).not_in(listed))
+    )
+
+
+def _upsert_attachments(conn: sa.Connection, rows: list[dict]) -> None:
+    """Insert new attachments; update a listed one only where its date or author changed, as Hibernate's merge of the
+    legacy entity did: ``created_at`` is never updated (Common 0.1.39 model/BaseEntity.java:26, ``updatable =
+    false``), ``updated_at`` moves only with a change (``@LastModifiedDate``, :31)."""
+    table = schema.item_attachment
+    statement = insert(table).values(rows)
+    changed = {"uploaded_at": statement.excluded.uploaded_at, "updated_by": statement.excluded.updated_by}
+    conn.execute(statement.on_conflict_do_update(
+        index_elements=[table.c.item_key, table.c.file_name, table.c.file_type],
+        set_={**changed, "updated_at": sa.func.now()},
+        where=sa.or_(*(table.c[name].is_distinct_from(value) for name, value in changed.items())),
+    ))
 
 
 def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem, author: str) -> None:

@@ -299,3 +299,111 @@ def test_an_item_being_created_is_deleted_like_any_other(store, imrt_engine):
     for table in ("item", "item_git", "item_log", "imrt_project_head"):
         assert scalar(imrt_engine, f"SELECT count(*) FROM {table}") == 0
     assert store.items_being_created() == {}
+
+
+# ------------------------------------------------------------------------------------------------ item_json
+
+
+def test_item_json_holds_the_document_as_the_legacy_model_wrote_it(store, imrt_engine):
+    """The search service reads item_json into the ap-common model with a default ObjectMapper: no property the
+    model lacks, every property it has (docs/legacy-differences.md, "item_json")."""
+    doc = document("450000")
+    doc["unknownTopLevel"] = {"kept": False}
+    doc["asl"]["isAslProvided"] = "true"
+    store.save(revision(45, doc, "c1"))
+
+    stored = scalar(imrt_engine, "SELECT item_json FROM item")
+    assert stored == map_item(doc, 45).stored_item_json
+    assert "unknownTopLevel" not in stored
+    assert "grade" not in stored["core"]["metadata"] and stored["core"]["metadata"]["intendedGrade"] is None
+    assert stored["asl"]["isAslProvided"] is True
+    assert list(stored) == [
+        "id", "type", "version", "core", "asl", "braille", "cc", "images", "audio", "textToSpeech", "workflow",
+        "translations",
+    ]  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------- attachments
+
+
+def with_attachments(item_id: str, *attachments: tuple[str, str | None]) -> dict:
+    """``document(item_id)`` whose ASL attachments are ``(fileName, uploadedDate)``."""
+    doc = document(item_id)
+    doc["asl"]["attachments"] = [
+        {"fileName": name, **({"uploadedDate": uploaded} if uploaded else {})} for name, uploaded in attachments
+    ]
+    return doc
+
+
+def attachment_rows(engine) -> dict[str, tuple]:
+    with engine.connect() as conn:
+        rows = conn.execute(sa.text(
+            "SELECT file_name, uploaded_at, created_at, updated_at, updated_by FROM item_attachment"
+        )).all()
+    return {row.file_name: tuple(row[1:]) for row in rows}
+
+
+def age_attachment_rows(engine) -> datetime:
+    """Date every attachment row's audit columns back, so that a rewrite shows which columns it touched."""
+    long_ago = datetime(2019, 1, 1, tzinfo=timezone.utc)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE item_attachment SET created_at = :t, updated_at = :t"), {"t": long_ago})
+    return long_ago
+
+
+MAY_25 = "2018-05-25T20:57:45.000Z"
+MAY_25_AT = datetime(2018, 5, 25, 20, 57, 45, tzinfo=timezone.utc)
+
+
+def test_an_unchanged_attachment_keeps_its_row_as_the_legacy_merge_did(store, imrt_engine):
+    """Hibernate's merge left an unchanged attachment alone and never updated created_at (Common 0.1.39
+    model/BaseEntity.java:26, updatable = false): the row of an attachment still listed is kept as it was."""
+    store.save(revision(46, with_attachments("460000", ("a.mp4", MAY_25)), "c1"))
+    long_ago = age_attachment_rows(imrt_engine)
+
+    store.save(revision(46, with_attachments("460000", ("a.mp4", MAY_25)), "c2", incremental=True))
+
+    assert attachment_rows(imrt_engine) == {"a.mp4": (MAY_25_AT, long_ago, long_ago, "Ann Author")}
+
+
+def test_a_changed_attachment_is_updated_and_keeps_its_created_at(store, imrt_engine):
+    store.save(revision(47, with_attachments("470000", ("a.mp4", MAY_25)), "c1"))
+    long_ago = age_attachment_rows(imrt_engine)
+
+    store.save(revision(
+        47, with_attachments("470000", ("a.mp4", "2018-06-01T08:00:00.000Z")), "c2", author="Rob Reviewer",
+        incremental=True,
+    ))
+
+    uploaded_at, created_at, updated_at, updated_by = attachment_rows(imrt_engine)["a.mp4"]
+    assert uploaded_at == datetime(2018, 6, 1, 8, tzinfo=timezone.utc)
+    assert created_at == long_ago
+    assert updated_at > long_ago and updated_by == "Rob Reviewer"
+
+
+def test_attachments_follow_the_document_a_removed_one_is_deleted_a_new_one_added(store, imrt_engine):
+    """Legacy never deleted a removed attachment (no orphan removal, Common 0.1.39 model/BaseItem.java:117-127): we
+    do, as stim_link follows the document (docs/legacy-differences.md, "Attachments")."""
+    store.save(revision(48, with_attachments("480000", ("kept.mp4", MAY_25), ("removed.mp4", MAY_25)), "c1"))
+    long_ago = age_attachment_rows(imrt_engine)
+
+    store.save(revision(48, with_attachments("480000", ("kept.mp4", MAY_25), ("new.mp4", MAY_25)), "c2",
+                        incremental=True))
+
+    rows = attachment_rows(imrt_engine)
+    assert set(rows) == {"kept.mp4", "new.mp4"}
+    assert rows["kept.mp4"][1:3] == (long_ago, long_ago)
+    assert rows["new.mp4"][1] > long_ago
+
+
+def test_removing_every_attachment_deletes_every_row(store, imrt_engine):
+    store.save(revision(49, with_attachments("490000", ("a.mp4", MAY_25), ("b.mp4", None)), "c1"))
+    store.save(revision(49, with_attachments("490000"), "c2", incremental=True))
+    assert scalar(imrt_engine, "SELECT count(*) FROM item_attachment") == 0
+
+
+def test_attachments_of_other_items_are_left_alone(store, imrt_engine):
+    store.save(revision(50, with_attachments("500000", ("same-name.mp4", MAY_25)), "c1"))
+    store.save(revision(51, with_attachments("510000", ("same-name.mp4", MAY_25)), "d1"))
+    store.save(revision(50, with_attachments("500000"), "c2", incremental=True))
+    assert scalar(imrt_engine, "SELECT count(*) FROM item_attachment") == 1

@@ -14,7 +14,15 @@ from hypothesis import strategies as st
 
 from imrt_sync import schema
 from imrt_sync.errors import ItemValidationError
-from imrt_sync.mapping import ID_NOT_A_NUMBER, MAX_ITEM_JSON_BYTES, MappedItem, map_item, parse_item_json
+from imrt_sync.mapping import (
+    ID_NOT_A_NUMBER,
+    MAX_ITEM_JSON_BYTES,
+    MappedItem,
+    legacy_item_json,
+    map_item,
+    parse_item_json,
+)
+from itembank_server.item_documents import ALL_TYPES, make_item_document
 
 PROJECT = 17
 UTC = timezone.utc
@@ -255,9 +263,12 @@ def test_full_item_identity_and_document():
     assert mapped.item_type == "mc"
     assert mapped.is_stimulus is False
     assert mapped.stimulus_id == 99
-    assert mapped.item_json == FULL_ITEM  # unknown fields are kept
+    assert mapped.item_json == FULL_ITEM  # the document as read, unknown fields included
     assert mapped.item_json["unknownTopLevel"] == {"kept": True}
     assert mapped.item_json["core"]["metadata"]["someFutureField"] == {"nested": [1, 2, 3]}
+    # What the item_json column gets is the model written back: no unknown field (tests at the end of the module)
+    assert "unknownTopLevel" not in mapped.stored_item_json
+    assert "someFutureField" not in mapped.stored_item_json["core"]["metadata"]
 
 
 def test_full_item_attachments_are_deduplicated_keeping_the_first_occurrence():
@@ -733,6 +744,7 @@ def _assert_sane(mapped: MappedItem) -> None:
     for form in mapped.forms:
         assert form["exposures"] is None or type(form["exposures"]) is int
     json.dumps(mapped.item_json, allow_nan=False)
+    json.dumps(mapped.stored_item_json, allow_nan=False)
 
 
 def _map_or_reject(document: Any) -> None:
@@ -944,3 +956,278 @@ def test_attachment_without_uploaded_date_is_stored_with_a_null_date_where_legac
     # IIS@0.1.46:model/ItemRevisionImpl.java:305 attachment.getUploadedDate().toInstant() threw: a hazard
     (row,) = map_item({**LEGACY_ITEM, "cc": {"attachments": [{"fileName": "a.vtt"}]}}, PROJECT).attachments
     assert row["uploaded_at"] is None
+
+
+# ------------------------------------------------------------------------------ item_json: the model written back
+# The search service reads item_json into the ap-common model with a default ObjectMapper (unknown properties fail):
+# the column holds the document as the legacy model wrote it back (docs/legacy-differences.md, "item_json"). The
+# model's properties come from item.json files the model wrote (IIS@0.1.46 src/test/resources/json/):
+# item-with-duplicate-asl-filenames.json (ms, iat-10: order and classes of an item), item-with-content-reqd-and-
+# attachments.json (stim, iat-11.2: images, audio, cc associations) and stim.json/tutorial.json (core of a stimulus).
+
+MODEL_METADATA = (
+    "accessibilityLanguageComplexity algebraDescriptor1 algebraDescriptor2 allowCalculator claim2Category "
+    "claim2SubCategory contentTaskModel copyrightHolder copyrightHolderOther depthOfKnowledge easyListeningFormula "
+    "estimatedQuintile evidenceStatement intendedGrade itemAuthor languageFeatures maxGrade maximumPoints "
+    "meaningPurpose minGrade organizationTypeId organizationName performanceTask performanceTaskPosition "
+    "presentationFormat primaryClaim primaryCommonCoreStandard primaryContentDomain primaryEmphasis "
+    "primaryMathematicalPractice primaryTarget primaryTargetSet quaternaryClaim quaternaryCommonCoreStandard "
+    "quaternaryContentDomain quaternaryMathematicalPractice quaternaryTarget readabilityFleschKincaid "
+    "readabilityLexile scoringEngine scorePoints secondaryMathematicalPractice secondaryClaim "
+    "secondaryCommonCoreStandard secondaryContentDomain secondaryTarget specificationVersion stimulusFormat "
+    "stimulusGenre stimulusLength stimulusName stimulusLiteraryCategory stimulusLiteraryKnowledgeDemands structure "
+    "subject tertiaryMathematicalPractice tertiaryClaim tertiaryCommonCoreStandard tertiaryContentDomain "
+    "tertiaryTarget testCategory version wordCount writingPurpose"
+).split()
+"""core.metadata as item-with-duplicate-asl-filenames.json has it, in its order."""
+
+
+def model_file(name: str | None, uploaded: str | None) -> dict:
+    return {"fileName": name, "uploadedDate": uploaded}
+
+
+def model_content(**content: Any) -> dict:
+    return {**content, "updatedDate": "2018-05-18T20:42:19.246Z", "isRequired": "true", "isManagedByIat": True, "isProvided": True}
+
+
+MODEL_WRITTEN_ITEM: dict[str, Any] = {
+    "id": "46879",
+    "type": "ms",
+    "version": "iat-10",
+    "core": {
+        "stimulusId": None,
+        "tutorialId": "67775",
+        "enemyItems": [],
+        "testAdministration": None,  # not in the iat-10 file; read by IIS 0.1.46 (model/ItemRevisionImpl.java:216)
+        "metadata": {name: "" for name in MODEL_METADATA} | {"presentationFormat": [], "primaryEmphasis": None},
+        "scoring": {"rubric": "", "defaultScore": 0, "variables": [], "rules": []},
+        "en": model_content(
+            prompt="<p>Thomas bakes specialty cakes.</p>",
+            options=[{"rationale": "<p>&#xA0;</p>", "text": "<p>a cylinder</p>", "isCorrectAnswer": True}],
+        ),
+        "attachments": [],
+    },
+    "asl": {
+        "attachments": [model_file("item_46879_ASL_STEM.mp4", "2018-05-18T20:42:26.907Z")],
+        "isAslRequired": "undetermined",
+        "isAslProvided": False,
+    },
+    "braille": {
+        "attachments": [model_file("item_46879_enu_nemeth.brf", "2018-05-18T20:42:26.906Z")],
+        "isBrailleRequired": "undetermined",
+        "isBrailleProvided": False,
+    },
+    "cc": {
+        "attachments": [model_file("passage_205679_v2_2014_Audio1.vtt", "2018-05-25T20:55:27.000Z")],
+        "isCcRequired": "true",
+        "isCcProvided": False,
+        "itemCcAudioAssociations": [{"audioResourceId": "1", "ccFileName": "passage_205679_v2_2014_Audio1.vtt"}],
+    },
+    "images": {
+        "imageResources": [
+            {
+                "concept": "",
+                "conceptFile": model_file(None, None),
+                "id": "1",
+                "isProductionFileProvided": True,
+                "productionFile": model_file("item_205679_masks.jpg", "2018-05-25T20:52:08.000Z"),
+            }
+        ]
+    },
+    "audio": {
+        "audioResources": [
+            {
+                "id": "1",
+                "isProductionFilesProvided": True,
+                "productionFiles": [model_file("passage_205679_v6_stim_audio1.ogg", "2018-05-25T20:54:53.000Z")],
+                "transcriptFile": model_file(None, None),
+            }
+        ]
+    },
+    "textToSpeech": {"isVisualTTSRequired": "undetermined", "isVisualTTSProvided": False, "isSightTTSProvided": False},
+    "workflow": {"workflowStatusCode": "ParkingLot"},
+    "translations": {
+        "esp": model_content(
+            prompt="<p>Thomas hace pasteles.</p>",
+            options=[{"rationale": "<p>&#xA0;</p>", "text": "<p>un cilindro</p>", "isCorrectAnswer": True}],
+        )
+    },
+}
+"""An item in the shape the model wrote it (item-with-duplicate-asl-filenames.json, abridged)."""
+
+MODEL_WRITTEN_STIMULUS_CORE = {
+    "en": model_content(content="<p>Passage</p>"),
+    "metadata": MODEL_WRITTEN_ITEM["core"]["metadata"],
+    "attachments": [],
+}
+"""A stimulus core: en, metadata, attachments (stim.json's order; item-with-content-reqd-and-attachments.json)."""
+
+CONTENT_KNOWN = {"mc": "choice", "ms": "choice", "stim": "passage", "tut": "passage"}
+"""Item types whose content class item.json files of the model show; other types keep their content as written."""
+
+
+def stored(document: dict) -> dict:
+    return map_item(copy.deepcopy(document), PROJECT).stored_item_json
+
+
+def dumped(value: Any) -> str:
+    """JSON text, keys in the order written: equal texts mean equal documents with equal property order."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def test_the_models_own_output_is_written_back_as_it_was():
+    assert dumped(stored(MODEL_WRITTEN_ITEM)) == dumped(MODEL_WRITTEN_ITEM)
+
+
+def test_a_stimulus_core_has_the_stimulus_properties_in_the_models_order():
+    document = {**MODEL_WRITTEN_ITEM, "type": "stim", "core": MODEL_WRITTEN_STIMULUS_CORE}
+    document["translations"] = {"esp": model_content(content="<p>Pasaje</p>")}
+
+    assert dumped(stored(document)) == dumped(document)
+
+
+def model_shape(item_type: str) -> dict[str, list[str]]:
+    """The properties of every object of the model an item of ``item_type`` has, by path (``[]``: every element)."""
+    core = MODEL_WRITTEN_STIMULUS_CORE if item_type in ("stim", "tut") else MODEL_WRITTEN_ITEM["core"]
+    shape = object_shapes({**MODEL_WRITTEN_ITEM, "core": core})
+    shape["core.testAdministration"] = ["fieldTestAdministrationId", "administrations"]
+    shape["core.testAdministration.administrations[]"] = [
+        "administrationId", "itemVersion", "timeframe", "fieldTestData", "forms"
+    ]  # fmt: skip
+    shape["core.testAdministration.administrations[].fieldTestData"] = ["itemDifficultyQuintile"]
+    shape["core.testAdministration.administrations[].forms[]"] = [
+        "assessmentType", "exposures", "formId", "formType", "sequence", "status"
+    ]  # fmt: skip
+    if CONTENT_KNOWN.get(item_type) == "passage":
+        for content in ("core.en", "translations.esp"):
+            shape[content] = ["content", "updatedDate", "isRequired", "isManagedByIat", "isProvided"]
+            shape.pop(f"{content}.options[]", None)
+    elif item_type not in CONTENT_KNOWN:
+        for path in [path for path in shape if path.startswith(("core.en", "translations.esp"))]:
+            del shape[path]
+    return shape
+
+
+def object_shapes(value: Any, path: str = "") -> dict[str, list[str]]:
+    """The property names of every object in ``value``, by path; a list's elements are all ``path[]``."""
+    shapes: dict[str, list[str]] = {}
+    if isinstance(value, dict):
+        shapes[path] = list(value)
+        for name, child in value.items():
+            shapes.update(object_shapes(child, f"{path}.{name}" if path else name))
+    elif isinstance(value, list):
+        for element in value:
+            shapes.update(object_shapes(element, f"{path}[]"))
+    return shapes
+
+
+GENERATED = [(item_type, seed) for item_type in ALL_TYPES for seed in range(12)]
+
+
+@pytest.mark.parametrize(("item_type", "seed"), GENERATED)
+def test_generated_items_are_stored_with_exactly_the_models_properties(item_type, seed):
+    """Every object of the model in the stored JSON has the model's properties in its order, and no other."""
+    document = make_item_document(str(205000 + seed), item_type, test_administration=seed % 2 == 0, cc=seed % 3 == 0)
+    shape = model_shape(item_type)
+
+    for path, properties in object_shapes(stored(document)).items():
+        if path in shape:
+            assert properties == shape[path], path
+        else:  # inside a value the model keeps as written: the content of a type the evidence does not show
+            assert path.startswith(("core.en", "translations.esp", "core.scoring.", "core.attachments")), path
+            assert item_type not in CONTENT_KNOWN or path.startswith(("core.scoring.", "core.attachments")), path
+
+
+def test_properties_the_model_does_not_have_are_dropped():
+    document = make_item_document("205001", "mc", cc=True)
+    metadata = document["core"]["metadata"]
+    assert {"grade", "primaryAssessmentTarget", "intendedGrade", "primaryTarget"} <= set(metadata)  # both spellings
+    document["unknownTopLevel"] = {"kept": False}
+
+    written = stored(document)
+
+    assert "unknownTopLevel" not in written
+    assert written["core"]["metadata"]["intendedGrade"] == metadata["intendedGrade"]
+    assert written["core"]["metadata"]["primaryTarget"] == metadata["primaryTarget"]
+    assert not {"grade", "primaryAssessmentTarget", "secondaryAssessmentTarget"} & set(written["core"]["metadata"])
+    # the generator's association names the audio file; the model's names the audio resource
+    assert written["cc"]["itemCcAudioAssociations"] == [
+        {"audioResourceId": None, "ccFileName": document["cc"]["itemCcAudioAssociations"][0]["ccFileName"]}
+    ]
+
+
+def test_properties_the_document_lacks_are_written_as_null():
+    written = stored({"id": "7", "type": "mc", "core": {"metadata": {"subject": "Math"}}})
+
+    assert written["version"] is None and written["asl"] is None and written["workflow"] is None
+    assert written["core"]["stimulusId"] is None and written["core"]["en"] is None
+    assert written["core"]["metadata"]["subject"] == "Math"
+    assert written["core"]["metadata"]["intendedGrade"] is None
+
+
+def test_values_are_written_as_the_model_holds_them():
+    document = mutated(MODEL_WRITTEN_ITEM, "id", 46879)
+    document = mutated(document, "asl.isAslProvided", "true")
+    document = mutated(document, "core.metadata.maxGrade", 8)
+    document = mutated(document, "core.scoring.defaultScore", "2")
+    document = mutated(document, "core.en.options[0].isCorrectAnswer", "false")
+
+    written = stored(document)
+
+    assert written["id"] == "46879"  # a String of the model
+    assert written["asl"]["isAslProvided"] is True  # Jackson reads "true" into a boolean
+    assert written["core"]["metadata"]["maxGrade"] == "8"
+    assert written["core"]["scoring"]["defaultScore"] == 2
+    assert written["core"]["en"]["options"][0]["isCorrectAnswer"] is False
+
+
+@pytest.mark.parametrize(
+    ("uploaded", "written"),
+    [
+        ("2018-05-25T20:57:45.000Z", "2018-05-25T20:57:45.000Z"),
+        ("2018-05-25T20:57:45Z", "2018-05-25T20:57:45.000Z"),
+        ("2018-05-25T22:57:45.123+02:00", "2018-05-25T20:57:45.123Z"),
+        ("2018-05-25T20:57:45", "2018-05-25T20:57:45.000Z"),
+        (1527281865000, "2018-05-25T20:57:45.000Z"),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_dates_are_written_as_the_model_wrote_them(uploaded, written):
+    """UTC with milliseconds and ``Z``, as in every item.json the model wrote."""
+    document = mutated(MODEL_WRITTEN_ITEM, "asl.attachments[0].uploadedDate", uploaded)
+    document = mutated(document, "core.en.updatedDate", uploaded)
+
+    result = stored(document)
+
+    assert result["asl"]["attachments"][0]["uploadedDate"] == written
+    assert result["core"]["en"]["updatedDate"] == written
+
+
+def test_content_of_a_type_the_evidence_does_not_show_is_kept_as_written():
+    document = make_item_document("205002", "ebsr")
+
+    assert stored(document)["core"]["en"] == document["core"]["en"]
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        ("version", {"v": 1}, "version must be a string or null, got object"),
+        ("core.enemyItems", "205031", "core.enemyItems must be an array or null, got string"),
+        ("core.enemyItems[0]", ["x"], "core.enemyItems[0] must be a string or null, got list"),
+        ("core.en", [], "core.en must be an object or null, got list"),
+        ("core.en.options[0].isCorrectAnswer", "yes", "core.en.options[0].isCorrectAnswer must be a boolean or null, got string 'yes'"),
+        ("core.scoring.defaultScore", 1.5, "core.scoring.defaultScore must be an integer, a numeric string or null, got number 1.5"),
+        ("images.imageResources[0].productionFile.uploadedDate", "soon", "images.imageResources[0].productionFile.uploadedDate must be an ISO-8601 date-time, got string 'soon'"),
+        ("translations.esp.options", {}, "translations.esp.options must be an array or null, got object"),
+    ],
+)  # fmt: skip
+def test_a_value_the_model_cannot_read_fails_the_item_as_the_legacy_parse_did(path, value, problem):
+    document = mutated(MODEL_WRITTEN_ITEM, "core.enemyItems", ["205031"])
+
+    assert problem_of(mutated(document, path, value)) == problem
+
+
+def test_legacy_item_json_is_the_stored_value():
+    assert legacy_item_json(copy.deepcopy(MODEL_WRITTEN_ITEM), "ms") == stored(MODEL_WRITTEN_ITEM)
