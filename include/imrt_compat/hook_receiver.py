@@ -189,7 +189,7 @@ async def receive_event(request: Request, background: BackgroundTasks):
             return _answer(401, "missing or wrong X-Gitlab-Token")
         event = parse_event(request.headers.get("x-gitlab-event"), await _read_body(request),
                             request.headers.get("x-gitlab-event-uuid"))
-        verdict = triage(event, settings.group, settings.ignore_projects)
+        verdict = triage(event, settings.scope, settings.ignore_projects)
         event_id = await asyncio.wait_for(run_in_threadpool(EventLog(server_engine()).record, event, verdict),
                                           RECORD_DEADLINE_SECONDS)
     except EventRejected as exc:

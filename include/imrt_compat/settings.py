@@ -29,6 +29,7 @@ DEFAULTS: dict[str, str] = {
     "imrt_gitlab_conn_id": "gitlab_default",
     "imrt_db_conn_id": "imrt_default",
     "imrt_gitlab_group": "",
+    "imrt_include_subgroups": field_default(SyncSettings, "include_subgroups"),
     "imrt_ignore_projects": "[]",
     "imrt_webhook_url": "",
     "imrt_webhook_secret": "",
@@ -95,6 +96,7 @@ def sync_settings(values: Mapping[str, str] | None = None) -> SyncSettings:
             group=group,
             webhook_url=webhook_url,
             webhook_secret=values["imrt_webhook_secret"],
+            include_subgroups=flag(values["imrt_include_subgroups"], "imrt_include_subgroups"),
             ignore_projects=frozenset(_string_list(values["imrt_ignore_projects"])),
             map_bound=_number(values, int, "imrt_map_bound"),
             batch_size=_number(values, int, "imrt_batch_size"),
@@ -114,6 +116,7 @@ def receiver_settings(values: Mapping[str, str] | None = None) -> ReceiverSettin
     values = read_variables() if values is None else values
     return ReceiverSettings(
         group=values["imrt_gitlab_group"],
+        include_subgroups=flag(values["imrt_include_subgroups"], "imrt_include_subgroups"),
         ignore_projects=frozenset(_string_list(values["imrt_ignore_projects"])),
         secret=values["imrt_webhook_secret"],
         previous_secret=values["imrt_webhook_previous_secret"],

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .planning import DeletionGuard
+from .scope import GroupScope
 from .transport import Transport
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -94,6 +95,7 @@ class EventRetryPolicy:
 class SyncSettings:
     group: str
     webhook_url: str
+    include_subgroups: bool = True  # as legacy 0.1.46: the group's subgroups hold items too
     webhook_secret: str = field(default="", repr=False)
     ignore_projects: frozenset[str] = frozenset()
     map_bound: int = 256
@@ -114,16 +116,25 @@ class SyncSettings:
     def deletion_guard(self) -> DeletionGuard:
         return DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)
 
+    @property
+    def scope(self) -> GroupScope:
+        return GroupScope(self.group, self.include_subgroups)
+
 
 @dataclass(frozen=True)
 class ReceiverSettings:
     """What the GitLab hook receiver checks an event against."""
 
     group: str
+    include_subgroups: bool = True
     ignore_projects: frozenset[str] = frozenset()
     secret: str = field(default="", repr=False)
     previous_secret: str = field(default="", repr=False)  # accepted too while hooks move to the new secret
     event_retry: EventRetryPolicy = EventRetryPolicy()
+
+    @property
+    def scope(self) -> GroupScope:
+        return GroupScope(self.group, self.include_subgroups)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .config import GitLabSettings, origin
+from .scope import GroupScope
 from .transport import tls_failure
 
 log = logging.getLogger(__name__)
@@ -109,19 +110,40 @@ class GitLabClient:
             raise GitLabError(f"GitLab returned group {group.get('full_path')!r} for {full_path!r}")
         return group
 
-    def group_projects(self, group: int | str) -> Iterator[dict]:
-        """Every project directly in the group (its id or exact full path), archived ones included, in id order.
+    def group_projects(self, scope: GroupScope) -> Iterator[dict]:
+        """Every project of the scope's group (with ``include_subgroups``: of its subgroups too) that the token's
+        user can see, archived ones included, in id order. Projects shared with the group from other namespaces
+        (GitLab lists them too, ``with_shared``) are left out.
 
         Keyset pagination (``pagination=keyset&order_by=id&sort=asc``, following ``Link: rel="next"`` until there is
         none: https://docs.gitlab.com/api/rest/#keyset-based-pagination) reaches the end of a listing of any size;
         with offset pagination the count GitLab announces in ``X-Total`` is checked too.
+        https://docs.gitlab.com/api/groups/#list-projects
         """
         params = {
-            "pagination": "keyset", "per_page": PER_PAGE, "order_by": "id", "sort": "asc", "include_subgroups": "false"
+            "pagination": "keyset", "per_page": PER_PAGE, "order_by": "id", "sort": "asc",
+            "include_subgroups": "true" if scope.include_subgroups else "false",
         }
-        for project in self._paginate(f"/groups/{quote(str(group), safe='')}/projects", params):
-            if isinstance(group, int) or project.get("namespace", {}).get("full_path") == group:
+        for project in self._paginate(f"/groups/{quote(scope.group, safe='')}/projects", params):
+            if scope.contains(project.get("namespace", {}).get("full_path")):
                 yield project
+
+    def current_user(self) -> dict:
+        """The token's user (``GET /user``; ``is_admin`` is present and true for administrators).
+        https://docs.gitlab.com/api/users/#get-the-current-user"""
+        return self._get_json("/user")
+
+    def group_member(self, group: str, user_id: int) -> dict | None:
+        """The user's membership of the group, inherited from ancestor groups or through group sharing included
+        (``GET /groups/:id/members/all/:user_id``), or None when GitLab shows none: 404 (not a member, or the group
+        is not visible) or 403 (the user may not read the group's members).
+        https://docs.gitlab.com/api/members/#get-a-member-of-a-group-or-project-including-inherited-and-invited-members
+        """
+        path = f"/groups/{quote(group, safe='')}/members/all/{int(user_id)}"
+        response = self._request(self._reads, "GET", path)
+        if response.status_code in (403, 404):
+            return None
+        return _json(_checked(response))
 
     def project(self, project_id: int) -> dict | None:
         """The project, or None when GitLab answers 404: the project does not exist, or the token's user cannot see

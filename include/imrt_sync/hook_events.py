@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from .config import EventRetryPolicy
 from .schema import imrt_webhook_event, imrt_webhook_ignored_count
+from .scope import GroupScope
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 DETAIL_LIMIT = 2000
@@ -152,13 +153,14 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
     )
 
 
-def triage(event: HookEvent, group: str, ignored_paths: Iterable[str]) -> Verdict:
-    """Act on the event, or ignore it and say why: outside the group, an ignored project, not the default branch."""
+def triage(event: HookEvent, scope: GroupScope, ignored_paths: Iterable[str]) -> Verdict:
+    """Act on the event, or ignore it and say why: outside the group (and its subgroups, when they are in scope), an
+    ignored project, not the default branch."""
     if event.event_type not in ACTED_ON:
         return Verdict("ignored", f"{event.event_type} events are not used by IMRT", NOT_USED)
-    namespace, _, path = (event.project_path or "").rpartition("/")
-    if namespace != group:
-        return Verdict("ignored", f"project {event.project_path} is not in the group {group}", OUTSIDE_GROUP)
+    path = (event.project_path or "").rpartition("/")[2]
+    if not scope.contains_project(event.project_path):
+        return Verdict("ignored", f"project {event.project_path} is not in the {scope.describe()}", OUTSIDE_GROUP)
     if path in set(ignored_paths):
         return Verdict("ignored", f"project {event.project_path} is in imrt_ignore_projects", IGNORED_PROJECT)
     if event.event_type == PUSH:

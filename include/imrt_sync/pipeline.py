@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 
 import sqlalchemy as sa
 
+from .absence import AbsenceNotProven, AbsenceWitness, AccessNotProven, prove_full_access
 from .config import GitLabSettings, RunParams, SyncSettings
 from .contracts import (
     HooksOutcome, Planned, PlanView, RunContext, RunResults, UnitOutcome, Verdict, WorkUnit, no_hooks,
@@ -41,7 +42,7 @@ from .migrate import require_current_schema
 from .planning import Plan, ProjectState, plan_run, work_units
 from .projecthooks import CREATE, NONE, REPLACE, UPDATE, HookKeeper, HookRegistry
 from .spring_batch import SpringBatchMirror, cut_exit_message
-from .store import BeingCreated, ItemStore, Revision
+from .store import ITEM_ADOPTED, BeingCreated, ItemStore, Revision
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +193,7 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
         unreadable=unreadable,
         recorded_source_heads={pid: created.source_head for pid, created in being_created.items()},
     )
+    plan = _withhold_unproven_deletions(services, plan)
     _log_plan(plan, params)
     names = {p["id"]: str(p["path"]) for p in projects}
     if plan.to_delete:
@@ -208,15 +210,29 @@ def _require_readable_group(services: Services) -> None:
         raise RunRefused(f"{exc}; deleted nothing") from None
 
 
+def _withhold_unproven_deletions(services: Services, plan: Plan) -> Plan:
+    """A plan with items whose project is missing keeps their deletion only when GitLab shows that the sync user sees
+    every project of the group (:mod:`imrt_sync.absence`); otherwise each such item fails, naming why."""
+    if not plan.gone:
+        return plan
+    try:
+        prove_full_access(services.gitlab, services.settings.scope)
+    except AccessNotProven as exc:
+        log.error("not deleting the %d items whose project is missing: %s", len(plan.gone), exc)
+        return plan.without_deletions(str(exc))
+    return plan
+
+
 def _projects_in_scope(services: Services, params: RunParams) -> list[dict]:
-    """The group's projects (a targeted run: the requested ones still in the group; one that answers 404 or now
-    belongs to another namespace is left out, so its item is planned for deletion and re-checked then)."""
+    """The projects of the group and, when in scope, its subgroups (a targeted run: the requested ones still in
+    scope; one that answers 404 or now belongs to a namespace out of scope is left out, so its item is planned for
+    deletion and re-checked then)."""
     settings, gitlab = services.settings, services.gitlab
     if params.item_ids:
         found = (gitlab.project(pid) for pid in params.item_ids)
-        projects = [p for p in found if p is not None and _namespace(p) == settings.group]
+        projects = [p for p in found if p is not None and settings.scope.contains(_namespace(p))]
     else:
-        projects = list(gitlab.group_projects(settings.group))
+        projects = list(gitlab.group_projects(settings.scope))
     return [p for p in projects if p["path"] not in settings.ignore_projects]
 
 
@@ -269,7 +285,7 @@ def _read_failure(project: dict, exc: Exception) -> str:
     return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
 
 
-def _recorded_heads(services: Services, params: RunParams) -> dict[int, str]:
+def _recorded_heads(services: Services, params: RunParams) -> dict[int, str | None]:
     return services.store.recorded_heads(params.item_ids or None)
 
 
@@ -281,7 +297,7 @@ def _log_plan(plan: Plan, params: RunParams) -> None:
         len(plan.missing_webhook),
     )
     for message in plan.failed.values():
-        log.error("skipped, could not be read: %s", message)
+        log.error("skipped: %s", message)
     if plan.deletion_blocked:
         log.error("deletion guard: %s", plan.deletion_blocked)
 
@@ -290,13 +306,17 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
     """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure:
     a validation error or lost access is permanent, anything else (GitLab, git, the database) may pass on a retry."""
     outcome: UnitOutcome = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
+    absence = AbsenceWitness(services.gitlab, services.settings.scope)
     for action, project_id in [("sync", p) for p in unit["sync"]] + [("delete", p) for p in unit["delete"]]:
         if params.dry_run:
             log.info("DRY RUN: would %s project %s", action, project_id)
             continue
         try:
-            event = _sync_item(services, project_id, params) if action == "sync" else _delete_item(services, project_id)
-        except GroupNotReadable as exc:
+            if action == "sync":
+                event = _sync_item(services, project_id, params)
+            else:
+                event = _delete_item(services, absence, project_id)
+        except (GroupNotReadable, AbsenceNotProven) as exc:
             log.error("item of project %s not deleted: %s", project_id, exc)
             outcome["failed"][str(project_id)] = f"project {project_id}: {exc}; not deleted"
         except ItemValidationError as exc:
@@ -393,31 +413,14 @@ def _workflow_status_at(repo: ItemRepository, project_id: int, sha: str, max_byt
         return None
 
 
-def _delete_item(services: Services, project_id: int):
+def _delete_item(services: Services, absence: AbsenceWitness, project_id: int):
     """Delete the item only if its project is confirmed gone right now (GitLab re-asked just before the delete)."""
-    reason = _confirmed_absence(services, project_id)
+    reason = absence.why_gone(project_id)
     if reason is None:
-        log.warning("project %s is in group %s again: its item is kept", project_id, services.settings.group)
+        log.warning("project %s is in the %s again: its item is kept", project_id, services.settings.scope.describe())
         return None
     log.info("project %s: %s; deleting its item", project_id, reason)
     return services.store.delete(project_id)
-
-
-def _confirmed_absence(services: Services, project_id: int) -> str | None:
-    """Why the project's item may be deleted, or None when the project is in the group.
-
-    ``GET /projects/:id`` answering 200 with another namespace is GitLab saying the project left the group. A 404
-    means gone only while the group itself is readable (GitLab answers 404 for a project the user cannot see):
-    :class:`GroupNotReadable` otherwise.
-    """
-    group = services.settings.group
-    project = services.gitlab.project(project_id)
-    if project is None:
-        services.gitlab.group(group)
-        return f"GitLab answers 404 Project Not Found while group {group} is readable"
-    if _namespace(project) != group:
-        return f"the project was transferred out of group {group} (it is now in {_namespace(project)})"
-    return None
 
 
 def _read_item_file(repo: ItemRepository, project_id: int, sha: str, branch: str, max_bytes: int) -> bytes:
@@ -485,12 +488,15 @@ def summarize(results: RunResults) -> Verdict:
                 "read_count": 0, "write_count": 0, "skip_count": 0, "synced_count": 0, "failed_count": 0,
                 "deleted_count": 0}
     reported, silent = _reported_units(results.unit_outcomes, results.units)
-    deleted = sum(1 for o in reported.values() for kind in o["events"].values() if kind == "ITEM_DELETED")
+    deleted = _count_events(reported, "ITEM_DELETED")
+    adopted = _count_events(reported, ITEM_ADOPTED)
     message = (
         f"Total item bank ids: {plan['total_ids']}, "
         f"number of items requiring project webhook: {len(plan['missing_webhook'])}, "
         f"number of items deleted from IMRT: {deleted}"
     )
+    if adopted:
+        message += f", number of items adopted unchanged from the legacy service: {adopted}"
     unreadable = plan.get("failed") or {}
     problems = list(unreadable.values())
     problems += [error for o in reported.values() for error in o["failed"].values()]
@@ -502,13 +508,17 @@ def summarize(results: RunResults) -> Verdict:
     if plan["deletion_blocked"]:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
     failed_ids = [str(pid) for pid in sorted(unsynced_items(results))]
-    written = sum(len(o["events"]) for o in reported.values())
+    written = sum(len(o["events"]) for o in reported.values()) - adopted
     counts = {"read_count": plan["total_ids"], "write_count": written, "skip_count": len(failed_ids),
               "synced_count": written - deleted, "failed_count": len(failed_ids), "deleted_count": deleted}
     if not problems:
         return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)
     return {"status": "FAILED", "message": cut_exit_message(detail), **counts}
+
+
+def _count_events(reported: dict[str, UnitOutcome], kind: str) -> int:
+    return sum(1 for o in reported.values() for event_kind in o["events"].values() if event_kind == kind)
 
 
 def _reported_units(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .contracts import PlanView, WorkUnit
 
@@ -55,6 +55,11 @@ class Plan:
     gone: tuple[int, ...] = field(default=())
     failed: dict[int, str] = field(default_factory=dict)  # projects of the listing whose state could not be read
 
+    def without_deletions(self, reason: str) -> Plan:
+        """This plan with no deletion: every item whose project is missing fails with ``reason`` instead."""
+        withheld = {pid: f"project {pid}: missing from the item bank listing, not deleted: {reason}" for pid in self.gone}
+        return replace(self, to_delete=(), deletion_blocked="", failed={**self.failed, **withheld})
+
     def as_dict(self) -> PlanView:
         return {
             "total_ids": self.total_ids,
@@ -71,7 +76,7 @@ class Plan:
 
 def plan_run(
     projects: list[ProjectState],
-    recorded_heads: dict[int, str],
+    recorded_heads: Mapping[int, str | None],
     *,
     full: bool,
     guard: DeletionGuard,
@@ -83,8 +88,8 @@ def plan_run(
 ) -> Plan:
     """Decide the work of a run.
 
-    ``recorded_heads`` maps project id to ``item_git.current_commit_hash`` for the items in scope (the requested
-    ones in a targeted run); ``items_total`` is the number of items in ``item_git``, which the deletion guard counts
+    ``recorded_heads`` maps project id to the branch head recorded at its last sync (None for an item only the legacy
+    service synced) for the items in scope (the requested ones in a targeted run); ``items_total`` is the number of items in ``item_git``, which the deletion guard counts
     over whatever the run's scope. ``listing_complete`` says that ``projects`` is every project in scope (so a
     recorded item that is not there is a candidate for deletion, confirmed gone by the sync task before it is
     deleted); an empty listing never counts as complete for deletions. ``unreadable`` holds the listed projects whose
@@ -118,7 +123,9 @@ def plan_run(
     )
 
 
-def _changed(project: ProjectState, recorded_heads: Mapping[int, str], source_heads: Mapping[int, str | None]) -> bool:
+def _changed(
+    project: ProjectState, recorded_heads: Mapping[int, str | None], source_heads: Mapping[int, str | None]
+) -> bool:
     """The default branch moved since the last sync, or the create branch of an item still being created did."""
     if recorded_heads.get(project.project_id) != project.head:
         return True

@@ -36,6 +36,9 @@ _RELEASE_LOCK = sa.text("DELETE FROM project_lock WHERE project_id = :project_id
 STIMULUS_LOCK_SPACE = 0x5354494D
 
 
+ITEM_ADOPTED = "ITEM_ADOPTED"  # not a legacy event: an item the legacy service synced, taken over unchanged
+
+
 class ProjectLockedError(RuntimeError):
     """Another writer holds the project's lock: try again later."""
 
@@ -99,16 +102,12 @@ class ItemStore:
         self._engine = engine
         self._lock_wait = lock_wait_seconds
 
-    def recorded_heads(self, project_ids: Iterable[int] | None = None) -> dict[int, str]:
-        """The branch head each synced project was last synced at, by project id, for all items or the given ones.
-
-        From ``imrt_project_head``; for an item without a row there (synced by the legacy service) the
-        ``item_git`` commit stands in, so that project is synced once more and gets its row.
-        """
+    def recorded_heads(self, project_ids: Iterable[int] | None = None) -> dict[int, str | None]:
+        """The branch head each synced project was last synced at (``imrt_project_head``), by project id, for all
+        items or the given ones; None for an item that only the legacy service synced (an ``item_git`` row without a
+        head): planning syncs it once, which adopts its rows or updates them, and records its head."""
         git, head = schema.item_git, schema.imrt_project_head
-        query = sa.select(git.c.project_id, sa.func.coalesce(head.c.head_sha, git.c.current_commit_hash)).outerjoin(
-            head, head.c.project_id == git.c.project_id
-        )
+        query = sa.select(git.c.project_id, head.c.head_sha).outerjoin(head, head.c.project_id == git.c.project_id)
         if project_ids is not None:
             query = query.where(git.c.project_id.in_(list(project_ids)))
         with self._engine.connect() as conn:
@@ -209,11 +208,12 @@ def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> I
     git_row = conn.execute(
         sa.select(schema.item_git).where(schema.item_git.c.project_id == revision.project_id).with_for_update()
     ).first()
-    _record_head(conn, revision)
-    if revision.item is None or not revision.commits:
-        return None
-    if git_row is not None and git_row.current_commit_hash == revision.last.sha and not full:
-        return None
+    first_observed = _record_head(conn, revision)
+    unchanged = revision.item is None or not revision.commits or (
+        git_row is not None and git_row.current_commit_hash == revision.last.sha and not full
+    )
+    if unchanged:
+        return _adopted(conn, git_row) if git_row is not None and first_observed else None
     previous = _previous_item(conn, revision, git_row)
     key = _upsert_item(conn, revision, previous, full=full)
     _replace_children(conn, key, revision)
@@ -241,16 +241,26 @@ def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row |
     return same_id
 
 
-def _record_head(conn: sa.Connection, revision: Revision) -> None:
+def _adopted(conn: sa.Connection, git_row) -> ItemEvent:
+    """An item synced by the legacy service, seen by this service for the first time with its last ``item.json``
+    commit already recorded: its rows stay as they are, only its branch head is recorded."""
+    item_id = conn.scalar(sa.select(schema.item.c.id).where(schema.item.c.key == git_row.item_key))
+    return ItemEvent(ITEM_ADOPTED, git_row.item_key, item_id, git_row.project_id)
+
+
+def _record_head(conn: sa.Connection, revision: Revision) -> bool:
+    """Record the branch heads the sync saw; True when the project had no recorded head before."""
     heads = schema.imrt_project_head
     observed = {
         "head_sha": revision.head.sha,
         "source_head_sha": revision.source_head.sha if revision.source_head is not None else None,
     }
     statement = insert(heads).values(project_id=revision.project_id, **observed)
-    conn.execute(statement.on_conflict_do_update(
+    statement = statement.on_conflict_do_update(
         index_elements=[heads.c.project_id], set_={**observed, "observed_at": sa.func.now()}
-    ))
+    )
+    # PostgreSQL's xmax is 0 for a row this statement inserted, the updating transaction's id for one it updated.
+    return conn.execute(statement.returning(sa.literal_column("xmax") == 0)).scalar_one()
 
 
 def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | None, *, full: bool) -> int:

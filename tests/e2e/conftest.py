@@ -30,7 +30,8 @@ def stack_spec(request) -> RealStack:
 def item_bank(stack_spec, tmp_path_factory):
     """The module's generated item bank, served: ``ServedBank(bank, projects, server)``."""
     with served_item_bank(tmp_path_factory.mktemp("bank"), stack_spec.group, stack_spec.token,
-                          count=stack_spec.bank_size, seed=stack_spec.seed) as served:
+                          count=stack_spec.bank_size, seed=stack_spec.seed,
+                          group_visibility=stack_spec.group_visibility) as served:
         yield served
 
 

@@ -33,7 +33,7 @@ class RealStack:
 
     ``name`` names its databases (``imrt_<name>_…``, ``airflow_<name>_…``). The bank is ``bank_size`` items of
     ``group`` generated from ``seed``, served to ``token``; the stack syncs with ``sync_token`` (``token`` when
-    empty). ``hooks_to_self`` points the project hooks at the stack's own /webHook (on a port chosen at start)
+    empty); the group has ``group_visibility`` and its projects are private. ``hooks_to_self`` points the project hooks at the stack's own /webHook (on a port chosen at start)
     instead of ``webhook_url``. ``options`` go to ``AirflowStack`` (users, executor, workers, auth_manager, …).
     """
 
@@ -42,6 +42,7 @@ class RealStack:
     token: str
     bank_size: int
     seed: int
+    group_visibility: str = "private"
     sync_token: str = ""
     webhook_url: str = WEBHOOK_URL
     webhook_secret: str = ""
@@ -64,12 +65,12 @@ def fresh_database(pg_admin_url, prefix: str) -> URL:
 
 @contextmanager
 def served_item_bank(
-    root: Path, group: str, token: str, count: int, seed: int
+    root: Path, group: str, token: str, count: int, seed: int, group_visibility: str = "private"
 ) -> Iterator[ServedBank]:
-    """A generated bank of ``count`` items in ``group``, served over HTTP to callers that present ``token``."""
+    """A generated bank of ``count`` private items in ``group``, served over HTTP to callers that present ``token``."""
     bank = ItemBank(root)
     try:
-        bank.create_group(group)
+        bank.create_group(group, visibility=group_visibility)
         projects = generate_bank(bank, group, count=count, seed=seed)
         with ItemBankServer(bank, tokens={token}) as server:
             yield ServedBank(bank, projects, server)

@@ -1,7 +1,10 @@
 """Data safety and the real-time path end to end: real ``git push`` -> the item bank server's push hook -> the real
 API server's /webHook -> a ``webhook__`` run -> the imrt rows; a sync user that loses access to the group; back-off.
 
-The stack syncs as ``imrt-sync``, a Maintainer member of the group with its own token; the item bank's admin
+The group is **internal** and its item projects private: after the sync user is taken out of the group, GitLab still
+shows it the group (internal groups are visible to every signed-in user) while every project answers 404 and drops
+out of the listing, the answer that a readable group once made IMRT take for "gone". The stack syncs as
+``imrt-sync``, a Maintainer member of the group with its own token; the item bank's admin
 ``root`` token controls the test (members API, project deletion); ``dev`` pushes with the git CLI as a Developer
 (still a member when the sync user is taken out). The project hooks the first sync creates point at the stack's own
 ``/webHook``, so deliveries are the server's, not hand-made requests.
@@ -41,9 +44,13 @@ PUSHES = 50
 LATENCY_ITEMS = 5
 # Small retry settings (Airflow variables imrt_webhook_*; sweeper period [imrt] webhook_sweep_seconds).
 RETRY_BASE_SECONDS, RETRY_MAX_SECONDS, MAX_ATTEMPTS, SWEEP_SECONDS = 2, 8, 3, 1
-LOST_ACCESS = "not readable"
+LOST_ACCESS = (
+    f"GitLab does not show that the sync user can see every project of group {GROUP} (imrt-sync is not a member of "
+    f"group {GROUP}); a user who lost membership gets the same 404 for a live project (lost access?)"
+)
 STACK = RealStack(
     name="safety", group=GROUP, token=ROOT_TOKEN, bank_size=BANK_SIZE, seed=12, sync_token=SYNC_TOKEN,
+    group_visibility="internal",
     webhook_secret=SECRET, hooks_to_self=True,
     extra_env={
         "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
@@ -302,10 +309,12 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, 
         [event] = wait_until(lambda: [e for e in events_for(imrt, [pushed]) if e["status"] == "failed"], 300,
                              "the push event to fail for good")
         assert event["attempts"] == MAX_ATTEMPTS
+        assert LOST_ACCESS in event["detail"], event["detail"]
         tried = attempt_runs(stack, [r for r in webhook_runs(stack) if r["dag_run_id"] not in runs_before])
         assert len(tried) == MAX_ATTEMPTS, tried
-        for run in tried:
-            assert LOST_ACCESS in xcom(stack, run["dag_run_id"], "list_ids", "outcome")["error"]
+        for run in tried:  # the group answers, its projects do not: each run plans, then withholds the deletion
+            plan = xcom(stack, run["dag_run_id"], "list_ids", "plan")
+            assert plan["to_delete"] == [] and LOST_ACCESS in plan["failed"][str(projects[6]["id"])], plan
         wait_until(lambda: no_active_run(stack), 300, "no active run")
 
         admin_token = stack.token("admin")
@@ -381,5 +390,5 @@ def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
                              "the new push event to be synced")
     assert heads(imrt)[projects[8]["id"]] == recovered_sha
     assert item_row(imrt, projects[8])["workflow_status"] == "Recovered"
-    # The failed event says why it failed: the run could not read the group.
+    # The failed event says why it failed: GitLab did not show that the sync user sees the whole group.
     assert LOST_ACCESS in (event["detail"] or ""), event["detail"]

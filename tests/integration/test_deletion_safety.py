@@ -1,8 +1,10 @@
 """Deleting an item only when its project is confirmed gone, against the item bank server and PostgreSQL.
 
 The runs here go through the run protocol as the DAG's tasks do (open_run, one sync_unit per unit,
-dispatch_webhooks, close_run), or call its steps one by one; GitLab's answers for lost access, a project transferred away or a failing repository come from the
-server's fault injection, shaped like GitLab's own.
+dispatch_webhooks, close_run), or call its steps one by one. IMRT reads the bank as a sync user who is a Maintainer of
+the (private) group, as in production; lost access is that user taken out of the group through GitLab's members API.
+GitLab's answers for a project transferred away or a failing repository come from the server's fault injection,
+shaped like GitLab's own.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
+from sync_users import add_sync_user, remove_sync_user
 
-TOKEN = "glpat-deletion-safety-token"
+TOKEN = "glpat-deletion-safety-token"  # the administrator's: the test's own control calls
+SYNC_TOKEN = "glpat-deletion-safety-sync-user"
 GROUP = "iat-safety"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 ITEMS = 8
@@ -31,12 +35,17 @@ LOST_ACCESS = (
     f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found): "
     "lost access, wrong token or renamed group"
 )
+NOT_A_MEMBER = (
+    f"GitLab does not show that the sync user can see every project of group {GROUP} (imrt-sync is not a member of "
+    f"group {GROUP}); a user who lost membership gets the same 404 for a live project (lost access?)"
+)
 
 
 @pytest.fixture
 def bank(tmp_path):
     bank = ItemBank(tmp_path / "bank")
     bank.create_group(GROUP)
+    add_sync_user(bank, GROUP, SYNC_TOKEN)
     projects = generate_bank(bank, GROUP, count=ITEMS, seed=11)
     yield bank, projects
     bank.close()
@@ -51,10 +60,12 @@ def server(bank):
 @pytest.fixture
 def services(server, imrt_engine, tmp_path):
     settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "git-cache", concurrency=4)
-    gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True)
+    gitlab_settings = GitLabSettings(
+        base_url=server.url, token=SYNC_TOKEN, retries=2, backoff_factor=0.01, allow_http=True
+    )
     prepare_database(imrt_engine)
     with GitLabClient(gitlab_settings) as gitlab:
-        yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
+        yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
 
 
 def run(services, **params) -> tuple[PlanView, Verdict]:
@@ -91,13 +102,6 @@ def project_answers_404(server, project_id: int, times: int | None = None) -> No
                       path_regex=rf"/projects/{project_id}$", times=times)
 
 
-def group_answers_404(server) -> None:
-    """What GitLab answers a user who lost access to the group (or a wrong token's user, or an old path)."""
-    server.faults.add("GET /api/v4/groups/:id", "status", status=404, body={"message": "404 Group Not Found"})
-    server.faults.add("GET /api/v4/groups/:id/projects", "status", status=404,
-                      body={"message": "404 Group Not Found"})
-
-
 def test_a_targeted_run_deletes_an_item_only_when_its_project_is_really_gone(synced, server, services, imrt_engine):
     bank, projects = synced
     flaky, gone = projects[0], projects[1]
@@ -121,10 +125,9 @@ def test_a_targeted_run_deletes_an_item_only_when_its_project_is_really_gone(syn
 def test_lost_access_to_the_group_deletes_nothing_and_fails_the_listing_naming_the_cause(
     synced, server, services, imrt_engine
 ):
-    _, projects = synced
+    bank, projects = synced
     target = projects[2]
-    group_answers_404(server)
-    project_answers_404(server, target["id"])
+    remove_sync_user(bank, GROUP)
     for params in ({"item_ids": (target["id"],)}, {}, {"mode": "full"}):  # targeted (push, /sync/N) and group runs
         with pytest.raises(pipeline.RunRefused) as refused:
             pipeline.list_ids(services, RunParams(**params))
@@ -146,13 +149,13 @@ def test_access_lost_between_listing_and_delete_fails_the_delete_step_and_keeps_
     plan, units = pipeline.list_ids(services, run_params)
     assert plan["to_delete"] == [target["id"]]
 
-    group_answers_404(server)  # the token's user is removed from the group before the sync task runs
+    remove_sync_user(bank[0], GROUP)  # before the sync task runs
     outcomes = [pipeline.sync_unit(services, unit, run_params) for unit in units]
-    assert outcomes[0]["failed"] == {str(target["id"]): f"project {target['id']}: {LOST_ACCESS}; not deleted"}
+    assert outcomes[0]["failed"] == {str(target["id"]): f"project {target['id']}: {NOT_A_MEMBER}; not deleted"}
     assert outcomes[0]["transient"] is False  # retrying will not give access back
     assert target["id"] in recorded(imrt_engine)
     verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_hooks()))
-    assert verdict["status"] == "FAILED" and LOST_ACCESS in verdict["message"]
+    assert verdict["status"] == "FAILED" and NOT_A_MEMBER in verdict["message"]
 
 
 def test_a_project_transferred_out_of_the_group_is_deleted(synced, server, services, imrt_engine):

@@ -11,6 +11,7 @@ import requests
 
 from imrt_sync.config import GitLabSettings, InsecureGitLabURL
 from imrt_sync.gitlab import GitLabClient, GitLabError, GroupNotReadable
+from imrt_sync.scope import GroupScope
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
 from itembank_server import ItemBankServer
 
@@ -28,7 +29,7 @@ def client(server, token=TOKEN, **overrides) -> GitLabClient:
 
 def test_group_projects_pages_through_every_project_of_the_exact_group(server):
     with client(server) as gitlab:
-        projects = list(gitlab.group_projects(GROUP))
+        projects = list(gitlab.group_projects(GroupScope(GROUP)))
     assert len(projects) == PROJECTS
     assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
     assert server.counters() == {"GET /api/v4/groups/:id/projects": LISTING_REQUESTS}
@@ -36,7 +37,7 @@ def test_group_projects_pages_through_every_project_of_the_exact_group(server):
 
 def test_an_unknown_group_is_a_clear_error(server):
     with client(server) as gitlab, pytest.raises(GitLabError, match="answered 404: 404 Group Not Found"):
-        list(gitlab.group_projects("iat-nowhere"))
+        list(gitlab.group_projects(GroupScope("iat-nowhere")))
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_an_unknown_group_is_a_clear_error(server):
 def test_listing_retries_transient_faults(server, fault):
     server.faults.add("GET /api/v4/groups/:id/projects", times=2, **fault)
     with client(server) as gitlab:
-        projects = list(gitlab.group_projects(gitlab.group(GROUP)["id"]))
+        projects = list(gitlab.group_projects(GroupScope(GROUP)))
     assert len(projects) == PROJECTS
     assert server.counters()["GET /api/v4/groups/:id/projects"] == 2 + LISTING_REQUESTS  # two failed tries first
 
@@ -60,14 +61,14 @@ def test_listing_retries_transient_faults(server, fault):
 def test_listing_that_keeps_failing_raises_without_a_partial_result(server):
     server.faults.add("GET /api/v4/groups/:id/projects", "status", status=500)
     with client(server) as gitlab, pytest.raises(GitLabError, match="answered 500"):
-        list(gitlab.group_projects(gitlab.group(GROUP)["id"]))
+        list(gitlab.group_projects(GroupScope(GROUP)))
 
 
 def test_a_keyset_page_cut_short_loses_no_project(server):
     """The next keyset page starts after the last project received, whatever the page held."""
     server.faults.add("GET /api/v4/groups/:id/projects", "truncate", times=1, keep=10)
     with client(server) as gitlab:
-        projects = list(gitlab.group_projects(GROUP))
+        projects = list(gitlab.group_projects(GroupScope(GROUP)))
     assert server.faults.list() == []  # the page was cut short
     assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
 
@@ -133,7 +134,7 @@ def test_group_projects_asks_for_keyset_pagination_by_id(server):
     seen = []
     with client(server) as gitlab:
         gitlab._reads.hooks["response"].append(lambda response, **_: seen.append(response.request.url))
-        list(gitlab.group_projects(GROUP))
+        list(gitlab.group_projects(GroupScope(GROUP)))
     assert "pagination=keyset" in seen[0] and "order_by=id" in seen[0] and "sort=asc" in seen[0]
 
 
@@ -146,7 +147,7 @@ def test_a_listing_past_gitlabs_count_limit_is_followed_to_its_end(bank):
         assert "X-Total" not in offset.headers and "next" in offset.links
         limited.reset_counters()
         with client(limited) as gitlab:
-            projects = list(gitlab.group_projects(GROUP))
+            projects = list(gitlab.group_projects(GroupScope(GROUP)))
         assert [p["path"] for p in projects] == [str(300000 + n) for n in range(PROJECTS)]
         assert limited.counters() == {"GET /api/v4/groups/:id/projects": LISTING_REQUESTS}
 
@@ -195,7 +196,7 @@ def test_a_next_link_to_another_host_is_refused_and_gets_no_token(server, elsewh
     server.faults.add("GET /api/v4/groups/:id/projects", "status", status=200, body=first_page,
                       headers=[["Link", link]], times=1)
     with client(server) as gitlab, pytest.raises(GitLabError, match="refusing to send the access token to http://127"):
-        list(gitlab.group_projects(GROUP))
+        list(gitlab.group_projects(GroupScope(GROUP)))
     assert elsewhere.received == []
     requests.get(f"{elsewhere.url}/probe", timeout=5)  # the listener works: it would have recorded a request
     assert len(elsewhere.received) == 1 and "PRIVATE-TOKEN" not in elsewhere.received[0]

@@ -21,6 +21,7 @@ from imrt_compat.settings import SettingsError, gitlab_settings
 from imrt_sync.config import GitLabSettings
 from imrt_sync.gitlab import GitLabClient, GitLabError
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_heads
+from imrt_sync.scope import GroupScope
 from imrt_sync.transport import Transport
 from itembank_server import ItemBank, ItemBankServer
 from itembank_server.server import TLS_HANDSHAKE_FAILED
@@ -91,7 +92,7 @@ def settings(server, transport: Transport) -> GitLabSettings:
 
 
 def first_project(gitlab: GitLabClient) -> dict:
-    return min(gitlab.group_projects(GROUP), key=lambda project: project["id"])
+    return min(gitlab.group_projects(GroupScope(GROUP)), key=lambda project: project["id"])
 
 
 def test_the_server_answers_https_only_with_https_urls(server, ca_bundle):
@@ -105,7 +106,7 @@ def test_the_server_answers_https_only_with_https_urls(server, ca_bundle):
 def test_rest_remote_heads_and_git_verify_against_the_configured_ca(server, bank, ca_bundle, tmp_path):
     gitlab_settings_ = settings(server, Transport(ca_bundle=ca_bundle))
     with GitLabClient(gitlab_settings_) as gitlab:
-        projects = list(gitlab.group_projects(GROUP))
+        projects = list(gitlab.group_projects(GroupScope(GROUP)))
     assert [p["path"] for p in projects] == ["410001", "410002"]
     project = projects[0]
     access = GitAccess.for_gitlab(gitlab_settings_, timeout=60)
@@ -126,7 +127,7 @@ def test_without_the_ca_rest_remote_heads_and_git_fail_with_a_tls_error_naming_t
     gitlab_settings_ = settings(server, transport)
     host = server.url  # https://127.0.0.1:<port>
     with GitLabClient(gitlab_settings_) as gitlab, pytest.raises(GitLabError) as rest_failure:
-        list(gitlab.group_projects(GROUP))
+        list(gitlab.group_projects(GroupScope(GROUP)))
     handshakes_failed(server, 1)  # not retried: a certificate that does not verify will not verify on a retry
     message = str(rest_failure.value)
     assert f"TLS connection to {host} failed: certificate verify failed" in message

@@ -16,6 +16,7 @@ from imrt_sync.config import EventRetryPolicy, GitLabSettings, RunParams, SyncSe
 from imrt_sync.contracts import RunContext, RunResults
 from imrt_sync.hook_events import EventLog, parse_event, triage
 from imrt_sync.migrate import SchemaNotReady, head_revision, prepare_database
+from imrt_sync.scope import GroupScope
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 from itembank_server.hookpayloads import push_payload
 
@@ -110,7 +111,7 @@ def push_and_record_event(bank: ItemBank, engine, project_id: int, files: dict, 
     payload = push_payload(bank.repo_path(project), project, bank.ensure_user("author"), before, after, ref,
                            "http://gitlab.example.org")
     event = parse_event("Push Hook", json.dumps(payload).encode(), f"uuid-{project_id}-{after[:8]}")
-    verdict = triage(event, GROUP, ())
+    verdict = triage(event, GroupScope(GROUP), ())
     assert verdict.status == "pending", verdict
     EventLog(engine).record(event, verdict)
     return after

@@ -23,6 +23,7 @@ from imrt_sync.hook_events import (
     triage,
     webhook_run_id,
 )
+from imrt_sync.scope import GroupScope
 
 PAYLOADS = Path(__file__).parents[1] / "fixtures" / "gitlab_hooks"
 
@@ -67,7 +68,7 @@ def test_a_deleted_branch_push_keeps_the_after_sha_when_there_is_no_checkout_sha
 def test_other_documented_system_events_are_read_but_not_acted_on():
     event = parse_event("System Hook", body({"event_name": "user_create", "user_id": 41}))
     assert event.event_type == "user_create" and event.project_id is None
-    assert triage(event, "mike", []).status == "ignored"
+    assert triage(event, GroupScope("mike"), []).status == "ignored"
 
 
 @pytest.mark.parametrize(
@@ -101,7 +102,7 @@ def test_malformed_requests_are_rejected_with_a_clear_4xx(header, raw, status, s
 
 def test_push_to_the_default_branch_of_a_group_project_is_acted_on():
     event = parse_event("Push Hook", body(payload("push")))
-    assert triage(event, "mike", []).status == "pending"
+    assert triage(event, GroupScope("mike"), []).status == "pending"
 
 
 @pytest.mark.parametrize(
@@ -109,30 +110,48 @@ def test_push_to_the_default_branch_of_a_group_project_is_acted_on():
     [
         ({"ref": "refs/heads/feature"}, "mike", [], "not to the default branch master"),
         ({"ref": "refs/tags/v1"}, "mike", [], "not to the default branch master"),
-        ({}, "iat-prod", [], "not in the group iat-prod"),
-        ({}, "mik", [], "not in the group mik"),  # no prefix match (the legacy service matched prefixes)
+        ({}, "iat-prod", [], "not in the group iat-prod and its subgroups"),
+        ({}, "mik", [], "not in the group mik and its subgroups"),  # no prefix match (the legacy service matched prefixes)
         ({}, "mike", ["diaspora"], "imrt_ignore_projects"),
     ],
 )
 def test_pushes_elsewhere_are_ignored_with_the_reason(changes, group, ignored, reason):
     event = parse_event("Push Hook", body(payload("push", **changes)))
-    verdict = triage(event, group, ignored)
+    verdict = triage(event, GroupScope(group), ignored)
     assert verdict.status == "ignored"
     assert reason in verdict.detail
 
 
 def test_project_events_outside_the_group_are_ignored():
     event = parse_event("System Hook", body(payload("project_create")))
-    assert triage(event, "jsmith", []).status == "pending"
-    assert triage(event, "jsmith/sub", []).status == "ignored"
+    assert triage(event, GroupScope("jsmith"), []).status == "pending"
+    assert triage(event, GroupScope("jsmith/sub"), []).status == "ignored"
 
 
 def test_a_nested_group_is_matched_on_the_full_namespace():
     document = payload("push")
     document["project"] = {**document["project"], "path_with_namespace": "sbac/iat-prod/200123"}
     event = parse_event("Push Hook", body(document))
-    assert triage(event, "sbac/iat-prod", []).status == "pending"
-    assert triage(event, "iat-prod", []).status == "ignored"
+    assert triage(event, GroupScope("sbac/iat-prod"), []).status == "pending"
+    assert triage(event, GroupScope("iat-prod"), []).status == "ignored"
+
+
+def test_a_push_to_a_subgroup_project_is_acted_on_unless_subgroups_are_left_out():
+    document = payload("push")
+    document["project"] = {**document["project"], "path_with_namespace": "mike/grade-3/math/200123"}
+    event = parse_event("Push Hook", body(document))
+    assert triage(event, GroupScope("mike"), []).status == "pending"
+    verdict = triage(event, GroupScope("mike", include_subgroups=False), [])
+    assert (verdict.status, verdict.reason) == ("ignored", OUTSIDE_GROUP)
+    assert "not in the group mike" in verdict.detail
+
+
+@pytest.mark.parametrize("look_alike", ["mike-old/200123", "mikey/200123", "mike.archive/sub/200123"])
+def test_a_look_alike_group_is_not_a_subgroup(look_alike):
+    document = payload("push")
+    document["project"] = {**document["project"], "path_with_namespace": look_alike}
+    event = parse_event("Push Hook", body(document))
+    assert triage(event, GroupScope("mike"), []).status == "ignored"
 
 
 def test_token_comparison():
@@ -168,15 +187,15 @@ def test_control_characters_never_reach_the_table_or_the_log():
     assert event.ref == "refs/heads/mas\ufffdter\ufffdFAKE LOG LINE"
     assert event.project_path == "mike/dia\ufffdspora\ufffd"
     assert event.gitlab_event_uuid == "uuid\ufffd\ufffd"
-    verdict = triage(event, "mike", [])
+    verdict = triage(event, GroupScope("mike"), [])
     assert verdict.status == "ignored" and verdict.reason == OTHER_BRANCH
     assert not any(ch in verdict.detail for ch in "\r\n\x1b\x9b")
 
 
 def test_ignored_verdicts_carry_a_countable_reason():
     event = parse_event("Push Hook", body(payload("push")))
-    assert triage(event, "elsewhere", []).reason == OUTSIDE_GROUP
-    assert triage(event, "mike", []).reason == ""
+    assert triage(event, GroupScope("elsewhere"), []).reason == OUTSIDE_GROUP
+    assert triage(event, GroupScope("mike"), []).reason == ""
 
 
 def test_retry_delays_double_from_the_base_up_to_the_maximum():
