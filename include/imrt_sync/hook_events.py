@@ -35,12 +35,13 @@ DETAIL_LIMIT = 2000
 PUSH = "push"
 PROJECT_CREATE = "project_create"
 PROJECT_DESTROY = "project_destroy"
-ACTED_ON = frozenset({PUSH, PROJECT_CREATE, PROJECT_DESTROY})
+PROJECT_TRANSFER = "project_transfer"  # into the item bank, out of it, or between the group and its subgroups
+ACTED_ON = frozenset({PUSH, PROJECT_CREATE, PROJECT_DESTROY, PROJECT_TRANSFER})
 
 # System hook events GitLab documents that IMRT has no use for: recorded as ignored, answered 200.
 OTHER_SYSTEM_EVENTS = frozenset({
     "group_create", "group_destroy", "group_rename", "key_create", "key_destroy", "project_rename",
-    "project_transfer", "project_update", "repository_update", "tag_push", "merge_request",
+    "project_update", "repository_update", "tag_push", "merge_request",
     "user_access_request_revoked_for_group", "user_access_request_revoked_for_project",
     "user_access_request_to_group", "user_access_request_to_project", "user_add_to_group", "user_add_to_team",
     "user_create", "user_destroy", "user_failed_login", "user_remove_from_group", "user_remove_from_team",
@@ -75,6 +76,7 @@ class HookEvent:
     commit_sha: str | None = None
     default_branch: str | None = None
     gitlab_event_uuid: str | None = None
+    old_project_path: str | None = None  # a transfer's former path with namespace (not stored)
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,10 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
     uuid = _short(sanitized(event_uuid) if event_uuid else None, 64)
     if kind == PUSH:
         return _push_event(payload, uuid)
-    if gitlab_event == "System Hook" and kind in (PROJECT_CREATE, PROJECT_DESTROY):
-        return HookEvent(kind, _int(payload, "project_id"), _text(payload, "path_with_namespace"), gitlab_event_uuid=uuid)
+    if gitlab_event == "System Hook" and kind in (PROJECT_CREATE, PROJECT_DESTROY, PROJECT_TRANSFER):
+        old_path = _text(payload, "old_path_with_namespace") if kind == PROJECT_TRANSFER else None
+        return HookEvent(kind, _int(payload, "project_id"), _text(payload, "path_with_namespace"),
+                         gitlab_event_uuid=uuid, old_project_path=old_path)
     if gitlab_event == "System Hook" and kind in OTHER_SYSTEM_EVENTS:
         return HookEvent(kind, None, None, gitlab_event_uuid=uuid)
     raise EventRejected(400, f"unsupported event {_shown(kind)} in a {gitlab_event}")
@@ -159,7 +163,8 @@ def triage(event: HookEvent, scope: GroupScope, ignored_paths: Iterable[str]) ->
     if event.event_type not in ACTED_ON:
         return Verdict("ignored", f"{event.event_type} events are not used by IMRT", NOT_USED)
     path = (event.project_path or "").rpartition("/")[2]
-    if not scope.contains_project(event.project_path):
+    moved_out = event.event_type == PROJECT_TRANSFER and scope.contains_project(event.old_project_path)
+    if not scope.contains_project(event.project_path) and not moved_out:
         return Verdict("ignored", f"project {event.project_path} is not in the {scope.describe()}", OUTSIDE_GROUP)
     if path in set(ignored_paths):
         return Verdict("ignored", f"project {event.project_path} is in imrt_ignore_projects", IGNORED_PROJECT)

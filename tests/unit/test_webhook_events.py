@@ -231,3 +231,20 @@ def test_retry_settings_are_read_from_the_variables_and_a_bad_one_is_named():
         parse_event_retry_policy({**values, "imrt_webhook_max_attempts": "many"})
     with pytest.raises(SettingsError, match="imrt_webhook_retention_days must be >= 1"):
         parse_event_retry_policy({**values, "imrt_webhook_retention_days": "-3"})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "status"),
+    [
+        ("elsewhere/200123", "mike/200123", "pending"),  # into the item bank
+        ("mike/200123", "elsewhere/200123", "pending"),  # out of it: the run confirms and deletes
+        ("mike/200123", "mike/grade-3/200123", "pending"),  # into a subgroup: still in the item bank
+        ("elsewhere/200123", "other/200123", "ignored"),
+    ],
+)
+def test_a_project_transfer_is_acted_on_when_it_enters_or_leaves_the_item_bank(old, new, status):
+    document = {"event_name": "project_transfer", "project_id": 74, "path_with_namespace": new,
+                "old_path_with_namespace": old, "path": "200123", "name": "200123"}
+    event = parse_event("System Hook", body(document))
+    assert (event.project_id, event.project_path, event.old_project_path) == (74, new, old)
+    assert triage(event, GroupScope("mike"), []).status == status
