@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test run bench lock
+.PHONY: install test run bench soak lock
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,10 @@ run: install
 
 bench: install
 	$(BIN)/python -m devstack.bench $(BENCH_ARGS)
+
+# A seeded chaos soak of the real stack, e.g. make soak SOAK_ARGS="--minutes 30" (--seed N replays a seed).
+soak: install
+	$(BIN)/python -m devstack.soak $(SOAK_ARGS)
 
 # Regenerate requirements.txt and requirements-dev.txt from the .in files in scratch venvs (each must pass pip check).
 lock:

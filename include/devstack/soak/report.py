@@ -1,0 +1,132 @@
+"""The soak's result and its printed report: actions by kind, runs, hook events, latency, the final run, the counts
+that must all be 0, and each difference with the action history of its project."""
+
+from __future__ import annotations
+
+import subprocess
+from collections import Counter
+from dataclasses import dataclass, field
+
+from ..project import REPO_ROOT
+from .compare import Comparison
+from .journal import DONE, ERROR, Entry, Journal
+from .latency import Latency
+from .quiesce import Quiet
+from .vanished import WrongDeletion
+
+PRODUCT_PATHS = ("dags", "plugins", "include/imrt_sync", "include/imrt_compat", "include/itembank_server")
+HISTORY_LINES = 25
+
+
+@dataclass
+class SoakResult:
+    seed: int
+    minutes: float
+    tree: str
+    first_sync: str
+    journal: Journal
+    latency: Latency
+    quiet: Quiet
+    comparison: Comparison
+    malformed_heads: dict[int, str] = field(default_factory=dict)
+    wrong_deletions: list[WrongDeletion] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
+
+    def errors(self) -> list[Entry]:
+        return [e for e in self.journal.entries if e.outcome == ERROR]
+
+    def counts(self) -> dict[str, int]:
+        """Every count that must be 0."""
+        return {
+            **self.comparison.counts(),
+            "duplicate_item_ids": len(self.comparison.duplicate_ids),
+            "deleted_while_in_scope": len(self.wrong_deletions),
+            "hook_events_left_due": self.quiet.events_left_due,
+            "runs_left_running": len(self.quiet.active_runs),
+            "soak_errors": len(self.errors()),
+        }
+
+    def done_kinds(self) -> set[str]:
+        return self.journal.done_kinds()
+
+    @property
+    def passed(self) -> bool:
+        return not any(self.counts().values())
+
+
+def tree_state() -> str:
+    """The commit the stack ran, and how many product files differed from it (other engineers' work in progress)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True).stdout.strip()
+
+    changed = [line for line in git("status", "--porcelain", "--", *PRODUCT_PATHS).splitlines() if line]
+    return f"{git('rev-parse', '--short', 'HEAD')}" + (f" + {len(changed)} uncommitted product files" if changed else "")
+
+
+def action_lines(journal: Journal) -> list[str]:
+    lines = []
+    for kind, outcomes in sorted(journal.counts().items()):
+        parts = ", ".join(f"{outcomes[o]} {o}" for o in (DONE, "refused", "skipped", ERROR) if outcomes[o])
+        lines.append(f"  {kind:<20} {parts}")
+    return lines
+
+
+def run_lines(quiet: Quiet) -> list[str]:
+    runs, lines = quiet.runs, []
+    for kind in sorted({kind for kind, _ in runs}):
+        states = ", ".join(f"{runs[(kind, s)]} {s}" for k, s in sorted(runs) if k == kind)
+        queued, ran = quiet.slowest.get(kind, (0.0, 0.0))
+        lines.append(f"  {kind:<10} {states}; longest queued {queued:.0f} s, longest run {ran:.0f} s")
+    return lines
+
+
+def difference_lines(result: SoakResult) -> list[str]:
+    lines = []
+    for difference in result.comparison.differences:
+        lines.append(f"  {difference.describe()}")
+        project_id = difference.project_id
+        if project_id is None:
+            continue
+        history = result.journal.history(project_id)
+        lines.append(f"    history of project {project_id} ({len(history)} actions):")
+        lines += [f"      {entry.line()}" for entry in history[-HISTORY_LINES:]]
+    return lines
+
+
+def render(result: SoakResult) -> str:
+    quiet, comparison = result.quiet, result.comparison
+    counts = result.counts()
+    malformed = sum(1 for difference in comparison.differences if difference.expected
+                    and difference.expected.head_malformed)
+    lines = [
+        f"== chaos soak: seed {result.seed}, {result.minutes:g} min of actions, tree {result.tree}",
+        "phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.timings.items()),
+        f"first sync: {result.first_sync}",
+        f"actions by kind ({len(result.journal.entries)} in all):",
+        *action_lines(result.journal),
+        "runs by kind and state:",
+        *run_lines(quiet),
+        "hook events: " + ", ".join(f"{n} {status}" for status, n in quiet.events.items()),
+        f"push-to-row latency: {result.latency.describe()}",
+        f"quiescence: {'%.0f s' % quiet.settle_seconds if quiet.settle_seconds is not None else 'deadline passed'}; "
+        f"final incremental run {quiet.final_run}: {quiet.final_state}",
+        f"  its exit message: {quiet.final_message[:600]}",
+        f"malformed heads at the end (expected to keep their rows): {len(result.malformed_heads)}"
+        + (f" ({malformed} of them differ)" if malformed else ""),
+        f"comparison with the bank read by git: {comparison.expected} items expected, {comparison.rows} item rows",
+        "counts (all must be 0): " + ", ".join(f"{name} {n}" for name, n in counts.items()),
+    ]
+    if comparison.differences:
+        lines += ["differences:", *difference_lines(result)]
+    if result.wrong_deletions:
+        lines += ["rows deleted while their project was in the group or a subgroup:"]
+        for wrong in result.wrong_deletions:
+            history = result.journal.history(wrong.vanished.project_id)
+            lines += [f"  {wrong.describe()}", f"    history of project {wrong.vanished.project_id}:",
+                      *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:])]
+    if result.errors():
+        lines += ["soak errors:", *(f"  {e.line()}" for e in result.errors())]
+    lines.append(f"verdict: {'PASS' if result.passed else 'FAIL'}"
+                 + ("" if result.passed else f" ({sum(1 for n in counts.values() if n)} non-zero counts)"))
+    return "\n".join(lines)
+

@@ -1,0 +1,79 @@
+"""Every kind of trigger but the hook events (the pushes start those): the legacy ``POST /sync`` and
+``POST /sync/{projectId}``, and the REST API's ``POST /api/v2/dags/{dag_id}/dagRuns`` with ``mode`` full or
+incremental and with ``item_ids``.
+
+The legacy routes answer 409 while any run is queued or running. They open the soak (:mod:`devstack.soak.schedule`):
+the first call of each first waits (at most ``IDLE_WAIT`` s, polling) for a moment without a run, so that each is
+seen to start one; later calls ask at once and a 409 is recorded as refused. REST triggers always queue a run (``max_active_runs=1``); to
+keep the queue short they are skipped while ``MAX_QUEUED`` runs are queued.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from imrt_sync import DAG_ID
+
+from .journal import DONE, REFUSED, SKIPPED, Entry
+from .waiting import DeadlinePassed, poll_until
+from .world import World
+
+IDLE_WAIT = 60.0
+MAX_QUEUED = 2
+
+
+def legacy_post(world: World, kind: str, path: str, project_id: int | None = None) -> Entry:
+    if kind not in world.journal.counts():
+        try:
+            poll_until(lambda: not world.active_runs(), min(IDLE_WAIT, max(world.remaining(), 1)), "no active run")
+        except DeadlinePassed:
+            pass  # ask anyway: a 409 is an answer too
+    airflow = world.stack.airflow
+    response = requests.post(f"{airflow.url}{path}", headers={"Authorization": f"Bearer {airflow.token()}"},
+                             timeout=60)
+    if response.status_code == 200:
+        execution = response.json()["jobExecutionId"]
+        return world.journal.record(kind, DONE, f"POST {path} -> 200, legacy__{execution}", project_id)
+    return world.journal.record(kind, REFUSED, f"POST {path} -> {response.status_code} {response.text[:80]}",
+                                project_id)
+
+
+def sync_all(world: World) -> Entry:
+    return legacy_post(world, "sync_all", "/sync")
+
+
+def sync_item(world: World) -> Entry:
+    project = world.pick(world.projects_in_scope())
+    if project is None:
+        return world.journal.record("sync_item", SKIPPED, "no project")
+    return legacy_post(world, "sync_item", f"/sync/{project['id']}", project["id"])
+
+
+def queue_is_full(world: World) -> bool:
+    return sum(run["state"] == "queued" for run in world.active_runs()) >= MAX_QUEUED
+
+
+def rest_trigger(world: World, kind: str, conf: dict, project_id: tuple[int, ...] | None = None) -> Entry:
+    if kind in world.journal.done_kinds() and queue_is_full(world):
+        return world.journal.record(kind, SKIPPED, f"{MAX_QUEUED} runs already queued", project_id)
+    run_id = world.stack.airflow.trigger(DAG_ID, conf=conf)
+    return world.journal.record(kind, DONE, f"{run_id} conf {conf}", project_id)
+
+
+def dagrun_full(world: World) -> Entry:
+    return rest_trigger(world, "dagrun_full", {"mode": "full"})
+
+
+def dagrun_incremental(world: World) -> Entry:
+    return rest_trigger(world, "dagrun_incremental", {"mode": "incremental"})
+
+
+def dagrun_item_ids(world: World) -> Entry:
+    """Some projects of the bank, sometimes with one that was just deleted or moved out (the ids are GitLab's)."""
+    projects = world.projects_in_scope() + world.outside_projects()
+    if not projects:
+        return world.journal.record("dagrun_item_ids", SKIPPED, "no project")
+    chosen = world.rng.sample(projects, k=min(len(projects), world.rng.randint(1, 3)))
+    ids = sorted(p["id"] for p in chosen)
+    mode = world.rng.choice(("incremental", "full"))
+    return rest_trigger(world, "dagrun_item_ids", {"mode": mode, "item_ids": ids}, tuple(ids))
