@@ -18,6 +18,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from imrt_compat import alerts, guardrails, metrics
 from imrt_compat.assets import ITEM_DATA
 from imrt_sync import DAG_ID
+from imrt_sync.config import ITEM_ID_LINE
 
 if TYPE_CHECKING:
     from imrt_sync.contracts import Verdict, WorkUnit
@@ -57,12 +58,16 @@ PARAMS = {
         title="Mode",
         description="incremental: only items whose default-branch head changed; full: re-ingest every item.",
     ),
+    # No "type" in "items": Airflow's trigger form renders such an array as a text box of one value per line and
+    # sends the lines as strings (an array of integers would be a JSON editor: `200005` typed there is refused).
+    # REST callers and POST /sync/{id} send integers. Both are checked here when a run is triggered; the tasks
+    # turn the lines into ints (imrt_sync.config.item_ids_from).
     "item_ids": Param(
         None,
         type=["null", "array"],
-        items={"type": "integer", "minimum": 1},
+        items={"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": ITEM_ID_LINE}]},
         title="Item bank ids",
-        description="GitLab project ids to sync (one per line). Empty: the whole group.",
+        description="GitLab project ids to sync, one per line (e.g. 200005). Empty: the whole group.",
     ),
     "dry_run": Param(
         False,

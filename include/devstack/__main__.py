@@ -26,6 +26,7 @@ from .airflow_stack import AirflowStack
 from .postgres import ensure_database, start_embedded_postgres
 from .project import REPO_ROOT, prepare_imrt_database, project_stack, sync_environment
 DEMO_GROUP = "iat-demo"
+ACTIVE_STATES = ("queued", "running")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -139,26 +140,47 @@ def item_bank_source(args, data_dir: Path, system_hook_url: str, webhook_secret:
 
 
 def follow_runs(stack: AirflowStack, run_id: str) -> None:
-    """Follow every run until ``run_id`` has ended: unpausing may start the latest scheduled run first."""
-    finished = {r["dag_run_id"] for r in list_runs(stack) if r["state"] in ("success", "failed")}
-    while run_id not in finished:
-        pending = [r for r in list_runs(stack) if r["dag_run_id"] not in finished]
-        active = next((r for r in pending if r["state"] == "running"), None) or pending[0]
-        state = follow_run(stack, active["dag_run_id"])
-        say(f"run {active['dag_run_id']} ({active['run_type']}) ended: {state}")
-        print_summary(stack, active["dag_run_id"])
-        finished.add(active["dag_run_id"])
+    """Follow ``run_id`` until it has ended, and before it every run that is active ahead of it: unpausing may start
+    the latest scheduled run, and with ``max_active_runs=1`` the new run waits for the active ones.
+
+    Only the active runs are asked for (all pages, oldest ``run_after`` first), however many runs the data directory
+    has seen: a running run is followed first, else the oldest queued one, until ``run_id`` itself has been followed.
+    """
+    while True:
+        active = active_runs(stack)
+        current = next_active(active) if any(r["dag_run_id"] == run_id for r in active) else None
+        current = current or stack.dag_run(DAG_ID, run_id)  # run_id ended already: say how
+        state = follow_run(stack, current["dag_run_id"], until_overtaken=True)
+        if state is None:
+            continue  # another run started first (e.g. the scheduled run made on unpausing): follow that one
+        say(f"run {current['dag_run_id']} ({current['run_type']}) ended: {state}")
+        print_summary(stack, current["dag_run_id"])
+        if current["dag_run_id"] == run_id:
+            return
 
 
-def list_runs(stack: AirflowStack) -> list[dict]:
-    return stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after"}).json()["dag_runs"]
+def active_runs(stack: AirflowStack) -> list[dict]:
+    """The DAG's queued and running runs, oldest ``run_after`` first (every page)."""
+    return stack.dag_runs(DAG_ID, state=list(ACTIVE_STATES), order_by="run_after")
 
 
-def follow_run(stack: AirflowStack, run_id: str) -> str:
-    """Print progress (sync units done of total) until the run ends; return its state."""
+def next_active(active: list[dict]) -> dict | None:
+    """The run that ends first: the running one (``max_active_runs=1``), else the oldest queued one."""
+    return next((r for r in active if r["state"] == "running"), None) or (active[0] if active else None)
+
+
+def follow_run(stack: AirflowStack, run_id: str, *, until_overtaken: bool = False) -> str | None:
+    """Print progress (sync units done of total) until the run ends; return its state.
+
+    ``until_overtaken``: return None as soon as the run is queued while another run is running (that one ends first).
+    """
     last_said, last_state, sizes = 0.0, None, None
     while True:
         state = stack.dag_run(DAG_ID, run_id)["state"]
+        if until_overtaken and state == "queued":
+            running = next_active(active_runs(stack))
+            if running is not None and running["state"] == "running" and running["dag_run_id"] != run_id:
+                return None
         units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
         if units and sizes is None:
             sizes = unit_sizes(stack, run_id)
@@ -203,10 +225,10 @@ def start_sync_as_the_runbook_does(stack: AirflowStack) -> str:
             return f"legacy__{body['jobExecutionId']}"
         if response.status_code != 409:
             raise SystemExit(f"POST /sync answered {response.status_code}: {response.text}")
-        active = [r for r in list_runs(stack) if r["state"] in ("queued", "running")]
-        say(f"POST /sync -> 409 (a run is active): waiting for {active[0]['dag_run_id'] if active else 'it'}")
+        active = next_active(active_runs(stack))
+        say(f"POST /sync -> 409 (a run is active): waiting for {active['dag_run_id'] if active else 'it'}")
         if active:
-            follow_run(stack, active[0]["dag_run_id"])
+            follow_run(stack, active["dag_run_id"], until_overtaken=True)
 
 
 def execution_row(imrt_url, run_id: str) -> dict:

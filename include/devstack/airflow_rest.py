@@ -11,6 +11,7 @@ import requests
 from . import edge_workers
 
 _HTTP_TIMEOUT = 30.0
+_PAGE_LIMIT = 100  # [api] maximum_page_limit's default: a larger limit is cut to it
 
 
 class AirflowStackError(RuntimeError):
@@ -105,6 +106,24 @@ class AirflowRestClient:
 
     def dag_run(self, dag_id: str, run_id: str) -> dict:
         return self._api_json("GET", f"/api/v2/dags/{url_segment(dag_id)}/dagRuns/{url_segment(run_id)}")
+
+    def dag_runs(self, dag_id: str, **query: Any) -> list[dict]:
+        """Every run of the DAG that ``query`` selects, all pages of ``GET .../dagRuns`` (the API answers 50 runs
+        per page unless told otherwise, at most ``[api] maximum_page_limit``, 100 by default).
+
+        ``query`` is passed as query parameters, e.g. ``state=["queued", "running"]``, ``order_by="-run_after"``,
+        ``run_after_gte=...``. Pages are read with ``offset`` until ``total_entries`` runs have been seen.
+        """
+        found: list[dict] = []
+        while True:
+            page = self._api_json(
+                "GET",
+                f"/api/v2/dags/{url_segment(dag_id)}/dagRuns",
+                params={**query, "limit": _PAGE_LIMIT, "offset": len(found)},
+            )
+            found.extend(page["dag_runs"])
+            if not page["dag_runs"] or len(found) >= page["total_entries"]:
+                return found
 
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,44 @@ class ReceiverSettings:
         return GroupScope(self.group, self.include_subgroups)
 
 
+ITEM_ID_LINE = r"^\s*(0*[1-9][0-9]*)?\s*$"
+"""A line of the trigger form's "Item bank ids" box: one GitLab project id (a whole number >= 1), or blank."""
+
+
+def item_ids_from(values: Any) -> tuple[int, ...]:
+    """The ``item_ids`` param as sorted, distinct GitLab project ids.
+
+    REST callers (and ``POST /sync/{id}``) send integers; the trigger form sends the lines of its text box as strings,
+    one id per line, blank lines included (a trailing newline is one). A value that is not an id raises
+    ``ValueError`` naming it.
+    """
+    if values is None:
+        return ()
+    if isinstance(values, str):
+        values = values.splitlines()
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(f"item_ids must be a list of GitLab project ids, not {values!r}")
+    ids = set()
+    for value in values:
+        if isinstance(value, str) and not value.strip():
+            continue
+        if not _is_project_id(value):
+            raise ValueError(
+                f"item_ids: {value!r} is not a GitLab project id (a whole number from 1; the form takes one per line)"
+            )
+        ids.add(int(value))
+    return tuple(sorted(ids))
+
+
+def _is_project_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return re.fullmatch(ITEM_ID_LINE, value) is not None
+    if isinstance(value, bool):
+        return False
+    whole = isinstance(value, int) or isinstance(value, float) and value.is_integer()  # JSON Schema: 12.0 is an integer
+    return whole and value >= 1
+
+
 @dataclass(frozen=True)
 class RunParams:
     """What the operator asked for: the DAG's params."""
@@ -152,10 +191,9 @@ class RunParams:
 
     @classmethod
     def from_mapping(cls, params: dict) -> "RunParams":
-        ids = params.get("item_ids") or ()
         return cls(
             mode=params.get("mode") or "incremental",
-            item_ids=tuple(sorted({int(i) for i in ids})),
+            item_ids=item_ids_from(params.get("item_ids")),
             dry_run=bool(params.get("dry_run")),
             webhook_events=bool(params.get("webhook_events")),
         )

@@ -4,6 +4,7 @@ schema; the settings snapshot that reads each variable once; the JWT secret make
 from __future__ import annotations
 
 import collections
+import re
 import warnings
 from datetime import timedelta
 from pathlib import Path
@@ -70,15 +71,27 @@ def test_summary_updates_the_item_data_asset(dag):
     assert ITEM_DATA.name == "imrt_item_data"
 
 
-def test_item_ids_accepts_integers_only():
+def test_item_ids_takes_integers_and_the_trigger_forms_lines():
+    """REST callers send integers; the trigger form sends its lines, one id per line, blank ones included."""
     from airflow.sdk.exceptions import ParamValidationError
 
     item_ids = parse_dag().params.get_param("item_ids")
     assert item_ids.resolve([12, 7]) == [12, 7]
     assert item_ids.resolve(None) is None
-    for bad in (["12"], ["abc"], [1.5], [0], "12", [{"id": 1}]):
-        with pytest.raises(ParamValidationError):
+    assert item_ids.resolve(["200005", " 200006 ", ""]) == ["200005", " 200006 ", ""]
+    for bad in (["abc"], ["12 13"], ["12,13"], ["0"], ["-4"], [1.5], [0], [True], "12", [{"id": 1}]):
+        with pytest.raises(ParamValidationError, match=re.escape(repr(bad[0] if isinstance(bad, list) else bad))):
             item_ids.resolve(bad)
+
+
+def test_the_trigger_form_renders_item_ids_as_one_id_per_line():
+    """Airflow 3.3's trigger form (FieldSelector) renders an array whose items have no type, or type string, as a
+    text box of one value per line; any other array is a JSON editor, where `200005` cannot be submitted."""
+    schema = parse_dag().params.get_param("item_ids").schema
+    assert [t for t in schema["type"] if t != "null"] == ["array"]  # one non-null type: not the multi-type box
+    assert schema["items"].get("type") in (None, "string")
+    assert "enum" not in schema and "examples" not in schema  # else a multi-select
+    assert "one per line" in parse_dag().params.get_param("item_ids").description
 
 
 def test_the_failure_notifier_is_smtp_once_a_recipient_is_configured(monkeypatch):

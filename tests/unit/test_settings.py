@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -38,8 +39,22 @@ def test_run_params_from_the_trigger_form():
     assert RunParams.from_mapping({}) == RunParams()
     with pytest.raises(ValueError, match="mode must be"):
         RunParams.from_mapping({"mode": "everything"})
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="item_ids: 'not-a-number' is not a GitLab project id"):
         RunParams.from_mapping({"item_ids": ["not-a-number"]})
+
+
+def test_item_ids_from_the_forms_lines_and_from_rest_callers():
+    """The form sends one string per line (a trailing newline is a blank line); REST and POST /sync/{id} send ints."""
+    assert RunParams.from_mapping({"item_ids": ["200005", " 200006\r", "", "200005"]}).item_ids == (200005, 200006)
+    assert RunParams.from_mapping({"item_ids": [200006, 200005]}).item_ids == (200005, 200006)
+    assert RunParams.from_mapping({"item_ids": [12.0, "007"]}).item_ids == (7, 12)
+    assert RunParams.from_mapping({"item_ids": None}).item_ids == ()
+    assert RunParams.from_mapping({"item_ids": ["", "  "]}).item_ids == ()
+    for bad in ("12 13", "12,13", "0", "-3", "1e3", 0, -3, 1.5, True, None, {"id": 1}):
+        with pytest.raises(ValueError, match=re.escape(f"item_ids: {bad!r} is not a GitLab project id")):
+            RunParams.from_mapping({"item_ids": ["200005", bad]})
+    with pytest.raises(ValueError, match="item_ids must be a list of GitLab project ids, not 12"):
+        RunParams.from_mapping({"item_ids": 12})
 
 
 def test_the_token_is_not_in_the_settings_repr():
