@@ -10,10 +10,12 @@ group with at least the Reporter role (membership is inherited by every subgroup
 https://docs.gitlab.com/user/project/members/#membership-types, and a Reporter may read every project's
 repository, https://docs.gitlab.com/user/permissions/).
 
-A project is confirmed gone when ``GET /projects/:id`` answers 404, that access is proven, and a listing of the
-scope taken after the 404 does not show it (a project listed yet answering 404 is GitLab contradicting itself:
-nothing is deleted). A project that answers 200 from a namespace outside the scope was transferred out: GitLab
-states it, no access proof is needed.
+A project is confirmed gone when ``GET /projects/:id`` answers 404, that access is proven, and GitLab's listing of
+the scope does not show it (a project listed yet answering 404 is GitLab contradicting itself: nothing is deleted).
+In a run that listed the whole item bank, the candidate was missing from that complete listing (and a project listed
+there that answered 404 when read is not a candidate that run); a targeted run lists the scope after the 404. A
+project that answers 200 from a namespace outside the scope was transferred out: GitLab states it, no access proof
+is needed.
 """
 
 from __future__ import annotations
@@ -55,11 +57,13 @@ class ListedButNotFound(AbsenceNotProven):
 
 class AbsenceWitness:
     """Asks GitLab whether projects left the scope; the access proof and the listing are taken at most once each
-    (one witness serves one step of a run)."""
+    (one witness serves one step of a run). ``relist``: the run did not list the whole scope (a targeted run), so a
+    404 is checked against a listing taken now."""
 
-    def __init__(self, gitlab: GitLabClient, scope: GroupScope):
+    def __init__(self, gitlab: GitLabClient, scope: GroupScope, *, relist: bool):
         self._gitlab = gitlab
         self._scope = scope
+        self._relist = relist
         self._access: str | None = None
         self._listed: frozenset[int] | None = None
 
@@ -79,7 +83,7 @@ class AbsenceWitness:
                 return None
             return f"the project was transferred out of the {self._scope.describe()} (it is now in {namespace})"
         access = self.proven_access()
-        if project_id in self._listed_ids():
+        if self._relist and project_id in self._listed_ids():
             raise ListedButNotFound(project_id, self._scope)
         return f"GitLab answers 404 Project Not Found, does not list it, and {access}"
 

@@ -180,8 +180,9 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
         "retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started
     )
     being_created = services.store.items_being_created(params.item_ids or None)
-    states, unreadable = _project_states(services, projects, being_created)
+    states, unreadable, vanished = _project_states(services, projects, being_created)
     recorded = _recorded_heads(services, params)
+    unreadable.update({pid: message for pid, message in vanished.items() if pid in recorded})
     plan = plan_run(
         states,
         recorded,
@@ -242,9 +243,11 @@ def _namespace(project: dict) -> str | None:
 
 def _project_states(
     services: Services, projects: list[dict], being_created: dict[int, BeingCreated]
-) -> tuple[list[ProjectState], dict[int, str]]:
+) -> tuple[list[ProjectState], dict[int, str], dict[int, str]]:
     """Each project's head and webhook (and, for an item still being created, the head of its create branch, from
-    the same ref advertisement); a project whose reads keep failing is left out and named with its error."""
+    the same ref advertisement); a project whose reads keep failing is left out and named with its error; a listed
+    project that answers 404 when read is left out and named in the third mapping (for the caller: an item of such a
+    project is not deleted this run, since GitLab both listed it and denies it)."""
     hooks = _hook_keeper(services)
     recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
 
@@ -256,16 +259,11 @@ def _project_states(
         has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
         return ProjectState(project["id"], str(project["path"]), branch, heads.get(branch), has_webhook, source_head)
 
-    def isolated(project: dict) -> ProjectState | str | None:
+    def isolated(project: dict) -> ProjectState | str | Exception:
         try:
             return state(project)
         except (RepositoryNotFound, GitLabError) as exc:
-            if not _vanished(exc):
-                return _read_failure(project, exc)
-            # Listed a moment ago, 404 now: left out as if not listed. Its item, if any, is deleted only when
-            # GitLab confirms at delete time (404 with the group readable).
-            log.info("project %s (%s) is gone since the listing: %s", project["id"], project["path"], exc)
-            return None
+            return exc if _vanished(exc) else _read_failure(project, exc)
         except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others
             return _read_failure(project, exc)
 
@@ -273,11 +271,24 @@ def _project_states(
         results = list(pool.map(isolated, projects))
     states = [result for result in results if isinstance(result, ProjectState)]
     failed = {project["id"]: result for project, result in zip(projects, results) if isinstance(result, str)}
-    return states, failed
+    vanished = {
+        project["id"]: _vanished_message(project, result)
+        for project, result in zip(projects, results)
+        if isinstance(result, Exception)
+    }
+    return states, failed, vanished
 
 
 def _vanished(exc: Exception) -> bool:
     return isinstance(exc, RepositoryNotFound) or (isinstance(exc, GitLabError) and exc.status == 404)
+
+
+def _vanished_message(project: dict, exc: Exception) -> str:
+    log.warning("project %s (%s) was listed, then answered 404: %s", project["id"], project["path"], exc)
+    return (
+        f"project {project['id']} ({project['path']}): listed by GitLab, then not found when read ({exc}): deleted "
+        "or access lost meanwhile; not deleted this run, the next run decides"
+    )
 
 
 def _read_failure(project: dict, exc: Exception) -> str:
@@ -306,7 +317,7 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
     """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure:
     a validation error or lost access is permanent, anything else (GitLab, git, the database) may pass on a retry."""
     outcome: UnitOutcome = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
-    absence = AbsenceWitness(services.gitlab, services.settings.scope)
+    absence = AbsenceWitness(services.gitlab, services.settings.scope, relist=bool(params.item_ids))
     for action, project_id in [("sync", p) for p in unit["sync"]] + [("delete", p) for p in unit["delete"]]:
         if params.dry_run:
             log.info("DRY RUN: would %s project %s", action, project_id)

@@ -294,3 +294,38 @@ def wait_for(condition, what: str, timeout: float = 30.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def test_a_project_listed_but_404_by_id_is_contradictory_and_kept(synced, server, services, imrt_engine):
+    """The measured case: GET /projects/:id answers 404 for a project the group's listing still shows. With the sync
+    user's access proven, a targeted run (a push, POST /sync/{id}) still deletes nothing: it lists the group after
+    the 404, finds the project there, and fails the item saying so."""
+    _, projects = synced
+    target = projects[5]
+    project_answers_404(server, target["id"])
+    plan, verdict = run(services, item_ids=(target["id"],))
+    assert plan["to_delete"] == [target["id"]]  # planned on the 404, then checked at delete time
+    assert target["id"] in recorded(imrt_engine)
+    assert verdict["status"] == "FAILED"
+    assert (
+        f"project {target['id']}: GitLab lists project {target['id']} in the group {GROUP} and its subgroups but "
+        "answers 404 for it by id: contradictory answers; not deleted"
+    ) in verdict["message"]
+    assert "number of items deleted from IMRT: 0" in verdict["message"]
+
+
+def test_a_listed_project_that_answers_404_when_read_is_not_deleted_that_run(synced, server, services, imrt_engine):
+    _, projects = synced
+    target = projects[6]
+    server.faults.add("GET /api/v4/projects/:id/hooks", "status", status=404, body={"message": "404 Project Not Found"},
+                      path_regex=rf"/projects/{target['id']}/hooks")
+    for params in ({}, {"mode": "full"}):
+        plan, verdict = run(services, **params)
+        assert plan["to_delete"] == [] and target["id"] in recorded(imrt_engine)
+        assert verdict["status"] == "FAILED"
+        assert (f"project {target['id']} ({target['path']}): listed by GitLab, then not found when read"
+                in plan["failed"][str(target["id"])])
+    server.faults.clear()
+    plan, verdict = run(services)
+    assert verdict["status"] == "COMPLETED", verdict["message"]
+    assert target["id"] in recorded(imrt_engine)
