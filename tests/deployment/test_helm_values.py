@@ -245,7 +245,8 @@ class TemplateError(ValueError):
 
 TEMPLATE = re.compile(r"\{\{-?\s*(?P<expr>.*?)\s*-?\}\}")
 VALUES_PATH = re.compile(r"^\.Values((?:\.[A-Za-z_][A-Za-z0-9_]*)+)$")
-INDEX_FIELD = re.compile(r"^\(index\s+(?P<path>\.Values(?:\.[A-Za-z_][A-Za-z0-9_]*)+)\s+(?P<n>\d+)\)(?P<rest>(?:\.[A-Za-z_][A-Za-z0-9_]*)+)$")
+FIELDS = r"(?:\.[A-Za-z_][A-Za-z0-9_]*)+"
+INDEX_FIELD = re.compile(rf"^\(index\s+(?P<path>\.Values{FIELDS})\s+(?P<n>\d+)\)(?P<rest>{FIELDS})$")
 INCLUDE = re.compile(r'^(?:include|template)\s+"(?P<name>[^"]+)"\s+\.$')
 
 
@@ -332,7 +333,9 @@ def _template_strings(values: dict) -> list[tuple[tuple, str]]:
 
 
 def test_template_strings_are_only_where_the_chart_renders_them(helm_edge):
-    misplaced = [("/".join(map(str, path)), value) for path, value in _template_strings(helm_edge) if not _is_templated(path)]
+    misplaced = [
+        ("/".join(map(str, path)), value) for path, value in _template_strings(helm_edge) if not _is_templated(path)
+    ]
     assert misplaced == []
 
 
@@ -401,13 +404,17 @@ def test_every_container_runs_the_project_image_from_images_airflow(helm, helm_e
     for values in (helm, helm_edge):
         named = ["/".join(map(str, path)) for path, _ in _walk(values) if path and path[-1] == "image"]
         assert named == []
-    assert set(helm["images"]) == {"airflow", "useDefaultImageForMigration"}, "other images: the chart's published defaults"
+    # Any other image is one of the chart's defaults, published images (statsd exporter, ...).
+    assert set(helm["images"]) == {"airflow", "useDefaultImageForMigration"}
     assert helm["images"]["useDefaultImageForMigration"] is False
     assert helm["images"]["airflow"]["tag"] == project_version
     # The project image is what the Dockerfile builds on the pinned Airflow (test_deployment_files checks the FROM).
     assert DOCKERFILE.is_file()
     assert f"docker build -t {_project_image(helm)} ." in HELM_FILE.read_text(encoding="utf-8")
-    for component in ("scheduler", "apiServer", "dagProcessor", "triggerer", "workers", "migrateDatabaseJob", "createUserJob"):
+    components = (
+        "scheduler", "apiServer", "dagProcessor", "triggerer", "workers", "migrateDatabaseJob", "createUserJob"
+    )
+    for component in components:
         for key in ("extraInitContainers", "extraContainers"):
             assert not helm.get(component, {}).get(key), f"{component}.{key}: its image would not follow images.airflow"
 
@@ -559,6 +566,18 @@ def test_the_user_job_makes_the_role_then_the_users(helm):
     assert helm["createUserJob"].get("useHelmHooks", True) is True
 
 
+def test_the_edge_workers_get_the_variables_the_chart_gives_its_containers(base_schema, helm, edge_worker):
+    (container,) = edge_worker["spec"]["template"]["spec"]["containers"]
+    worker_env = {item["name"]: item.get("value") for item in container["env"]}
+    chart_env = {item["name"]: item["value"] for item in helm["env"]}
+    extra = yaml.safe_load(render(helm["extraEnv"], helm, base_schema))
+    chart_env.update({item["name"]: item["value"] for item in extra})
+    variables = {name: value for name, value in chart_env.items() if name.startswith("AIRFLOW_VAR_")}
+    assert variables.keys() == {"AIRFLOW_VAR_IMRT_GITLAB_GROUP", "AIRFLOW_VAR_IMRT_WEBHOOK_URL"}
+    for name, value in variables.items():
+        assert worker_env.get(name) == value, f"deploy/helm/edge-worker.yaml: {name} differs from helm-values.yaml"
+
+
 def test_the_edge_worker_command(edge_worker):
     (container,) = edge_worker["spec"]["template"]["spec"]["containers"]
     (words,) = _container_commands(container["args"])
@@ -585,7 +604,8 @@ def _mounted_files(volumes: list[dict], mounts: list[dict]) -> dict[str, str]:
     files = {}
     for mount in mounts:
         volume = by_name[mount["name"]]
-        sources = volume.get("projected", {}).get("sources") or [{"secret": {**volume["secret"], "name": volume["secret"]["secretName"]}}]
+        whole = volume.get("secret")
+        sources = volume.get("projected", {}).get("sources") or [{"secret": {**whole, "name": whole["secretName"]}}]
         for source in sources:
             secret = source["secret"]
             for item in secret.get("items") or []:
@@ -641,12 +661,13 @@ def test_no_secret_is_a_value_or_an_environment_variable(helm, helm_edge):
 def test_the_secret_check_catches_mistakes(helm):
     cases = [
         (lambda v: v.__setitem__("jwtSecret", "x"), "jwtSecret"),
-        (lambda v: v.__setitem__("secret", [{"envName": "AIRFLOW_CONN_X", "secretName": "s", "secretKey": "k"}]), "`secret:`"),
+        (lambda v: v.__setitem__("secret", [{"envName": "AIRFLOW_CONN_X", "secretName": "s"}]), "`secret:`"),
         (lambda v: v["enableBuiltInSecretEnvVars"].__setitem__("AIRFLOW__CORE__FERNET_KEY", True), "FERNET_KEY"),
         (lambda v: v["enableBuiltInSecretEnvVars"].pop("AIRFLOW__API_AUTH__JWT_SECRET"), "JWT_SECRET"),
-        (lambda v: v["env"].append({"name": "AIRFLOW_CONN_IMRT_DEFAULT", "value": "postgresql://imrt:pw@db/imrt"}), "AIRFLOW_CONN_IMRT_DEFAULT"),
-        (lambda v: v["env"].append({"name": "AIRFLOW__CORE__FERNET_KEY_CMD", "value": "echo aB3dE5gH7jK9mN1pQ3sT5vW7"}), "FERNET_KEY_CMD"),
-        (lambda v: v["createUserJob"].__setitem__("env", [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "a", "key": "b"}}}]), "PW"),
+        (lambda v: v["env"].append({"name": "AIRFLOW_CONN_X", "value": "postgresql://i:pw@db/i"}), "AIRFLOW_CONN_X"),
+        (lambda v: v["env"].append({"name": "AIRFLOW__CORE__FERNET_KEY_CMD", "value": "echo x"}), "FERNET_KEY_CMD"),
+        (lambda v: v["env"].append({"name": "X", "value": "aB3dE5gH7jK9mN1pQ3sT5vW7"}), "literal secret"),
+        (lambda v: v["createUserJob"].__setitem__("env", [{"name": "PW", "valueFrom": {"secretKeyRef": {}}}]), "PW"),
         (lambda v: v["config"].__setitem__("api_auth", {"jwt_secret": "not-a-reference"}), "jwt_secret"),
     ]
     for mutate, expected in cases:
@@ -692,8 +713,10 @@ def test_connections_and_variables_come_from_the_mounted_secret(helm, tmp_path):
     assert files[f"{IMRT_SECRETS_DIR}/*"] == "imrt-airflow-connections/*"
     # The file layout documented in helm-values.yaml and docs/deployment.md, read by Airflow's backend.
     connections = {
-        "gitlab_default": {"conn_type": "http", "host": "https://gitlab.example.org", "password": "t", "extra": {"timeout": 60}},
-        "imrt_default": {"conn_type": "postgres", "host": "db", "port": 5432, "login": "u", "password": "p", "schema": "imrt"},
+        "gitlab_default": {"conn_type": "http", "host": "https://gitlab.example.org", "password": "t",
+                           "extra": {"timeout": 60}},
+        "imrt_default": {"conn_type": "postgres", "host": "db", "port": 5432, "login": "u", "password": "p",
+                         "schema": "imrt"},
         "smtp_default": {"conn_type": "smtp", "host": "smtp", "port": 587, "login": "u", "password": "p",
                          "extra": {"from_email": "imrt-sync@example.org"}},
     }
