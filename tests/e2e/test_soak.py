@@ -37,6 +37,8 @@ def test_a_three_minute_chaos_soak_leaves_imrt_equal_to_the_bank(pg_admin_url, t
         record_property("push_to_row_p95_seconds", round(result.latency.p95, 1))
 
     assert sorted(set(KIND_NAMES) - result.done_kinds()) == [], "kinds of action that never happened"
+    assert result.quiet.runs[("webhook", "success")] >= 1, "no hook-event run synced a push"
+    assert result.quiet.runs[("legacy", "success")] + result.quiet.runs[("legacy", "failed")] >= 2
     assert result.counts() == dict.fromkeys(result.counts(), 0), render(result)
 
 

@@ -20,8 +20,15 @@ class Answer:
         return 200 <= self.status < 300
 
     def short(self) -> str:
-        text = str(self.body)
-        return f"{self.status} {text[:120]}"
+        """The status and what matters of the body: the project's path, GitLab's message, or the start of it."""
+        body = self.body
+        if isinstance(body, dict) and "path_with_namespace" in body:
+            return f"{self.status} now {body['path_with_namespace']}"
+        if isinstance(body, dict) and ("message" in body or "error" in body):
+            return f"{self.status} {body.get('message') or body.get('error')}"[:160]
+        if isinstance(body, dict) and "full_path" in body:
+            return f"{self.status} {body['full_path']} {body.get('visibility', '')}".strip()
+        return f"{self.status} {str(body)[:120]}".strip()
 
 
 class BankRest:

@@ -90,35 +90,37 @@ def kill_running_sync(world: World) -> str | None:
 
 
 def kill_task(world: World) -> Entry:
-    """Kill a running sync task now, or start a full run (its item reads held 4 s) and hunt for one."""
+    """Kill a running sync task now; else hold the item reads (4 s, twice) and hunt for one, in the active runs or,
+    when none is active, in a full run started for it."""
     if world.scheduler_down:
         return world.journal.record("kill_task", SKIPPED, "the scheduler is down")
     killed = kill_running_sync(world)
     if killed:
         return world.journal.record("kill_task", DONE, killed)
-    if world.follow_ups.has("hunt_sync_task"):
-        return world.journal.record("kill_task", SKIPPED, "already hunting for a running sync task")
     world.stack.server.faults.add(SYNC_HOLD["endpoint"], SYNC_HOLD["kind"], seconds=SYNC_HOLD["seconds"],
                                   times=SYNC_HOLD["times"])
-    run_id = world.stack.airflow.trigger(DAG_ID, conf={"mode": "full"})
-    world.journal.record("dagrun_full", DONE, f"{run_id}, for kill_task")
+    run_id = None
+    if not world.active_runs():
+        run_id = world.stack.airflow.trigger(DAG_ID, conf={"mode": "full"})
+        world.journal.record("dagrun_full", DONE, f"{run_id}, for kill_task")
     hunt_until = world.journal.elapsed() + HUNT_SECONDS
-    world.follow_ups.add(1.0, "hunt_sync_task", lambda: hunt(world, run_id, hunt_until))
-    return world.journal.record("kill_task", SKIPPED, f"no sync task running: started {run_id} and hunting")
+    world.follow_ups.add(0.5, "hunt_sync_task", lambda: hunt(world, run_id, hunt_until))
+    return world.journal.record("kill_task", SKIPPED, f"no sync task running now: hunting in "
+                                f"{run_id or 'the active runs'}")
 
 
-def hunt(world: World, run_id: str, until: float) -> None:
-    """Each loop turn: kill a running sync task if one shows, until ``run_id`` ended or ``until`` (soak seconds)."""
+def hunt(world: World, run_id: str | None, until: float) -> None:
+    """Each loop turn: kill a running sync task if one shows, until ``until`` (soak seconds), the soak's end, or
+    the end of ``run_id`` (when the hunt started one)."""
     killed = None if world.scheduler_down else kill_running_sync(world)
     if killed:
         world.journal.record("kill_task", DONE, killed)
         return
-    ended = world.stack.airflow.dag_run(DAG_ID, run_id)["state"] in ("success", "failed")
+    ended = run_id is not None and world.stack.airflow.dag_run(DAG_ID, run_id)["state"] in ("success", "failed")
     if not ended and world.journal.elapsed() < until and world.remaining() > 0:
         world.follow_ups.add(0.5, "hunt_sync_task", lambda: hunt(world, run_id, until))
     else:
-        world.journal.record("kill_task", SKIPPED, f"no sync task showed running ({run_id} "
-                             f"{'ended' if ended else 'still active'})")
+        world.journal.record("kill_task", SKIPPED, "no sync task showed running")
 
 
 def restart_scheduler(world: World) -> Entry:

@@ -27,6 +27,9 @@ from .vanished import wrong_deletions
 from .world import World
 
 
+JOURNAL_FILE = "soak-journal.txt"
+
+
 @dataclass(frozen=True)
 class SoakOptions:
     minutes: float
@@ -116,6 +119,7 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
         expected = read_bank(stack.repos_dir, GROUP, project_id_of)
         comparison = compare(expected, read_rows(stack.imrt))
         clock.lap("comparison")
+        write_journal(journal, work_dir)
         return SoakResult(
             seed=options.seed, minutes=options.minutes, tree=tree_state(), first_sync=f"{run_id}: {state}",
             journal=journal, latency=summarize(journal.pushes, watcher.first_seen), quiet=quiet,
@@ -132,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run_soak(options, work_dir)
         if kept:
-            say(f"journal of every action: {write_journal(result, work_dir)}")
+            say(f"journal of every action: {work_dir / JOURNAL_FILE}")
     finally:
         if kept:
             say(f"work directory kept: {work_dir}")
@@ -142,10 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.passed else 1
 
 
-def write_journal(result: SoakResult, work_dir: Path) -> Path:
+def write_journal(journal: Journal, work_dir: Path) -> Path:
     """Every action, one per line, in the work directory (kept with --keep or --data-dir)."""
-    path = work_dir / "soak-journal.txt"
-    path.write_text("\n".join(entry.line() for entry in result.journal.entries) + "\n")
+    path = work_dir / JOURNAL_FILE
+    path.write_text("\n".join(entry.line() for entry in journal.entries) + "\n")
     return path
 
 

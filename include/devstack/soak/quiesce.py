@@ -133,7 +133,9 @@ def quiesce(world: World, timeout: float, say) -> Quiet:
     for step in restore_everything(world):
         say(f"quiescence: {step}")
     quiet.settle_seconds = settle(world, timeout)
-    say(f"quiescence: {'quiet after %.0f s' % quiet.settle_seconds if quiet.settle_seconds is not None else 'NOT quiet after %.0f s' % timeout}")
+    settled = quiet.settle_seconds
+    say(f"quiescence: quiet after {settled:.0f} s" if settled is not None else f"quiescence: NOT quiet after "
+        f"{timeout:.0f} s")
     quiet.final_run = world.stack.airflow.trigger(DAG_ID, conf={"mode": "incremental"})
     try:
         quiet.final_state = world.stack.airflow.wait_for_run(DAG_ID, quiet.final_run, timeout=timeout)

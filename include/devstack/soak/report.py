@@ -3,8 +3,8 @@ that must all be 0, and each difference with the action history of its project."
 
 from __future__ import annotations
 
+import re
 import subprocess
-from collections import Counter
 from dataclasses import dataclass, field
 
 from ..project import REPO_ROOT
@@ -16,6 +16,9 @@ from .vanished import WrongDeletion
 
 PRODUCT_PATHS = ("dags", "plugins", "include/imrt_sync", "include/imrt_compat", "include/itembank_server")
 HISTORY_LINES = 25
+CONTEXT_SECONDS = 30.0
+CONTEXT_KINDS = frozenset({"access_flap", "access_narrow", "restore_access", "visibility", "fault", "close_faults",
+                           "restart_scheduler", "start_scheduler", "kill_task"})
 
 
 @dataclass
@@ -35,6 +38,17 @@ class SoakResult:
     def errors(self) -> list[Entry]:
         return [e for e in self.journal.entries if e.outcome == ERROR]
 
+    def final_run_unexpected_failures(self) -> list[str]:
+        """Items the final incremental run failed other than the malformed heads (whose failure is expected); a
+        failed run that names no failed item (it could not plan) counts as one."""
+        if self.quiet.final_state == "success":
+            return []
+        named = re.search(r"Failed item bank ids: ([0-9, ]+)", self.quiet.final_message)
+        if named is None:
+            return [f"run {self.quiet.final_state}: {self.quiet.final_message[:200]}"]
+        failed = {int(n) for n in named.group(1).replace(" ", "").split(",") if n}
+        return [f"project {project_id}" for project_id in sorted(failed - set(self.malformed_heads))]
+
     def counts(self) -> dict[str, int]:
         """Every count that must be 0."""
         return {
@@ -43,6 +57,7 @@ class SoakResult:
             "deleted_while_in_scope": len(self.wrong_deletions),
             "hook_events_left_due": self.quiet.events_left_due,
             "runs_left_running": len(self.quiet.active_runs),
+            "final_run_unexpected_failures": len(self.final_run_unexpected_failures()),
             "soak_errors": len(self.errors()),
         }
 
@@ -60,7 +75,8 @@ def tree_state() -> str:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True).stdout.strip()
 
     changed = [line for line in git("status", "--porcelain", "--", *PRODUCT_PATHS).splitlines() if line]
-    return f"{git('rev-parse', '--short', 'HEAD')}" + (f" + {len(changed)} uncommitted product files" if changed else "")
+    head = git("rev-parse", "--short", "HEAD") or "(not a git checkout)"
+    return head + (f" + {len(changed)} uncommitted product files" if changed else "")
 
 
 def action_lines(journal: Journal) -> list[str]:
@@ -93,6 +109,21 @@ def difference_lines(result: SoakResult) -> list[str]:
     return lines
 
 
+def wrong_deletion_lines(result: SoakResult) -> list[str]:
+    """Each wrong deletion, its project's history and what happened to access, visibility, GitLab and the
+    scheduler in the CONTEXT_SECONDS before it."""
+    lines = []
+    for wrong in result.wrong_deletions:
+        history = result.journal.history(wrong.vanished.project_id)
+        context = [e for e in result.journal.entries
+                   if e.kind in CONTEXT_KINDS and wrong.at - CONTEXT_SECONDS <= e.at <= wrong.at]
+        lines += [f"  {wrong.describe()}", f"    history of project {wrong.vanished.project_id}:",
+                  *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
+                  f"    access, visibility, faults and processes in the {CONTEXT_SECONDS:.0f} s before:",
+                  *(f"      {entry.line()}" for entry in context)]
+    return lines
+
+
 def render(result: SoakResult) -> str:
     quiet, comparison = result.quiet, result.comparison
     counts = result.counts()
@@ -119,11 +150,10 @@ def render(result: SoakResult) -> str:
     if comparison.differences:
         lines += ["differences:", *difference_lines(result)]
     if result.wrong_deletions:
-        lines += ["rows deleted while their project was in the group or a subgroup:"]
-        for wrong in result.wrong_deletions:
-            history = result.journal.history(wrong.vanished.project_id)
-            lines += [f"  {wrong.describe()}", f"    history of project {wrong.vanished.project_id}:",
-                      *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:])]
+        lines += ["rows deleted while their project was in the group or a subgroup:", *wrong_deletion_lines(result)]
+    if result.final_run_unexpected_failures():
+        lines += ["the final run failed, other than for malformed heads: "
+                  + "; ".join(result.final_run_unexpected_failures())]
     if result.errors():
         lines += ["soak errors:", *(f"  {e.line()}" for e in result.errors())]
     lines.append(f"verdict: {'PASS' if result.passed else 'FAIL'}"

@@ -1,10 +1,14 @@
 """Which action comes next, and the action loop.
 
-Every kind has a weight (pushes are most of the traffic) and, for the disruptive ones, a condition (not while the
-scheduler is down, not in the last ``CALM_SECONDS`` of the soak, so that quiescence starts from a stack that can
-settle). Coverage comes first: while some kinds have not happened yet (no ``done`` entry), the next action is one of
-them most of the time, so that a short soak still does every kind; the legacy ``POST /sync/{id}`` and ``POST /sync``
-open the soak, while the stack is idle after its first sync. Between actions the loop pauses 0.2 to 1.5 s (pacing, drawn from the seed).
+Every kind has a weight (pushes are most of the traffic) and, for the disruptive ones and the REST triggers, a
+condition: not while the scheduler is down, not in the last ``CALM_SECONDS`` of the soak (so that quiescence starts
+from a stack that can settle), process disruptions ``PROCESS_SPACING`` apart and access changes ``ACCESS_SPACING``
+apart (a killed task is retried 30 s later, 60 s the next time: a stack that is always broken shows little).
+
+Coverage comes first: while some kinds have not happened yet (no ``done`` entry), the next action is one of them
+most of the time, so that a short soak still does every kind; the legacy ``POST /sync/{id}`` and ``POST /sync``
+open the soak, while the stack is idle after its first sync. Between actions the loop pauses 0.2 to 1.5 s (pacing,
+drawn from the seed).
 """
 
 from __future__ import annotations
@@ -15,11 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import access_actions, chaos_actions, git_actions, project_actions, triggers
-from .journal import ERROR
+from .journal import DONE, ERROR
 from .world import World
 
 CALM_SECONDS = 30.0
 COVERAGE_SHARE = 0.7
+PROCESS_SPACING = 45.0  # seconds between two process disruptions (kill_task, restart_scheduler)
+ACCESS_SPACING = 20.0  # seconds between two access changes (access_flap, access_narrow)
+PROCESS_KINDS = ("kill_task", "restart_scheduler")
+ACCESS_KINDS = ("access_flap", "access_narrow")
 
 
 def always(world: World) -> bool:
@@ -29,6 +37,20 @@ def always(world: World) -> bool:
 def calm_allows(world: World) -> bool:
     """Disruption only before the last CALM_SECONDS, and never while the scheduler is down."""
     return world.remaining() > CALM_SECONDS and not world.scheduler_down
+
+
+def spaced(world: World, kinds: tuple[str, ...], seconds: float) -> bool:
+    """None of ``kinds`` happened in the last ``seconds``: a stack that is always being broken shows little."""
+    last = max((e.at for e in world.journal.entries if e.kind in kinds and e.outcome == DONE), default=None)
+    return last is None or world.journal.elapsed() - last >= seconds
+
+
+def process_chaos_allowed(world: World) -> bool:
+    return calm_allows(world) and spaced(world, PROCESS_KINDS, PROCESS_SPACING)
+
+
+def access_change_allowed(world: World) -> bool:
+    return calm_allows(world) and not world.access_removed and spaced(world, ACCESS_KINDS, ACCESS_SPACING)
 
 
 @dataclass(frozen=True)
@@ -55,16 +77,19 @@ KINDS = (
     Kind("transfer_within", project_actions.transfer_within, 1.5),
     Kind("archive", project_actions.archive, 1),
     Kind("unarchive", project_actions.unarchive, 1, lambda w: any(p["archived"] for p in w.projects_in_scope())),
-    Kind("access_flap", access_actions.access_flap, 1, lambda w: calm_allows(w) and not w.access_removed),
-    Kind("access_narrow", access_actions.access_narrow, 1, lambda w: calm_allows(w) and not w.access_removed),
+    Kind("access_flap", access_actions.access_flap, 1, access_change_allowed),
+    Kind("access_narrow", access_actions.access_narrow, 1, access_change_allowed),
     Kind("visibility", access_actions.visibility, 1.5),
     Kind("fault", chaos_actions.fault_window, 1.5, lambda w: calm_allows(w) and not w.fault_window),
-    Kind("kill_task", chaos_actions.kill_task, 1, lambda w: calm_allows(w) and not w.follow_ups.has("hunt_sync_task")),
-    Kind("restart_scheduler", chaos_actions.restart_scheduler, 0.5, calm_allows),
+    Kind("kill_task", chaos_actions.kill_task, 1,
+         lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task")),
+    Kind("restart_scheduler", chaos_actions.restart_scheduler, 0.5,
+         lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task")),
     Kind("sync_item", triggers.sync_item, 1),
-    Kind("dagrun_full", triggers.dagrun_full, 0.7),
-    Kind("dagrun_incremental", triggers.dagrun_incremental, 0.7),
-    Kind("dagrun_item_ids", triggers.dagrun_item_ids, 1),
+    Kind("dagrun_full", triggers.dagrun_full, 0.7, lambda w: calm_allows(w) and triggers.queue_has_room(w)),
+    Kind("dagrun_incremental", triggers.dagrun_incremental, 0.7,
+         lambda w: calm_allows(w) and triggers.queue_has_room(w)),
+    Kind("dagrun_item_ids", triggers.dagrun_item_ids, 1, lambda w: calm_allows(w) and triggers.queue_has_room(w)),
 )
 KIND_NAMES = tuple(kind.name for kind in KINDS)
 OPENING = ("sync_item", "sync_all")  # the legacy triggers, while the stack is idle (see devstack.soak.triggers)

@@ -64,6 +64,7 @@ class World:
     scheduler_down: bool = False
     access_removed: bool = False
     fault_window: str = ""
+    _active_runs_cache: tuple[float, list[dict]] = (float("-inf"), [])
 
     # ---------------------------------------------------------------------------------------- the bank's projects
 
@@ -93,8 +94,13 @@ class World:
 
     # ------------------------------------------------------------------------------------------------- Airflow
 
-    def active_runs(self) -> list[dict]:
+    def active_runs(self, max_age: float = 0.0) -> list[dict]:
+        """The queued and running runs; ``max_age``: an answer up to that many seconds old will do."""
+        cached_at, runs = self._active_runs_cache
+        if max_age and time.monotonic() - cached_at <= max_age:
+            return runs
         response = self.stack.airflow.api(
             "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": list(ACTIVE_RUN_STATES), "limit": 100})
         response.raise_for_status()
-        return response.json()["dag_runs"]
+        self._active_runs_cache = (time.monotonic(), response.json()["dag_runs"])
+        return self._active_runs_cache[1]
