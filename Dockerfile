@@ -2,7 +2,8 @@
 # packages (include/imrt_sync, include/imrt_compat), the DAG and the compatibility plugin. Nothing else: no test
 # tool, no benchmark, no item bank server (include/itembank_server, include/devstack and requirements-dev.txt are
 # development tools; .dockerignore keeps them out of the build context).
-# Used by docker-compose.yaml (tag imrt-airflow:local) and by helm-values.yaml (pushed to a registry).
+# Used by docker-compose.yaml (tag imrt-airflow:local) and by helm-values.yaml (pushed to a registry). Where no
+# registry is reachable, `make deploy-test` builds a stand-in of the base image first (deploy/base-images/airflow).
 #
 #   docker build -t imrt-airflow:local .
 #
@@ -14,8 +15,7 @@
 # Python the one requirements.txt was resolved with (3.11). tests/deployment checks both.
 FROM apache/airflow:3.3.2-python3.11
 
-# git: the sync reads item repositories with git over HTTP (and compose's demo item bank, run from the ./include
-# mount, serves them with `git http-backend`; both are part of Debian's git package).
+# git: the sync reads item repositories with git over HTTP (Debian's git package).
 USER root
 RUN apt-get update \
  && apt-get install -y --no-install-recommends git \
@@ -34,9 +34,10 @@ RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/imrt
  && rm -f /tmp/imrt-requirements.txt
 
 # The runtime packages, without dependencies (they are in requirements.txt or come with Airflow). A regular (not
-# editable) install, built in a scratch directory; pyproject.toml ships only imrt_sync and imrt_compat. Their
-# sources also stay in /opt/airflow/include, where docker-compose.yaml mounts ./include over them and puts them
-# first on PYTHONPATH for development.
+# editable) install, built in a scratch directory; pyproject.toml ships only imrt_sync and imrt_compat. The
+# installed copies are what runs (docker-compose.yaml mounts nothing from the checkout; docker-compose.dev.yaml,
+# for development, mounts ./include over /opt/airflow/include and puts it first on PYTHONPATH).
+# These layers come after the dependency layer: a code change rebuilds only them.
 # The smoke checks import no Airflow module (these packages import Airflow lazily), so no airflow.cfg with
 # generated keys is written into the image.
 COPY --chown=airflow:0 include/imrt_sync/ /opt/airflow/include/imrt_sync/

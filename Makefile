@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test run bench soak lock
+.PHONY: install test run bench soak lock deploy-test
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,12 @@ bench: install
 # A seeded chaos soak of the real stack, e.g. make soak SOAK_ARGS="--minutes 30" (--seed N replays a seed).
 soak: install
 	$(BIN)/python -m devstack.soak $(SOAK_ARGS)
+
+# The deployment for real, from nothing, on this machine (root, Debian): Docker Engine and Compose from Debian's
+# packages, the base images built here, docker-compose.yaml run as written with the demo profile, its checks, then
+# everything stopped (docs/deployment.md, "The deploy test"). E.g. make deploy-test DEPLOY_TEST_ARGS=--keep-running
+deploy-test: install
+	$(BIN)/python -m devstack.deploy_test $(DEPLOY_TEST_ARGS)
 
 # Regenerate requirements.txt and requirements-dev.txt from the .in files in scratch venvs (each must pass pip check).
 lock:

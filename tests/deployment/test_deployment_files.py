@@ -1,4 +1,5 @@
-"""The deployment files: docker-compose.yaml, helm-values.yaml, Dockerfile, .env.example, .dockerignore.
+"""The deployment files: docker-compose.yaml (and docker-compose.dev.yaml), helm-values.yaml, Dockerfile,
+.env.example, .dockerignore, the images built beside them (deploy/), and the deploy test's own rules.
 
 No Docker engine or Helm is needed: the two YAML files are validated against their JSON schemas (Compose
 Specification, the Airflow chart's values.schema.json) with jsonschema's Draft7Validator, and the rest is checked
@@ -22,6 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
+COMPOSE_DEV_FILE = ROOT / "docker-compose.dev.yaml"
 HELM_FILE = ROOT / "helm-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -39,6 +41,9 @@ AIRFLOW_SERVICES = {
     "airflow-triggerer",
     "airflow-init",
 }
+# One-shot services of the project image that prepare the imrt database before Airflow starts.
+IMRT_JOBS = {"imrt-bootstrap", "imrt-migrate"}
+SECRETS_DIR = "/run/secrets/"
 SENSITIVE_KEY = re.compile(r"secret|password|token|fernet|conn", re.IGNORECASE)
 # ${VAR}, ${VAR:?msg}, ${VAR?msg}, ${VAR:-default}, ${VAR-default}, ${VAR:+alt}, ${VAR+alt}; not $${...}, which
 # Compose passes on as a literal ${...} for the container's shell.
@@ -46,8 +51,9 @@ INTERPOLATION = re.compile(r"(?<!\$)\$\{(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<o
 # A run of 24+ key-like characters: with two of upper case, lower case and digits, a generated secret or token
 # (names like AIRFLOW__CORE__EXECUTOR have one; "/" splits runs, so URL paths are not taken for one).
 KEY_RUN = re.compile(r"[A-Za-z0-9_\-=]{24,}")
-# user:password@ in a URL, with a literal password (an interpolation has been replaced by "\x00" first).
-URL_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\x00@)[^@\s/]+@")
+# user:password@ in a URL, with a literal password (an interpolation has been replaced by "\x00" first; a printf
+# "%s" filled from a secret file is not a literal either).
+URL_PASSWORD = re.compile(r"://[^/\s:@]+:(?!\x00@)(?!%s@)[^@\s/]+@")
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -153,7 +159,22 @@ def test_the_validators_catch_mistakes(schemas_dir, compose):
 # ------------------------------------------------------------------------------------------------ secrets
 
 
+# Where a secret-looking key may point instead of holding a value: a *_FILE path or a command or JSON reading files
+# under /run/secrets (Docker secrets), or an import path (AIRFLOW__SECRETS__BACKEND names a class, not a secret).
+IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*$")
+
+
+def _secret_reference(key: str, text: str) -> bool:
+    if key.upper().endswith("_FILE"):
+        return text.startswith(SECRETS_DIR)
+    if key.upper().endswith(("_CMD", "_KWARGS")):
+        return SECRETS_DIR in text and not INTERPOLATION.search(text)
+    return key.upper().endswith("__BACKEND") and bool(IMPORT_PATH.match(text))
+
+
 def _compose_secret_problems(compose: dict) -> list[str]:
+    """Literal secrets anywhere, and any secret-looking key that is not a reference to a Docker secret: a secret
+    never reaches a container as a plain environment variable, not even interpolated from .env."""
     problems = []
     for path, value in _walk(compose):
         where = "/".join(map(str, path))
@@ -167,16 +188,9 @@ def _compose_secret_problems(compose: dict) -> list[str]:
         if isinstance(value, (dict, list)) or value is None:
             continue
         text = str(value)
-        if key.upper().endswith("_FILE") and text.startswith("/"):
-            continue  # a path to a file, not the secret
-        found = list(INTERPOLATION.finditer(text))
-        if not found:
-            problems.append(f"{where}: {key} must come from ${{...}} (the .env file), not {text!r}")
-        for match in found:
-            if match["op"] in (":-", "-") and match["arg"]:
-                problems.append(f"{where}: {key} has a literal default {match['arg']!r}")
-            if match["op"] in (":+", "+"):
-                problems.append(f"{where}: {key} uses ${{VAR+alt}}: the alternative would be a literal")
+        if not _secret_reference(key, text):
+            problems.append(f"{where}: {key} must be read from a Docker secret (*_FILE, or *_CMD reading "
+                            f"{SECRETS_DIR}), not set in the environment: {text!r}")
     return problems
 
 
@@ -184,16 +198,21 @@ def test_compose_file_holds_no_secret_values(compose):
     assert _compose_secret_problems(compose) == []
 
 
-def test_compose_secret_check_catches_literals(compose):
+def test_compose_secret_check_catches_literals_and_plain_environment(compose):
     bad = json.loads(json.dumps(compose))
     env = bad["services"]["airflow-scheduler"].setdefault("environment", {})
     env["AIRFLOW__API_AUTH__JWT_SECRET"] = "hunter2"
     env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = "postgresql://airflow:airflow@postgres/airflow"
     env["AIRFLOW__CORE__FERNET_KEY"] = "${AIRFLOW_FERNET_KEY:-Zm9vYmFyYmF6cXV4cXV1eHF1dXh4eHh4eHh4eHh4eA=}"
+    env["AIRFLOW__API__SECRET_KEY"] = "${AIRFLOW_API_SECRET_KEY:?set it}"  # from .env: still plain environment
+    env["AIRFLOW_CONN_IMRT_DEFAULT"] = "${AIRFLOW_CONN_IMRT_DEFAULT}"
+    env["POSTGRES_PASSWORD_FILE"] = "/tmp/password"  # a file, but not a Docker secret
+    env["AIRFLOW__CORE__FERNET_KEY_CMD"] = "cat ${FERNET_FILE}"
     env["SOMETHING"] = "aB3dE5gH7jK9mN1pQ3sT5vW7"
     problems = "\n".join(_compose_secret_problems(bad))
-    for key in ("JWT_SECRET", "SQL_ALCHEMY_CONN", "FERNET_KEY", "SOMETHING"):
-        assert key in problems
+    for key in ("JWT_SECRET", "SQL_ALCHEMY_CONN", "FERNET_KEY:", "SECRET_KEY", "AIRFLOW_CONN_IMRT_DEFAULT",
+                "POSTGRES_PASSWORD_FILE", "FERNET_KEY_CMD", "SOMETHING"):
+        assert key in problems, key
 
 
 def test_helm_takes_every_airflow_secret_from_kubernetes_secrets(helm):
@@ -214,9 +233,16 @@ def test_env_example_lists_every_compose_variable_without_values_for_secrets(com
     listed = dict(line.split("=", 1) for line in lines)
     assert sorted(wanted - listed.keys()) == []
     for name, value in listed.items():
-        if SENSITIVE_KEY.search(name) and not name.startswith("AIRFLOW_CONN_"):
-            assert value == "", f".env.example: {name} must be left empty (a placeholder would start up)"
+        # Secrets are files (IMRT_SECRETS_DIR names their folder), never variables.
+        assert not SENSITIVE_KEY.search(name) or name == "IMRT_SECRETS_DIR", f".env.example: {name} looks secret"
         assert not _looks_like_secret(value), f".env.example: {name} holds something that looks like a real secret"
+
+
+def test_env_example_names_every_secret_file(compose):
+    text = ENV_EXAMPLE.read_text(encoding="utf-8")
+    for secret in compose["secrets"].values():
+        name = secret["file"].rsplit("/", 1)[-1]
+        assert name in text, f".env.example does not say how to write the secret file {name}"
 
 
 def test_secrets_stay_out_of_the_image_build_context():
@@ -287,42 +313,127 @@ def test_helm_uses_the_baked_in_dags(helm):
 # ------------------------------------------------------------------------------------------------ compose
 
 
-def test_api_server_is_bound_to_the_loopback_interface(compose):
-    ports = compose["services"]["airflow-apiserver"]["ports"]
-    assert ports, "the API server publishes its port"
-    for port in ports:
-        if isinstance(port, dict):
-            assert port.get("host_ip") == "127.0.0.1", port
-        else:
-            assert str(port).startswith("127.0.0.1:"), port
-    for name, service in compose["services"].items():
-        for port in service.get("ports", []):
-            host_ip = port.get("host_ip") if isinstance(port, dict) else str(port).split(":")[0]
-            assert host_ip == "127.0.0.1", f"{name} publishes {port} beyond the loopback interface"
+def _published(service: dict) -> list[str]:
+    return [port if isinstance(port, str) else f"{port.get('host_ip')}:{port['published']}:{port['target']}"
+            for port in service.get("ports", [])]
+
+
+def test_only_the_proxy_publishes_the_api_and_the_rest_stays_on_the_loopback_interface(compose):
+    services = compose["services"]
+    assert "ports" not in services["airflow-apiserver"], "the API server is reached through the proxy only"
+    (proxy_port,) = _published(services["proxy"])
+    assert proxy_port == "${IMRT_PROXY_BIND:-127.0.0.1}:${IMRT_HTTPS_PORT:-443}:${IMRT_HTTPS_PORT:-443}"
+    for name, service in services.items():
+        if name != "proxy":
+            for port in _published(service):
+                assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond the loopback interface"
+
+
+def test_the_external_url_sets_base_url_the_hook_url_and_the_proxy_fix(compose):
+    env = _common_env(compose)
+    external = "https://${IMRT_EXTERNAL_HOST:?set IMRT_EXTERNAL_HOST in .env}:${IMRT_HTTPS_PORT:-443}"
+    assert env["AIRFLOW__API__BASE_URL"] == external
+    assert env["AIRFLOW_VAR_IMRT_WEBHOOK_URL"] == f"{external}/webHook"
+    assert env["AIRFLOW__FAB__ENABLE_PROXY_FIX"] == "True"
+    api_server = compose["services"]["airflow-apiserver"]
+    assert api_server["command"] == ["api-server", "--proxy-headers"]
+    assert api_server["environment"]["FORWARDED_ALLOW_IPS"] == "*"
+    proxy = compose["services"]["proxy"]
+    assert proxy["environment"]["IMRT_EXTERNAL_HOST"].startswith("${IMRT_EXTERNAL_HOST:?")
+    # Inside the network the external name is the proxy too (the demo GitLab calls the hook URL through it).
+    assert proxy["networks"]["default"]["aliases"] == ["${IMRT_EXTERNAL_HOST:?set IMRT_EXTERNAL_HOST in .env}"]
+    assert {"tls_certificate", "tls_private_key"} <= set(proxy["secrets"])
+    template = (ROOT / "deploy" / "proxy" / "imrt.conf.template").read_text(encoding="utf-8")
+    for header in ("X-Forwarded-For", "X-Forwarded-Proto https", "X-Forwarded-Host", "X-Forwarded-Port"):
+        assert f"proxy_set_header {header}" in template
+    assert "listen ${IMRT_HTTPS_PORT} ssl" in template and "/run/secrets/tls_certificate" in template
+
+
+def test_alerts_are_configured_from_the_deployment(compose):
+    env = _common_env(compose)
+    assert env["AIRFLOW__IMRT__ALERT_EMAIL_TO"].startswith("${IMRT_ALERT_EMAIL_TO:?"), "required: no silent day one"
+    assert env["AIRFLOW__IMRT__ALERT_EMAIL_FROM"].startswith("${IMRT_ALERT_EMAIL_FROM:?")
+    assert "smtp_default" in ENV_EXAMPLE.read_text(encoding="utf-8")
+    from devstack.deploy_test.settings import connections
+
+    assert connections("x", "y")["smtp_default"]["conn_type"] == "smtp"
+
+
+def _service_secrets(service: dict) -> set[str]:
+    return {item if isinstance(item, str) else item["source"] for item in service.get("secrets", [])}
+
+
+def test_secrets_reach_the_services_as_docker_secret_files(compose):
+    services = compose["services"]
+    common = _service_secrets(compose["x-airflow-common"])
+    assert common == {"airflow_db_password", "airflow_jwt_secret", "airflow_api_secret_key", "airflow_fernet_key",
+                      "airflow_connections", "airflow_variables"}
+    for name in AIRFLOW_SERVICES | IMRT_JOBS:
+        assert common <= _service_secrets(services[name]), name
+    assert _service_secrets(services["airflow-init"]) - common == {"airflow_admin_password", "imrt_automation_password"}
+    assert services["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/airflow_db_password"
+    assert services["imrt-db"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/imrt_db_password"
+    for name, secret in compose["secrets"].items():
+        assert secret["file"].startswith("${IMRT_SECRETS_DIR:-./secrets}/"), name
+    # The local-filesystem secrets backend picks its parser by the file's extension.
+    kwargs = json.loads(_common_env(compose)["AIRFLOW__SECRETS__BACKEND_KWARGS"])
+    targets = {item["target"] for item in compose["x-airflow-common"]["secrets"] if isinstance(item, dict)}
+    for path in kwargs.values():
+        assert path.endswith(".json") and path.removeprefix(SECRETS_DIR) in targets
+    for key, value in _common_env(compose).items():
+        if key.endswith("_CMD"):
+            assert re.search(r"\$\$\(cat /run/secrets/\w+\)", value), f"{key} reads a secret file: {value}"
+
+
+def test_no_bind_mount_in_the_compose_file(compose):
+    """The image's code is what runs: only named volumes (declared at the top) are mounted."""
+    declared = set(compose["volumes"])
+    for name, service in [("x-airflow-common", compose["x-airflow-common"]), *compose["services"].items()]:
+        for volume in service.get("volumes", []):
+            if isinstance(volume, dict):
+                assert volume.get("type") == "volume" and volume["source"] in declared, f"{name}: {volume}"
+            else:
+                source = volume.split(":")[0]
+                assert source in declared, f"{name} mounts {source}: only named volumes (no bind mount)"
+    for key in _common_env(compose):
+        assert key != "PYTHONPATH", "nothing from the checkout goes on the path"
+
+
+def test_the_development_override_mounts_the_checkout_and_is_never_merged_by_default():
+    assert not (ROOT / "docker-compose.override.yaml").exists(), "Compose would merge it into every `up`"
+    dev = _load_yaml(COMPOSE_DEV_FILE)
+    for name in AIRFLOW_SERVICES | IMRT_JOBS:
+        service = dev["services"][name]
+        assert "./include:/opt/airflow/include:ro" in service["volumes"], name
+        assert service["environment"]["PYTHONPATH"] == "/opt/airflow/include"
+    from devstack.deploy_test.engine import Compose
+
+    command = Compose(ROOT, ROOT / ".env").command("up")
+    assert command.count("--file") == 1 and str(COMPOSE_FILE) in command, "the deploy test runs the file as written"
 
 
 def test_every_airflow_service_gets_the_common_environment(compose):
     common = _common_env(compose)
     services = compose["services"]
     assert AIRFLOW_SERVICES <= services.keys()
-    for name in AIRFLOW_SERVICES:
+    for name in AIRFLOW_SERVICES | IMRT_JOBS:
         env = services[name]["environment"]
         different = {k for k, v in common.items() if env.get(k) != v}
         assert different == set(), f"{name}: {sorted(different)} differ from x-airflow-common"
         assert services[name]["image"] == compose["x-airflow-common"]["image"]
     # The values that have to be identical everywhere are really there.
     for key in (
-        "AIRFLOW__API_AUTH__JWT_SECRET",
-        "AIRFLOW__API__SECRET_KEY",
-        "AIRFLOW__CORE__FERNET_KEY",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW__API_AUTH__JWT_SECRET_CMD",
+        "AIRFLOW__API__SECRET_KEY_CMD",
+        "AIRFLOW__CORE__FERNET_KEY_CMD",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD",
+        "AIRFLOW__SECRETS__BACKEND",
+        "AIRFLOW__SECRETS__BACKEND_KWARGS",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
         "AIRFLOW__CORE__MAX_MAP_LENGTH",
-        "AIRFLOW_CONN_GITLAB_DEFAULT",
-        "AIRFLOW_CONN_IMRT_DEFAULT",
+        "AIRFLOW__API__BASE_URL",
         "AIRFLOW_VAR_IMRT_GITLAB_GROUP",
         "AIRFLOW_VAR_IMRT_WEBHOOK_URL",
-        "AIRFLOW_VAR_IMRT_WEBHOOK_SECRET",
     ):
         assert key in common, key
     assert common["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
@@ -339,17 +450,28 @@ def test_airflow_services_mount_the_common_volumes_and_wait_for_init(compose):
             assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy"
             assert services[name]["restart"] == "always"
             assert services[name]["healthcheck"]["test"]
-    assert "PYTHONPATH" in _common_env(compose) and "/opt/airflow/include" in _common_env(compose)["PYTHONPATH"]
-    assert "./include:/opt/airflow/include" in common
+    assert "airflow-logs:/opt/airflow/logs" in common
 
 
-def test_demo_profile_holds_the_item_bank(compose):
+def test_every_long_running_service_has_a_health_check_and_restarts(compose):
+    for name, service in compose["services"].items():
+        if name in IMRT_JOBS or name == "airflow-init":
+            assert service.get("restart", "no") == "no", f"{name} is a one-shot job"
+        else:
+            assert service["healthcheck"]["test"], name
+            assert service["restart"] == "always", name
+
+
+def test_demo_profile_holds_the_item_bank_and_the_mail_sink(compose):
     services = compose["services"]
     demo = {name for name, service in services.items() if "demo" in service.get("profiles", [])}
-    assert demo == {"itembank"}
+    assert demo == {"itembank", "mailsink"}
     profiled = {name for name, service in services.items() if service.get("profiles")}
-    assert profiled == {"itembank"}, "everything else starts with a plain `docker compose up`"
+    assert profiled == demo, "everything else starts with a plain `docker compose up`"
     itembank = services["itembank"]
+    # Its own image from include/itembank_server, never the product image.
+    assert itembank["image"] != compose["x-airflow-common"]["image"]
+    assert itembank["build"] == {"context": "./include/itembank_server", "dockerfile": "../../deploy/itembank/Dockerfile"}
     args = list(itembank["command"])
     assert args[0] == "serve"
     options = dict(zip(args[1::2], args[2::2], strict=True))
@@ -359,7 +481,15 @@ def test_demo_profile_holds_the_item_bank(compose):
     assert options["--generate"] == "300"
     # The repository URLs it hands out must reach it from the Airflow containers.
     assert options["--external-url"] == "http://itembank:8929"
-    assert itembank["environment"]["ITEMBANK_TOKENS"].startswith("${ITEMBANK_TOKENS")
+    assert options["--hook-ca-bundle"] == "/run/secrets/tls_certificate"
+    assert "itembank_tokens" in _service_secrets(itembank) and "environment" not in itembank
+
+
+def test_the_demo_item_bank_image_pins_the_development_lock():
+    dockerfile = (ROOT / "deploy" / "itembank" / "Dockerfile").read_text(encoding="utf-8")
+    pinned = dict(re.findall(r"\b([A-Za-z][\w.-]*)==(\S+)", dockerfile))
+    lock = dict(re.findall(r"^([A-Za-z][\w.-]*)==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE))
+    assert pinned and all(lock.get(name) == version for name, version in pinned.items()), pinned
 
 
 def test_compose_databases(compose):
@@ -374,16 +504,19 @@ def test_compose_databases(compose):
 # ------------------------------------------------------------------------------------- imrt schema migrations
 
 MIGRATE_UPGRADE = ["python", "-m", "imrt_compat.migrate", "upgrade"]
+BOOTSTRAP_LEGACY = ["python", "-m", "imrt_compat.migrate", "bootstrap-legacy"]
 
 
-def test_compose_migrates_the_imrt_database_once_before_the_airflow_services(compose):
+def test_compose_bootstraps_then_migrates_the_imrt_database_before_the_airflow_services(compose):
     services = compose["services"]
-    migrate = services["imrt-migrate"]
+    bootstrap, migrate = services["imrt-bootstrap"], services["imrt-migrate"]
+    assert bootstrap["command"] == BOOTSTRAP_LEGACY
     assert migrate["command"] == MIGRATE_UPGRADE
-    assert migrate["image"] == compose["x-airflow-common"]["image"]
-    assert migrate["environment"]["AIRFLOW_CONN_IMRT_DEFAULT"] == _common_env(compose)["AIRFLOW_CONN_IMRT_DEFAULT"]
-    assert migrate["depends_on"]["imrt-db"]["condition"] == "service_healthy"
-    assert migrate.get("restart", "no") == "no", "a one-shot job"
+    for job in (bootstrap, migrate):
+        assert job["image"] == compose["x-airflow-common"]["image"]
+        assert job["depends_on"]["imrt-db"]["condition"] == "service_healthy"
+        assert job.get("restart", "no") == "no", "a one-shot job"
+    assert migrate["depends_on"]["imrt-bootstrap"]["condition"] == "service_completed_successfully"
     for name in AIRFLOW_SERVICES - {"airflow-init"}:
         assert services[name]["depends_on"]["imrt-migrate"]["condition"] == "service_completed_successfully", name
 
@@ -433,9 +566,11 @@ def test_compose_init_makes_the_role_and_the_users_after_the_migration(compose):
     assert migrate < role < min(lines.index(line) for line in users)
     assert any("--role Admin --password-env _AIRFLOW_ADMIN_PASSWORD" in line for line in users)
     assert any(f'--role "{AUTOMATION_ROLE}" --password-env _IMRT_AUTOMATION_PASSWORD' in line for line in users)
+    # Each password is read from its secret file into the environment of the one command that needs it.
+    assert any('_AIRFLOW_ADMIN_PASSWORD="$$(cat /run/secrets/airflow_admin_password)"' in line for line in users)
+    assert any('_IMRT_AUTOMATION_PASSWORD="$$(cat /run/secrets/imrt_automation_password)"' in line for line in users)
     env = compose["services"]["airflow-init"]["environment"]
-    assert env["_AIRFLOW_ADMIN_PASSWORD"].startswith("${AIRFLOW_ADMIN_PASSWORD:?")
-    assert env["_IMRT_AUTOMATION_PASSWORD"] == "${IMRT_AUTOMATION_PASSWORD:-}"
+    assert not [key for key in env if "PASSWORD" in key]
 
 
 def test_no_password_is_passed_on_a_command_line(compose, helm):
