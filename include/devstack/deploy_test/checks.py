@@ -348,7 +348,9 @@ def check_login_through_proxy(airflow: Airflow) -> Check:
 # ------------------------------------------------------------------------------------------------ restarts
 
 
-def check_down_up_keeps_rows(compose: engine.Compose, expected: set[str], imrt: Sql, metadata: Sql, say) -> Check:
+def check_down_up_keeps_rows(compose: engine.Compose, expected: set[str], airflow: Airflow, imrt: Sql, metadata: Sql,
+                             say) -> Check:
+    wait_for("no active run", lambda: not active_runs(airflow), RUN_WITHIN, 3)  # counts of a quiet deployment
     before = row_counts(imrt, metadata)
     say(f"    rows before: {before}")
     compose("down", timeout=600)

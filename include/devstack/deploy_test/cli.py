@@ -104,7 +104,7 @@ class Run:
             self.check(lambda: checks.check_push_to_row(bank, imrt, projects[0]), "git push -> row")
             self.check(lambda: checks.check_failure_alert(bank, compose, airflow, projects[1], say), "alert e-mail")
         self.check(lambda: checks.check_statsd_metrics(deployment), "StatsD metrics")
-        self.check(lambda: checks.check_down_up_keeps_rows(compose, expected, imrt, metadata, say), "down/up")
+        self.check(lambda: checks.check_down_up_keeps_rows(compose, expected, airflow, imrt, metadata, say), "down/up")
         self.check(lambda: checks.check_killed_container_recovers(compose, expected, airflow, imrt, KILLED_SERVICE,
                                                                   say), "killed container")
 
