@@ -23,7 +23,7 @@ from .quiesce import quiesce
 from .report import SoakResult, render, tree_state
 from .schedule import run_actions
 from .stack import GROUP, StackOptions, first_sync, remove_work_dir, soak_stack
-from .vanished import wrong_deletions
+from .row_history import went_back, wrong_deletions
 from .world import World
 
 
@@ -124,7 +124,8 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
             seed=options.seed, minutes=options.minutes, tree=tree_state(), first_sync=f"{run_id}: {state}",
             journal=journal, latency=summarize(journal.pushes, watcher.first_seen), quiet=quiet,
             comparison=comparison, malformed_heads=dict(world.malformed),
-            wrong_deletions=wrong_deletions(watcher.vanished, journal), timings=clock.with_total(),
+            wrong_deletions=wrong_deletions(watcher.vanished, journal),
+            went_back=went_back(watcher.moves, journal.pushes, journal), timings=clock.with_total(),
         )
 
 

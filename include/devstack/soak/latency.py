@@ -6,8 +6,8 @@ that changed item.json to a well-formed document count; a push no row ever showe
 comparison says why: a project out of IMRT's reach, a push followed by a delete, ...).
 
 The same watcher notes every ``item_git`` row that disappears, with where its project was in the bank at that
-moment (``locate``: the project's full path, None when the bank no longer has it): see
-:mod:`devstack.soak.vanished`.
+moment (``locate``: the project's full path, None when the bank no longer has it), and every change of a row's
+commit: see :mod:`devstack.soak.row_history`.
 """
 
 from __future__ import annotations
@@ -33,6 +33,16 @@ class Vanished:
     project_path: str | None  # where the bank had the project then (None: no such project any more)
 
 
+@dataclass(frozen=True)
+class Moved:
+    """A row's ``current_commit_hash`` changed from ``before`` to ``after``."""
+
+    project_id: int
+    before: str
+    after: str
+    at: float  # time.monotonic() when the watcher noticed
+
+
 class RowWatcher:
     """Records when each (project id, current_commit_hash) of ``item_git`` was first seen, and rows that vanish."""
 
@@ -41,6 +51,7 @@ class RowWatcher:
         self.locate = locate
         self.first_seen: dict[tuple[int, str], float] = {}
         self.vanished: list[Vanished] = []
+        self.moves: list[Moved] = []
         self.errors = 0
         self._present: dict[int, str] = {}
         self._stop = threading.Event()
@@ -72,6 +83,10 @@ class RowWatcher:
         present = dict(rows)
         for project_id in self._present.keys() - present.keys():
             self.vanished.append(Vanished(project_id, self._present[project_id], now, self.locate(project_id)))
+        for project_id, sha in present.items():
+            before = self._present.get(project_id)
+            if before is not None and before != sha:
+                self.moves.append(Moved(project_id, before, sha, now))
         self._present = present
 
 

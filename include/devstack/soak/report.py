@@ -12,7 +12,7 @@ from .compare import Comparison
 from .journal import DONE, ERROR, Entry, Journal
 from .latency import Latency
 from .quiesce import Quiet
-from .vanished import WrongDeletion
+from .row_history import WentBack, WrongDeletion
 
 PRODUCT_PATHS = ("dags", "plugins", "include/imrt_sync", "include/imrt_compat", "include/itembank_server")
 HISTORY_LINES = 25
@@ -33,6 +33,7 @@ class SoakResult:
     comparison: Comparison
     malformed_heads: dict[int, str] = field(default_factory=dict)
     wrong_deletions: list[WrongDeletion] = field(default_factory=list)
+    went_back: list[WentBack] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     def errors(self) -> list[Entry]:
@@ -55,6 +56,7 @@ class SoakResult:
             **self.comparison.counts(),
             "duplicate_item_ids": len(self.comparison.duplicate_ids),
             "deleted_while_in_scope": len(self.wrong_deletions),
+            "rows_went_back": len(self.went_back),
             "hook_events_left_due": self.quiet.events_left_due,
             "runs_left_running": len(self.quiet.active_runs),
             "final_run_unexpected_failures": len(self.final_run_unexpected_failures()),
@@ -151,6 +153,12 @@ def render(result: SoakResult) -> str:
         lines += ["differences:", *difference_lines(result)]
     if result.wrong_deletions:
         lines += ["rows deleted while their project was in the group or a subgroup:", *wrong_deletion_lines(result)]
+    if result.went_back:
+        lines += ["rows that went back to an older commit:"]
+        for back in result.went_back:
+            history = result.journal.history(back.moved.project_id)
+            lines += [f"  {back.describe()}", f"    history of project {back.moved.project_id}:",
+                      *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:])]
     if result.final_run_unexpected_failures():
         lines += ["the final run failed, other than for malformed heads: "
                   + "; ".join(result.final_run_unexpected_failures())]
