@@ -61,22 +61,22 @@ def restore_access(world: World, narrowed_to: str | None) -> None:
 
 
 def visibility(world: World) -> Entry:
-    """Flip the group, or a project, between private and internal."""
-    group = world.group(GROUP)
-    group_private = group.get("visibility_level", 0) == 0
-    if group_private and world.rng.random() < 0.7:
-        answer = world.rest.set_group_visibility(group["id"], "internal")
-        return answered(world, answer, f"{GROUP} private -> internal")
-    if not group_private and world.rng.random() < 0.2:
-        answer = world.rest.set_group_visibility(group["id"], "private")
-        return answered(world, answer, f"{GROUP} internal -> private")
-    project = world.pick(world.projects_in_scope())
-    if project is None:
-        return world.journal.record("visibility", SKIPPED, "no project")
-    now = "private" if project.get("visibility_level", 0) == 0 else "internal"
+    """Flip a project, or a group, between private and internal; mostly changes GitLab allows (a project may be
+    internal only in an internal group, a group private only when nothing in it is internal), now and then one it
+    refuses."""
+    flippable = [p for p in world.projects_in_scope()
+                 if p.get("visibility_level", 0) > 0 or p["namespace"].get("visibility_level", 0) > 0]
+    if flippable and world.rng.random() < 0.7:
+        project = world.rng.choice(flippable)
+        now = "private" if project.get("visibility_level", 0) == 0 else "internal"
+        wanted = "internal" if now == "private" else "private"
+        answer = world.rest.set_project_visibility(project["id"], wanted)
+        return answered(world, answer, f"{project['path_with_namespace']} {now} -> {wanted}", project["id"])
+    group = world.group(world.rng.choice((GROUP, GROUP, SUBGROUPS[0])))
+    now = "private" if group.get("visibility_level", 0) == 0 else "internal"
     wanted = "internal" if now == "private" else "private"
-    answer = world.rest.set_project_visibility(project["id"], wanted)
-    return answered(world, answer, f"{project['path_with_namespace']} {now} -> {wanted}", project["id"])
+    answer = world.rest.set_group_visibility(group["id"], wanted)
+    return answered(world, answer, f"{group['full_path']} {now} -> {wanted}")
 
 
 def answered(world: World, answer, detail: str, project_id: int | None = None) -> Entry:
