@@ -11,7 +11,6 @@ scheduled (incremental) run, after a dry run as docs/deployment.md's cut-over pr
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -19,12 +18,12 @@ import sqlalchemy as sa
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-from imrt_sync.contracts import PlanView, RunContext, RunResults, Verdict
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import current_revision, prepare_database
-from imrt_sync.schema import LEGACY_TABLES, OWN_TABLES
+from imrt_sync.schema import OWN_TABLES
 from itembank_server import ItemBank, ItemBankServer, generate_bank
+from protocol_runs import run
 from sync_users import add_sync_user
 
 TOKEN = "glpat-cut-over-admin"
@@ -34,7 +33,6 @@ SUBGROUP = f"{GROUP}/grade-3"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 SECRET = "cut-over-hook-secret"
 LEGACY_STATUS_DATE = "2018-05-01 12:00:00+00"
-RUN_NUMBERS = itertools.count(1)
 ROW_TABLES = ("item", "item_git", "item_log", "stim_link", "item_attachment", "item_form")
 
 
@@ -58,16 +56,6 @@ def services(bank, imrt_engine, tmp_path):
                                          allow_http=True)
         with GitLabClient(gitlab_settings) as gitlab:
             yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
-
-
-def run(services, **params) -> tuple[PlanView, Verdict]:
-    """One run through the run protocol, as the DAG's tasks make it."""
-    context = RunContext(f"scheduled__cut-over-{next(RUN_NUMBERS)}", RunParams(**params))
-    planned = pipeline.open_run(context, services.engine, lambda: (services.settings, services.gitlab.settings))
-    outcomes = [pipeline.sync_unit(services, unit, context.params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"], context.params)
-    results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
-    return planned["plan"], pipeline.close_run(services, context, results)
 
 
 def leave_as_legacy(services, bank: ItemBank, projects: list[dict]) -> None:
@@ -132,14 +120,14 @@ def test_the_first_scheduled_run_adopts_the_legacy_rows_and_deletes_nothing(bank
     created = prepare_database(imrt_engine)  # the deployment's migration: our tables, nothing legacy
     assert created == [] and current_revision(imrt_engine) is not None
 
-    plan, verdict = run(services, dry_run=True)
+    plan, verdict = run(services, "scheduled", dry_run=True)
     assert plan["to_delete"] == [] and plan["gone"] == []
     assert rows(imrt_engine, set(keys.values())) == before
     with imrt_engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM imrt_project_head")) == 0
     assert all(hook["token"] is None for p in projects for hook in bank.hooks(p["id"]))
 
-    plan, verdict = run(services)
+    plan, verdict = run(services, "scheduled")
     assert verdict["status"] == "COMPLETED", verdict["message"]
     assert plan["total_ids"] == len(projects) and plan["to_delete"] == []
     assert verdict["message"] == (
@@ -158,7 +146,7 @@ def test_the_first_scheduled_run_adopts_the_legacy_rows_and_deletes_nothing(bank
     for project in projects:  # the legacy hook now carries the secret: pushes reach IMRT
         assert [(hook["url"], hook["token"]) for hook in bank.hooks(project["id"])] == [(WEBHOOK_URL, SECRET)]
 
-    plan, verdict = run(services)
+    plan, verdict = run(services, "scheduled")
     assert verdict["message"] == (
         f"Total item bank ids: {len(projects)}, number of items requiring project webhook: 0, "
         "number of items deleted from IMRT: 0"

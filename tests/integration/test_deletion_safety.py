@@ -9,7 +9,6 @@ shaped like GitLab's own.
 
 from __future__ import annotations
 
-import itertools
 import json
 
 import pytest
@@ -18,11 +17,12 @@ import sqlalchemy as sa
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-from imrt_sync.contracts import PlanView, RunContext, RunResults, Verdict, no_hooks
+from imrt_sync.contracts import RunResults, no_hooks
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
+from protocol_runs import run
 from sync_users import add_sync_user, remove_sync_user
 
 TOKEN = "glpat-deletion-safety-token"  # the administrator's: the test's own control calls
@@ -30,7 +30,6 @@ SYNC_TOKEN = "glpat-deletion-safety-sync-user"
 GROUP = "iat-safety"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 ITEMS = 8
-RUN_NUMBERS = itertools.count(1)
 LOST_ACCESS = (
     f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found): "
     "lost access, wrong token or renamed group"
@@ -66,16 +65,6 @@ def services(server, imrt_engine, tmp_path):
     prepare_database(imrt_engine)
     with GitLabClient(gitlab_settings) as gitlab:
         yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
-
-
-def run(services, **params) -> tuple[PlanView, Verdict]:
-    """One run through the run protocol, as the DAG's tasks and the benchmark make it: the plan and the verdict."""
-    context = RunContext(f"manual__test-{next(RUN_NUMBERS)}", RunParams(**params))
-    planned = pipeline.open_run(context, services.engine, lambda: (services.settings, services.gitlab.settings))
-    outcomes = [pipeline.sync_unit(services, unit, context.params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"], context.params)
-    results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
-    return planned["plan"], pipeline.close_run(services, context, results)
 
 
 def recorded(engine) -> set[int]:

@@ -11,7 +11,6 @@ project really deleted meanwhile goes.
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import sqlalchemy as sa
@@ -24,13 +23,13 @@ from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 from itembank_server.users import REPORTER
+import protocol_runs
 from sync_users import SYNC_USERNAME, add_sync_user, remove_sync_user, restore_sync_user
 
 TOKEN = "glpat-visible-groups-admin"
 SYNC_TOKEN = "glpat-visible-groups-sync"
 GROUP = "iat-visible"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
-RUN_NUMBERS = itertools.count(1)
 LOST_ACCESS = (
     f"GitLab does not show that the sync user can see every project of group {GROUP} ({SYNC_USERNAME} is not a member "
     f"of group {GROUP}); a user who lost membership gets the same 404 for a live project (lost access?)"
@@ -66,16 +65,14 @@ def services(bank, imrt_engine, tmp_path):
 
 
 def run(services, **params) -> tuple[PlanView | None, Verdict]:
-    context = RunContext(f"manual__visible-{next(RUN_NUMBERS)}", RunParams(**params))
+    """A run, or, when list_ids refuses to plan, its verdict as close_run records it."""
     try:
-        planned = pipeline.open_run(context, services.engine, lambda: (services.settings, services.gitlab.settings))
+        return protocol_runs.run(services, **params)
     except pipeline.RunRefused as refused:
+        context = RunContext("manual__visible-refused", RunParams(**params))
         results = RunResults(None, listing_error=pipeline.describe_listing_failure(refused))
         return None, pipeline.close_run(services, context, results)
-    outcomes = [pipeline.sync_unit(services, unit, context.params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"], context.params)
-    results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
-    return planned["plan"], pipeline.close_run(services, context, results)
+
 
 
 def recorded(engine) -> set[int]:

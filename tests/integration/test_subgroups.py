@@ -7,18 +7,17 @@ The bank: the group, a subgroup with items, and a look-alike group whose path st
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import sqlalchemy as sa
 
 from imrt_sync import pipeline
-from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-from imrt_sync.contracts import PlanView, RunContext, RunResults, Verdict
+from imrt_sync.config import GitLabSettings, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
+from protocol_runs import run
 from sync_users import add_sync_user
 
 TOKEN = "glpat-subgroups-admin"
@@ -28,7 +27,6 @@ SUBGROUP = f"{GROUP}/grade-5/math"
 LOOK_ALIKE = "iat-sub-old"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 SECRET = "subgroup-hook-secret"
-RUN_NUMBERS = itertools.count(1)
 
 
 @pytest.fixture
@@ -68,15 +66,6 @@ def services_for(server, imrt_engine, tmp_path):
     yield make
     for client in clients:
         client.close()
-
-
-def run(services, **params) -> tuple[PlanView, Verdict]:
-    context = RunContext(f"manual__subgroups-{next(RUN_NUMBERS)}", RunParams(**params))
-    planned = pipeline.open_run(context, services.engine, lambda: (services.settings, services.gitlab.settings))
-    outcomes = [pipeline.sync_unit(services, unit, context.params) for unit in planned["units"]]
-    hooks = pipeline.dispatch_webhooks(services, planned["plan"], context.params)
-    results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
-    return planned["plan"], pipeline.close_run(services, context, results)
 
 
 def recorded(engine) -> set[int]:
