@@ -57,7 +57,9 @@ class Plan:
 
     def without_deletions(self, reason: str) -> Plan:
         """This plan with no deletion: every item whose project is missing fails with ``reason`` instead."""
-        withheld = {pid: f"project {pid}: missing from the item bank listing, not deleted: {reason}" for pid in self.gone}
+        withheld = {
+            pid: f"project {pid}: missing from the item bank listing, not deleted: {reason}" for pid in self.gone
+        }
         return replace(self, to_delete=(), deletion_blocked="", failed={**self.failed, **withheld})
 
     def as_dict(self) -> PlanView:
