@@ -23,15 +23,19 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 USER airflow
 
-# The runtime lock only: what the product needs beyond Airflow (GitPython, the postgres and http providers, ...),
-# resolved against Airflow's own pins. Everything the image's Airflow brings keeps the version the official image's
-# constraints chose. Naming "apache-airflow==${AIRFLOW_VERSION}" (set by the base image) as well makes pip fail
-# instead of silently replacing the image's Airflow if the lock and the base tag ever disagree; `pip check` fails
-# the build if the lock conflicts with anything the image ships.
+# The runtime lock only (requirements.txt, `make lock`): every distribution of the image's Python environment,
+# Airflow and its providers included, pinned with the sha256 of each file of its release, installed in pip's
+# hash-checking mode (--require-hashes: a download whose hash the lock does not list is refused). requirements-dev.txt
+# holds the same pins, so the image runs the versions the tests ran on; over the published image, whatever its own
+# constraints chose differently is replaced by the lock's version. The constraint "apache-airflow==${AIRFLOW_VERSION}"
+# (set by the base image) makes pip fail instead of replacing the image's Airflow if the lock and the base tag ever
+# disagree; `pip check` fails the build on any conflict with what else the image ships. (`make deploy-test` checks
+# that `pip freeze` in the built image is the lock: docs/deployment.md, "The image and its dependencies".)
 COPY --chown=airflow:0 requirements.txt /tmp/imrt-requirements.txt
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /tmp/imrt-requirements.txt \
+RUN echo "apache-airflow==${AIRFLOW_VERSION}" >/tmp/imrt-airflow-version.txt \
+ && pip install --no-cache-dir --require-hashes -r /tmp/imrt-requirements.txt -c /tmp/imrt-airflow-version.txt \
  && pip check \
- && rm -f /tmp/imrt-requirements.txt
+ && rm -f /tmp/imrt-requirements.txt /tmp/imrt-airflow-version.txt
 
 # The runtime packages, without dependencies (they are in requirements.txt or come with Airflow). A regular (not
 # editable) install, built in a scratch directory; pyproject.toml ships only imrt_sync and imrt_compat. The

@@ -1,8 +1,11 @@
 # Everything runs from a virtual environment made here, once, from the development and test lock
-# (requirements-dev.txt, which includes the runtime lock requirements.txt). The image installs only the runtime lock.
+# (requirements-dev.txt, which holds every pin of the runtime lock requirements.txt unchanged). The image installs only
+# the runtime lock. Both are hashed and installed with pip's --require-hashes, by the pip the images use.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The images' pip (deploy/base-images: PIP_VERSION, AIRFLOW_PIP_VERSION; devstack.locks.PIP_VERSION).
+PIP_VERSION := 26.1.2
 
 .PHONY: install test run bench soak lock deploy-test
 
@@ -12,8 +15,8 @@ install: $(VENV)/.installed
 # the dev-only packages, itembank_server and devstack, which are never packaged.
 $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet "pip==$(PIP_VERSION)"
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
 	$(BIN)/pip install --quiet --no-deps -e .
 	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'imrt-dev.pth').write_text('$(CURDIR)/include\n')"
 	$(BIN)/pip check
@@ -38,6 +41,9 @@ soak: install
 deploy-test: install
 	$(BIN)/python -m devstack.deploy_test $(DEPLOY_TEST_ARGS)
 
-# Regenerate requirements.txt and requirements-dev.txt from the .in files in scratch venvs (each must pass pip check).
+# Regenerate requirements.txt and requirements-dev.txt, hashed, from the .in files with pip-tools' pip-compile in a
+# scratch venv, keeping the pins they have; each lock must then install alone with --require-hashes, pass pip check
+# and freeze to itself (docs/development.md, "Regenerating the locks"). Moving pins: make lock LOCK_ARGS=--upgrade,
+# or LOCK_ARGS="--upgrade-package NAME" (repeatable).
 lock:
-	PYTHONPATH=include $(PYTHON) -m devstack.locks
+	PYTHONPATH=include $(PYTHON) -m devstack.locks $(LOCK_ARGS)

@@ -1,14 +1,17 @@
-"""The two dependency locks and the lean image.
+"""The two dependency locks, one resolution, and the lean image.
 
-* ``requirements.txt`` (runtime lock) covers every import of what the image ships (``dags/``, ``plugins/``,
-  ``include/imrt_sync``, ``include/imrt_compat``): each imported distribution is pinned there or required,
-  directly or transitively, by something pinned there. It holds no test tool.
-* ``requirements-dev.txt`` (dev lock) includes it with ``-r`` and pins everything else ``make install`` installs.
-* Both pin exact versions; the environment the tests run in was made from them and passes ``pip check``.
-* The Dockerfile installs only the runtime lock and copies only the runtime packages, the DAG and the plugin;
-  ``.dockerignore`` keeps the tests and the dev-only packages out of the build context.
+* ``requirements.txt`` (runtime lock) is complete: every distribution of the image's Python environment, Airflow and
+  its providers included, each dependency of a pinned distribution pinned too. It covers every import of what the image
+  ships (``dags/``, ``plugins/``, ``include/imrt_sync``, ``include/imrt_compat``) and holds no test tool.
+* ``requirements-dev.txt`` (dev lock) holds every runtime pin unchanged (same version, same hashes) plus the tools.
+* Every line of both is ``name==version`` with its sha256 hashes; the environment the tests run in is exactly the dev
+  lock and passes ``pip check``; ``make install`` installs it with ``--require-hashes``.
+* The Dockerfile installs only the runtime lock, with ``--require-hashes``, and copies only the runtime packages, the
+  DAG and the plugin; the Airflow stand-in installs Airflow under the same hashed lock; ``.dockerignore`` keeps the
+  tests and the dev-only packages out of the build context. ``make deploy-test`` compares ``pip freeze`` in the built
+  image with the runtime lock (``devstack.deploy_test.image_lock``, whose comparison is tested here).
 
-No Docker engine is needed: the Dockerfile is read as data.
+No Docker engine is needed: the Dockerfiles are read as data.
 """
 
 from __future__ import annotations
@@ -21,24 +24,34 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from setuptools import find_namespace_packages
 
+from devstack import locks
+from devstack.deploy_test import cli, image_lock, images
 from devstack.locks import (
     DEV_IN,
     DEV_LOCK,
     INCLUDE_RUNTIME_LOCK,
     RUNTIME_IN,
     RUNTIME_LOCK,
+    LockError,
+    Pin,
     canonical_name,
-    dev_pins,
+    environment_differences,
+    frozen_versions,
+    logical_lines,
+    parse_lock,
     read_pins,
     requirement_lines,
-    runtime_pins,
+    shared_pin_differences,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
+AIRFLOW_STAND_IN = ROOT / "deploy" / "base-images" / "airflow" / "Dockerfile"
+PYTHON_STAND_IN = ROOT / "deploy" / "base-images" / "python" / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 
 SHIPPED_PACKAGES = {"imrt_sync", "imrt_compat"}
@@ -83,14 +96,15 @@ def third_party(imports: dict[str, set[str]]) -> dict[str, set[str]]:
     return {name: files for name, files in imports.items() if name not in sys.stdlib_module_names and name not in own}
 
 
-def requirement_closure(roots: set[str]) -> set[str]:
+def requirement_closure(roots: set[str], extras: dict[str, set[str]] | None = None) -> set[str]:
     """Canonical names of ``roots`` and everything they require, transitively, per the installed metadata.
 
-    Markers are evaluated for this interpreter; a requirement naming extras (``foo[bar]``) brings the
-    requirements of those extras too.
+    Markers are evaluated for this interpreter; a requirement naming extras (``foo[bar]``, or ``extras`` for a
+    root) brings the requirements of those extras too.
     """
     seen: set[tuple[str, str]] = set()
     pending = [(name, "") for name in roots]
+    pending += [(name, extra) for name, wanted in (extras or {}).items() for extra in wanted]
     while pending:
         name, extra = pending.pop()
         if (name, extra) in seen:
@@ -110,6 +124,14 @@ def requirement_closure(roots: set[str]) -> set[str]:
 
 def runtime_closure() -> set[str]:
     return requirement_closure(set(read_pins(RUNTIME_LOCK)))
+
+
+def runtime_requirements_closure() -> set[str]:
+    """What requirements.in needs: its requirements (with their extras) and everything they require."""
+    requirements = [Requirement(line) for line in requirement_lines(RUNTIME_IN) if not line.startswith("-")]
+    names = {canonical_name(requirement.name) for requirement in requirements}
+    extras = {canonical_name(requirement.name): set(requirement.extras) for requirement in requirements}
+    return requirement_closure(names, extras)
 
 
 def distributions_of(module: str) -> set[str]:
@@ -144,6 +166,15 @@ def pip_installs() -> list[str]:
         if keyword == "RUN":
             commands.extend(part.strip() for part in arguments.split("&&") if re.match(r"\s*pip install\b", part))
     return commands
+
+
+def direct_requirements(path: Path) -> set[str]:
+    """Canonical names of the requirements of an ``.in`` file (``-r``/``-c`` lines aside)."""
+    return {canonical_name(Requirement(line).name) for line in requirement_lines(path) if not line.startswith("-")}
+
+
+def hashed(name: str, version: str, *digits: str) -> Pin:
+    return Pin(name, version, tuple(sorted(f"sha256:{digit * 64}" for digit in digits)))
 
 
 def dockerignore_entries() -> set[str]:
@@ -182,54 +213,106 @@ def test_the_coverage_check_would_catch_a_missing_distribution():
 def test_no_test_tool_in_the_runtime_lock_or_its_dependencies():
     closure = runtime_closure()
     assert TEST_TOOLS & closure == set()
-    runtime_names = {canonical_name(Requirement(line).name) for line in requirement_lines(RUNTIME_IN)}
-    dev_only = {
-        canonical_name(Requirement(line).name) for line in requirement_lines(DEV_IN) if not line.startswith("-r")
-    } - runtime_names
-    assert dev_only & set(read_pins(RUNTIME_LOCK)) == set(), "requirements-dev.in's tools must not be runtime pins"
+    # A tool requirements-dev.in names may be a runtime pin only because the runtime needs it (PyYAML, psutil, ...).
+    dev_only = direct_requirements(DEV_IN) - direct_requirements(RUNTIME_IN)
+    assert dev_only & set(read_pins(RUNTIME_LOCK)) <= runtime_requirements_closure()
 
 
 def test_runtime_lock_pins_every_direct_runtime_requirement():
     pins = read_pins(RUNTIME_LOCK)
-    direct = {canonical_name(Requirement(line).name) for line in requirement_lines(RUNTIME_IN)}
-    assert direct - set(pins) == set()
-    assert "apache-airflow" in pins
+    assert direct_requirements(RUNTIME_IN) - set(pins) == set()
+    for name in ("apache-airflow", "apache-airflow-providers-cncf-kubernetes", "apache-airflow-providers-edge3"):
+        assert name in pins
+
+
+def test_runtime_lock_is_complete():
+    """Every distribution a runtime pin requires (for this Python, extras followed) is pinned too: the lock is the
+    whole environment of the image, not what comes on top of Airflow's own choices."""
+    pins = read_pins(RUNTIME_LOCK)
+    assert runtime_closure() - set(pins) == set()
+    airflow_brings = {"sqlalchemy", "fastapi", "alembic", "pydantic", "starlette", "apache-airflow-core", "requests"}
+    assert airflow_brings <= set(pins), "what Airflow brings is pinned by the lock, not left to the base image"
+
+
+def test_runtime_lock_holds_only_what_requirements_in_needs():
+    assert set(read_pins(RUNTIME_LOCK)) == runtime_requirements_closure()
+
+
+def test_direct_runtime_pins_are_the_locked_versions():
+    """An ``==`` in requirements.in is the version the lock pins (pip-compile keeps it; a hand edit would not)."""
+    pins = parse_lock(RUNTIME_LOCK)
+    for line in requirement_lines(RUNTIME_IN):
+        requirement = Requirement(line)
+        (specifier,) = requirement.specifier or [None]
+        if specifier is not None and specifier.operator == "==":
+            assert pins[canonical_name(requirement.name)].version == specifier.version, line
 
 
 # ------------------------------------------------------------------------------------------------ both locks
 
 
-def test_both_locks_pin_exact_versions_and_nothing_twice():
-    runtime_lines = requirement_lines(RUNTIME_LOCK)
-    dev_lines = requirement_lines(DEV_LOCK)
-    assert dev_lines[0] == INCLUDE_RUNTIME_LOCK, "the dev lock includes the runtime lock"
-    assert INCLUDE_RUNTIME_LOCK not in dev_lines[1:]
-    for path, lines in ((RUNTIME_LOCK, runtime_lines), (DEV_LOCK, dev_lines[1:])):
-        loose = [line for line in lines if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^\s=<>!~;,*]+", line)]
-        assert loose == [], f"{path.name}: not an exact pin: {loose}"
-        names = [canonical_name(line.split("==")[0]) for line in lines]
-        assert len(names) == len(set(names)), f"{path.name} pins a distribution twice"
-    assert set(read_pins(RUNTIME_LOCK)) & set(read_pins(DEV_LOCK)) == set()
+def test_every_line_of_both_locks_is_an_exact_pin_with_hashes():
+    for path in (RUNTIME_LOCK, DEV_LOCK):
+        lines = requirement_lines(path)
+        assert lines, path.name
+        assert [line for line in lines if line.startswith("-")] == [], f"{path.name}: a lock holds pins only"
+        pins = parse_lock(path)  # strict: each line name==version --hash=sha256:..., no distribution twice
+        assert len(pins) == len(lines)
+        unhashed = [pin.line for pin in pins.values() if not pin.hashes]
+        assert unhashed == [], f"{path.name}: pins without --hash: {unhashed}"
+
+
+def test_every_runtime_pin_is_the_dev_pin_of_the_same_distribution():
+    runtime, dev = parse_lock(RUNTIME_LOCK), parse_lock(DEV_LOCK)
+    assert shared_pin_differences(runtime, dev) == []
+    assert len(dev) > len(runtime)
+
+
+def test_the_dev_resolution_is_constrained_by_the_runtime_lock():
+    first = requirement_lines(DEV_IN)[0]
+    assert first == INCLUDE_RUNTIME_LOCK, "requirements-dev.in starts from the runtime lock (make lock's guarantee)"
 
 
 def test_dev_lock_pins_every_direct_dev_requirement():
-    pinned = set(read_pins(RUNTIME_LOCK)) | set(read_pins(DEV_LOCK))
-    direct = {
-        canonical_name(Requirement(line).name) for line in requirement_lines(DEV_IN) if not line.startswith("-r")
-    }
-    assert direct - pinned == set()
-    assert TEST_TOOLS <= set(read_pins(DEV_LOCK))
+    pinned = set(read_pins(DEV_LOCK))
+    assert direct_requirements(DEV_IN) - pinned == set()
+    assert TEST_TOOLS <= pinned
+    assert TEST_TOOLS & set(read_pins(RUNTIME_LOCK)) == set()
+
+
+def test_both_locks_say_how_they_are_made():
+    for path, source in ((RUNTIME_LOCK, "requirements.in"), (DEV_LOCK, "requirements-dev.in")):
+        head = "\n".join(locks.header(path))
+        assert "pip-compile --generate-hashes" in head and "`make lock`" in head and source in head, path.name
+
+
+def test_the_locks_are_made_and_installed_with_the_images_pip():
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(rf"^PIP_VERSION := {re.escape(locks.PIP_VERSION)}$", makefile, flags=re.MULTILINE)
+    assert f"ARG PIP_VERSION={locks.PIP_VERSION}" in PYTHON_STAND_IN.read_text(encoding="utf-8")
+    assert f"ARG AIRFLOW_PIP_VERSION={locks.PIP_VERSION}" in AIRFLOW_STAND_IN.read_text(encoding="utf-8")
+    install = re.search(r"^\$\(VENV\)/\.installed:.*?(?=^\S)", makefile, flags=re.MULTILINE | re.DOTALL).group(0)
+    assert "--require-hashes -r requirements-dev.txt" in install
+    assert re.search(r"^\s+PYTHONPATH=include \$\(PYTHON\) -m devstack\.locks", makefile, flags=re.MULTILINE)
+    python = "python{}.{}".format(*locks.IMAGE_PYTHON)
+    assert [args for keyword, args in dockerfile_instructions() if keyword == "FROM"][0].endswith(f"-{python}")
+
+
+# ------------------------------------------------------------------------------------------------ this environment
 
 
 def test_this_environment_is_the_locked_one():
-    pins = {**read_pins(RUNTIME_LOCK), **read_pins(DEV_LOCK)}
-    installed = {canonical_name(dist.metadata["Name"]): dist.version for dist in importlib.metadata.distributions()}
-    differing = {
-        name: (line.split("==")[1], installed.get(name))
-        for name, line in pins.items()
-        if installed.get(name) != line.split("==")[1]
-    }
-    assert differing == {}, f"pinned vs installed (run `make install` from a clean .venv): {differing}"
+    """Exactly the dev lock: each pin at its version, nothing else installed (pip, setuptools, wheel and the
+    project's editable install aside)."""
+    freeze = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
+                            check=True).stdout
+    versions, urls = frozen_versions(freeze)
+    project = image_lock.project_distribution(ROOT)
+    differences = environment_differences(parse_lock(DEV_LOCK), versions, also_installed={project})
+    differences += [f"{name}: installed from {url}" for name, url in urls.items() if name != project]
+    assert differences == [], (
+        "this environment is not requirements-dev.txt (make install; a distribution installed by hand: "
+        f"pip uninstall it, or add it to requirements-dev.in and make lock): {differences}")
 
 
 def test_pip_check_passes_in_this_environment():
@@ -237,20 +320,87 @@ def test_pip_check_passes_in_this_environment():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_lock_generation_keeps_direct_pins_and_what_airflow_does_not_bring():
-    airflow_alone = {"apache-airflow": "apache-airflow==3", "requests": "requests==2", "attrs": "attrs==1"}
-    runtime = {**airflow_alone, "attrs": "attrs==2", "gitpython": "GitPython==3", "gitdb": "gitdb==4"}
-    assert runtime_pins(airflow_alone, runtime, direct={"apache-airflow", "gitpython"}) == {
-        "apache-airflow": "apache-airflow==3",
-        "attrs": "attrs==2",
-        "gitpython": "GitPython==3",
-        "gitdb": "gitdb==4",
-    }
-    dev = {**runtime, "pytest": "pytest==9"}
-    assert dev_pins(dev, runtime_pins(airflow_alone, runtime, {"apache-airflow"})) == {
-        "requests": "requests==2",
-        "pytest": "pytest==9",
-    }
+# ------------------------------------------------------------------------------------------------ lock machinery
+
+
+def test_lock_lines_are_read_as_pip_reads_them():
+    text = (
+        "# header\n"
+        "alembic==1.20.1 \\\n"
+        "    --hash=sha256:" + "a" * 64 + " \\\n"
+        "    --hash=sha256:" + "b" * 64 + "\n"
+        "    # via\n"
+        "    #   apache-airflow-core\n"
+        "gitpython==3.2.1 --hash=sha256:" + "c" * 64 + "  # via -r requirements.in\n"
+        "\n"
+    )
+    assert logical_lines(text) == [
+        f"alembic==1.20.1 --hash=sha256:{'a' * 64} --hash=sha256:{'b' * 64}",
+        f"gitpython==3.2.1 --hash=sha256:{'c' * 64}",
+    ]
+
+
+def test_strict_reading_refuses_what_is_not_a_hashed_exact_pin(tmp_path):
+    lock = tmp_path / "lock.txt"
+    digest = "sha256:" + "d" * 64
+    for bad in (f"alembic>=1.20 --hash={digest}", f"alembic==1.20 --hash=md5:{'e' * 32}",
+                f"alembic==1.20 --hash={digest}\nAlembic==1.20 --hash={digest}", f"-r other.txt\nx==1 --hash={digest}"):
+        lock.write_text(bad + "\n")
+        with pytest.raises(LockError):
+            parse_lock(lock)
+    lock.write_text(f"SQLAlchemy==2.1.9 --hash={digest}\nflask==3.1.3\n")
+    pins = parse_lock(lock)
+    assert pins["sqlalchemy"] == Pin("SQLAlchemy", "2.1.9", (digest,))
+    assert pins["flask"].hashes == (), "parsed; the hash test above refuses it"
+
+
+def test_shared_pin_differences_catch_another_version_or_other_hashes():
+    runtime = {"sqlalchemy": hashed("sqlalchemy", "2.1.9", "1", "2"), "fastapi": hashed("fastapi", "0.136.3", "3")}
+    assert shared_pin_differences(runtime, {**runtime, "pytest": hashed("pytest", "9.2.0", "4")}) == []
+    moved = {**runtime, "sqlalchemy": hashed("sqlalchemy", "2.0.50", "5")}
+    rehashed = {**runtime, "fastapi": hashed("fastapi", "0.136.3", "6")}
+    assert ["sqlalchemy"] == [line.split(":")[0] for line in shared_pin_differences(runtime, moved)]
+    assert ["fastapi"] == [line.split(":")[0] for line in shared_pin_differences(runtime, rehashed)]
+    assert "missing" in shared_pin_differences(runtime, {"fastapi": runtime["fastapi"]})[0]
+
+
+def test_environment_differences_catch_missing_moved_and_extra_distributions():
+    lock = {"sqlalchemy": hashed("SQLAlchemy", "2.1.9", "1"), "alembic": hashed("alembic", "1.20.1", "2")}
+    same = {"sqlalchemy": "2.1.9", "alembic": "1.20.1", "pip": "26.1.2", "setuptools": "66.1.1"}
+    assert environment_differences(lock, same) == []
+    assert environment_differences(lock, {**same, "alembic": "1.13.1"}) == ["alembic: locked 1.20.1, installed 1.13.1"]
+    assert environment_differences(lock, {"sqlalchemy": "2.1.9"}) == ["alembic: locked 1.20.1, not installed"]
+    assert environment_differences(lock, {**same, "django": "5.2.20"}) == ["django: installed 5.2.20, not in the lock"]
+    assert environment_differences(lock, {**same, "imrt-item-sync": "0.1.0"}, also_installed={"imrt-item-sync"}) == []
+
+
+def test_pip_freeze_output_is_read():
+    versions, urls = frozen_versions(
+        "# Editable Git install with no remote (imrt-item-sync==0.1.0)\n-e /work/main\nSQLAlchemy==2.1.9\n"
+        "imrt-item-sync @ file:///tmp/tmp.x\npip==26.1.2\n")
+    assert versions == {"sqlalchemy": "2.1.9", "pip": "26.1.2"}
+    assert urls == {"imrt-item-sync": "file:///tmp/tmp.x"}
+
+
+def test_the_image_check_compares_pip_freeze_with_the_runtime_lock():
+    runtime = parse_lock(RUNTIME_LOCK)
+    project = image_lock.project_distribution(ROOT)
+    freeze = "".join(f"{pin.line}\n" for pin in runtime.values()) + f"{project} @ file:///tmp/tmp.build\npip==26.1.2\n"
+    assert image_lock.image_differences(ROOT, freeze) == []
+    moved = freeze.replace(f"{runtime['sqlalchemy'].line}\n", "SQLAlchemy==2.0.50\n")
+    assert image_lock.image_differences(ROOT, moved) == [f"{runtime['sqlalchemy'].name}: locked "
+                                                         f"{runtime['sqlalchemy'].version}, installed 2.0.50"]
+    stray = image_lock.image_differences(ROOT, freeze + "pytest==9.2.0\n")
+    assert stray == ["pytest: installed 9.2.0, not in the lock"]
+    assert image_lock.image_differences(ROOT, freeze.replace(f"{project} @", "other @")) == [
+        "other: installed from file:///tmp/tmp.build", f"{project}: the project's distribution is not installed"]
+
+
+def test_the_deploy_test_checks_the_built_image_against_the_lock():
+    import inspect
+
+    assert "image_lock.check_image_is_the_lock" in inspect.getsource(cli.Run.execute)
+    assert image_lock.PROJECT_IMAGE == "imrt-airflow:local"
 
 
 # ------------------------------------------------------------------------------------------------ image
@@ -260,12 +410,30 @@ def test_image_installs_only_the_runtime_lock_and_checks_it():
     installs = pip_installs()
     requirement_files = [file for command in installs for file in re.findall(r"-r\s+(\S+)", command)]
     assert requirement_files == ["/tmp/imrt-requirements.txt"]
+    (lock_install,) = [command for command in installs if "-r /tmp/imrt-requirements.txt" in command]
+    assert "--require-hashes" in lock_install.split()
+    (constraint,) = re.findall(r"-c\s+(\S+)", lock_install)
+    assert any(f'"apache-airflow==${{AIRFLOW_VERSION}}" >{constraint}' in args
+               for keyword, args in dockerfile_instructions() if keyword == "RUN"), "the base tag's Airflow is kept"
     assert any(re.search(r"\bCOPY\b.*\srequirements\.txt\s+/tmp/imrt-requirements\.txt$", f"COPY {args}")
                for keyword, args in dockerfile_instructions() if keyword == "COPY")
     named = {word for command in installs for word in command.split()[2:] if not word.startswith(("-", "/", '"'))}
     assert named == set(), f"the image installs only the lock and the project: {named}"
     assert any("pip check" in args for keyword, args in dockerfile_instructions() if keyword == "RUN")
     assert all("requirements-dev" not in args for _, args in dockerfile_instructions())
+
+
+def test_the_airflow_stand_in_installs_airflow_under_the_hashed_runtime_lock(tmp_path):
+    text = AIRFLOW_STAND_IN.read_text(encoding="utf-8")
+    joined = re.sub(r"\\\n", " ", text)
+    (install,) = [part for part in joined.split("&&") if "apache-airflow[" in part and "pip install" in part]
+    assert "--require-hashes" in install.split()
+    (constraint,) = re.findall(r"--constraint\s+(\S+)", install)
+    assert re.search(rf"^COPY\b.*\srequirements\.txt\s+{re.escape(constraint)}$", text, flags=re.MULTILINE)
+    context = images.airflow_context(ROOT, tmp_path)
+    assert (context / "requirements.txt").read_bytes() == RUNTIME_LOCK.read_bytes(), "the lock as it is, hashes kept"
+    plain = (context / "constraints.txt").read_text()
+    assert "--hash" not in plain and set(read_pins(context / "constraints.txt")) == set(read_pins(RUNTIME_LOCK))
 
 
 def test_image_copies_only_the_runtime_sources():

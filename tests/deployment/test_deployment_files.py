@@ -90,7 +90,7 @@ def dockerfile() -> str:
 @pytest.fixture(scope="module")
 def pinned_airflow() -> str:
     text = (ROOT / "requirements.txt").read_text(encoding="utf-8")
-    found = re.findall(r"^apache-airflow==(\S+)\s*$", text, flags=re.MULTILINE)
+    found = re.findall(r"^apache-airflow==([^\s\\]+)", text, flags=re.MULTILINE)
     assert len(found) == 1, "requirements.txt must pin apache-airflow exactly once"
     return found[0]
 
@@ -488,7 +488,7 @@ def test_demo_profile_holds_the_item_bank_and_the_mail_sink(compose):
 def test_the_demo_item_bank_image_pins_the_development_lock():
     dockerfile = (ROOT / "deploy" / "itembank" / "Dockerfile").read_text(encoding="utf-8")
     pinned = dict(re.findall(r"\b([A-Za-z][\w.-]*)==(\S+)", dockerfile))
-    lock = dict(re.findall(r"^([A-Za-z][\w.-]*)==(\S+)$", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE))
+    lock = dict(re.findall(r"^([A-Za-z][\w.-]*)==([^\s\\]+)", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE))
     assert pinned and all(lock.get(name) == version for name, version in pinned.items()), pinned
 
 

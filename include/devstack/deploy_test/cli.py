@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import checks, engine, images, settings
+from . import checks, engine, image_lock, images, settings
 from .checks import Check
 from .probe import Airflow, Sql
 
@@ -74,6 +74,7 @@ class Run:
                        lambda: images.build_base_images(ROOT, self.work_dir, say))
             self.timed("project images (docker-compose build)",
                        lambda: images.build_project_images(compose, self.work_dir, say))
+            self.check(lambda: image_lock.check_image_is_the_lock(ROOT), image_lock.NAME)
             self.run_checks(compose, deployment)
         finally:
             self.save_logs(compose)

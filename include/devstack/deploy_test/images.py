@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.locks import read_pins
+
 from . import engine
 
 DEBIAN = "debian:bookworm-slim"
@@ -35,7 +37,7 @@ class Built:
 
 
 def airflow_tag(root: Path) -> str:
-    (version,) = re.findall(r"^apache-airflow==(\S+)\s*$", (root / "requirements.txt").read_text(), re.MULTILINE)
+    version = read_pins(root / "requirements.txt")["apache-airflow"].split("==")[1]
     return f"apache/airflow:{version}-python3.11"
 
 
@@ -77,23 +79,27 @@ def build_debian_base(work_dir: Path, log: Path) -> None:
 
 
 def constraints_from_locks(root: Path) -> str:
-    """The project's locks as one pip constraints file: every ``name==version`` (with its marker) of
-    requirements.txt, then those of requirements-dev.txt it does not name; extras and hashes dropped."""
+    """The runtime lock as a plain pip constraints file, the stand-in's ``~/constraints.txt`` (the published image
+    keeps Airflow's there): every ``name==version`` (with its marker) of requirements.txt; extras and hashes dropped,
+    so that ``pip install -c ~/constraints.txt`` works without hash-checking mode (the dev lock holds the same
+    pins)."""
     pins: dict[str, str] = {}
-    for lock in ("requirements.txt", "requirements-dev.txt"):
-        for line in (root / lock).read_text().splitlines():
-            match = REQUIREMENT.match(line.strip())
-            if match:
-                key = re.sub(r"[-_.]+", "-", match["name"]).lower()
-                pins.setdefault(key, f"{match['name']}=={match['version']}{(match['marker'] or '').rstrip()}")
-    header = "# Written by devstack.deploy_test from requirements.txt and requirements-dev.txt: do not edit.\n"
+    for line in (root / "requirements.txt").read_text().splitlines():
+        match = REQUIREMENT.match(line.strip())
+        if match:
+            key = re.sub(r"[-_.]+", "-", match["name"]).lower()
+            pins.setdefault(key, f"{match['name']}=={match['version']}{(match['marker'] or '').rstrip()}")
+    header = "# Written by devstack.deploy_test from requirements.txt (hashes dropped): do not edit.\n"
     return header + "\n".join(pins[key] for key in sorted(pins)) + "\n"
 
 
 def airflow_context(root: Path, work_dir: Path) -> Path:
+    """deploy/base-images/airflow plus the runtime lock, as it is (requirements.txt, hashed: Airflow is installed
+    under it with --require-hashes), and its plain pins (constraints.txt, kept as ~/constraints.txt)."""
     context = work_dir / "contexts" / "airflow"
     shutil.rmtree(context, ignore_errors=True)
     shutil.copytree(root / "deploy" / "base-images" / "airflow", context)
+    shutil.copy(root / "requirements.txt", context / "requirements.txt")
     (context / "constraints.txt").write_text(constraints_from_locks(root))
     return context
 
