@@ -268,6 +268,20 @@ def test_every_runtime_pin_is_the_dev_pin_of_the_same_distribution():
     assert len(dev) > len(runtime)
 
 
+IDP_LOCK = ROOT / "include" / "devstack" / "oidc_provider" / "requirements.txt"
+
+
+def test_the_demo_identity_providers_image_installs_the_dev_locks_pins_of_what_it_needs():
+    """deploy/idp/Dockerfile installs the package's requirements.txt with --require-hashes: the dev lock's own pins
+    (same versions, same hashes) of django-oauth-toolkit, jwcrypto, requests and their dependencies, and nothing
+    more."""
+    idp, dev = parse_lock(IDP_LOCK), parse_lock(DEV_LOCK)
+    assert shared_pin_differences(idp, dev) == []
+    assert set(idp) == requirement_closure({"django-oauth-toolkit", "jwcrypto", "requests"})
+    dockerfile = (ROOT / "deploy" / "idp" / "Dockerfile").read_text(encoding="utf-8")
+    assert "pip install --no-cache-dir --require-hashes -r /tmp/idp-requirements.txt" in dockerfile
+
+
 def test_the_dev_resolution_is_constrained_by_the_runtime_lock():
     first = requirement_lines(DEV_IN)[0]
     assert first == INCLUDE_RUNTIME_LOCK, "requirements-dev.in starts from the runtime lock (make lock's guarantee)"

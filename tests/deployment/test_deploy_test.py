@@ -111,14 +111,19 @@ def test_the_deploy_test_writes_secrets_as_files_and_no_secret_into_its_env_file
     if os.geteuid() != 0:
         pytest.skip("the secret files are handed to root:0, as docs/deployment.md says")
     deployment = settings.write_deployment(tmp_path, settings.Ports())
-    compose = yaml.safe_load((ROOT / "docker-compose.yaml").read_text())
-    for secret in compose["secrets"].values():
+    declared = {}
+    for name in ("docker-compose.yaml", "docker-compose.oidc.yaml"):
+        declared.update(yaml.safe_load((ROOT / name).read_text())["secrets"])
+    for secret in declared.values():
         path = deployment.secrets_dir / secret["file"].rsplit("/", 1)[-1]
         assert path.is_file() and oct(path.stat().st_mode & 0o777) == "0o440", path
     env_text = deployment.env_file.read_text()
-    for path in deployment.secrets_dir.iterdir():
-        value = path.read_text().strip()
-        assert value.splitlines()[0] not in env_text
+    for value in settings.secret_values(deployment.secrets_dir):
+        assert value not in env_text
     connections = json.loads((deployment.secrets_dir / "airflow_connections.json").read_text())
     assert connections["imrt_default"]["password"] == deployment.secret("imrt_db_password")
     assert connections["gitlab_default"]["password"] == deployment.itembank_token
+    idp = json.loads((deployment.secrets_dir / "imrt_idp_config.json").read_text())
+    assert [client["client_secret_file"] for client in idp["clients"]] == ["/run/secrets/imrt_oidc_client_secret"]
+    assert {user["username"] for user in idp["users"]} == set(settings.IDP_USERS)
+    assert len(settings.secret_values(deployment.secrets_dir)) >= 12

@@ -24,6 +24,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yaml"
 COMPOSE_DEV_FILE = ROOT / "docker-compose.dev.yaml"
+COMPOSE_OIDC_FILE = ROOT / "docker-compose.oidc.yaml"
 HELM_FILE = ROOT / "helm-values.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 ENV_EXAMPLE = ROOT / ".env.example"
@@ -75,6 +76,11 @@ def _load_yaml(path: Path) -> Any:
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return _load_yaml(COMPOSE_FILE)
+
+
+@pytest.fixture(scope="module")
+def oidc_overlay() -> dict:
+    return _load_yaml(COMPOSE_OIDC_FILE)
 
 
 @pytest.fixture(scope="module")
@@ -146,6 +152,10 @@ def _common_env(compose: dict) -> dict:
 
 def test_compose_file_matches_the_compose_specification(schemas_dir, compose):
     assert _errors(_validator(schemas_dir / COMPOSE_SCHEMA), compose) == []
+
+
+def test_the_oidc_overlay_matches_the_compose_specification(schemas_dir, oidc_overlay):
+    assert _errors(_validator(schemas_dir / COMPOSE_SCHEMA), oidc_overlay) == []
 
 
 def test_the_validators_catch_mistakes(schemas_dir, compose):
@@ -222,10 +232,11 @@ def test_helm_takes_every_airflow_secret_from_kubernetes_secrets(helm):
     assert helm["postgresql"]["enabled"] is False
 
 
-def test_env_example_lists_every_compose_variable_without_values_for_secrets(compose):
+def test_env_example_lists_every_compose_variable_without_values_for_secrets(compose, oidc_overlay):
     wanted = {
         match["name"]
-        for _, value in _walk(compose)
+        for document in (compose, oidc_overlay)
+        for _, value in _walk(document)
         if isinstance(value, str)
         for match in INTERPOLATION.finditer(value)
     }
@@ -238,9 +249,9 @@ def test_env_example_lists_every_compose_variable_without_values_for_secrets(com
         assert not _looks_like_secret(value), f".env.example: {name} holds something that looks like a real secret"
 
 
-def test_env_example_names_every_secret_file(compose):
+def test_env_example_names_every_secret_file(compose, oidc_overlay):
     text = ENV_EXAMPLE.read_text(encoding="utf-8")
-    for secret in compose["secrets"].values():
+    for secret in [*compose["secrets"].values(), *oidc_overlay["secrets"].values()]:
         name = secret["file"].rsplit("/", 1)[-1]
         assert name in text, f".env.example does not say how to write the secret file {name}"
 
@@ -409,7 +420,8 @@ def test_the_development_override_mounts_the_checkout_and_is_never_merged_by_def
     from devstack.deploy_test.engine import Compose
 
     command = Compose(ROOT, ROOT / ".env").command("up")
-    assert command.count("--file") == 1 and str(COMPOSE_FILE) in command, "the deploy test runs the file as written"
+    files = [command[index + 1] for index, part in enumerate(command) if part == "--file"]
+    assert files == [str(COMPOSE_FILE), str(COMPOSE_OIDC_FILE)], "the deploy test runs the shipped files as written"
 
 
 def test_every_airflow_service_gets_the_common_environment(compose):
@@ -483,6 +495,51 @@ def test_demo_profile_holds_the_item_bank_and_the_mail_sink(compose):
     assert options["--external-url"] == "http://itembank:8929"
     assert options["--hook-ca-bundle"] == "/run/secrets/tls_certificate"
     assert "itembank_tokens" in _service_secrets(itembank) and "environment" not in itembank
+
+
+def test_the_oidc_overlay_holds_no_secret_values(oidc_overlay):
+    assert _compose_secret_problems(oidc_overlay) == []
+
+
+def test_the_oidc_overlay_gives_the_api_server_the_login_configuration_and_the_client_secret_as_a_file(
+        oidc_overlay, dockerfile):
+    # oauth_login builds FAB's settings from the environment when imported: read, not imported.
+    oauth_login = (ROOT / "include/imrt_compat/oauth_login.py").read_text(encoding="utf-8")
+    api_server = oidc_overlay["services"]["airflow-apiserver"]
+    assert set(api_server) == {"environment", "secrets"}, "the overlay only adds the login to the API server"
+    env = api_server["environment"]
+    # FAB's configuration file is the image's copy of imrt_compat/oauth_login.py.
+    assert "COPY --chown=airflow:0 include/imrt_compat/ /opt/airflow/include/imrt_compat/" in dockerfile
+    assert env["AIRFLOW__FAB__CONFIG_FILE"] == "/opt/airflow/include/imrt_compat/oauth_login.py"
+    assert f'DEFAULT_CLIENT_SECRET_FILE = "{env["IMRT_OIDC_CLIENT_SECRET_FILE"]}"' in oauth_login
+    assert _service_secrets(api_server) == {"imrt_oidc_client_secret"}
+    required = set(re.findall(r'_required\(environ, "(IMRT_OIDC_\w+)"\)', oauth_login))
+    assert required == {"IMRT_OIDC_DISCOVERY_URL", "IMRT_OIDC_CLIENT_ID", "IMRT_OIDC_ROLES_MAPPING"}
+    for name in required:  # from .env, and `docker compose` stops naming the variable when it is not set
+        assert env[name] == f"${{{name}:?set {name} in .env}}", name
+    for name, secret in oidc_overlay["secrets"].items():
+        assert secret["file"].startswith("${IMRT_SECRETS_DIR:-./secrets}/"), name
+
+
+def test_the_oidc_overlay_demo_provider_is_reached_under_one_name_by_the_browser_and_the_api_server(oidc_overlay):
+    idp = oidc_overlay["services"]["idp"]
+    assert idp["profiles"] == ["demo"]
+    assert idp["build"] == {"context": "./include/devstack/oidc_provider", "dockerfile": "../../../deploy/idp/Dockerfile"}
+    assert (ROOT / "include/devstack/oidc_provider" / idp["build"]["dockerfile"]).resolve() == ROOT / "deploy/idp/Dockerfile"
+    args = list(idp["command"])
+    assert args[0] == "serve"
+    options = dict(zip(args[1::2], args[2::2], strict=True))
+    host, port = "${IMRT_IDP_HOST:-idp.imrt.localhost}", "${IMRT_IDP_PORT:-8180}"
+    # The issuer names the host and port the browser uses; inside the network the same name is the service's.
+    assert options["--issuer"] == f"http://{host}:{port}/realms/imrt"
+    assert options["--port"] == port and options["--host"] == "0.0.0.0"
+    assert idp["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert idp["networks"]["default"]["aliases"] == [host]
+    assert options["--config"] == "/run/secrets/imrt_idp_config.json"
+    assert {"imrt_idp_config", "imrt_oidc_client_secret"} == _service_secrets(idp)
+    assert [volume.split(":")[0] for volume in idp["volumes"]] == ["idp-data"]
+    assert set(oidc_overlay["volumes"]) == {"idp-data"}
+    assert idp["healthcheck"]["test"] and idp["restart"] == "always"
 
 
 def test_the_demo_item_bank_image_pins_the_development_lock():

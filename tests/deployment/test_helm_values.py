@@ -55,6 +55,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 HELM_FILE = ROOT / "helm-values.yaml"
 EDGE_VALUES_FILE = ROOT / "deploy" / "helm" / "values-edge.yaml"
+OIDC_VALUES_FILE = ROOT / "deploy" / "helm" / "values-oidc.yaml"
 EDGE_WORKER_FILE = ROOT / "deploy" / "helm" / "edge-worker.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
 DEPLOYMENT_DOC = ROOT / "docs" / "deployment.md"
@@ -123,6 +124,11 @@ def helm_edge(helm, edge_values) -> dict:
 
 
 @pytest.fixture(scope="module")
+def helm_oidc(helm) -> dict:
+    return _merge(helm, _load_yaml(OIDC_VALUES_FILE))
+
+
+@pytest.fixture(scope="module")
 def edge_worker() -> dict:
     return _load_yaml(EDGE_WORKER_FILE)
 
@@ -182,6 +188,28 @@ def test_values_with_the_edge_overlay_match_the_schema(base_schema, helm_edge):
     assert _errors(pinned_chart_schema(base_schema), helm_edge) == []
     assert helm_edge["executor"] == "airflow.providers.edge3.executors.EdgeExecutor"
     assert helm_edge["config"]["core"] == (_load_yaml(HELM_FILE))["config"]["core"], "the overlay keeps the rest"
+
+
+def test_values_with_the_oidc_overlay_match_the_schema_and_hold_no_secret(base_schema, helm, helm_oidc):
+    assert _errors(pinned_chart_schema(base_schema), helm_oidc) == []
+    assert helm_secret_problems(helm_oidc) == []
+    assert helm_oidc["apiServer"]["args"] == helm["apiServer"]["args"], "the overlay keeps the proxy headers"
+
+
+def test_the_oidc_overlay_configures_the_login_and_reads_the_client_secret_from_a_mounted_secret(helm_oidc):
+    api_server = helm_oidc["apiServer"]
+    assert api_server["apiServerConfig"].strip() == "from imrt_compat.oauth_login import *"
+    assert importlib.util.find_spec("imrt_compat.oauth_login") is not None
+    env = {item["name"]: item["value"] for item in api_server["env"]}
+    oauth_login = (ROOT / "include" / "imrt_compat" / "oauth_login.py").read_text(encoding="utf-8")
+    required = set(re.findall(r'_required\(environ, "(IMRT_OIDC_\w+)"\)', oauth_login))
+    assert required and required <= set(env)
+    json.loads(env["IMRT_OIDC_ROLES_MAPPING"])
+    files = _mounted_files(api_server["extraVolumes"], api_server["extraVolumeMounts"])
+    secret_dir = env["IMRT_OIDC_CLIENT_SECRET_FILE"].rsplit("/", 1)[0]
+    assert files == {f"{secret_dir}/*": "imrt-oidc-client/*"}
+    assert env["IMRT_OIDC_CLIENT_SECRET_FILE"] == f"{secret_dir}/client_secret"  # the key the docs' kubectl writes
+    assert "--from-file=client_secret=" in OIDC_VALUES_FILE.read_text(encoding="utf-8")
 
 
 def test_the_schema_catches_mistakes(base_schema, helm):
@@ -641,8 +669,10 @@ def helm_secret_problems(helm: dict) -> list[str]:
             problems.append(f"env {name} is read from a Secret into the environment: mount it as a file")
         elif SENSITIVE_KEY.search(name) and not (
             name.endswith("_CMD") and re.fullmatch(r"cat /opt/airflow/secrets/\S+", str(item.get("value", "")))
+            or name.endswith("_FILE") and re.fullmatch(r"/opt/airflow/secrets/\S+", str(item.get("value", "")))
         ):
-            problems.append(f"env {name}: a secret-like variable that is not a `_CMD` reading a mounted file")
+            problems.append(f"env {name}: a secret-like variable that is not a `_CMD` or `_FILE` naming a mounted "
+                            "file")
     for path, value in _walk(helm):
         where = "/".join(map(str, path))
         if isinstance(value, str) and _looks_like_secret(value):
@@ -656,6 +686,12 @@ def helm_secret_problems(helm: dict) -> list[str]:
 def test_no_secret_is_a_value_or_an_environment_variable(helm, helm_edge):
     assert helm_secret_problems(helm) == []
     assert helm_secret_problems(helm_edge) == []
+
+
+def test_a_secret_file_variable_must_name_a_mounted_file(helm_oidc):
+    bad = copy.deepcopy(helm_oidc)
+    bad["apiServer"]["env"].append({"name": "IMRT_OIDC_CLIENT_SECRET_FILE", "value": "/tmp/client_secret"})
+    assert "IMRT_OIDC_CLIENT_SECRET_FILE" in "\n".join(helm_secret_problems(bad))
 
 
 def test_the_secret_check_catches_mistakes(helm):

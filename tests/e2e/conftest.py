@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.browser import chromium
 from e2e_helpers import load_dag
 from stack_fixtures import RealStack, imrt_database, served_item_bank, started_stack
 
@@ -17,6 +18,14 @@ from stack_fixtures import RealStack, imrt_database, served_item_bank, started_s
 def dag():
     """The repository's DAG, parsed once per module, for ``dag.test()`` runs."""
     return load_dag()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium under playwright (devstack.browser), for the modules that use the UI as a person does. No
+    browser download is possible here: a missing chromium fails the test (BrowserMissing)."""
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from devstack.airflow_stack import free_port
+from devstack.browser import log_in_through_idp
 from devstack.oidc_provider import IdpClient, IdpConfig, IdpUser, OidcProvider, redirect_uri
 from imrt_compat.roles import AUTOMATION_ROLE
 from imrt_sync import DAG_ID
@@ -44,13 +45,6 @@ CACHE_TTL = 5
 
 STACK = RealStack(name="oidc", group="iat-oidc", token="glpat-oidc-login-token", bank_size=1, seed=23,
                   options={"users": {"admin": "Admin"}, "auth_manager": "fab"})
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
 
 def _user(username: str, given_name: str, groups: tuple[str, ...]) -> IdpUser:
     return IdpUser(username, secrets.token_urlsafe(12), groups, f"{username}@imrt.example.org", given_name, "Tester")
@@ -117,54 +111,19 @@ def stack_spec(oidc) -> RealStack:
     )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    """Debian's chromium under playwright (no browser download: none is possible here). Missing: the test fails."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-
-
 def log_in(browser, stack, oidc: Oidc, username: str, shots: Path, reads_dag: bool = True) -> str:
     """Log ``username`` into the UI through the identity provider; return the Airflow token the browser got."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    try:
-        page = context.new_page()
-        visited: list[str] = []
-        page.on("request", lambda request: visited.append(request.url) if request.is_navigation_request() else None)
-        page.goto(f"{stack.url}/dags/{DAG_ID}")
-        page.wait_for_url("**/auth/login/**")  # FAB's login page: one button per provider, no password form
-        assert page.get_by_label("Password").count() == 0
-        button = page.locator(f"#btn-signin-{PROVIDER}")
-        assert button.inner_text().strip() == f"Sign In with {PROVIDER}"
-        button.click()
-
-        page.wait_for_url(f"{oidc.provider.issuer}/login?**")  # the provider's own form
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password").fill(oidc.user(username).password)
-        page.screenshot(path=str(shots / f"{username}-idp.png"))
-        page.get_by_role("button", name="Sign in").click()
-
-        # the provider redirects to /auth/oauth-authorized/keycloak, FAB logs the user in and goes where it began
-        page.wait_for_url(lambda url: url.startswith(stack.url) and "/auth/" not in url, timeout=60_000)
-        assert page.url.rstrip("/").endswith(f"/dags/{DAG_ID}")
-        callback = redirect_uri(stack.url, PROVIDER) + "?"
-        assert any(url.startswith(callback) and "code=" in url for url in visited), visited
-        if reads_dag:  # the DAG page shows the DAG's tasks, read from the API with the new session
-            page.get_by_text("list_ids").first.wait_for(timeout=30_000)
-        page.screenshot(path=str(shots / f"{username}-ui.png"))
-        tokens = [c["value"] for c in context.cookies(stack.url) if c["name"] == "_token"]
-        assert len(tokens) == 1, "FAB hands the browser an Airflow token after the login"
-        return tokens[0]
-    finally:
-        context.close()
+    login = log_in_through_idp(browser, stack.url, f"/dags/{DAG_ID}", PROVIDER, oidc.provider.issuer, username,
+                               oidc.user(username).password, wait_for_text="list_ids" if reads_dag else None,
+                               screenshots=shots)
+    assert login.password_fields_at_airflow == 0  # FAB's login page: one button per provider, no password form
+    assert login.button_text == f"Sign In with {PROVIDER}"
+    # the provider redirected to /auth/oauth-authorized/keycloak, FAB logged the user in and went where it began
+    assert login.final_url.rstrip("/").endswith(f"/dags/{DAG_ID}")
+    callback = redirect_uri(stack.url, PROVIDER) + "?"
+    assert any(url.startswith(callback) and "code=" in url for url in login.visited), login.visited
+    assert len(login.tokens) == 1, "FAB hands the browser an Airflow token after the login"
+    return login.tokens[0]
 
 
 def roles(stack, username: str) -> set[str]:

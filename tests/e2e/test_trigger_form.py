@@ -10,53 +10,27 @@ as integer ids. A line that is not an id is refused by the form, naming it, and 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
 
+from devstack.browser import VIEWPORT, log_in_with_password
 from imrt_sync import DAG_ID
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
 STACK = RealStack(name="form", group="iat-form", token="glpat-trigger-form-e2e-token", bank_size=4, seed=31)
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
 RUN_TIMEOUT = 300
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    """Debian's chromium under playwright (no browser download: none is possible here). Missing: the test fails."""
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
 def page(browser, stack):
     """A new browser session, logged into the Airflow UI as the operator (admin) on the DAG's page."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     try:
-        page.goto(f"{stack.url}/dags/{DAG_ID}")
-        page.wait_for_url("**/auth/login**")
-        page.get_by_label("Username").fill("admin")
-        page.get_by_label("Password").fill(stack.password("admin"))
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(lambda url: "/auth/" not in url and url.rstrip("/").endswith(f"/dags/{DAG_ID}"))
+        log_in_with_password(page, f"{stack.url}/dags/{DAG_ID}", "admin", stack.password("admin"))
         yield page
     finally:
         context.close()

@@ -18,7 +18,7 @@ import requests
 
 from . import engine
 from .probe import DAG_ID, Airflow, Sql, wait_for
-from .settings import ADMIN, AUTOMATION, ALERT_TO, GROUP, Deployment
+from .settings import ADMIN, ALERT_TO, AUTOMATION, GROUP, OIDC_PROVIDER, Deployment, secret_values
 
 ONE_SHOT = {"airflow-init", "imrt-bootstrap", "imrt-migrate"}
 SECRET_MOUNTS = "/run/secrets/"
@@ -100,7 +100,7 @@ def check_image_code_runs(compose: engine.Compose, deployment: Deployment) -> Ch
     """No bind mount but the secret files; the packages imported are the image's installed copies; no secret
     value in any container's environment."""
     problems, volumes, secret_files = [], 0, 0
-    secret_values = [path.read_text().strip() for path in deployment.secrets_dir.iterdir() if path.is_file()]
+    secrets = secret_values(deployment.secrets_dir)
     for service, cid in sorted(compose.container_ids().items()):
         details = inspect(cid)
         for mount in details["Mounts"]:
@@ -111,7 +111,7 @@ def check_image_code_runs(compose: engine.Compose, deployment: Deployment) -> Ch
             else:
                 problems.append(f"{service}: {mount['Type']} mount {mount.get('Source')} -> {mount['Destination']}")
         env = "\n".join(details["Config"]["Env"] or [])
-        leaked = [value for value in secret_values if value and value in env]
+        leaked = [value for value in secrets if value in env]
         if leaked:
             problems.append(f"{service}: {len(leaked)} secret value(s) in its environment")
     scheduler = compose.container_ids()["airflow-scheduler"]
@@ -334,15 +334,19 @@ def check_statsd_metrics(deployment: Deployment) -> Check:
 
 
 def check_login_through_proxy(airflow: Airflow) -> Check:
+    """FAB's login page at the external URL: under the identity provider login (docker-compose.oidc.yaml) one
+    button per provider and no password form."""
     page = airflow.get(f"{airflow.url}/auth/login/")
     root = airflow.get(f"{airflow.url}/", allow_redirects=False)
-    form = 'name="password"' in page.text or 'type="password"' in page.text
+    button = f'id="btn-signin-{OIDC_PROVIDER}"' in page.text
+    password_form = 'type="password"' in page.text
     health = airflow.get(f"{airflow.url}/api/v2/monitor/health").json()
-    ok = page.status_code == 200 and form
+    ok = page.status_code == 200 and button and not password_form
     return Check("the UI login page through the TLS reverse proxy", ok,
-                 f"GET {airflow.url}/auth/login/ -> {page.status_code}, a password form: {form}, server "
-                 f"{page.headers.get('Server')}; GET / -> {root.status_code} {root.headers.get('Location', '')}; "
-                 f"TLS certificate verified for the external name; health {health.get('metadatabase', {}).get('status')}")
+                 f"GET {airflow.url}/auth/login/ -> {page.status_code}, the {OIDC_PROVIDER} button: {button}, a "
+                 f"password form: {password_form}, server {page.headers.get('Server')}; GET / -> {root.status_code} "
+                 f"{root.headers.get('Location', '')}; TLS certificate verified for the external name; health "
+                 f"{health.get('metadatabase', {}).get('status')}")
 
 
 # ------------------------------------------------------------------------------------------------ restarts

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import checks, engine, image_lock, images, settings
+from . import checks, engine, idp_login, image_lock, images, settings
 from .checks import Check
 from .probe import Airflow, Sql
 
@@ -104,6 +104,7 @@ class Run:
         if synced.ok:
             self.check(lambda: checks.check_push_to_row(bank, imrt, projects[0]), "git push -> row")
             self.check(lambda: checks.check_failure_alert(bank, compose, airflow, projects[1], say), "alert e-mail")
+            self.check(lambda: idp_login.check_idp_login(deployment, airflow), "login through the identity provider")
         self.check(lambda: checks.check_statsd_metrics(deployment), "StatsD metrics")
         self.check(lambda: checks.check_down_up_keeps_rows(compose, expected, airflow, imrt, metadata, say), "down/up")
         self.check(lambda: checks.check_killed_container_recovers(compose, expected, airflow, imrt, KILLED_SERVICE,

@@ -120,18 +120,21 @@ def image_exists(tag: str) -> bool:
 
 @dataclass
 class Compose:
-    """docker-compose on the repository's docker-compose.yaml, as written, with the run's .env."""
+    """docker-compose on the repository's compose files, as written, with the run's .env: docker-compose.yaml and
+    docker-compose.oidc.yaml (the login through an identity provider, with the demo provider)."""
 
     root: Path
     env_file: Path
     project: str = "imrt-deploy-test"
+    files: tuple[str, ...] = ("docker-compose.yaml", "docker-compose.oidc.yaml")
     profiles: tuple[str, ...] = ("demo",)
     extra_env: dict[str, str] = field(default_factory=dict)
 
     def command(self, *args: str) -> list[str]:
         profiles = [part for profile in self.profiles for part in ("--profile", profile)]
+        files = [part for name in self.files for part in ("--file", str(self.root / name))]
         return [COMPOSE, "--project-name", self.project, "--project-directory", str(self.root),
-                "--file", str(self.root / "docker-compose.yaml"), "--env-file", str(self.env_file), *profiles, *args]
+                *files, "--env-file", str(self.env_file), *profiles, *args]
 
     def __call__(self, *args: str, timeout: float = 1800, check: bool = True, capture: bool = True) -> str:
         env = {"COMPOSE_HTTP_TIMEOUT": "300", **self.extra_env}

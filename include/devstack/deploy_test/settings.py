@@ -8,10 +8,14 @@ import base64
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import trustme
+
+from devstack.oidc_provider import redirect_uri
+from imrt_compat.roles import AUTOMATION_ROLE
 
 EXTERNAL_HOST = "imrt.deploy-test.example"
 GROUP = "iat-demo"
@@ -19,6 +23,14 @@ ADMIN = "admin"
 AUTOMATION = "imrt-sync"
 ALERT_TO = "imrt-operators@example.org"
 ALERT_FROM = "imrt-airflow@example.org"
+# The demo identity provider (docker-compose.oidc.yaml): its name for the browser and the API server, the client
+# registered for Airflow, and one user per mapped group (Keycloak-style full group paths).
+IDP_HOST = "idp.deploy-test.example"
+IDP_REALM = "imrt"
+OIDC_PROVIDER = "keycloak"
+OIDC_CLIENT_ID = "imrt-airflow"
+AUTOMATION_GROUP, VIEWER_GROUP = "/imrt/sync-automation", "/imrt/viewers"
+IDP_USERS = {"ada.automation": AUTOMATION_GROUP, "vic.viewer": VIEWER_GROUP}
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,7 @@ class Ports:
     https: int = 8443
     statsd_exporter: int = 9102
     itembank: int = 8929
+    idp: int = 8180
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,14 @@ class Deployment:
     def itembank_token(self) -> str:
         return self.secret("itembank_tokens").split(",")[0]
 
+    @property
+    def idp_issuer(self) -> str:
+        return idp_issuer(self.ports)
+
+    def idp_password(self, username: str) -> str:
+        config = json.loads(self.secret("imrt_idp_config.json"))
+        return next(user["password"] for user in config["users"] if user["username"] == username)
+
 
 def token(length: int = 24) -> str:
     return secrets.token_urlsafe(length)
@@ -56,6 +77,39 @@ def token(length: int = 24) -> str:
 
 def fernet_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
+
+
+def idp_issuer(ports: Ports) -> str:
+    return f"http://{IDP_HOST}:{ports.idp}/realms/{IDP_REALM}"
+
+
+def roles_mapping() -> dict[str, list[str]]:
+    return {AUTOMATION_GROUP: [AUTOMATION_ROLE], VIEWER_GROUP: ["Viewer"]}
+
+
+def oidc_env_lines(ports: Ports) -> list[str]:
+    """docker-compose.oidc.yaml's values: the login through the demo identity provider."""
+    return [
+        f"IMRT_IDP_HOST={IDP_HOST}",
+        f"IMRT_IDP_PORT={ports.idp}",
+        f"IMRT_OIDC_DISCOVERY_URL={idp_issuer(ports)}/.well-known/openid-configuration",
+        f"IMRT_OIDC_CLIENT_ID={OIDC_CLIENT_ID}",
+        f"IMRT_OIDC_PROVIDER={OIDC_PROVIDER}",
+        f"IMRT_OIDC_ROLES_MAPPING='{json.dumps(roles_mapping())}'",
+    ]
+
+
+def idp_config(ports: Ports) -> dict:
+    """The demo provider's realm: Airflow's client (its secret the Docker secret imrt_oidc_client_secret) and a
+    user per mapped group, with fresh passwords."""
+    return {
+        "realm": IDP_REALM,
+        "clients": [{"client_id": OIDC_CLIENT_ID, "client_secret_file": "/run/secrets/imrt_oidc_client_secret",
+                     "redirect_uris": [redirect_uri(f"https://{EXTERNAL_HOST}:{ports.https}", OIDC_PROVIDER)]}],
+        "users": [{"username": username, "password": token(), "groups": [group],
+                   "email": f"{username}@example.org", "given_name": username.split(".")[0].title(),
+                   "family_name": "Tester"} for username, group in IDP_USERS.items()],
+    }
 
 
 def env_lines(secrets_dir: Path, ports: Ports) -> list[str]:
@@ -74,6 +128,7 @@ def env_lines(secrets_dir: Path, ports: Ports) -> list[str]:
         "AIRFLOW_VAR_IMRT_GITLAB_ALLOW_HTTP=true",
         f"IMRT_ALERT_EMAIL_TO={ALERT_TO}",
         f"IMRT_ALERT_EMAIL_FROM={ALERT_FROM}",
+        *oidc_env_lines(ports),
     ]
 
 
@@ -86,6 +141,37 @@ def connections(imrt_password: str, itembank_token: str) -> dict:
         "smtp_default": {"conn_type": "smtp", "host": "mailsink", "port": 1025,
                          "extra": {"from_email": ALERT_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 30}},
     }
+
+
+def secret_values(secrets_dir: Path) -> list[str]:
+    """The secret values in the deployment's secret files: each plain file's value, the passwords and secrets in the
+    JSON ones, the private key's first line of key material (certificates are not secret)."""
+    values: list[str] = []
+    for path in sorted(secrets_dir.iterdir()):
+        text = path.read_text().strip()
+        if path.suffix == ".json":
+            values += [value for key, value in json_leaves(json.loads(text)) if key in SECRET_JSON_KEYS]
+        elif text.startswith("-----BEGIN"):
+            if "PRIVATE KEY" in text.splitlines()[0]:
+                values.append(text.splitlines()[1])
+        elif text:
+            values.append(text)
+    return values
+
+
+SECRET_JSON_KEYS = ("password", "imrt_webhook_secret")
+
+
+def json_leaves(node: object, key: str | None = None) -> Iterator[tuple[str | None, object]]:
+    """(key, value) of every scalar of a JSON document; list items carry their list's key."""
+    if isinstance(node, dict):
+        for child_key, child in node.items():
+            yield from json_leaves(child, child_key)
+    elif isinstance(node, list):
+        for child in node:
+            yield from json_leaves(child, key)
+    else:
+        yield key, node
 
 
 def write_secret(directory: Path, name: str, value: str) -> None:
@@ -115,13 +201,14 @@ def write_deployment(work_dir: Path, ports: Ports) -> Deployment:
     values = {
         "airflow_db_password": token(), "imrt_db_password": token(), "airflow_fernet_key": fernet_key(),
         "airflow_jwt_secret": token(48), "airflow_api_secret_key": token(48), "airflow_admin_password": token(),
-        "imrt_automation_password": token(), "itembank_tokens": token(),
+        "imrt_automation_password": token(), "itembank_tokens": token(), "imrt_oidc_client_secret": token(32),
     }
     for name, value in values.items():
         write_secret(secrets_dir, name, value)
     write_secret(secrets_dir, "airflow_connections.json",
                  json.dumps(connections(values["imrt_db_password"], values["itembank_tokens"]), indent=2))
     write_secret(secrets_dir, "airflow_variables.json", json.dumps({"imrt_webhook_secret": token()}, indent=2))
+    write_secret(secrets_dir, "imrt_idp_config.json", json.dumps(idp_config(ports), indent=2))
     ca_file = tls_files(secrets_dir)
     env_file = work_dir / "deploy-test.env"
     env_file.write_text("\n".join(env_lines(secrets_dir, ports)) + "\n")
