@@ -21,7 +21,7 @@ from imrt_sync import DAG_ID
 from imrt_sync.config import ITEM_ID_LINE
 
 if TYPE_CHECKING:
-    from imrt_sync.contracts import Verdict, WorkUnit
+    from imrt_sync.contracts import WorkUnit
 
 DOC_MD = """
 # Item synchronization
@@ -31,13 +31,14 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 
 | task | what it does | legacy step |
 |---|---|---|
-| `list_ids` | lists the group's projects, compares each default-branch head with `item_git`, plans the run | "getting item bank ids from source control" |
+| `list_ids` | lists the group's projects, compares each default-branch head with the head recorded at the item's last sync (`imrt_project_head`), plans the run | "getting item bank ids from source control" |
 | `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is confirmed gone (asked again just before) | the `item-update` / `item-delete` consumers |
 | `dispatch_webhooks` | creates the project hook where it is missing, fixes it where it is disabled, lacks push events or the current secret | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
 
-**Params**: `mode` (`incremental`: only items whose head moved; `full`: re-ingest every item),
-`item_ids` (GitLab project ids: sync only these), `dry_run` (plan and log, write nothing, create no hook).
+**Params**: `mode` (`incremental`: only new items and items whose head moved since their last sync; `full`: re-ingest
+every item), `item_ids` (GitLab project ids: sync only these), `dry_run` (plan and log, write nothing, create no
+hook).
 
 **Real-time path**: runs named `webhook__…` are started by the GitLab hook receiver (`/webHook`); each takes every
 pending event recorded in `imrt_webhook_event` and syncs those items. They are not mirrored into Spring Batch.
@@ -147,7 +148,9 @@ def item_synchronization():
         dag_tasks.report(outcome, dag_tasks.hooks_failure(outcome), transient=outcome["transient"])
 
     @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.summary, outlets=[ITEM_DATA])
-    def summary(ti=None, params=None, run_id=None, outlet_events=None) -> Verdict:
+    def summary(ti=None, params=None, run_id=None, outlet_events=None) -> None:
+        """Close the run (``pipeline.close_run``) and publish its verdict as the XCom ``outcome``, which the failure
+        alert reads. Returns nothing, so no ``return_value`` XCom."""
         from imrt_compat import dag_tasks, settings
         from imrt_sync import pipeline
 
@@ -161,7 +164,6 @@ def item_synchronization():
             "deleted": verdict["deleted_count"], "failed": verdict["failed_count"],
         }  # emitted only when summary succeeds, i.e. the run completed
         dag_tasks.report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
-        return verdict
 
     synced = sync.expand(unit=list_ids())
     synced >> dispatch_webhooks() >> summary()

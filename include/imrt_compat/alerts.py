@@ -1,7 +1,9 @@
 """Failure alerts: the DAG's ``on_failure_callback`` sends the run's exit message and URL through an Airflow
 notifier. SMTP (``SmtpNotifier``) by default; any notifier class by configuration (``[imrt] failure_notifier``).
 
-DAG callbacks run in the dag-processor (the Airflow notes §2.4): the notifier's connection (``smtp_default``) and
+DAG callbacks run in the dag-processor (docs/reliability.md, "Failure alert"; Airflow's "Callbacks" page:
+https://airflow.apache.org/docs/apache-airflow/3.3.2/administration-and-deployment/logging-monitoring/callbacks.html):
+the notifier's connection (``smtp_default``) and
 ``[api] base_url`` must be set there.
 """
 

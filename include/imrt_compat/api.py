@@ -1,7 +1,10 @@
-"""The legacy job API of the Item Ingest Service, served by Airflow's API server (reference §3).
+"""The legacy job API of the Item Ingest Service, served by Airflow's API server (docs/legacy-api.md; the legacy
+routes: SmarterApp/AP_IMRT_ItemIngestService at tag 0.1.61,
+``src/main/java/org/opentestsystem/ap/imrt/iis/controller/ItemIngestJobController.java``).
 
-``POST /sync``, ``POST /sync/{projectId}``, ``GET /sync/{jobExecutionId}`` and ``PUT /abandon/{jobInstanceId}``,
-authenticated like the REST API (JWT bearer token or the UI's session cookie) and authorised through the auth manager.
+``POST /sync``, ``POST /sync/{projectId}``, ``PUT /abandon/{jobInstanceId}`` and, added here to follow a run,
+``GET /sync/{jobExecutionId}``, authenticated like the REST API (JWT bearer token or the UI's session cookie) and
+authorised through the auth manager.
 """
 
 from __future__ import annotations

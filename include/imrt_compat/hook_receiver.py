@@ -1,4 +1,6 @@
-"""The GitLab hook receiver, served by Airflow's API server at ``/webHook`` (and ``/systemHook``, reference §1.9).
+"""The GitLab hook receiver, served by Airflow's API server at ``/webHook`` (and ``/systemHook``), the legacy paths
+(SmarterApp/AP_IMRT_ItemIngestService at tag 0.1.46,
+``src/main/java/org/opentestsystem/ap/imrt/iis/controller/GitHookController.java``); docs/real-time-path.md.
 
 A request is checked (secret token, size, shape), recorded in ``imrt_webhook_event`` and answered at once; the
 targeted run is started after the answer. A run started for events stays queued while another run is active

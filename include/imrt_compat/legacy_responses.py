@@ -1,5 +1,9 @@
-"""The legacy job API's wire format (reference §3): the bodies and status codes of ``POST /sync``,
-``GET /sync/{jobExecutionId}`` and ``PUT /abandon/{jobInstanceId}`` as the Item Ingest Service answered them."""
+"""The legacy job API's wire format: the bodies and status codes of ``POST /sync`` and ``PUT /abandon/{jobInstanceId}``
+as the Item Ingest Service answered them from tag 0.1.61 (SmarterApp/AP_IMRT_ItemIngestService at tag 0.1.61, under
+``src/main/java/org/opentestsystem/ap/imrt/iis/``: ``controller/ItemIngestJobController.java``,
+``model/JobExecutionResponse.java``, ``controller/GlobalExceptionHandler.java`` for the 409 and
+``service/impl/SpringBatchJobManagementServiceImpl.java`` for ``/abandon``), and the body of
+``GET /sync/{jobExecutionId}``, which this service adds (docs/legacy-api.md)."""
 
 from __future__ import annotations
 

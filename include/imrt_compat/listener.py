@@ -56,17 +56,6 @@ def _submit(event: Callable[[], None]) -> None:
         log.warning("the Spring Batch mirror is behind; the reconciler will repair the rows")
 
 
-def drain(timeout: float | None = None) -> None:
-    """Wait until the queued events are written (for an orderly shutdown and for tests)."""
-    _events.join() if timeout is None else _join_with_timeout(timeout)
-
-
-def _join_with_timeout(timeout: float) -> None:
-    done = threading.Event()
-    threading.Thread(target=lambda: (_events.join(), done.set()), daemon=True).start()
-    done.wait(timeout)
-
-
 def _mirrored(dag_run) -> bool:
     """Runs of the sync job; the real-time path's runs are recorded in ``imrt_webhook_event`` instead."""
     from imrt_sync.hook_events import is_webhook_run

@@ -87,10 +87,6 @@ class EventRetryPolicy:
         if not self.retention_days >= 1:
             raise ValueError(f"imrt_webhook_retention_days must be >= 1, not {self.retention_days}")
 
-    def delay_after(self, attempts: int) -> float:
-        """Seconds to wait after the ``attempts``-th failed attempt (1-based)."""
-        return min(self.base_seconds * 2.0 ** max(attempts - 1, 0), self.max_seconds)
-
 
 @dataclass(frozen=True)
 class SyncSettings:

@@ -112,11 +112,6 @@ class GitAccess:
         return env
 
 
-def remote_head(url: str, branch: str, access: GitAccess) -> str | None:
-    """The commit at the tip of ``branch`` in the remote repository, or None when the branch does not exist."""
-    return remote_heads(url, access).get(branch)
-
-
 def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
     """The commit at the tip of every branch of the remote repository, by branch name.
 
@@ -154,7 +149,9 @@ def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
 
 def first_create_branch(branches: Iterable[str]) -> str | None:
     """The first ``create_<user>`` branch in GitLab's branch order (by name), where the legacy service looked for an
-    item still being created (reference §1.6 step 3); None when there is none."""
+    item still being created (SmarterApp/AP_IMRT_ItemIngestService@0.1.46,
+    ``src/main/java/org/opentestsystem/ap/imrt/iis/client/GitlabClientImpl.java``, ``findCreateBranch``); None when
+    there is none."""
     return min((name for name in branches if name.startswith(CREATE_BRANCH_PREFIX)), default=None)
 
 

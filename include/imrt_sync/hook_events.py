@@ -1,4 +1,9 @@
-"""The real-time path: GitLab hook events in, targeted syncs out (reference §1.9).
+"""The real-time path: GitLab hook events in, targeted syncs out (docs/real-time-path.md).
+
+The legacy service's counterpart is its ``/webHook`` and ``/systemHook`` handling: SmarterApp/AP_IMRT_ItemIngestService
+at tag 0.1.46, ``src/main/java/org/opentestsystem/ap/imrt/iis/client/GitlabClientImpl.java`` (``onPushEvent``: a
+push to ``master`` queues an update; ``onProjectEvent``: a project created in the group gets its hook, a destroyed
+one queues a delete).
 
 The receiver (``imrt_compat.hook_receiver``) checks the secret, parses the event with :func:`parse_event`, decides with
 :func:`triage` and records it in ``imrt_webhook_event`` through :class:`EventLog` before it answers. A run of the
@@ -320,13 +325,6 @@ class EventLog:
             pruned += deleted
             if deleted < PRUNE_BATCH:
                 return pruned
-
-    def ignored_counts(self) -> dict[tuple[str, str], int]:
-        """``{(day ISO, reason): events}``: how many events were ignored, whether or not their rows were pruned."""
-        c = imrt_webhook_ignored_count.c
-        with self.engine.connect() as conn:
-            return {(day.isoformat(), reason): events
-                    for day, reason, events in conn.execute(sa.select(c.day, c.reason, c.events))}
 
 
 def _due(table: sa.FromClause = imrt_webhook_event):

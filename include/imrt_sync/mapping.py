@@ -1,4 +1,5 @@
-"""``item.json`` → rows of ``item``, ``item_attachment`` and ``item_form`` (reference §2.3, legacy tag 0.1.46).
+"""``item.json`` → rows of ``item``, ``item_attachment`` and ``item_form``, as legacy tag 0.1.46 mapped it
+(``IIS:model/ItemRevisionImpl.java``; the sources are named below and in docs/legacy-differences.md).
 
 Two steps, both pure (no I/O):
 

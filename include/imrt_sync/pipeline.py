@@ -388,10 +388,11 @@ def _item_source(
 ) -> tuple[str, Commit | None]:
     """The branch ``item.json`` is read from, and that branch's head when it is not the default branch.
 
-    Reference §1.6 step 3: only for a new item or one still being created, and only when ``item.json`` is missing
+    As the legacy service did: only for a new item or one still being created, and only when ``item.json`` is missing
     on the default branch (the legacy ``master``), the item is read from its ``create_<user>`` branch: the one it
     was read from before while that branch exists, else the first ``create_*`` branch by name (GitLab lists branches
-    by name); with none, the legacy error. Otherwise the default branch.
+    by name); with none, the legacy error. Otherwise the default branch. (Legacy: SmarterApp/AP_IMRT_ItemIngestService
+    at tag 0.1.46, ``src/main/java/org/opentestsystem/ap/imrt/iis/client/GitlabClientImpl.java``, ``getItemHistory``.)
     """
     default, project_id = project["default_branch"], project["id"]
     if (recorded and created is None) or repo.has_file(head.sha, ITEM_FILE):

@@ -1,4 +1,6 @@
-"""The legacy ``imrt`` database tables, as SQLAlchemy Core tables (reference §2.1 and §2.2).
+"""The legacy ``imrt`` database tables, as SQLAlchemy Core tables, as the schema project's Flyway migrations left
+them (SmarterApp/AP_IMRT_Schema at tag 0.1.5: ``src/main/resources/db/migration/V1__imrt_ddl.sql`` ..
+``V20__imrt_ddl.sql``).
 
 * The Spring Batch metadata of migration ``V4__imrt_ddl.sql`` (the unquoted upper-case names of the DDL fold to
   lower case in PostgreSQL) and its three sequences.
@@ -71,7 +73,7 @@ _NOW = sa.text("current_timestamp")
 SCHEMA_LOCK_KEY = 0x494D5254_5343484D
 
 
-# ------------------------------------------------------------------------------- Spring Batch (V4, §2.1)
+# ------------------------------------------------------------------------------ Spring Batch (V4__imrt_ddl.sql)
 
 batch_job_seq = sa.Sequence("batch_job_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata)
 batch_job_execution_seq = sa.Sequence("batch_job_execution_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata)
@@ -174,7 +176,7 @@ batch_job_execution_context = sa.Table(
 )
 
 
-# --------------------------------------------------------------------------------- IMRT tables (V20, §2.2)
+# ------------------------------------------------------------------------------- IMRT tables (V1 .. V20)
 
 
 def _audit_columns() -> list[sa.Column]:

@@ -1,8 +1,10 @@
 """The imrt database: reading what was synced, and writing or deleting one item in one transaction.
 
-Every write holds the legacy ``project_lock`` row of its project (reference §1.8), so this service and the legacy
-Java service can share a database. The lock is taken in its own committed transaction, as the legacy service does,
-and released inside the write transaction: the item's rows and the release commit together or not at all.
+Every write holds the legacy ``project_lock`` row of its project (the legacy SQL: SmarterApp/AP_IMRT_ItemIngestService
+at tag 0.1.46, ``src/main/java/org/opentestsystem/ap/imrt/iis/repository/ProjectLockRepositoryJdbcImpl.java``),
+so this service and the legacy Java service can share a database. The lock is taken in its own committed
+transaction, as the legacy service does, and released inside the write transaction: the item's rows and the release
+commit together or not at all.
 """
 
 from __future__ import annotations
@@ -79,7 +81,8 @@ class Revision:
 
     @property
     def is_being_created(self) -> bool:
-        """The legacy ``is_being_created = (branch ≠ master)`` (§2.3), our master being the default branch."""
+        """The legacy ``is_being_created = (branch ≠ master)`` (IIS 0.1.46 ``client/GitlabClientImpl.java:407``), our
+        master being the default branch."""
         return self.source_head is not None
 
     @property

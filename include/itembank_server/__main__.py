@@ -21,7 +21,7 @@ from .visibility import LEVELS
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="itembank-server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m itembank_server", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve an item bank (GitLab REST v4 subset and git smart HTTP)")
     serve.add_argument("--root", type=Path, required=True, help="directory holding the bank (created if missing)")

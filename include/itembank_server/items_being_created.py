@@ -20,7 +20,7 @@ BEING_CREATED_SHARE = 0.02
 class ItemBeingCreated:
     """A generated item its author has not published yet, as the 2018 IAT kept it: the project's default branch
     holds only a README, and the item's whole history (``item.commits``) is on the ``create_<username>`` branch
-    (reference imrt-iis-2018.md §1.6 step 3 and §6)."""
+    (docs/how-a-run-works.md, "Items still being created")."""
 
     item: GeneratedItem
     branch: str

@@ -92,12 +92,24 @@ def dag_test_environment(*, gitlab_url: str, token: str, group: str, imrt_url, g
     }
 
 
+def drain_mirror_listener(timeout: float) -> None:
+    """Wait, at most ``timeout`` seconds, until the plugin's run listener (in this process under dag.test()) has
+    written the events it queued."""
+    import threading
+
+    from imrt_compat import listener
+
+    done = threading.Event()
+    threading.Thread(target=lambda: (listener._events.join(), done.set()), daemon=True).start()
+    done.wait(timeout)
+
+
 def reset_mirror_listener() -> None:
     """Under dag.test() the plugin's run listener runs in this process with a cached imrt engine: drop it, so the
     listener writes the Spring Batch rows of the next run into the database the environment now names."""
-    from imrt_compat import engine, listener
+    from imrt_compat import engine
 
-    listener.drain(30)
+    drain_mirror_listener(30)
     if engine.server_engine.cache_info().currsize:
         engine.server_engine().dispose()
     engine.server_engine.cache_clear()

@@ -2,7 +2,7 @@
 
 Each bad item fails on its own with a message naming its project and the problem, writes nothing, and is not retried
 (a bad file is a permanent error); every good item lands; the run, its summary and its Spring Batch row say so.
-What the product accepts on purpose (reference §1.6, §2.3; ``imrt_sync.mapping``) is checked as accepted: unknown
+What the product accepts on purpose (as legacy 0.1.46 did; ``imrt_sync.mapping``) is checked as accepted: unknown
 fields are allowed (``item_json`` holds the document as the legacy model wrote it back, without them), and a stimulus
 link to an item that is not in IMRT is a warning, not an error.
 """
@@ -67,7 +67,8 @@ BAD = {
     "300007": (HUGE, f"item.json is {len(HUGE)} bytes, more than the limit of {MAX_BYTES}"),
 }
 ACCEPTED = {
-    # A stimulus that is not in IMRT: legacy §1.6 logs a warning and saves the item without a stim_link row.
+    # A stimulus that is not in IMRT: legacy 0.1.46 logged a warning and saved the item without a stim_link row
+    # (SmarterApp/AP_IMRT_ItemIngestService@0.1.46, service/ItemRevisionWriterImpl.java:87-96).
     "300008": with_core(document("300008"), stimulusId="299999"),
     # Unknown fields: allowed, and left out of item_json as the legacy model did (imrt_sync.mapping.legacy_item_json).
     "300009": with_core(document("300009", reviewNotes={"by": "Reviewer R", "tags": ["x", 1]}), futureField=[1, 2]),

@@ -1,4 +1,5 @@
-"""Items still being created (reference imrt-iis-2018.md §1.6 step 3), through the real scheduler and REST API.
+"""Items still being created (docs/how-a-run-works.md, "Items still being created"), through the real scheduler and
+REST API.
 
 An item whose ``item.json`` is only on a ``create_<user>`` branch is synced from that branch with
 ``is_being_created`` true; a push to that branch is picked up by the next run (planning reads the branch's head from

@@ -1,7 +1,8 @@
 """The Spring Batch mirror of the Airflow runs (imrt_sync.spring_batch) on a real PostgreSQL database.
 
-Reference §2.1 (the tables and the row life cycle), §3 (``POST /sync``, ``PUT /abandon``, the 409), §4 (statuses,
-manual recovery) and the runbook's SQL, executed verbatim. Every test reads the rows back with SQL.
+The legacy behaviour it keeps (sources in the docstring of ``imrt_sync.spring_batch.mirror``): the tables and the
+row life cycle, ``POST /sync``, ``PUT /abandon`` and the 409, the statuses, the manual recovery, and the runbook's SQL
+(tests/fixtures/runbook.md), executed verbatim. Every test reads the rows back with SQL.
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ DELETE FROM batch_job_execution_params;
 DELETE FROM batch_job_execution;
 DELETE FROM batch_job_instance;
 """
-# Reference §4: the diagnosis query and the later (ABANDONED) version of the manual fix.
+# The diagnosis query and the later (ABANDONED) version of the manual fix, from the legacy service's own docs:
+# SmarterApp/AP_IMRT_ItemIngestService at tag 0.1.84, docs/items_are_not_syncing.md ("Abandon Job via DB tables").
 REFERENCE_DIAGNOSIS = (
     "select job_execution_id, job_instance_id, start_time, end_time, status, exit_message "
     "from batch_job_execution order by start_time desc;"

@@ -12,7 +12,7 @@ import requests
 from imrt_sync.config import GitLabSettings, InsecureGitLabURL
 from imrt_sync.gitlab import GitLabClient, GitLabError, GroupNotReadable
 from imrt_sync.scope import GroupScope
-from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_head
+from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_heads
 from itembank_server import ItemBankServer
 
 TOKEN = "glpat-client-test-token"
@@ -214,7 +214,7 @@ def test_git_sends_the_token_only_to_the_configured_gitlab(server, elsewhere, tm
     access = GitAccess(TOKEN, 10, origin=server.url)
     foreign = f"{elsewhere.url}/{GROUP}/300000.git"
     with pytest.raises(GitFetchError, match="refusing to send the access token to http://127.0.0.1:"):
-        remote_head(foreign, "main", access)
+        remote_heads(foreign, access)
     with pytest.raises(GitFetchError, match="refusing to send the access token"):
         ItemRepository(tmp_path / "cache", 1, foreign, access)
     assert elsewhere.received == []
@@ -225,7 +225,7 @@ def test_a_redirected_ref_advertisement_is_an_error(server, elsewhere):
                       headers=[["Location", f"{elsewhere.url}/{GROUP}/300000.git/info/refs"]])
     url = f"{server.url}/{server.bank.project(1)['path_with_namespace']}.git"
     with pytest.raises(GitFetchError, match="HTTP 302"):
-        remote_head(url, "main", GitAccess(TOKEN, 10, origin=server.url))
+        remote_heads(url, GitAccess(TOKEN, 10, origin=server.url))
     assert elsewhere.received == []
 
 

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, first_create_branch, remote_head, remote_heads
+from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, first_create_branch, remote_heads
 from itembank_server import ItemBankServer
 
 TOKEN = "glpat-git-test-token-value"
@@ -30,8 +30,8 @@ def test_fetch_reads_the_head_and_lists_only_new_item_json_commits(bank, server,
                               committed_at=when(3))
     access = GitAccess(TOKEN, timeout=60, origin=server.url)
     url = repo_url(server, project)
-    assert remote_head(url, "main", access) == second
-    assert remote_head(url, "no-such-branch", access) is None
+    heads = remote_heads(url, access)
+    assert heads["main"] == second and "no-such-branch" not in heads
 
     with ItemRepository(tmp_path / "cache", project["id"], url, access) as repo:
         head = repo.fetch("main")
@@ -63,7 +63,7 @@ def test_wrong_token_fails_clearly_without_revealing_any_token(bank, server, tmp
     project = bank.create_project("iat-git", "205031", files={"item.json": "{}"})
     wrong = "glpat-not-the-right-one"
     with pytest.raises(GitFetchError) as error:
-        remote_head(repo_url(server, project), "main", GitAccess(wrong, timeout=30, origin=server.url))
+        remote_heads(repo_url(server, project), GitAccess(wrong, timeout=30, origin=server.url))
     assert wrong not in str(error.value) and TOKEN not in str(error.value)
     wrong_access = GitAccess(wrong, origin=server.url)
     with ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), wrong_access) as repo:

@@ -1,4 +1,5 @@
-"""The legacy tables of the bootstrap, ``bootstrap_legacy()``, on a real PostgreSQL database (reference §2.1, §2.2);
+"""The legacy tables of the bootstrap, ``bootstrap_legacy()``, on a real PostgreSQL database (the schema project's
+V1..V20: see ``imrt_sync.schema``);
 its grants and Flyway history are test_legacy_bootstrap's, this service's own tables the migrations' (test_migrations).
 """
 

@@ -3,6 +3,7 @@ with back-off, failure after the last attempt, retention and the counts of ignor
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from imrt_sync.config import EventRetryPolicy
@@ -30,6 +31,13 @@ def attempts(engine) -> list[tuple]:
         return [tuple(r) for r in conn.execute(sa.text(
             "SELECT id, status, attempts, round(extract(epoch FROM next_attempt_at - now()))"
             " FROM imrt_webhook_event ORDER BY id"))]
+
+
+def ignored_counts(engine) -> dict[tuple[str, str], int]:
+    """``{(day ISO, reason): events}`` from imrt_webhook_ignored_count."""
+    with engine.connect() as conn:
+        return {(day.isoformat(), reason): events for day, reason, events in conn.execute(sa.text(
+            "SELECT day, reason, events FROM imrt_webhook_ignored_count"))}
 
 
 def make_due(engine) -> None:
@@ -111,17 +119,25 @@ def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(im
     assert log.close("webhook__r10", {}, POLICY) == Closed(1, 0, 0)
 
 
-def test_the_delay_is_capped_at_the_maximum(imrt_engine):
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (EventRetryPolicy(base_seconds=100, max_seconds=250, max_attempts=10), [100, 200, 250, 250]),
+        (EventRetryPolicy(base_seconds=2, max_seconds=10, max_attempts=10), [2, 4, 8, 10, 10]),
+        (EventRetryPolicy(), [60, 120, 240, 480]),  # the defaults: 60 s doubled, 5 attempts, at most an hour
+    ],
+)
+def test_the_delay_doubles_from_the_base_up_to_the_maximum(imrt_engine, policy, expected):
+    """The wait after each failed attempt, as the SQL of ``EventLog.close`` sets ``next_attempt_at``."""
     log = new_log(imrt_engine)
-    policy = EventRetryPolicy(base_seconds=100, max_seconds=250, max_attempts=10)
     log.record(push(6), Verdict("pending"))
     waits = []
-    for attempt in range(1, 5):
+    for attempt in range(1, len(expected) + 1):
         log.claim(f"webhook__r{attempt}")
         log.close(f"webhook__r{attempt}", {6: "failed"}, policy)
         waits.append(attempts(imrt_engine)[0][3])
         make_due(imrt_engine)
-    assert waits == [100, 200, 250, 250]
+    assert waits == expected
 
 
 def test_a_new_push_is_due_at_once_and_takes_the_waiting_events_of_its_project_along(imrt_engine):
@@ -162,12 +178,12 @@ def test_ignored_events_are_counted_per_day_and_reason_and_outlive_pruning(imrt_
     log.record(push(9), Verdict("ignored", "not in the group", OUTSIDE_GROUP))
     with imrt_engine.connect() as conn:
         today = conn.scalar(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).isoformat()
-    assert log.ignored_counts() == {(today, OTHER_BRANCH): 3, (today, OUTSIDE_GROUP): 1}
+    assert ignored_counts(imrt_engine) == {(today, OTHER_BRANCH): 3, (today, OUTSIDE_GROUP): 1}
     with imrt_engine.begin() as conn:
         conn.execute(sa.text("UPDATE imrt_webhook_event SET received_at = now() - interval '31 days'"))
     assert log.prune(30) == 4
     assert rows(imrt_engine) == []
-    assert log.ignored_counts() == {(today, OTHER_BRANCH): 3, (today, OUTSIDE_GROUP): 1}
+    assert ignored_counts(imrt_engine) == {(today, OTHER_BRANCH): 3, (today, OUTSIDE_GROUP): 1}
 
 
 def test_pruning_removes_only_closed_events_past_the_retention(imrt_engine):

@@ -1,6 +1,7 @@
 """The README and docs/ form one set of documents a newcomer can walk: every relative link resolves inside the
 repository (a heading anchor, when given, names a heading of the target), nothing points outside the clone, and
-every document in docs/ is reachable from the README."""
+every document in docs/ is reachable from the README. The code's docstrings and comments cite what a reader can open:
+files of this repository or public sources, never the notes ("the reference §1.6") that are not in it."""
 
 import re
 from pathlib import Path
@@ -75,6 +76,27 @@ def test_nothing_points_outside_the_clone(document):
         if mention.startswith("../") or "/shared/" in mention or mention.startswith("shared/")
     ]
     assert not outside, outside
+
+
+# Notes the project started from, not in the repository: "reference §2.3", "imrt-iis-2018.md", "Airflow notes §7.2".
+OUTSIDE_NOTES = re.compile(r"\breference,? §|imrt-iis-2018|airflow notes §|\blegacy §", re.IGNORECASE)
+SOURCES = sorted(
+    path
+    for pattern in ("dags/**/*.py", "plugins/**/*.py", "include/**/*.py", "tests/**/*.py", "*.yaml", "Makefile")
+    for path in ROOT.glob(pattern)
+    if path != Path(__file__).resolve()
+)
+
+
+def test_no_source_cites_notes_outside_the_repository():
+    assert len(SOURCES) > 100
+    cited = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in SOURCES
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if OUTSIDE_NOTES.search(line)
+    ]
+    assert not cited, cited
 
 
 def test_every_document_in_docs_is_linked_from_the_readme():

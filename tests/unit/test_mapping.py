@@ -1,4 +1,5 @@
-"""item.json → rows (reference §2.3): parse_item_json, map_item, ItemValidationError."""
+"""item.json → rows, as legacy IIS 0.1.46 mapped it (the sources: "values settled from the legacy source" below and
+docs/legacy-differences.md): parse_item_json, map_item, ItemValidationError."""
 
 from __future__ import annotations
 

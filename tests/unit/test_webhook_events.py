@@ -198,12 +198,6 @@ def test_ignored_verdicts_carry_a_countable_reason():
     assert triage(event, GroupScope("mike"), []).reason == ""
 
 
-def test_retry_delays_double_from_the_base_up_to_the_maximum():
-    policy = EventRetryPolicy(base_seconds=2, max_seconds=10, max_attempts=6)
-    assert [policy.delay_after(n) for n in range(1, 7)] == [2, 4, 8, 10, 10, 10]
-    assert EventRetryPolicy().delay_after(1) == 60 and EventRetryPolicy().delay_after(20) == 3600
-
-
 @pytest.mark.parametrize(
     ("changes", "says"),
     [

@@ -1,4 +1,11 @@
-"""The mirror of the workflow's runs in the legacy Spring Batch tables (reference §2.1, §3, §4).
+"""The mirror of the workflow's runs in the legacy Spring Batch tables (docs/legacy-api.md, "The mirror").
+
+Legacy sources: the tables of SmarterApp/AP_IMRT_Schema ``src/main/resources/db/migration/V4__imrt_ddl.sql`` (a copy
+of Spring Batch's ``schema-postgresql.sql``); in SmarterApp/AP_IMRT_ItemIngestService (paths under
+``src/main/java/org/opentestsystem/ap/imrt/iis/``), the job, its step and its listener at tag 0.1.46
+(``config/ItemSynchronizationBatchJobConfiguration.java``, ``batch/ItemIngestSingleJobExecutionListener.java``) and
+``PUT /abandon`` at tag 0.1.61 (``service/impl/SpringBatchJobManagementServiceImpl.java``); the runbook's SQL in
+tests/fixtures/runbook.md.
 
 Every run gets one ``batch_job_execution`` row under the single ``batch_job_instance``
 (``itemSynchronizationJob`` / MD5 of ""), one ``batch_step_execution`` row (``itemSynchronizationStep``) and one
@@ -11,7 +18,7 @@ so the runbook's SQL (diagnosis, the two manual ``UPDATE`` statements, the full 
 in Spring Batch. Ids come from the three legacy sequences; ``batch_job_execution_params`` gets no rows (the
 legacy job parameters are empty). Timestamps are naive UTC datetimes (``TIMESTAMP`` without time zone).
 
-Row life cycle (legacy §2.1/§4, plus what the workflow side needs):
+Row life cycle (Spring Batch's, as the legacy job's rows went through it, plus what the workflow side needs):
 
 * :meth:`SpringBatchMirror.create_execution`: ``STARTING``, ``exit_code`` ``UNKNOWN``, ``exit_message`` ``''``
   (Spring Batch's ``ExitStatus.UNKNOWN`` has an empty description), ``start_time`` NULL, ``version`` 0.
@@ -259,7 +266,8 @@ class SpringBatchMirror:
             return to_execution(reload(conn, row.job_execution_id))
 
     def abandon(self, job_instance_id: int) -> AbandonResult:
-        """Abandon every running execution of the job instance (``PUT /abandon/{jobInstanceId}``, reference §3).
+        """Abandon every running execution of the job instance (``PUT /abandon/{jobInstanceId}``; legacy: IIS 0.1.61
+        ``service/impl/SpringBatchJobManagementServiceImpl.java``, sources above).
 
         Unlike the legacy service (500 when more than one execution runs) every running execution of the job
         becomes ``ABANDONED`` with ``end_time``. ``exit_code`` and ``exit_message`` are left as they are (legacy),
