@@ -10,13 +10,13 @@ the notifier's connection (``smtp_default``) and
 from __future__ import annotations
 
 import importlib
-import json
 from urllib.parse import quote
 
 from airflow.sdk import BaseNotifier
 
-SECTION = "imrt"
-SMTP_NOTIFIER = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
+from . import settings
+
+SMTP_NOTIFIER = settings.imrt_default("failure_notifier")  # the default notifier: Airflow's SmtpNotifier
 SUBJECT = "[IMRT] item synchronization failed: {{ imrt_run_id }}"
 BODY = (
     "<p>Item synchronization run <b>{{ imrt_run_id }}</b> failed ({{ imrt_reason }}).</p>"
@@ -102,21 +102,15 @@ def _notifier_class(path: str) -> type:
 
 def failure_notifier() -> RunFailureNotifier | None:
     """The configured notifier, or None when alerts are not configured (SMTP without ``[imrt] alert_email_to``)."""
-    from airflow.configuration import conf
-
-    notifier_class = conf.get(SECTION, "failure_notifier", fallback=SMTP_NOTIFIER) or SMTP_NOTIFIER
-    configured = conf.get(SECTION, "failure_notifier_kwargs", fallback="") or "{}"
-    kwargs = json.loads(configured)
-    if not isinstance(kwargs, dict):
-        raise ValueError(f"[{SECTION}] failure_notifier_kwargs must be a JSON object, not {configured!r}")
+    notifier_class = settings.failure_notifier()
+    kwargs = settings.failure_notifier_kwargs()
     if notifier_class != SMTP_NOTIFIER:
         return RunFailureNotifier(notifier_class, kwargs)
-    recipients = [a.strip() for a in conf.get(SECTION, "alert_email_to", fallback="").split(",") if a.strip()]
+    recipients = settings.alert_recipients()
     if not recipients and "to" not in kwargs:
         return None
-    smtp = {"to": recipients, "subject": SUBJECT, "html_content": BODY,
-            "smtp_conn_id": conf.get(SECTION, "alert_smtp_conn_id", fallback="smtp_default")}
-    sender = conf.get(SECTION, "alert_email_from", fallback="")
+    smtp = {"to": recipients, "subject": SUBJECT, "html_content": BODY, "smtp_conn_id": settings.alert_smtp_conn_id()}
+    sender = settings.alert_email_from()
     if sender:
         smtp["from_email"] = sender
     return RunFailureNotifier(notifier_class, {**smtp, **kwargs})

@@ -23,25 +23,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
-from airflow.configuration import conf
 from airflow.utils.session import create_session
 
 from imrt_sync import DAG_ID
 from imrt_sync.hook_events import is_webhook_run
 from imrt_sync.spring_batch import SpringBatchMirror
 
-from . import airflow_runs
+from . import airflow_runs, settings
 from .engine import server_engine
 from .legacy_responses import abandon_response, already_running_message, execution_view, started_response
 
 log = logging.getLogger(__name__)
 
 SYNC_LOCK_KEY = 0x494D5254_53594E43  # "IMRTSYNC": serialises concurrent POST /sync across API server workers
-
-
-def allow_anonymous_sync() -> bool:
-    """Opt-in, insecure: let legacy in-cluster cron jobs call ``POST /sync`` without a token."""
-    return conf.getboolean("imrt", "allow_anonymous_sync", fallback=False)
 
 
 def _access(method: str) -> list:
@@ -70,10 +64,6 @@ async def no_request_body(request: Request) -> None:
 NO_BODY = Depends(no_request_body)
 
 
-def deadline_seconds() -> float:
-    return conf.getfloat("imrt", "api_deadline_seconds", fallback=15.0)
-
-
 # The routes' work runs here, so that a request can be answered when its deadline passes even if a database call
 # hangs (a server that stopped answering without closing connections): hung calls hold these threads, not the
 # API server's own.
@@ -99,7 +89,7 @@ def json_errors(route: Callable) -> Callable:
     @functools.wraps(route)
     def guarded(*args, **kwargs):
         given_up = threading.Event()
-        deadline = deadline_seconds()
+        deadline = settings.api_deadline_seconds()
         answer = _route_threads.submit(_answered, given_up, route, args, kwargs)
         try:
             return answer.result(timeout=deadline)
@@ -225,7 +215,7 @@ def _register_abandon_routes(app: FastAPI) -> None:
         return JSONResponse(body, status_code=status_code)
 
 
-_register_sync_routes(sync_app, allow_anonymous_sync)
+_register_sync_routes(sync_app, settings.allow_anonymous_sync)
 _register_abandon_routes(abandon_app)
 
 
@@ -235,7 +225,7 @@ class LegacyPathMiddleware:
 
     def __init__(self, app):
         self.app = app
-        extra = conf.get("imrt", "webhook_path", fallback="").rstrip("/")
+        extra = settings.webhook_path()
         self.rewrites = {"/sync": "/sync/", "/webHook": "/webHook/", "/systemHook": "/webHook/",
                          "/systemHook/": "/webHook/"}
         if extra.startswith("/") and extra not in self.rewrites:

@@ -10,7 +10,8 @@ and proxy settings are taken into :class:`~imrt_sync.transport.Transport`, which
 Connection fields: host = GitLab base URL (or a host name, with ``schema`` as scheme and ``port``), password = the
 access token (sent as ``PRIVATE-TOKEN`` by the client, never as an extra: extras are headers on every request).
 Extras: ``verify`` (a CA bundle path; ``false`` is refused), ``cert`` (a PEM path, or ``[cert, key]``),
-``proxies`` (``{"https": "http://proxy:3128"}``), ``connect_timeout``, ``timeout``, ``retries``, ``backoff_factor``.
+``proxies`` (``{"https": "http://proxy:3128"}``), ``connect_timeout``, ``timeout``, ``retries``, ``backoff_factor``
+(an absent one keeps :class:`~imrt_sync.config.GitLabSettings`' default).
 """
 
 from __future__ import annotations
@@ -26,6 +27,15 @@ from imrt_sync.transport import Transport
 
 from .settings import SettingsError
 
+# The extras that tune the REST client (and the ref-advertisement read, which retries the same way): each becomes
+# the GitLabSettings field named here, as that type.
+CLIENT_EXTRAS = {
+    "connect_timeout": ("connect_timeout", float),
+    "timeout": ("read_timeout", float),
+    "retries": ("retries", int),
+    "backoff_factor": ("backoff_factor", float),
+}
+
 
 def gitlab_settings_from_connection(conn_id: str, *, allow_http: bool) -> GitLabSettings:
     """The GitLab base URL, token, timeouts, retries and transport of the connection ``conn_id``; SettingsError
@@ -34,7 +44,6 @@ def gitlab_settings_from_connection(conn_id: str, *, allow_http: bool) -> GitLab
     conn = hook.get_connection(conn_id)
     if not conn.host or not conn.password:
         raise SettingsError(f"connection {conn_id} needs a host (GitLab base URL) and a password (access token)")
-    extra = conn.extra_dejson
     try:
         session = hook.get_conn()
         try:
@@ -44,15 +53,18 @@ def gitlab_settings_from_connection(conn_id: str, *, allow_http: bool) -> GitLab
         return GitLabSettings(
             base_url=base_url(conn.host, conn.schema, conn.port),
             token=conn.password,
-            connect_timeout=float(extra.get("connect_timeout", 10)),
-            read_timeout=float(extra.get("timeout", 60)),
-            retries=int(extra.get("retries", 5)),
-            backoff_factor=float(extra.get("backoff_factor", 0.5)),
             allow_http=allow_http,
             transport=transport,
+            **_client_options(conn.extra_dejson),
         )
     except (TypeError, ValueError) as exc:  # http:// without imrt_gitlab_allow_http, a malformed extra
         raise SettingsError(f"connection {conn_id}: {exc}") from None
+
+
+def _client_options(extra: dict) -> dict:
+    """The timeouts and retries the connection's extras set, as GitLabSettings fields (the others keep their
+    defaults); TypeError or ValueError for an extra that is not a number."""
+    return {name: kind(extra[key]) for key, (name, kind) in CLIENT_EXTRAS.items() if key in extra}
 
 
 def transport_of(session: requests.Session) -> Transport:

@@ -1,11 +1,10 @@
 """The DAG's guardrails: run and task timeouts and the pool that bounds GitLab-heavy tasks.
 
-Read from Airflow's configuration (``[imrt]`` in airflow.cfg or ``AIRFLOW__IMRT__*``) when the DAG file is parsed:
-configuration is local to the process, so parsing still does no network or database I/O (Airflow variables would).
-Set the same values on the dag-processor and the workers, like every other Airflow setting.
-
-Defaults are sized from the measurements for 20,000 items (docs/performance.md): the first full sync took 16 min
-under the scheduler, its planning a few minutes; each value leaves a wide margin for a slower GitLab.
+Read from Airflow's configuration (``[imrt]`` in airflow.cfg or ``AIRFLOW__IMRT__*``, through
+:mod:`imrt_compat.settings`) when the DAG file is parsed: configuration is local to the process, so parsing still
+does no network or database I/O (Airflow variables would). Set the same values on the dag-processor and the
+workers, like every other Airflow setting. The defaults, sized from the measurements for 20,000 items, are
+``imrt_sync.config.ImrtOptions``'.
 """
 
 from __future__ import annotations
@@ -16,18 +15,9 @@ from datetime import timedelta
 
 from airflow.listeners import hookimpl
 
-log = logging.getLogger(__name__)
+from . import settings
 
-SECTION = "imrt"
-DEFAULT_GITLAB_POOL = "imrt_gitlab"
-DEFAULT_GITLAB_POOL_SLOTS = 8
-DEFAULT_TIMEOUT_MINUTES = {
-    "dagrun_timeout_minutes": 180,  # 20,000 items: 16 min measured for a first full sync
-    "list_ids_timeout_minutes": 45,  # 20,000 items: about 2 min of planning measured (125 s incremental)
-    "sync_timeout_minutes": 30,  # one mapped unit: at most ceil(20,000 / imrt_map_bound) items, about 1 s each
-    "dispatch_webhooks_timeout_minutes": 60,  # a first sync creates one hook per item: 20,000 calls
-    "summary_timeout_minutes": 15,  # reads every unit's outcome: 21 s measured for 1,500 outcomes
-}
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,36 +29,23 @@ class Timeouts:
     summary: timedelta
 
 
-def _conf():
-    from airflow.configuration import conf
-
-    return conf
-
-
-def _minutes(name: str) -> timedelta:
-    minutes = _conf().getint(SECTION, name, fallback=DEFAULT_TIMEOUT_MINUTES[name])
-    if minutes <= 0:
-        raise ValueError(f"[{SECTION}] {name} must be a positive number of minutes, not {minutes}")
-    return timedelta(minutes=minutes)
-
-
 def timeouts() -> Timeouts:
     return Timeouts(
-        run=_minutes("dagrun_timeout_minutes"),
-        list_ids=_minutes("list_ids_timeout_minutes"),
-        sync=_minutes("sync_timeout_minutes"),
-        dispatch_webhooks=_minutes("dispatch_webhooks_timeout_minutes"),
-        summary=_minutes("summary_timeout_minutes"),
+        run=settings.task_timeout("dagrun_timeout_minutes"),
+        list_ids=settings.task_timeout("list_ids_timeout_minutes"),
+        sync=settings.task_timeout("sync_timeout_minutes"),
+        dispatch_webhooks=settings.task_timeout("dispatch_webhooks_timeout_minutes"),
+        summary=settings.task_timeout("summary_timeout_minutes"),
     )
 
 
 def gitlab_pool() -> str:
     """The pool of the tasks that call GitLab (``list_ids``, ``sync``, ``dispatch_webhooks``)."""
-    return _conf().get(SECTION, "gitlab_pool", fallback=DEFAULT_GITLAB_POOL)
+    return settings.gitlab_pool()
 
 
 def gitlab_pool_slots() -> int:
-    return _conf().getint(SECTION, "gitlab_pool_slots", fallback=DEFAULT_GITLAB_POOL_SLOTS)
+    return settings.gitlab_pool_slots()
 
 
 def ensure_gitlab_pool() -> bool:

@@ -24,7 +24,6 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from airflow.configuration import conf
 from airflow.utils.session import create_session
 
 from imrt_sync import DAG_ID
@@ -35,17 +34,13 @@ from imrt_sync.hook_events import (
 
 from . import airflow_runs
 from .engine import server_engine
-from .settings import SettingsError, receiver_settings
+from .settings import SettingsError, receiver_settings, webhook_sweep_seconds
 
 log = logging.getLogger(__name__)
 
 EVENTS_RUN_LOCK_KEY = 0x494D5254_57484B53  # "IMRTWHKS": one process at a time decides whether to start a run
 QUEUED = "queued"
 RECORD_DEADLINE_SECONDS = 8.0  # GitLab gives up on a hook after 10 s
-
-
-def sweep_seconds() -> float:
-    return conf.getfloat("imrt", "webhook_sweep_seconds", fallback=30.0)
 
 
 def ensure_events_run(policy: EventRetryPolicy) -> str | None:
@@ -149,7 +144,7 @@ class EventSweeper:
 
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
-    sweeper = EventSweeper(sweep_seconds())
+    sweeper = EventSweeper(webhook_sweep_seconds())
     sweeper.start()
     try:
         yield

@@ -1,9 +1,13 @@
-"""Reading the run's settings from Airflow connections and variables (``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*`` work).
+"""The one reader of the configuration: Airflow connections and variables (``AIRFLOW_CONN_*``/``AIRFLOW_VAR_*``
+work) and the ``[imrt]`` section of Airflow's configuration, into the typed settings of :mod:`imrt_sync.config`,
+whose dataclasses hold every default.
 
-Airflow is imported inside the functions: this module is only called from task code, never at DAG parse time.
-A task takes one :func:`read_variables` snapshot and passes it to every settings function, so each variable is read
-once per task (each read is a secrets-backend lookup, then an Execution API call). Airflow has no bulk read that
-consults every secrets backend (``Variable.keys`` lists the metastore only), hence one read per variable.
+Airflow is imported inside the functions. Variables and connections are read from task code and the API server,
+never at DAG parse time: a task takes one :func:`read_variables` snapshot and passes it to every settings function,
+so each variable is read once per task (each read is a secrets-backend lookup, then an Execution API call). Airflow
+has no bulk read that consults every secrets backend (``Variable.keys`` lists the metastore only), hence one read
+per variable. The ``[imrt]`` options (:func:`imrt_option` and the typed accessors below it) are local to the
+process, no I/O, so the DAG file reads its guardrails and alerts from them when it is parsed.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from datetime import timedelta
 from pathlib import Path
 
-from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings, field_defaults
+from imrt_sync.config import (
+    EventRetryPolicy, GitLabSettings, ImrtOptions, ReceiverSettings, SyncSettings, field_defaults,
+)
 
 
 def field_default(settings_class: type, name: str) -> str:
@@ -195,3 +202,88 @@ def _string_list(value: str) -> list[str]:
 def _default_cache_dir() -> str:
     home = os.environ.get("AIRFLOW_HOME") or tempfile.gettempdir()
     return str(Path(home) / "imrt-git-cache")
+
+
+# --------------------------------------------------------------------------- the [imrt] section of the Airflow config
+
+SECTION = "imrt"
+_CONF_GETTERS = {bool: "getboolean", int: "getint", float: "getfloat", str: "get"}
+
+
+def imrt_option(name: str) -> bool | int | float | str:
+    """``[imrt] <name>`` (``airflow.cfg`` or ``AIRFLOW__IMRT__<NAME>``), as the type of its default in
+    :class:`~imrt_sync.config.ImrtOptions`, that default when unset. Read now, each call."""
+    from airflow.configuration import conf
+
+    default = imrt_default(name)
+    return getattr(conf, _CONF_GETTERS[type(default)])(SECTION, name, fallback=default)
+
+
+def imrt_default(name: str) -> bool | int | float | str:
+    """The default of ``[imrt] <name>``: the one written in :class:`~imrt_sync.config.ImrtOptions`."""
+    return field_defaults(ImrtOptions)[name]
+
+
+def allow_anonymous_sync() -> bool:
+    """Opt-in, insecure: let legacy in-cluster cron jobs call ``POST /sync`` without a token."""
+    return imrt_option("allow_anonymous_sync")
+
+
+def api_deadline_seconds() -> float:
+    """A legacy route answers 503 when it has not finished by then."""
+    return imrt_option("api_deadline_seconds")
+
+
+def webhook_path() -> str:
+    """An extra path for the hook receiver besides ``/webHook``, without a trailing slash; empty when none."""
+    return imrt_option("webhook_path").rstrip("/")
+
+
+def webhook_sweep_seconds() -> float:
+    """How often the hook receiver's sweeper looks for pending events."""
+    return imrt_option("webhook_sweep_seconds")
+
+
+def task_timeout(name: str) -> timedelta:
+    """One of the DAG's ``*_timeout_minutes`` options as a duration; ValueError when it is not positive."""
+    minutes = imrt_option(name)
+    if minutes <= 0:
+        raise ValueError(f"[{SECTION}] {name} must be a positive number of minutes, not {minutes}")
+    return timedelta(minutes=minutes)
+
+
+def gitlab_pool() -> str:
+    """The pool of the tasks that call GitLab."""
+    return imrt_option("gitlab_pool")
+
+
+def gitlab_pool_slots() -> int:
+    """The slots of that pool when the plugin creates it."""
+    return imrt_option("gitlab_pool_slots")
+
+
+def failure_notifier() -> str:
+    """The notifier class of the failure alert (its import path); the default when set empty."""
+    return imrt_option("failure_notifier") or imrt_default("failure_notifier")
+
+
+def failure_notifier_kwargs() -> dict:
+    """The notifier's arguments: a JSON object (ValueError otherwise); ``{}`` when set empty."""
+    configured = imrt_option("failure_notifier_kwargs") or imrt_default("failure_notifier_kwargs")
+    kwargs = json.loads(configured)
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"[{SECTION}] failure_notifier_kwargs must be a JSON object, not {configured!r}")
+    return kwargs
+
+
+def alert_recipients() -> list[str]:
+    """``alert_email_to``'s comma-separated addresses."""
+    return [address.strip() for address in imrt_option("alert_email_to").split(",") if address.strip()]
+
+
+def alert_email_from() -> str:
+    return imrt_option("alert_email_from")
+
+
+def alert_smtp_conn_id() -> str:
+    return imrt_option("alert_smtp_conn_id")

@@ -1,4 +1,7 @@
-"""Settings of a synchronization run, independent of where they are read from (Airflow or a script)."""
+"""Settings of a synchronization run, independent of where they are read from (Airflow or a script), and the options
+of the ``[imrt]`` section of Airflow's configuration: every default is written here once, in these dataclasses
+(:func:`field_defaults`); ``imrt_compat.settings`` reads the Airflow variables, connections and ``[imrt]`` options
+into them."""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from urllib.parse import urlsplit
 
 from .planning import DeletionGuard
 from .scope import GroupScope
-from .transport import Transport
+from .transport import RetryPolicy, Transport
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -59,6 +62,12 @@ class GitLabSettings:
     @property
     def origin(self) -> str:
         return origin(self.base_url)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """How the REST client and the ref-advertisement read retry: one policy from ``retries`` and
+        ``backoff_factor``."""
+        return RetryPolicy(self.retries, self.backoff_factor)
 
 
 @dataclass(frozen=True)
@@ -132,6 +141,37 @@ class ReceiverSettings:
     @property
     def scope(self) -> GroupScope:
         return GroupScope(self.group, self.include_subgroups)
+
+
+@dataclass(frozen=True)
+class ImrtOptions:
+    """The ``[imrt]`` section of Airflow's configuration (``airflow.cfg`` or ``AIRFLOW__IMRT__<OPTION>``): one field per
+    option, named as the option, its default and type (``imrt_compat.settings.imrt_option`` reads it as that type).
+
+    The DAG's timeouts and pool are sized from the measurements for 20,000 items (docs/performance.md): the first
+    full sync took 16 min under the scheduler, its planning a few minutes; each value leaves a wide margin for a
+    slower GitLab.
+    """
+
+    # read by the API server: the legacy routes and the hook receiver
+    allow_anonymous_sync: bool = False  # POST /sync without a token (legacy in-cluster cron jobs): insecure
+    api_deadline_seconds: float = 15.0  # a legacy route answers 503 when the imrt database has not answered by then
+    webhook_path: str = ""  # an extra path for the hook receiver besides /webHook
+    webhook_sweep_seconds: float = 30.0  # how often the sweeper looks for pending hook events
+    # read when the DAG file is parsed: the guardrails
+    dagrun_timeout_minutes: int = 180  # 20,000 items: 16 min measured for a first full sync
+    list_ids_timeout_minutes: int = 45  # 20,000 items: about 2 min of planning measured (125 s incremental)
+    sync_timeout_minutes: int = 30  # one mapped unit: at most ceil(20,000 / imrt_map_bound) items, about 1 s each
+    dispatch_webhooks_timeout_minutes: int = 60  # a first sync creates one hook per item: 20,000 calls
+    summary_timeout_minutes: int = 15  # reads every unit's outcome: 21 s measured for 1,500 outcomes
+    gitlab_pool: str = "imrt_gitlab"  # the pool of the tasks that call GitLab
+    gitlab_pool_slots: int = 8  # its slots when the plugin creates it
+    # read when the DAG file is parsed: the failure alert
+    alert_email_to: str = ""  # comma-separated recipients; empty: no alert with the SMTP notifier
+    alert_email_from: str = ""
+    alert_smtp_conn_id: str = "smtp_default"
+    failure_notifier: str = "airflow.providers.smtp.notifications.smtp.SmtpNotifier"
+    failure_notifier_kwargs: str = "{}"  # a JSON object
 
 
 ITEM_ID_LINE = r"^\s*(0*[1-9][0-9]*)?\s*$"

@@ -1,7 +1,8 @@
 """A small GitLab REST v4 client: group projects, projects and project hooks.
 
 Every call has a timeout. Reads are retried with exponential back-off on 429 (honouring ``Retry-After``), 5xx,
-timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect).
+timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect):
+``GitLabSettings.retry_policy`` (:class:`~imrt_sync.transport.RetryPolicy`), which the ref-advertisement read shares.
 The access token (``PRIVATE-TOKEN``) goes only to the configured scheme, host and port: a pagination link elsewhere
 is refused and redirects are not followed (a 3xx is an error). TLS trust, a client certificate and proxies come from
 ``GitLabSettings.transport`` (:mod:`imrt_sync.transport`), passed with every request; a certificate that does not
@@ -20,12 +21,11 @@ from urllib3.util.retry import Retry
 
 from .config import GitLabSettings, origin
 from .scope import GroupScope
-from .transport import tls_failure
+from .transport import RETRY_STATUSES, tls_failure
 
 log = logging.getLogger(__name__)
 
 PER_PAGE = 100
-_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class GitLabError(RuntimeError):
@@ -61,24 +61,8 @@ class GitLabClient:
         self._origin = settings.origin
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._transport = settings.transport.requests_options()
-        self._reads = _session(settings, Retry(
-            total=settings.retries,
-            backoff_factor=settings.backoff_factor,
-            status_forcelist=_RETRY_STATUSES,
-            other=0,  # a TLS failure (a certificate that does not verify) will not go away by retrying
-            allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
-            raise_on_status=False,
-        ))
-        self._writes = _session(settings, Retry(
-            total=settings.retries,
-            connect=settings.retries,
-            read=0,
-            other=0,
-            backoff_factor=settings.backoff_factor,
-            status_forcelist=frozenset({429}),
-            allowed_methods=frozenset({"POST"}),
-            raise_on_status=False,
-        ))
+        self._reads = _session(settings, settings.retry_policy.reads())
+        self._writes = _session(settings, settings.retry_policy.writes())
 
     @property
     def origin(self) -> str:
@@ -236,7 +220,7 @@ def _checked(response: requests.Response) -> requests.Response:
         answer = _message(response)
         raise GitLabError(
             f"GitLab {response.request.method} {_path_of(response.url)} answered {response.status_code}: {answer}",
-            transient=response.status_code in _RETRY_STATUSES,
+            transient=response.status_code in RETRY_STATUSES,
             status=response.status_code,
             answer=answer,
         )

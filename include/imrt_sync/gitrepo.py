@@ -4,9 +4,9 @@ The token reaches git only through the environment (an ``http.extraHeader`` set 
 through a command line, a URL or a repository's ``.git/config``, and only for repository URLs on the configured
 GitLab's scheme, host and port (a project's ``http_url_to_repo`` is checked before use; redirects are not followed).
 Remote heads are read without git: one HTTP request for the ref advertisement, parsed here (what ``git ls-remote``
-does with protocol v0, minus two processes per call), retried like the GitLab client's reads. Both use the
-GitLab settings' :class:`~imrt_sync.transport.Transport` (CA bundle, client certificate, proxy), git through the same
-``GIT_CONFIG_*`` environment as the token.
+does with protocol v0, minus two processes per call), retried like the GitLab client's reads (the GitLab settings'
+:class:`~imrt_sync.transport.RetryPolicy`). Both use the GitLab settings' :class:`~imrt_sync.transport.Transport`
+(CA bundle, client certificate, proxy), git through the same ``GIT_CONFIG_*`` environment as the token.
 """
 
 from __future__ import annotations
@@ -24,23 +24,19 @@ from pathlib import Path
 import git
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
-from .config import GitLabSettings, origin
-from .transport import Transport, tls_failure
+from .config import GitLabSettings, SyncSettings, field_defaults, origin
+from .transport import RetryPolicy, Transport, tls_failure
 
 ITEM_FILE = "item.json"
 CREATE_BRANCH_PREFIX = "create_"
 _BRANCH_REF = "refs/heads/"
 _ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
-_CONNECT_TIMEOUT = 10.0
 _OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
-# The ref advertisement is a read: retried like the GitLab client's reads (429 honouring Retry-After, 5xx, resets).
-_ADVERTISEMENT_RETRY = Retry(
-    total=4, backoff_factor=0.5, status_forcelist=(429, 500, 502, 503, 504), allowed_methods=("GET",),
-    other=0,  # a TLS failure (a certificate that does not verify) will not go away by retrying
-    raise_on_status=False,
-)
+_GITLAB_DEFAULTS = field_defaults(GitLabSettings)
+_CONNECT_TIMEOUT = _GITLAB_DEFAULTS["connect_timeout"]  # the ref advertisement's: the REST client's default
+GIT_TIMEOUT = field_defaults(SyncSettings)["git_timeout"]
+DEFAULT_RETRY_POLICY = RetryPolicy(_GITLAB_DEFAULTS["retries"], _GITLAB_DEFAULTS["backoff_factor"])
 
 
 class GitFetchError(RuntimeError):
@@ -67,20 +63,26 @@ class ItemHistory:
 @dataclass(frozen=True)
 class GitAccess:
     """The token and where it may go: repository URLs on ``origin`` (the GitLab base URL's scheme, host, port);
-    ``transport``: how to reach it (CA bundle, client certificate, proxy), as for the GitLab REST client."""
+    ``transport``: how to reach it (CA bundle, client certificate, proxy), and ``retry_policy``: how the ref
+    advertisement is retried, both as for the GitLab REST client. ``timeout``: seconds a git command or the ref
+    advertisement's answer may take."""
 
     token: str = field(repr=False)
-    timeout: float = 300.0
+    timeout: float = GIT_TIMEOUT
     origin: str = field(kw_only=True)
     transport: Transport = field(default=Transport(), kw_only=True)
+    retry_policy: RetryPolicy = field(default=DEFAULT_RETRY_POLICY, kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", origin(self.origin))
 
     @classmethod
-    def for_gitlab(cls, settings: GitLabSettings, timeout: float = 300.0) -> "GitAccess":
-        """Access to the repositories of the GitLab ``settings`` describe, with its token and transport."""
-        return cls(settings.token, timeout, origin=settings.base_url, transport=settings.transport)
+    def for_gitlab(cls, settings: GitLabSettings, timeout: float = GIT_TIMEOUT) -> "GitAccess":
+        """Access to the repositories of the GitLab ``settings`` describe, with its token, transport and retries."""
+        return cls(
+            settings.token, timeout, origin=settings.base_url, transport=settings.transport,
+            retry_policy=settings.retry_policy,
+        )
 
     def check(self, url: str) -> str:
         """``url`` when it is on the configured GitLab; GitFetchError otherwise (the token is not sent there)."""
@@ -122,7 +124,7 @@ def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
     """
     access.check(url)
     try:
-        response = _http().get(
+        response = _http(access.retry_policy).get(
             f"{url.rstrip('/')}/info/refs",
             params={"service": "git-upload-pack"},
             headers={"Authorization": access.authorization(), "Pragma": "no-cache", "User-Agent": "git/imrt-sync"},
@@ -185,21 +187,30 @@ def _advertised_refs(body: bytes) -> Iterator[tuple[str, str]]:
         raise ValueError("empty ref advertisement")
 
 
-_session: tuple[int, requests.Session] | None = None
+_sessions: tuple[int, dict[RetryPolicy, requests.Session]] = (0, {})
 _session_lock = threading.Lock()
 
 
-def _http() -> requests.Session:
-    """One keep-alive connection pool per process (a forked child makes its own), shared by the planning threads."""
-    global _session
+def _http(retry_policy: RetryPolicy) -> requests.Session:
+    """One keep-alive connection pool per process and retry policy (a forked child makes its own), shared by the
+    planning threads."""
+    global _sessions
     with _session_lock:
-        if _session is None or _session[0] != os.getpid():
-            session = requests.Session()
-            adapter = HTTPAdapter(pool_maxsize=32, max_retries=_ADVERTISEMENT_RETRY)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            _session = (os.getpid(), session)
-        return _session[1]
+        if _sessions[0] != os.getpid():
+            _sessions = (os.getpid(), {})
+        sessions = _sessions[1]
+        if retry_policy not in sessions:
+            sessions[retry_policy] = _advertisement_session(retry_policy)
+        return sessions[retry_policy]
+
+
+def _advertisement_session(retry_policy: RetryPolicy) -> requests.Session:
+    """A session for ref advertisements: a read, retried like the GitLab client's reads."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=32, max_retries=retry_policy.reads())
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 class ItemRepository:

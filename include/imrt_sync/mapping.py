@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from imrt_sync.config import SyncSettings, field_defaults
 from imrt_sync.errors import ItemValidationError
 from imrt_sync.legacy_values import (
     INT4_MAX,
@@ -56,8 +57,8 @@ from imrt_sync.legacy_values import (
 
 __all__ = ["MAPPED_PATHS", "MAX_ITEM_JSON_BYTES", "MappedItem", "legacy_item_json", "map_item", "parse_item_json"]
 
-MAX_ITEM_JSON_BYTES = 5 * 1024 * 1024
-"""Largest ``item.json`` accepted by :func:`parse_item_json` (bytes)."""
+MAX_ITEM_JSON_BYTES = field_defaults(SyncSettings)["max_item_json_bytes"]
+"""Largest ``item.json`` accepted by :func:`parse_item_json` (bytes): ``SyncSettings.max_item_json_bytes``'s default."""
 
 STIMULUS_TYPE = "stim"
 ATTACHMENT_TYPES = ("asl", "braille", "cc")

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from . import schema
+from .config import SyncSettings, field_defaults
 from .errors import ItemValidationError
 from .gitrepo import Commit
 from .mapping import MappedItem
@@ -100,8 +101,11 @@ class BeingCreated:
     source_head: str | None
 
 
+_LOCK_WAIT_SECONDS = field_defaults(SyncSettings)["lock_wait_seconds"]
+
+
 class ItemStore:
-    def __init__(self, engine: sa.Engine, *, lock_wait_seconds: float = 75.0):
+    def __init__(self, engine: sa.Engine, *, lock_wait_seconds: float = _LOCK_WAIT_SECONDS):
         self._engine = engine
         self._lock_wait = lock_wait_seconds
 

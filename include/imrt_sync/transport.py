@@ -5,6 +5,7 @@ through a proxy. :class:`Transport` holds those settings once; :meth:`Transport.
 requests per request (so ``REQUESTS_CA_BUNDLE`` cannot silently replace a configured CA bundle, which it does for a
 session-level ``verify``) and :meth:`Transport.git_config` to git (``http.sslCAInfo``, ``http.sslCert``,
 ``http.sslKey``, ``http.proxy``; https://git-scm.com/docs/git-config#Documentation/git-config.txt-httpsslCAInfo).
+:class:`RetryPolicy` is how both of requests' users, the REST client and the ref-advertisement read, retry.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.util.retry import Retry
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,43 @@ class Transport:
         if proxy:
             config["http.proxy"] = proxy
         return config
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How requests to GitLab are retried, one policy for the REST client and the ref-advertisement read, built from
+    the GitLab settings' ``retries`` and ``backoff_factor`` (:attr:`imrt_sync.config.GitLabSettings.retry_policy`).
+
+    ``retries``: attempts after the first, with urllib3's exponential back-off from ``backoff_factor`` (a 429's or
+    503's ``Retry-After`` is honoured). A TLS failure is never retried: a certificate that does not verify stays so.
+    """
+
+    retries: int
+    backoff_factor: float
+
+    def reads(self) -> Retry:
+        """Reads (and DELETE, which may be repeated): on 429, 5xx, timeouts and dropped connections."""
+        return Retry(
+            total=self.retries,
+            backoff_factor=self.backoff_factor,
+            status_forcelist=RETRY_STATUSES,
+            other=0,
+            allowed_methods=frozenset({"GET", "HEAD", "DELETE"}),
+            raise_on_status=False,
+        )
+
+    def writes(self) -> Retry:
+        """Creations (POST): only where GitLab cannot have acted, a 429 and a connection that failed."""
+        return Retry(
+            total=self.retries,
+            connect=self.retries,
+            read=0,
+            other=0,
+            backoff_factor=self.backoff_factor,
+            status_forcelist=frozenset({429}),
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+        )
 
 
 def tls_failure(url: str, error: BaseException) -> str:

@@ -212,13 +212,13 @@ def test_airflow_jobs_create_the_gitlab_pool_once_and_keep_its_slots():
     from airflow.models.pool import Pool
     from airflow.utils.session import create_session
 
-    from imrt_compat import guardrails
+    from imrt_compat import guardrails, settings
 
     load_dag()  # migrates the metadata database
     with create_session() as session:
         session.execute(sa.delete(Pool).where(Pool.pool == "imrt_gitlab"))
     guardrails.on_starting(component=Job())
-    assert Pool.get_pool("imrt_gitlab").slots == guardrails.DEFAULT_GITLAB_POOL_SLOTS
+    assert Pool.get_pool("imrt_gitlab").slots == settings.imrt_default("gitlab_pool_slots")
     Pool.create_or_update_pool("imrt_gitlab", 3, "set by an operator", include_deferred=False)
     assert guardrails.ensure_gitlab_pool() is False
     assert Pool.get_pool("imrt_gitlab").slots == 3

@@ -63,8 +63,8 @@ def services(server, imrt_engine, tmp_path):
         base_url=server.url, token=SYNC_TOKEN, retries=2, backoff_factor=0.01, allow_http=True
     )
     prepare_database(imrt_engine)
-    with GitLabClient(gitlab_settings) as gitlab:
-        yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
+    with GitLabClient(gitlab_settings) as gitlab:  # git access as the DAG builds it: the client's retry settings
+        yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess.for_gitlab(gitlab_settings, 60))
 
 
 def recorded(engine) -> set[int]:

@@ -1,14 +1,23 @@
+import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 
-from imrt_compat.gitlab_connection import base_url
-from imrt_compat.settings import SettingsError, _string_list, gitlab_settings, sync_settings
-from imrt_sync.config import GitLabSettings, RunParams, SyncSettings, origin
+from imrt_compat.gitlab_connection import CLIENT_EXTRAS, base_url
+from imrt_compat.settings import (
+    DEFAULTS, SettingsError, _default_cache_dir, _string_list, gitlab_settings, imrt_option, sync_settings,
+)
+from imrt_sync import gitrepo
+from imrt_sync.config import GitLabSettings, ImrtOptions, RunParams, SyncSettings, field_defaults, origin
+from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.pipeline import Services
 from imrt_sync.planning import DeletionGuard
+from imrt_sync.transport import RetryPolicy
+
+CONFIGURATION_DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 
 
 @pytest.mark.parametrize(
@@ -148,3 +157,99 @@ def test_git_access_and_services_reprs_hide_the_token():
 )
 def test_origin_makes_the_default_port_explicit(url, expected):
     assert origin(url) == expected
+
+
+# --------------------------------------------------------------------------- one retry policy for GitLab reads
+
+
+def retry_parameters(adapter) -> tuple:
+    retry = adapter.max_retries
+    return retry.total, retry.backoff_factor, retry.status_forcelist, retry.other, retry.raise_on_status
+
+
+def test_the_ref_advertisement_retries_like_the_gitlab_clients_reads():
+    settings = GitLabSettings(base_url="https://gitlab.example.org", token="glpat-x", retries=2, backoff_factor=0.01)
+    access = GitAccess.for_gitlab(settings)
+    assert access.retry_policy == settings.retry_policy == RetryPolicy(2, 0.01)
+    url = "https://gitlab.example.org/iat/1.git/info/refs"
+    advertisement = gitrepo._http(access.retry_policy).get_adapter(url)
+    with GitLabClient(settings) as client:
+        reads = client._reads.get_adapter(url)
+        assert retry_parameters(advertisement) == retry_parameters(reads)
+    assert advertisement.max_retries.total == 2 and "GET" in advertisement.max_retries.allowed_methods
+
+
+def test_git_access_without_gitlab_settings_takes_the_gitlab_defaults():
+    access = GitAccess("glpat-x", origin="https://gitlab.example.org")
+    defaults = field_defaults(GitLabSettings)
+    assert access.retry_policy == RetryPolicy(defaults["retries"], defaults["backoff_factor"]) == RetryPolicy(5, 0.5)
+    assert access.timeout == field_defaults(SyncSettings)["git_timeout"] == 300
+
+
+# --------------------------------------------------------------------------- the [imrt] options
+
+
+def test_each_imrt_option_is_read_as_the_type_of_its_default(monkeypatch):
+    for option in dataclasses.fields(ImrtOptions):
+        monkeypatch.delenv(f"AIRFLOW__IMRT__{option.name.upper()}", raising=False)
+        assert imrt_option(option.name) == option.default and type(imrt_option(option.name)) is type(option.default)
+    monkeypatch.setenv("AIRFLOW__IMRT__GITLAB_POOL_SLOTS", "3")
+    monkeypatch.setenv("AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC", "True")
+    monkeypatch.setenv("AIRFLOW__IMRT__API_DEADLINE_SECONDS", "2.5")
+    assert (imrt_option("gitlab_pool_slots"), imrt_option("allow_anonymous_sync")) == (3, True)
+    assert imrt_option("api_deadline_seconds") == 2.5
+
+
+# --------------------------------------------------------------------------- the defaults docs/configuration.md lists
+
+
+def documented_defaults(heading: str) -> dict[str, str]:
+    """``{name: default}`` from the tables of the section of docs/configuration.md under ``heading``: the first two
+    cells of each row, where ``| `a` / `b` | `1` / `2` |`` documents two names."""
+    lines = CONFIGURATION_DOC.read_text(encoding="utf-8").splitlines()
+    defaults: dict[str, str] = {}
+    for line in lines[lines.index(heading) + 1:]:
+        if line.startswith("#"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if not line.startswith("|") or cells[1] in ("default", "---"):
+            continue
+        names, values = cells[0].split(" / "), cells[1].split(" / ")
+        defaults.update(zip((name.strip("`") for name in names), (value.strip("`") for value in values), strict=True))
+    return defaults
+
+
+def same_default(documented: str, default) -> bool:
+    if documented in ("empty", "(required)"):
+        return default == ""
+    try:
+        return float(documented) == float(default)
+    except ValueError:
+        return documented == str(default)
+
+
+def differences(documented: dict[str, str], code: dict) -> list[str]:
+    assert documented.keys() == code.keys()
+    return [f"{name}: documented {documented[name]}, code {code[name]!r}" for name in code
+            if not same_default(documented[name], code[name])]
+
+
+def test_the_documented_imrt_options_match_the_code():
+    documented = documented_defaults("## Airflow configuration: the `[imrt]` section")
+    assert not differences(documented, field_defaults(ImrtOptions))
+
+
+def test_the_documented_gitlab_extras_match_the_code():
+    gitlab_defaults = field_defaults(GitLabSettings)
+    code = {extra: gitlab_defaults[name] for extra, (name, _) in CLIENT_EXTRAS.items()}
+    assert not differences(documented_defaults("### GitLab timeouts and retries"), code)
+
+
+def test_the_documented_variables_match_the_code(monkeypatch):
+    monkeypatch.setenv("AIRFLOW_HOME", "$AIRFLOW_HOME")
+    code = {**DEFAULTS, "imrt_git_cache_dir": _default_cache_dir()}
+    connections = dict(re.findall(r"\| `(\w+)` \(`(imrt_\w+_conn_id)`\)", CONFIGURATION_DOC.read_text()))
+    assert {variable: connection for connection, variable in connections.items()} == {
+        name: code.pop(name) for name in ("imrt_gitlab_conn_id", "imrt_db_conn_id")
+    }
+    assert not differences(documented_defaults("### Variables"), code)
