@@ -34,7 +34,6 @@ _BRANCH_REF = "refs/heads/"
 _ADVERTISEMENT_TYPE = "application/x-git-upload-pack-advertisement"
 _OBJECT_ID = re.compile(rb"^[0-9a-f]{40}([0-9a-f]{24})?$")
 _GITLAB_DEFAULTS = field_defaults(GitLabSettings)
-_CONNECT_TIMEOUT = _GITLAB_DEFAULTS["connect_timeout"]  # the ref advertisement's: the REST client's default
 GIT_TIMEOUT = field_defaults(SyncSettings)["git_timeout"]
 DEFAULT_RETRY_POLICY = RetryPolicy(_GITLAB_DEFAULTS["retries"], _GITLAB_DEFAULTS["backoff_factor"])
 
@@ -63,15 +62,16 @@ class ItemHistory:
 @dataclass(frozen=True)
 class GitAccess:
     """The token and where it may go: repository URLs on ``origin`` (the GitLab base URL's scheme, host, port);
-    ``transport``: how to reach it (CA bundle, client certificate, proxy), and ``retry_policy``: how the ref
-    advertisement is retried, both as for the GitLab REST client. ``timeout``: seconds a git command or the ref
-    advertisement's answer may take."""
+    ``transport``: how to reach it (CA bundle, client certificate, proxy), ``retry_policy``: how the ref
+    advertisement is retried, and ``connect_timeout``: seconds to open its connection, all as for the GitLab REST
+    client. ``timeout``: seconds a git command or the ref advertisement's answer may take."""
 
     token: str = field(repr=False)
     timeout: float = GIT_TIMEOUT
     origin: str = field(kw_only=True)
     transport: Transport = field(default=Transport(), kw_only=True)
     retry_policy: RetryPolicy = field(default=DEFAULT_RETRY_POLICY, kw_only=True)
+    connect_timeout: float = field(default=_GITLAB_DEFAULTS["connect_timeout"], kw_only=True)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "origin", origin(self.origin))
@@ -81,7 +81,7 @@ class GitAccess:
         """Access to the repositories of the GitLab ``settings`` describe, with its token, transport and retries."""
         return cls(
             settings.token, timeout, origin=settings.base_url, transport=settings.transport,
-            retry_policy=settings.retry_policy,
+            retry_policy=settings.retry_policy, connect_timeout=settings.connect_timeout,
         )
 
     def check(self, url: str) -> str:
@@ -128,7 +128,7 @@ def remote_heads(url: str, access: GitAccess) -> dict[str, str]:
             f"{url.rstrip('/')}/info/refs",
             params={"service": "git-upload-pack"},
             headers={"Authorization": access.authorization(), "Pragma": "no-cache", "User-Agent": "git/imrt-sync"},
-            timeout=(_CONNECT_TIMEOUT, access.timeout),
+            timeout=(access.connect_timeout, access.timeout),
             allow_redirects=False,
             **access.transport.requests_options(),
         )

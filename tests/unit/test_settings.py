@@ -179,11 +179,17 @@ def test_the_ref_advertisement_retries_like_the_gitlab_clients_reads():
     assert advertisement.max_retries.total == 2 and "GET" in advertisement.max_retries.allowed_methods
 
 
+def test_the_ref_advertisement_opens_its_connection_within_the_gitlab_connect_timeout():
+    settings = GitLabSettings(base_url="https://gitlab.example.org", token="glpat-x", connect_timeout=3.5)
+    assert GitAccess.for_gitlab(settings).connect_timeout == 3.5
+
+
 def test_git_access_without_gitlab_settings_takes_the_gitlab_defaults():
     access = GitAccess("glpat-x", origin="https://gitlab.example.org")
     defaults = field_defaults(GitLabSettings)
     assert access.retry_policy == RetryPolicy(defaults["retries"], defaults["backoff_factor"]) == RetryPolicy(5, 0.5)
     assert access.timeout == field_defaults(SyncSettings)["git_timeout"] == 300
+    assert access.connect_timeout == defaults["connect_timeout"] == 10
 
 
 # --------------------------------------------------------------------------- the [imrt] options
