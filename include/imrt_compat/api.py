@@ -24,6 +24,7 @@ from airflow.configuration import conf
 from airflow.utils.session import create_session
 
 from imrt_sync import DAG_ID
+from imrt_sync.errors import PermanentError
 from imrt_sync.hook_events import is_webhook_run
 from imrt_sync.spring_batch import SpringBatchMirror
 
@@ -78,7 +79,7 @@ _route_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imrt-leg
 _current_request = threading.local()
 
 
-class RequestGivenUp(Exception):
+class RequestGivenUp(PermanentError):
     """The caller already got a 503 for this request: it must not change anything any more."""
 
 

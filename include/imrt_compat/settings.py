@@ -15,6 +15,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from imrt_sync.config import EventRetryPolicy, GitLabSettings, ReceiverSettings, SyncSettings, field_defaults
+from imrt_sync.errors import PermanentError
 
 
 def field_default(settings_class: type, name: str) -> str:
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, str] = {
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
 
-class SettingsError(ValueError):
+class SettingsError(ValueError, PermanentError):
     """A required Airflow variable or connection is missing or malformed."""
 
 

@@ -27,6 +27,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .config import GitLabSettings, origin
+from .errors import TransientError
 from .transport import Transport, tls_failure
 
 ITEM_FILE = "item.json"
@@ -43,7 +44,7 @@ _ADVERTISEMENT_RETRY = Retry(
 )
 
 
-class GitFetchError(RuntimeError):
+class GitFetchError(RuntimeError, TransientError):
     """git could not reach or read an item repository."""
 
 
