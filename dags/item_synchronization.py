@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 import pendulum
 from airflow.sdk import Param, dag, task
-from airflow.sdk.exceptions import AirflowFailException
 
 from imrt_compat import alerts, guardrails, metrics
 from imrt_compat.assets import ITEM_DATA
@@ -128,7 +127,7 @@ def item_synchronization():
         run = dag_tasks.run_context(params, run_id)
         with dag_tasks.task_services(settings.read_variables()) as services:
             outcome = pipeline.sync_unit(services, unit, run.params)
-        dag_tasks.report(outcome, dag_tasks.unit_failure(outcome), transient=outcome["transient"])
+        dag_tasks.report_unit(outcome)
 
     @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.dispatch_webhooks,
           pool=GITLAB_POOL)
@@ -141,11 +140,11 @@ def item_synchronization():
 
         plan = ti.xcom_pull(task_ids="list_ids", key="plan")
         if plan is None:
-            raise AirflowFailException("list_ids did not produce a plan: nothing to do")
+            dag_tasks.fail_task("list_ids did not produce a plan: nothing to do", transient=False)
         run = dag_tasks.run_context(params, run_id)
         with dag_tasks.task_services(settings.read_variables()) as services:
             outcome = pipeline.dispatch_webhooks(services, plan, run.params)
-        dag_tasks.report(outcome, dag_tasks.hooks_failure(outcome), transient=outcome["transient"])
+        dag_tasks.report_hooks(outcome)
 
     @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.summary, outlets=[ITEM_DATA])
     def summary(ti=None, params=None, run_id=None, outlet_events=None) -> None:

@@ -17,6 +17,8 @@ from airflow.models.taskinstance import TaskInstance
 from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
 
+from imrt_sync.errors import PermanentError
+
 ACTIVE_STATES = (DagRunState.QUEUED, DagRunState.RUNNING)
 # A task in one of these states (or with no state yet) has not ended this try, or will run again.
 NOT_FINISHED_STATES = (
@@ -40,7 +42,9 @@ def task_not_finished(dag_id: str, run_id: str, task_id: str, session: Session) 
     return state is None or state in NOT_FINISHED_STATES
 
 
-class DagUnavailable(Exception):
+class DagUnavailable(PermanentError):
+    """Airflow will not start a run of the DAG (unknown or paused) until someone acts: answered ``status_code``."""
+
     def __init__(self, status_code: int, detail: str):
         super().__init__(detail)
         self.status_code = status_code

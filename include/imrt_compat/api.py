@@ -26,6 +26,7 @@ from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_da
 from airflow.utils.session import create_session
 
 from imrt_sync import DAG_ID
+from imrt_sync.errors import PermanentError
 from imrt_sync.hook_events import is_webhook_run
 from imrt_sync.spring_batch import SpringBatchMirror
 
@@ -71,7 +72,7 @@ _route_threads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="imrt-leg
 _current_request = threading.local()
 
 
-class RequestGivenUp(Exception):
+class RequestGivenUp(PermanentError):
     """The caller already got a 503 for this request: it must not change anything any more."""
 
 

@@ -49,6 +49,8 @@ from pathlib import Path
 
 from flask_appbuilder.const import AUTH_OAUTH
 
+from imrt_sync.errors import PermanentError
+
 DEFAULT_PROVIDER = "keycloak"
 DEFAULT_SCOPE = "openid profile email"
 DEFAULT_CLIENT_SECRET_FILE = "/run/secrets/imrt_oidc_client_secret"
@@ -56,7 +58,7 @@ DISCOVERY_SUFFIX = "/.well-known/openid-configuration"
 REGISTRATION_ROLE = "Public"  # FAB's role without permissions
 
 
-class OAuthConfigError(RuntimeError):
+class OAuthConfigError(RuntimeError, PermanentError):
     """The environment does not describe a usable identity provider login."""
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from imrt_sync.config import (
     EventRetryPolicy, GitLabSettings, ImrtOptions, ReceiverSettings, SyncSettings, field_defaults,
 )
+from imrt_sync.errors import PermanentError
 
 
 def field_default(settings_class: type, name: str) -> str:
@@ -56,7 +57,7 @@ DEFAULTS: dict[str, str] = {
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
 
-class SettingsError(ValueError):
+class SettingsError(ValueError, PermanentError):
     """A required Airflow variable or connection is missing or malformed."""
 
 

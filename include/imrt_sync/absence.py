@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 
+from .errors import PermanentError
 from .gitlab import GitLabClient, GitLabError
 from .scope import GroupScope
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 REPORTER = 20  # Gitlab::Access::REPORTER, https://docs.gitlab.com/api/members/#roles
 
 
-class AbsenceNotProven(GitLabError):
+class AbsenceNotProven(GitLabError, PermanentError):
     """GitLab's answers do not prove that the project is gone: its item must not be deleted. Permanent for this
     run: trying again in a moment gets the same answers."""
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import PermanentError
 from .planning import DeletionGuard
 from .scope import GroupScope
 from .transport import RetryPolicy, Transport
@@ -20,7 +21,7 @@ from .transport import RetryPolicy, Transport
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-class InsecureGitLabURL(ValueError):
+class InsecureGitLabURL(ValueError, PermanentError):
     """The GitLab URL is ``http://`` and plain HTTP was not allowed: the token would cross the network in clear."""
 
 

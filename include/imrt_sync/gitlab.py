@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .config import GitLabSettings, origin
+from .errors import ImrtError, PermanentError
 from .scope import GroupScope
 from .transport import RETRY_STATUSES, tls_failure
 
@@ -28,10 +29,12 @@ log = logging.getLogger(__name__)
 PER_PAGE = 100
 
 
-class GitLabError(RuntimeError):
+class GitLabError(RuntimeError, ImrtError):
     """GitLab did not answer as documented, or answered with an error after the retries.
 
-    ``transient``: the failure may go away by itself (no answer, 429, 5xx), so trying again later makes sense.
+    ``transient``: the failure may go away by itself (no answer, 429, 5xx, a listing that changed while it was paged),
+    so trying again later makes sense; any other answer (401, 403, 404, a redirect, a certificate that does not
+    verify) is permanent (:func:`imrt_sync.errors.is_transient`).
     """
 
     def __init__(self, message: str, *, transient: bool = False, status: int | None = None, answer: str = ""):
@@ -41,7 +44,7 @@ class GitLabError(RuntimeError):
         self.answer = answer  # GitLab's error message, e.g. "404 Group Not Found"
 
 
-class GroupNotReadable(GitLabError):
+class GroupNotReadable(GitLabError, PermanentError):
     """``GET /groups/:path`` answered 401, 403 or 404: GitLab's answer when the token's user lost access to the group,
     the token is wrong or revoked, or the group was renamed. Nothing GitLab says about its projects can be trusted
     as an absence then (a project the user cannot see is a 404 too)."""
@@ -165,7 +168,8 @@ class GitLabClient:
                 break
             response = _checked(self._request(self._reads, "GET", next_url))
         if announced and announced.isdigit() and int(announced) != seen:
-            raise GitLabError(f"GitLab GET {path} announced {announced} records but returned {seen}")
+            # A page cut short, or records added or removed while the pages were read: a later try may read them all.
+            raise GitLabError(f"GitLab GET {path} announced {announced} records but returned {seen}", transient=True)
 
     def _request(self, session: requests.Session, method: str, path_or_url: str, **kwargs) -> requests.Response:
         url = path_or_url if path_or_url.startswith(("http://", "https://")) else self._api + path_or_url

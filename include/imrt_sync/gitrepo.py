@@ -26,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from .config import GitLabSettings, SyncSettings, field_defaults, origin
+from .errors import TransientError
 from .transport import RetryPolicy, Transport, tls_failure
 
 ITEM_FILE = "item.json"
@@ -38,7 +39,7 @@ GIT_TIMEOUT = field_defaults(SyncSettings)["git_timeout"]
 DEFAULT_RETRY_POLICY = RetryPolicy(_GITLAB_DEFAULTS["retries"], _GITLAB_DEFAULTS["backoff_factor"])
 
 
-class GitFetchError(RuntimeError):
+class GitFetchError(RuntimeError, TransientError):
     """git could not reach or read an item repository."""
 
 

@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from .config import EventRetryPolicy
+from .errors import PermanentError
 from .schema import imrt_webhook_event, imrt_webhook_ignored_count
 from .scope import GroupScope
 
@@ -63,7 +64,7 @@ _CONTROL_CHARACTERS = re.compile("[\x00-\x1f\x7f-\x9f]")
 PRUNE_BATCH = 10_000
 
 
-class EventRejected(ValueError):
+class EventRejected(ValueError, PermanentError):
     """The request is not an event we take: answered with ``status_code``, nothing recorded."""
 
     def __init__(self, status_code: int, detail: str):

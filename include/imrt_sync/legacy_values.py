@@ -29,6 +29,8 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from .errors import PermanentError
+
 INT4_MIN, INT4_MAX = -(2**31), 2**31 - 1
 """The range of a PostgreSQL INTEGER (and of a Java ``int``)."""
 
@@ -41,7 +43,7 @@ _GUAVA_INTEGER = re.compile(r"-?[0-9]+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-class InvalidValue(Exception):
+class InvalidValue(PermanentError):
     """A value the mapping cannot take; ``problem`` names its JSON path. The mapping adds the project and item id."""
 
     def __init__(self, problem: str) -> None:

@@ -16,6 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
 from . import schema
+from .errors import PermanentError
 from .legacy_bootstrap import bootstrap_legacy
 
 __all__ = [
@@ -42,7 +43,7 @@ def include_object(obj, name: str | None, type_: str, reflected: bool, compare_t
     return table is None or table.name in {own.name for own in schema.OWN_TABLES}
 
 
-class SchemaNotReady(RuntimeError):
+class SchemaNotReady(RuntimeError, PermanentError):
     """The imrt database is not at the schema this code needs; the message names the command that fixes it."""
 
 

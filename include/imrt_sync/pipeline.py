@@ -25,7 +25,7 @@ from .config import GitLabSettings, RunParams, SyncSettings
 from .contracts import (
     HooksOutcome, Planned, PlanView, RunContext, RunResults, UnitOutcome, Verdict, WorkUnit, no_hooks,
 )
-from .errors import ItemValidationError
+from .errors import ItemValidationError, PermanentError, is_transient
 from .gitlab import GitLabClient, GitLabError, GroupNotReadable
 from .gitrepo import (
     ITEM_FILE,
@@ -51,7 +51,7 @@ LEGACY_START = "Item Synchronization Process starting.  Job execution id: %s"
 LEGACY_COMPLETE = "Item Synchronization Process complete.  Job execution id: %s, exit status code: %s, exit message: %s"
 
 
-class RunRefused(RuntimeError):
+class RunRefused(RuntimeError, PermanentError):
     """The run cannot go on safely and trying again will not help (e.g. the group is not readable)."""
 
 
@@ -314,8 +314,8 @@ def _log_plan(plan: Plan, params: RunParams) -> None:
 
 
 def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutcome:
-    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure:
-    a validation error or lost access is permanent, anything else (GitLab, git, the database) may pass on a retry."""
+    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure;
+    ``transient``: some failure may pass on a retry (:func:`~imrt_sync.errors.is_transient`)."""
     outcome: UnitOutcome = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
     absence = AbsenceWitness(services.gitlab, services.settings.scope, relist=bool(params.item_ids))
     for action, project_id in [("sync", p) for p in unit["sync"]] + [("delete", p) for p in unit["delete"]]:
@@ -327,16 +327,9 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
                 event = _sync_item(services, project_id, params)
             else:
                 event = _delete_item(services, absence, project_id)
-        except (GroupNotReadable, AbsenceNotProven) as exc:
-            log.error("item of project %s not deleted: %s", project_id, exc)
-            outcome["failed"][str(project_id)] = f"project {project_id}: {exc}; not deleted"
-        except ItemValidationError as exc:
-            log.error("item of project %s failed: %s", project_id, exc)
-            outcome["failed"][str(project_id)] = str(exc)
         except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the others
-            log.exception("item of project %s failed", project_id)
-            outcome["failed"][str(project_id)] = f"project {project_id}: {type(exc).__name__}: {exc}"
-            outcome["transient"] = True
+            outcome["failed"][str(project_id)] = _item_failure(project_id, exc)
+            outcome["transient"] |= is_transient(exc)
         else:
             if event is None:
                 log.info("project %s is already up to date", project_id)
@@ -344,6 +337,18 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
             log.info(event.log_line())
             outcome["events"][str(project_id)] = event.kind
     return outcome
+
+
+def _item_failure(project_id: int, exc: Exception) -> str:
+    """Log one item's failure (call it while handling ``exc``); its message for the exit message."""
+    if isinstance(exc, (GroupNotReadable, AbsenceNotProven)):
+        log.error("item of project %s not deleted: %s", project_id, exc)
+        return f"project {project_id}: {exc}; not deleted"
+    if isinstance(exc, ItemValidationError):
+        log.error("item of project %s failed: %s", project_id, exc)
+        return str(exc)
+    log.exception("item of project %s failed", project_id)
+    return f"project {project_id}: {type(exc).__name__}: {exc}"
 
 
 def _sync_item(services: Services, project_id: int, params: RunParams):
@@ -469,7 +474,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
         except Exception as exc:  # noqa: BLE001 - reported per project
             log.error("fixing the webhook of project %s failed: %s", project_id, exc)
             outcome["failed"][str(project_id)] = f"webhook of project {project_id}: {exc}"
-            outcome["transient"] |= not isinstance(exc, GitLabError) or exc.transient
+            outcome["transient"] |= is_transient(exc)
             continue
         if action != NONE:
             outcome[done[action]].append(project_id)

@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from . import schema
 from .config import SyncSettings, field_defaults
-from .errors import ItemValidationError
+from .errors import ItemValidationError, TransientError
 from .gitrepo import Commit
 from .mapping import MappedItem
 
@@ -42,7 +42,7 @@ STIMULUS_LOCK_SPACE = 0x5354494D
 ITEM_ADOPTED = "ITEM_ADOPTED"  # not a legacy event: an item the legacy service synced, taken over unchanged
 
 
-class ProjectLockedError(RuntimeError):
+class ProjectLockedError(RuntimeError, TransientError):
     """Another writer holds the project's lock: try again later."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .. import DAG_ID
+from ..errors import PermanentError
 from ..schema import EXIT_MESSAGE_LIMIT
 
 JOB_NAME = "itemSynchronizationJob"
@@ -54,7 +55,7 @@ class AbandonResult:
     run_ids: tuple[str, ...] = ()
 
 
-class RunAlreadyLinkedError(ValueError):
+class RunAlreadyLinkedError(ValueError, PermanentError):
     """The run is already linked to another job execution."""
 
 
