@@ -111,15 +111,19 @@ def item_synchronization():
         try:
             with dag_tasks.task_database(values) as engine:
                 planned = pipeline.open_run(run, engine, dag_tasks.settings_reader(values))
-        except Exception as exc:  # noqa: BLE001 - published for the summary, then raised
+        except Exception as exc:
             dag_tasks.listing_failed(exc)
         ti.xcom_push(key="plan", value=planned["plan"])
         if planned["job_execution_id"] is not None:
             ti.xcom_push(key="jobExecutionId", value=planned["job_execution_id"])
         return planned["units"]
 
-    @task(map_index_template="{{ task.op_kwargs['unit']['label'] }}", multiple_outputs=False,
-          execution_timeout=TIMEOUTS.sync, pool=GITLAB_POOL)
+    @task(
+        map_index_template="{{ task.op_kwargs['unit']['label'] }}",
+        multiple_outputs=False,
+        execution_timeout=TIMEOUTS.sync,
+        pool=GITLAB_POOL,
+    )
     def sync(unit: WorkUnit, params=None, run_id=None) -> None:
         from imrt_compat import dag_tasks, settings
         from imrt_sync import pipeline
@@ -129,8 +133,9 @@ def item_synchronization():
             outcome = pipeline.sync_unit(services, unit, run.params)
         dag_tasks.report_unit(outcome)
 
-    @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.dispatch_webhooks,
-          pool=GITLAB_POOL)
+    @task(
+        trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.dispatch_webhooks, pool=GITLAB_POOL
+    )
     def dispatch_webhooks(ti=None, params=None, run_id=None) -> None:
         """Fix the hooks of the projects the plan found without one. The plan is pulled here, not passed as an
         argument: after a failed ``list_ids`` Airflow would fail the argument's resolution (``XComNotFound``, before
@@ -159,8 +164,11 @@ def item_synchronization():
             metrics.report_run(verdict, run.started_at, pendulum.now("UTC"))
             metrics.report_backlog(*pipeline.webhook_backlog(services.engine))
         outlet_events[ITEM_DATA].extra = {
-            "run_id": run_id, "dry_run": run.params.dry_run, "synced": verdict["synced_count"],
-            "deleted": verdict["deleted_count"], "failed": verdict["failed_count"],
+            "run_id": run_id,
+            "dry_run": run.params.dry_run,
+            "synced": verdict["synced_count"],
+            "deleted": verdict["deleted_count"],
+            "failed": verdict["failed_count"],
         }  # emitted only when summary succeeds, i.e. the run completed
         dag_tasks.report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
 

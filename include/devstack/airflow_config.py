@@ -26,7 +26,9 @@ from . import edge_workers
 SIMPLE_AUTH_ROLES = frozenset({"viewer", "user", "op", "admin"})  # SimpleAuthManagerRole
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 FAB_AUTH_MANAGER = "imrt_compat.fab_auth.ImrtFabAuthManager"  # what docker-compose.yaml and helm-values.yaml use
-JWT_SECRET_BYTES = 64  # HS512, the signing algorithm Airflow picks for a shared secret, wants a 64-byte key (RFC 7518 §3.2)
+JWT_SECRET_BYTES = (
+    64  # HS512, the signing algorithm Airflow picks for a shared secret, wants a 64-byte key (RFC 7518 §3.2)
+)
 
 
 def check_users(users: Mapping[str, str], auth_manager: str) -> None:
@@ -38,9 +40,7 @@ def check_users(users: Mapping[str, str], auth_manager: str) -> None:
     for name, role in users.items():
         bad_name = not name or any(c in name for c in ",: ")
         if auth_manager == "simple" and (bad_name or role.lower() not in SIMPLE_AUTH_ROLES):
-            raise ValueError(
-                f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(SIMPLE_AUTH_ROLES)})"
-            )
+            raise ValueError(f"bad SimpleAuthManager user {name!r}, role {role!r} (roles: {sorted(SIMPLE_AUTH_ROLES)})")
         if auth_manager == "fab" and (bad_name or not role):
             raise ValueError(f"bad FAB user {name!r}, role {role!r}")
 

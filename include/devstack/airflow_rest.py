@@ -47,12 +47,10 @@ class AirflowRestClient:
         except (requests.RequestException, ValueError):
             return None
 
-
     def edge_worker_states(self) -> dict[str, str]:
         """Hostname -> state of every edge worker registered with the API server (``GET /edge_worker/ui/worker``)."""
         workers = self._api_json("GET", f"{edge_workers.EDGE_API_PATH}/ui/worker")["workers"]
         return {worker["worker_name"]: worker["state"] for worker in workers}
-
 
     def token(self, username: str = "admin") -> str:
         """A fresh JWT for ``username`` from ``POST /auth/token``."""
@@ -91,7 +89,6 @@ class AirflowRestClient:
     def import_errors(self) -> list[dict]:
         return self._api_json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
 
-
     def unpause(self, dag_id: str) -> None:
         document = self._api_json("PATCH", f"/api/v2/dags/{url_segment(dag_id)}", json={"is_paused": False})
         if document.get("is_paused"):
@@ -124,7 +121,6 @@ class AirflowRestClient:
             found.extend(page["dag_runs"])
             if not page["dag_runs"] or len(found) >= page["total_entries"]:
                 return found
-
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict]:
         """All task instances of the run, mapped ones included (one per map index)."""

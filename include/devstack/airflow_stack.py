@@ -101,7 +101,7 @@ class AirflowStack(AirflowRestClient):
         dags_folder: Path,
         plugins_folder: Path | None = None,
         env: Mapping[str, str] | None = None,
-        users: Mapping[str, str] = {"admin": "admin"},  # noqa: B006 - never mutated
+        users: Mapping[str, str] = {"admin": "admin"},
         auth_manager: str = "simple",
         host: str = "127.0.0.1",
         api_port: int | None = None,

@@ -16,8 +16,14 @@ from urllib.parse import urlsplit
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 )
 VIEWPORT = {"width": 1400, "height": 1000}
 LOGIN_PAGE = "**/auth/login**"  # FAB's login page
@@ -34,8 +40,9 @@ def chromium(host_map: Mapping[str, str] | None = None) -> Iterator[Any]:
     ``host_map``: host name -> address the browser resolves it to (what DNS would do for a deployment's names).
     """
     if not CHROMIUM.exists():
-        raise BrowserMissing(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; "
-                             ".ci/run does)")
+        raise BrowserMissing(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium; .ci/run does)"
+        )
     from playwright.sync_api import sync_playwright
 
     args = list(CHROMIUM_ARGS)
@@ -72,8 +79,17 @@ class IdpLogin:
 
 
 def log_in_through_idp(
-    browser: Any, airflow_url: str, start_path: str, provider: str, issuer: str, username: str, password: str, *,
-    wait_for_text: str | None = None, screenshots: Path | None = None, ignore_https_errors: bool = False,
+    browser: Any,
+    airflow_url: str,
+    start_path: str,
+    provider: str,
+    issuer: str,
+    username: str,
+    password: str,
+    *,
+    wait_for_text: str | None = None,
+    screenshots: Path | None = None,
+    ignore_https_errors: bool = False,
 ) -> IdpLogin:
     """Open ``airflow_url + start_path`` in a new browser session, press FAB's "Sign In with <provider>", fill the
     provider's form at ``issuer``, and follow the redirects back to Airflow. ``wait_for_text``: wait until the page

@@ -165,7 +165,8 @@ def shared_pin_differences(runtime: dict[str, Pin], dev: dict[str, Pin]) -> list
             differences.append(f"{pin.name}: {pin.version} in requirements.txt, missing from requirements-dev.txt")
         elif other.version != pin.version:
             differences.append(
-                f"{pin.name}: {pin.version} in requirements.txt, {other.version} in requirements-dev.txt")
+                f"{pin.name}: {pin.version} in requirements.txt, {other.version} in requirements-dev.txt"
+            )
         elif other.hashes != pin.hashes:
             differences.append(f"{pin.name}: other hashes in requirements-dev.txt than in requirements.txt")
     return differences
@@ -187,8 +188,9 @@ def frozen_versions(freeze: str) -> tuple[dict[str, str], dict[str, str]]:
     return versions, urls
 
 
-def environment_differences(lock: dict[str, Pin], installed: dict[str, str],
-                            also_installed: set[str] = frozenset()) -> list[str]:
+def environment_differences(
+    lock: dict[str, Pin], installed: dict[str, str], also_installed: set[str] = frozenset()
+) -> list[str]:
     """How an installed environment (canonical name -> version) departs from a lock: a locked distribution missing
     or at another version, or an installed one the lock does not name (pip, setuptools, wheel and ``also_installed``
     aside)."""
@@ -235,8 +237,12 @@ def scratch_venv(target: Path) -> Path:
     """A new virtual environment with the images' pip; returns its python."""
     venv.create(target, with_pip=True, clear=True)
     python = target / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"pip=={PIP_VERSION}"], check=True,
-                   cwd=target, env=scrubbed_environment())
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"pip=={PIP_VERSION}"],
+        check=True,
+        cwd=target,
+        env=scrubbed_environment(),
+    )
     return python
 
 
@@ -274,15 +280,22 @@ def lock(upgrade: bool = False, upgrade_packages: tuple[str, ...] = (), verify: 
         scratch = Path(scratch)
         tools = scratch / "pip-tools"
         python = scratch_venv(tools)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"pip-tools=={PIP_TOOLS_VERSION}"],
-                       check=True, cwd=scratch, env=scrubbed_environment())
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--quiet", f"pip-tools=={PIP_TOOLS_VERSION}"],
+            check=True,
+            cwd=scratch,
+            env=scrubbed_environment(),
+        )
         work = scratch / "compile"
         work.mkdir()
         for source in (RUNTIME_IN, DEV_IN):
             shutil.copy(source, work / source.name)
         # pip-compile keeps the pins (and reuses the hashes) of its output file: seed it with the current locks.
-        current = {**parse_lock(DEV_LOCK, strict=False), **parse_lock(RUNTIME_LOCK, strict=False)} \
-            if RUNTIME_LOCK.exists() and DEV_LOCK.exists() else {}
+        current = (
+            {**parse_lock(DEV_LOCK, strict=False), **parse_lock(RUNTIME_LOCK, strict=False)}
+            if RUNTIME_LOCK.exists() and DEV_LOCK.exists()
+            else {}
+        )
         extra = ["--upgrade"] if upgrade else []
         for package in upgrade_packages:
             extra += ["--upgrade-package", package]
@@ -297,8 +310,11 @@ def lock(upgrade: bool = False, upgrade_packages: tuple[str, ...] = (), verify: 
         pip_compile(tools, work, DEV_IN.name, DEV_LOCK.name, extra)
         dev = parse_lock(work / DEV_LOCK.name)
 
-        problems = [f"unhashed in {path}: {names}" for path, names in
-                    ((RUNTIME_LOCK.name, unhashed(runtime)), (DEV_LOCK.name, unhashed(dev))) if names]
+        problems = [
+            f"unhashed in {path}: {names}"
+            for path, names in ((RUNTIME_LOCK.name, unhashed(runtime)), (DEV_LOCK.name, unhashed(dev)))
+            if names
+        ]
         problems += shared_pin_differences(runtime, dev)
         if problems:
             raise LockError("the new locks disagree:\n  " + "\n  ".join(problems))
@@ -314,22 +330,34 @@ def lock(upgrade: bool = False, upgrade_packages: tuple[str, ...] = (), verify: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack.locks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--upgrade", action="store_true", help="re-resolve every pin to the newest allowed version")
-    parser.add_argument("--upgrade-package", action="append", default=[], metavar="NAME",
-                        help="re-resolve this distribution (NAME or NAME==VERSION), keeping the other pins; repeatable")
-    parser.add_argument("--no-verify", action="store_true",
-                        help="skip installing each new lock into a scratch venv (pip check, pip freeze = lock)")
+    parser.add_argument(
+        "--upgrade-package",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="re-resolve this distribution (NAME or NAME==VERSION), keeping the other pins; repeatable",
+    )
+    parser.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip installing each new lock into a scratch venv (pip check, pip freeze = lock)",
+    )
     args = parser.parse_args(argv)
     if sys.version_info[:2] != IMAGE_PYTHON:
-        print(f"make lock: resolve with Python {'.'.join(map(str, IMAGE_PYTHON))}, the image's (markers differ between "
-              f"versions), e.g. make lock PYTHON=python3.11; this is {sys.version.split()[0]}", file=sys.stderr)
+        print(
+            f"make lock: resolve with Python {'.'.join(map(str, IMAGE_PYTHON))}, the image's (markers differ between "
+            f"versions), e.g. make lock PYTHON=python3.11; this is {sys.version.split()[0]}",
+            file=sys.stderr,
+        )
         return 2
     try:
         runtime, dev = lock(args.upgrade, tuple(args.upgrade_package), verify=not args.no_verify)
     except (LockError, subprocess.CalledProcessError) as error:
         print(f"make lock: {error}", file=sys.stderr)
         return 1
-    print(f"requirements.txt: {runtime} pins; requirements-dev.txt: {dev} pins "
-          f"({dev - runtime} beyond the runtime lock)")
+    print(
+        f"requirements.txt: {runtime} pins; requirements-dev.txt: {dev} pins ({dev - runtime} beyond the runtime lock)"
+    )
     return 0
 
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from airflow.api.common.trigger_dag import trigger_dag
 from airflow.models.dag import DagModel
 from airflow.models.dagrun import DagRun
 from airflow.models.taskinstance import TaskInstance
 from airflow.utils.state import DagRunState, TaskInstanceState
 from airflow.utils.types import DagRunTriggeredByType
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from imrt_sync.errors import PermanentError
 
@@ -64,8 +63,9 @@ def check_triggerable(dag_id: str, session: Session) -> None:
         raise DagUnavailable(404, f"DAG {dag_id} is not known to Airflow (not parsed yet, or removed)")
     if dag.is_paused:
         raise DagUnavailable(
-            409, f"DAG {dag_id} is paused: a run would stay queued. Unpause it in the Airflow UI or with "
-            f"PATCH /api/v2/dags/{dag_id} {{\"is_paused\": false}}"
+            409,
+            f"DAG {dag_id} is paused: a run would stay queued. Unpause it in the Airflow UI or with "
+            f'PATCH /api/v2/dags/{dag_id} {{"is_paused": false}}',
         )
 
 

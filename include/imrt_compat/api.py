@@ -18,12 +18,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, FastAPI, HTTPException, Path, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
-
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
 from airflow.api_fastapi.core_api.security import GetUserDep, requires_access_dag
 from airflow.utils.session import create_session
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from imrt_sync import DAG_ID
 from imrt_sync.errors import PermanentError
@@ -117,7 +116,7 @@ def _answered(given_up: threading.Event, route: Callable, args, kwargs):
     except RequestGivenUp:
         log.warning("a request answered 503 after its deadline finished late: it changed nothing")
         return None
-    except Exception as exc:  # noqa: BLE001 - the caller gets a JSON 500, the log gets the trace
+    except Exception as exc:
         log.exception("unexpected error in the legacy job API")
         return JSONResponse({"detail": f"unexpected error: {type(exc).__name__}"}, status_code=500)
     finally:
@@ -153,7 +152,11 @@ def _start_unless_running(mirror: SpringBatchMirror, conf_params: dict, user_nam
     mirror.link_run(execution.job_execution_id, run_id)
     try:
         airflow_runs.trigger(
-            DAG_ID, run_id, {**conf_params, "jobExecutionId": execution.job_execution_id}, user_name, session,
+            DAG_ID,
+            run_id,
+            {**conf_params, "jobExecutionId": execution.job_execution_id},
+            user_name,
+            session,
             note=f"Started by the legacy /sync endpoint: Spring Batch job execution {execution.job_execution_id}",
         )
     except Exception as exc:
@@ -211,8 +214,12 @@ def _register_abandon_routes(app: FastAPI) -> None:
         with create_session() as session:
             for run_id in result.run_ids:
                 stopped = airflow_runs.fail_run(DAG_ID, run_id, session)
-                log.info("abandoned job instance %s: run %s %s", job_instance_id, run_id,
-                         "marked failed" if stopped else "had already ended")
+                log.info(
+                    "abandoned job instance %s: run %s %s",
+                    job_instance_id,
+                    run_id,
+                    "marked failed" if stopped else "had already ended",
+                )
         return JSONResponse(body, status_code=status_code)
 
 
@@ -227,8 +234,12 @@ class LegacyPathMiddleware:
     def __init__(self, app):
         self.app = app
         extra = settings.webhook_path()
-        self.rewrites = {"/sync": "/sync/", "/webHook": "/webHook/", "/systemHook": "/webHook/",
-                         "/systemHook/": "/webHook/"}
+        self.rewrites = {
+            "/sync": "/sync/",
+            "/webHook": "/webHook/",
+            "/systemHook": "/webHook/",
+            "/systemHook/": "/webHook/",
+        }
         if extra.startswith("/") and extra not in self.rewrites:
             self.rewrites.update({extra: "/webHook/", f"{extra}/": "/webHook/"})
 

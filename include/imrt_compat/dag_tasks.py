@@ -51,9 +51,12 @@ def settings_reader(values: Mapping[str, str]) -> pipeline.SettingsReader:
 @contextmanager
 def task_services(values: Mapping[str, str]) -> Iterator[pipeline.Services]:
     """The services of one task; an error raised while they are open fails the task through :func:`fail_task`."""
-    with permanent_errors_fail_fast(), task_database(values) as engine:
-        with pipeline.Services.open(*settings_reader(values)(), engine) as services:
-            yield services
+    with (
+        permanent_errors_fail_fast(),
+        task_database(values) as engine,
+        pipeline.Services.open(*settings_reader(values)(), engine) as services,
+    ):
+        yield services
 
 
 def fail_task(failure: Exception | str, *, transient: bool) -> NoReturn:

@@ -1,6 +1,6 @@
-"""The imrt database's SQLAlchemy engines, all built from an Airflow connection the same way (:func:`connection_engine`):
-for a task (:func:`task_engine`), for Airflow's server components (:func:`server_engine`: short timeouts, so a slow
-database never stalls them) and for the migration command."""
+"""The imrt database's SQLAlchemy engines, all built from an Airflow connection the same way
+(:func:`connection_engine`): for a task (:func:`task_engine`), for Airflow's server components
+(:func:`server_engine`: short timeouts, so a slow database never stalls them) and for the migration command."""
 
 from __future__ import annotations
 

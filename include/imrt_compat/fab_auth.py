@@ -58,9 +58,9 @@ class ImrtFabAuthManager(FabAuthManager):
         access_entity: DagAccessEntity | None = None,
         details: DagDetails | None = None,
     ) -> bool:
-        if method == "POST" and access_entity == DagAccessEntity.RUN and details is not None and details.id:
-            if self._may_trigger(user, details):
-                return True
+        triggering = method == "POST" and access_entity == DagAccessEntity.RUN and details is not None and details.id
+        if triggering and self._may_trigger(user, details):
+            return True
         return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
 
     def _may_trigger(self, user: User, details: DagDetails) -> bool:

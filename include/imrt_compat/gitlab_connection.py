@@ -71,7 +71,9 @@ def transport_of(session: requests.Session) -> Transport:
     """The CA bundle, client certificate and proxies ``HttpHook`` configured on ``session``."""
     client_cert, client_key = _client_cert(session.cert)
     return Transport(
-        ca_bundle=_ca_bundle(session.verify), client_cert=client_cert, client_key=client_key,
+        ca_bundle=_ca_bundle(session.verify),
+        client_cert=client_cert,
+        client_key=client_key,
         proxies=_proxies(session.proxies),
     )
 

@@ -60,8 +60,14 @@ def ensure_gitlab_pool() -> bool:
         with create_session() as session:
             if session.scalar(sa.select(Pool.id).where(Pool.pool == name)) is not None:
                 return False
-            session.add(Pool(pool=name, slots=gitlab_pool_slots(), include_deferred=False,
-                             description="IMRT item_synchronization: tasks that call GitLab"))
+            session.add(
+                Pool(
+                    pool=name,
+                    slots=gitlab_pool_slots(),
+                    include_deferred=False,
+                    description="IMRT item_synchronization: tasks that call GitLab",
+                )
+            )
         log.info("created the pool %s with %s slots", name, gitlab_pool_slots())
         return True
     except sa.exc.IntegrityError:  # another component created it at the same moment
@@ -78,5 +84,5 @@ def on_starting(component) -> None:
         return
     try:
         ensure_gitlab_pool()
-    except Exception:  # noqa: BLE001 - a listener must never stop its host from starting
+    except Exception:
         log.warning("could not create the pool %s; create it with `airflow pools set`", gitlab_pool(), exc_info=True)

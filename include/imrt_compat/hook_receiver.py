@@ -20,16 +20,22 @@ import threading
 from contextlib import asynccontextmanager
 
 import sqlalchemy as sa
+from airflow.utils.session import create_session
 from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from airflow.utils.session import create_session
-
 from imrt_sync import DAG_ID
 from imrt_sync.config import EventRetryPolicy, ReceiverSettings
 from imrt_sync.hook_events import (
-    MAX_BODY_BYTES, EventLog, EventRejected, is_webhook_run, parse_event, token_accepted, triage, webhook_run_id,
+    MAX_BODY_BYTES,
+    EventLog,
+    EventRejected,
+    is_webhook_run,
+    parse_event,
+    token_accepted,
+    triage,
+    webhook_run_id,
 )
 
 from . import airflow_runs
@@ -58,7 +64,11 @@ def ensure_events_run(policy: EventRetryPolicy) -> str | None:
                 return run.run_id
         airflow_runs.check_triggerable(DAG_ID, session)
         run_id = airflow_runs.trigger(
-            DAG_ID, webhook_run_id(), {"webhook_events": True}, None, session,
+            DAG_ID,
+            webhook_run_id(),
+            {"webhook_events": True},
+            None,
+            session,
             note="Started by GitLab hook events (imrt_webhook_event)",
         )
         log.info("started run %s for pending GitLab hook events", run_id)
@@ -83,8 +93,13 @@ def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) ->
     if not ended:
         return 0
     closed = events.release(ended, f"run {', '.join(ended)} ended without closing its events", policy)
-    log.warning("GitLab hook events of ended runs %s: %d will be retried later, %d failed after %d attempts",
-                ended, closed.retrying, closed.failed, policy.max_attempts)
+    log.warning(
+        "GitLab hook events of ended runs %s: %d will be retried later, %d failed after %d attempts",
+        ended,
+        closed.retrying,
+        closed.failed,
+        policy.max_attempts,
+    )
     return closed.retrying + closed.failed
 
 
@@ -96,7 +111,7 @@ def start_events_run_quietly(policy: EventRetryPolicy) -> None:
         log.warning("GitLab hook events wait: %s", exc.detail)
     except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
         log.warning("GitLab hook events wait: the imrt database is unreachable or busy (%s)", type(exc).__name__)
-    except Exception:  # noqa: BLE001 - the event is recorded; the sweeper retries
+    except Exception:
         log.warning("could not start a run for GitLab hook events; the sweeper will retry", exc_info=True)
 
 
@@ -107,17 +122,18 @@ def sweep() -> None:
     except SettingsError as exc:
         log.error("GitLab hook events wait: %s", exc)
         return
-    except Exception:  # noqa: BLE001 - the sweeper thread must outlive a failing variable backend
+    except Exception:
         log.warning("GitLab hook events wait: could not read the imrt_* Airflow variables", exc_info=True)
         return
     try:
         pruned = EventLog(server_engine()).prune(settings.event_retry.retention_days)
-    except Exception:  # noqa: BLE001 - pruning is housekeeping; starting runs matters more
+    except Exception:
         log.warning("could not prune closed GitLab hook events", exc_info=True)
     else:
         if pruned:
-            log.info("pruned %d closed GitLab hook events older than %d days", pruned,
-                     settings.event_retry.retention_days)
+            log.info(
+                "pruned %d closed GitLab hook events older than %d days", pruned, settings.event_retry.retention_days
+            )
     start_events_run_quietly(settings.event_retry)
 
 
@@ -181,30 +197,40 @@ async def receive_event(request: Request, background: BackgroundTasks):
         if not settings.secret:
             log.error("GitLab hook refused: the Airflow variable imrt_webhook_secret is not set")
         if not token_accepted(request.headers.get("x-gitlab-token"), settings.secret, settings.previous_secret):
-            log.warning("GitLab hook refused from %s: missing or wrong X-Gitlab-Token",
-                        request.client.host if request.client else "?")
+            log.warning(
+                "GitLab hook refused from %s: missing or wrong X-Gitlab-Token",
+                request.client.host if request.client else "?",
+            )
             return _answer(401, "missing or wrong X-Gitlab-Token")
-        event = parse_event(request.headers.get("x-gitlab-event"), await _read_body(request),
-                            request.headers.get("x-gitlab-event-uuid"))
+        event = parse_event(
+            request.headers.get("x-gitlab-event"), await _read_body(request), request.headers.get("x-gitlab-event-uuid")
+        )
         verdict = triage(event, settings.scope, settings.ignore_projects)
-        event_id = await asyncio.wait_for(run_in_threadpool(EventLog(server_engine()).record, event, verdict),
-                                          RECORD_DEADLINE_SECONDS)
+        event_id = await asyncio.wait_for(
+            run_in_threadpool(EventLog(server_engine()).record, event, verdict), RECORD_DEADLINE_SECONDS
+        )
     except EventRejected as exc:
         return _answer(exc.status_code, exc.detail)
     except SettingsError as exc:
         log.error("GitLab hook not recorded: %s", exc)
         return _answer(503, "the receiver is misconfigured (see the API server log); the nightly sync will catch up")
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("GitLab hook: the imrt database did not answer within %s s", RECORD_DEADLINE_SECONDS)
         return _answer(503, "the imrt database did not answer in time; the nightly sync will catch up")
     except (sa.exc.OperationalError, sa.exc.TimeoutError) as exc:
         log.error("GitLab hook not recorded: the imrt database is unreachable or busy (%s)", type(exc).__name__)
         return _answer(503, "the imrt database is unreachable or busy; the nightly sync will catch up")
-    except Exception as exc:  # noqa: BLE001 - GitLab gets a JSON 500, the log gets the trace
+    except Exception as exc:
         log.exception("unexpected error in the GitLab hook receiver")
         return _answer(500, f"unexpected error: {type(exc).__name__}")
-    log.info("GitLab %s event %s for project %s recorded as %s%s", event.event_type, event_id, event.project_id,
-             verdict.status, f" ({verdict.detail})" if verdict.detail else "")
+    log.info(
+        "GitLab %s event %s for project %s recorded as %s%s",
+        event.event_type,
+        event_id,
+        event.project_id,
+        verdict.status,
+        f" ({verdict.detail})" if verdict.detail else "",
+    )
     if verdict.status == "pending":
         background.add_task(start_events_run_quietly, settings.event_retry)
     body = {"event": event_id, "status": verdict.status}

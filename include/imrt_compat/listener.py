@@ -38,7 +38,7 @@ def _work() -> None:
         event = _events.get()
         try:
             event()
-        except Exception:  # noqa: BLE001 - a listener must never take its host process down
+        except Exception:
             log.warning("could not mirror a run into the Spring Batch tables", exc_info=True)
         finally:
             _events.task_done()
@@ -95,4 +95,3 @@ def _finish(dag_run, status: str, msg: str) -> None:
         mirror.mark_finished(run_id, status, message, ended_at=ended_at)
 
     _submit(close)
-

@@ -21,7 +21,12 @@ import sqlalchemy as sa
 
 from imrt_sync.legacy_bootstrap import bootstrap_legacy
 from imrt_sync.migrate import (
-    VERSION_TABLE, SchemaNotReady, current_revision, head_revision, require_current_schema, upgrade,
+    VERSION_TABLE,
+    SchemaNotReady,
+    current_revision,
+    head_revision,
+    require_current_schema,
+    upgrade,
 )
 
 from .engine import connection_engine

@@ -102,7 +102,10 @@ def roles_mapping(environ: Mapping[str, str]) -> dict[str, list[str]]:
     except ValueError as exc:
         raise OAuthConfigError(f"IMRT_OIDC_ROLES_MAPPING is not JSON: {exc}") from None
     valid = isinstance(mapping, dict) and all(
-        isinstance(group, str) and group and isinstance(roles, list) and roles
+        isinstance(group, str)
+        and group
+        and isinstance(roles, list)
+        and roles
         and all(isinstance(role, str) and role for role in roles)
         for group, roles in mapping.items()
     )

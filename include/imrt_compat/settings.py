@@ -20,7 +20,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from imrt_sync.config import (
-    EventRetryPolicy, GitLabSettings, ImrtOptions, ReceiverSettings, SyncSettings, field_defaults,
+    EventRetryPolicy,
+    GitLabSettings,
+    ImrtOptions,
+    ReceiverSettings,
+    SyncSettings,
+    field_defaults,
 )
 from imrt_sync.errors import PermanentError
 
@@ -139,7 +144,9 @@ def event_retry_policy(values: Mapping[str, str] | None = None) -> EventRetryPol
 
 
 _EVENT_RETRY_VARIABLES = (
-    "imrt_webhook_retry_base_seconds", "imrt_webhook_retry_max_seconds", "imrt_webhook_max_attempts",
+    "imrt_webhook_retry_base_seconds",
+    "imrt_webhook_retry_max_seconds",
+    "imrt_webhook_max_attempts",
     "imrt_webhook_retention_days",
 )
 

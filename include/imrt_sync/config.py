@@ -227,7 +227,7 @@ class RunParams:
             raise ValueError(f"mode must be 'incremental' or 'full', not {self.mode!r}")
 
     @classmethod
-    def from_mapping(cls, params: dict) -> "RunParams":
+    def from_mapping(cls, params: dict) -> RunParams:
         return cls(
             mode=params.get("mode") or "incremental",
             item_ids=item_ids_from(params.get("item_ids")),

@@ -105,5 +105,12 @@ class RunResults:
 
 def no_hooks(missing: int = 0) -> HooksOutcome:
     """A hooks outcome in which nothing was done (yet)."""
-    return {"missing": missing, "created": [], "updated": [], "replaced": [], "failed": {}, "transient": False,
-            "on_other_secret": None}
+    return {
+        "missing": missing,
+        "created": [],
+        "updated": [],
+        "replaced": [],
+        "failed": {},
+        "transient": False,
+        "on_other_secret": None,
+    }

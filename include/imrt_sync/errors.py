@@ -71,4 +71,6 @@ class ItemValidationError(ValueError, PermanentError):
         return f"{where}: {self.problem}"
 
     def __repr__(self) -> str:
-        return f"ItemValidationError(project_id={self.project_id!r}, problem={self.problem!r}, item_id={self.item_id!r})"
+        return (
+            f"ItemValidationError(project_id={self.project_id!r}, problem={self.problem!r}, item_id={self.item_id!r})"
+        )

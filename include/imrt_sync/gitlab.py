@@ -76,7 +76,7 @@ class GitLabClient:
         self._reads.close()
         self._writes.close()
 
-    def __enter__(self) -> "GitLabClient":
+    def __enter__(self) -> GitLabClient:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -108,7 +108,10 @@ class GitLabClient:
         https://docs.gitlab.com/api/groups/#list-projects
         """
         params = {
-            "pagination": "keyset", "per_page": PER_PAGE, "order_by": "id", "sort": "asc",
+            "pagination": "keyset",
+            "per_page": PER_PAGE,
+            "order_by": "id",
+            "sort": "asc",
             "include_subgroups": "true" if scope.include_subgroups else "false",
         }
         for project in self._paginate(f"/groups/{quote(scope.group, safe='')}/projects", params):

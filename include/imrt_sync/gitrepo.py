@@ -78,11 +78,15 @@ class GitAccess:
         object.__setattr__(self, "origin", origin(self.origin))
 
     @classmethod
-    def for_gitlab(cls, settings: GitLabSettings, timeout: float = GIT_TIMEOUT) -> "GitAccess":
+    def for_gitlab(cls, settings: GitLabSettings, timeout: float = GIT_TIMEOUT) -> GitAccess:
         """Access to the repositories of the GitLab ``settings`` describe, with its token, transport and retries."""
         return cls(
-            settings.token, timeout, origin=settings.base_url, transport=settings.transport,
-            retry_policy=settings.retry_policy, connect_timeout=settings.connect_timeout,
+            settings.token,
+            timeout,
+            origin=settings.base_url,
+            transport=settings.transport,
+            retry_policy=settings.retry_policy,
+            connect_timeout=settings.connect_timeout,
         )
 
     def check(self, url: str) -> str:
@@ -228,7 +232,7 @@ class ItemRepository:
             self._repo.close()
             self._repo = None
 
-    def __enter__(self) -> "ItemRepository":
+    def __enter__(self) -> ItemRepository:
         return self
 
     def __exit__(self, *exc_info) -> None:

@@ -25,7 +25,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -45,14 +45,34 @@ PROJECT_TRANSFER = "project_transfer"  # into the item bank, out of it, or betwe
 ACTED_ON = frozenset({PUSH, PROJECT_CREATE, PROJECT_DESTROY, PROJECT_TRANSFER})
 
 # System hook events GitLab documents that IMRT has no use for: recorded as ignored, answered 200.
-OTHER_SYSTEM_EVENTS = frozenset({
-    "group_create", "group_destroy", "group_rename", "key_create", "key_destroy", "project_rename",
-    "project_update", "repository_update", "tag_push", "merge_request",
-    "user_access_request_revoked_for_group", "user_access_request_revoked_for_project",
-    "user_access_request_to_group", "user_access_request_to_project", "user_add_to_group", "user_add_to_team",
-    "user_create", "user_destroy", "user_failed_login", "user_remove_from_group", "user_remove_from_team",
-    "user_rename", "user_update_for_group", "user_update_for_team",
-})
+OTHER_SYSTEM_EVENTS = frozenset(
+    {
+        "group_create",
+        "group_destroy",
+        "group_rename",
+        "key_create",
+        "key_destroy",
+        "project_rename",
+        "project_update",
+        "repository_update",
+        "tag_push",
+        "merge_request",
+        "user_access_request_revoked_for_group",
+        "user_access_request_revoked_for_project",
+        "user_access_request_to_group",
+        "user_access_request_to_project",
+        "user_add_to_group",
+        "user_add_to_team",
+        "user_create",
+        "user_destroy",
+        "user_failed_login",
+        "user_remove_from_group",
+        "user_remove_from_team",
+        "user_rename",
+        "user_update_for_group",
+        "user_update_for_team",
+    }
+)
 
 RUN_ID_PREFIX = "webhook__"
 
@@ -97,7 +117,7 @@ def is_webhook_run(run_id: str) -> bool:
 
 
 def webhook_run_id(now: datetime | None = None) -> str:
-    return RUN_ID_PREFIX + (now or datetime.now(timezone.utc)).isoformat(timespec="microseconds")
+    return RUN_ID_PREFIX + (now or datetime.now(UTC)).isoformat(timespec="microseconds")
 
 
 def token_matches(presented: str | None, secret: str) -> bool:
@@ -124,7 +144,9 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
     if len(body) > MAX_BODY_BYTES:
         raise EventRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if gitlab_event not in ("Push Hook", "System Hook"):
-        raise EventRejected(400, f"unsupported X-Gitlab-Event {_shown(gitlab_event)}: expected Push Hook or System Hook")
+        raise EventRejected(
+            400, f"unsupported X-Gitlab-Event {_shown(gitlab_event)}: expected Push Hook or System Hook"
+        )
     try:
         payload = json.loads(body)
     except RecursionError:
@@ -139,8 +161,13 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
         return _push_event(payload, uuid)
     if gitlab_event == "System Hook" and kind in (PROJECT_CREATE, PROJECT_DESTROY, PROJECT_TRANSFER):
         old_path = _text(payload, "old_path_with_namespace") if kind == PROJECT_TRANSFER else None
-        return HookEvent(kind, _int(payload, "project_id"), _text(payload, "path_with_namespace"),
-                         gitlab_event_uuid=uuid, old_project_path=old_path)
+        return HookEvent(
+            kind,
+            _int(payload, "project_id"),
+            _text(payload, "path_with_namespace"),
+            gitlab_event_uuid=uuid,
+            old_project_path=old_path,
+        )
     if gitlab_event == "System Hook" and kind in OTHER_SYSTEM_EVENTS:
         return HookEvent(kind, None, None, gitlab_event_uuid=uuid)
     raise EventRejected(400, f"unsupported event {_shown(kind)} in a {gitlab_event}")
@@ -156,7 +183,10 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
     ref = _text(payload, "ref")
     sha = payload.get("checkout_sha") or payload.get("after")
     return HookEvent(
-        PUSH, project_id, _text(project, "path_with_namespace"), ref=ref,
+        PUSH,
+        project_id,
+        _text(project, "path_with_namespace"),
+        ref=ref,
         commit_sha=_short(sanitized(sha) if isinstance(sha, str) else None, 64),
         default_branch=_text(project, "default_branch", required=False),
         gitlab_event_uuid=uuid,
@@ -177,8 +207,9 @@ def triage(event: HookEvent, scope: GroupScope, ignored_paths: Iterable[str]) ->
     if event.event_type == PUSH:
         branch = (event.ref or "").removeprefix("refs/heads/")
         if not (event.ref or "").startswith("refs/heads/") or branch != event.default_branch:
-            return Verdict("ignored", f"push to {event.ref}, not to the default branch {event.default_branch}",
-                           OTHER_BRANCH)
+            return Verdict(
+                "ignored", f"push to {event.ref}, not to the default branch {event.default_branch}", OTHER_BRANCH
+            )
     return Verdict("pending")
 
 
@@ -236,9 +267,14 @@ class EventLog:
             event_id = conn.scalar(
                 sa.insert(imrt_webhook_event)
                 .values(
-                    event_type=event.event_type, project_id=event.project_id, project_path=event.project_path,
-                    ref=event.ref, commit_sha=event.commit_sha, gitlab_event_uuid=event.gitlab_event_uuid,
-                    status=verdict.status, detail=verdict.detail or None,
+                    event_type=event.event_type,
+                    project_id=event.project_id,
+                    project_path=event.project_path,
+                    ref=event.ref,
+                    commit_sha=event.commit_sha,
+                    gitlab_event_uuid=event.gitlab_event_uuid,
+                    status=verdict.status,
+                    detail=verdict.detail or None,
                 )
                 .returning(imrt_webhook_event.c.id)
             )
@@ -263,14 +299,17 @@ class EventLog:
         t = imrt_webhook_event.c
         other = imrt_webhook_event.alias("due_event")
         due_projects = sa.select(other.c.project_id).where(
-            other.c.status == "pending", _due(other), other.c.project_id.is_not(None))
+            other.c.status == "pending", _due(other), other.c.project_id.is_not(None)
+        )
         taken = sa.and_(t.status == "pending", sa.or_(_due(), t.project_id.in_(due_projects.scalar_subquery())))
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.update(imrt_webhook_event)
                 .where(sa.or_(taken, sa.and_(t.status == "claimed", t.run_id == run_id)))
                 .values(
-                    status="claimed", run_id=run_id, claimed_at=sa.func.coalesce(t.claimed_at, sa.func.now()),
+                    status="claimed",
+                    run_id=run_id,
+                    claimed_at=sa.func.coalesce(t.claimed_at, sa.func.now()),
                     attempts=sa.case((t.status == "pending", t.attempts + 1), else_=t.attempts),
                     next_attempt_at=None,
                 )
@@ -289,7 +328,8 @@ class EventLog:
                 again, ended = _fail_attempt(conn, sa.and_(mine, t.project_id == project_id), message, policy)
                 retrying, failed_for_good = retrying + again, failed_for_good + ended
             synced = conn.execute(
-                sa.update(imrt_webhook_event).where(mine)
+                sa.update(imrt_webhook_event)
+                .where(mine)
                 .values(status="synced", detail=None, finished_at=sa.func.now())
             ).rowcount
         return Closed(synced, retrying, failed_for_good)
@@ -301,8 +341,9 @@ class EventLog:
             return Closed()
         t = imrt_webhook_event.c
         with self.engine.begin() as conn:
-            retrying, failed = _fail_attempt(conn, sa.and_(t.status == "claimed", t.run_id.in_(run_ids)), reason,
-                                             policy)
+            retrying, failed = _fail_attempt(
+                conn, sa.and_(t.status == "claimed", t.run_id.in_(run_ids)), reason, policy
+            )
         return Closed(0, retrying, failed)
 
     def claiming_runs(self) -> list[str]:
@@ -315,14 +356,16 @@ class EventLog:
         """Delete closed events (ignored, synced, failed) received more than ``retention_days`` ago."""
         closed = imrt_webhook_event.alias("closed_event")
         cutoff = sa.func.now() - sa.func.make_interval(0, 0, 0, retention_days)
-        old = (sa.select(closed.c.id)
-               .where(closed.c.status.in_(("ignored", "synced", "failed")), closed.c.received_at < cutoff)
-               .limit(PRUNE_BATCH).scalar_subquery())
+        old = (
+            sa.select(closed.c.id)
+            .where(closed.c.status.in_(("ignored", "synced", "failed")), closed.c.received_at < cutoff)
+            .limit(PRUNE_BATCH)
+            .scalar_subquery()
+        )
         pruned = 0
         while True:
             with self.engine.begin() as conn:
-                deleted = conn.execute(
-                    sa.delete(imrt_webhook_event).where(imrt_webhook_event.c.id.in_(old))).rowcount
+                deleted = conn.execute(sa.delete(imrt_webhook_event).where(imrt_webhook_event.c.id.in_(old))).rowcount
             pruned += deleted
             if deleted < PRUNE_BATCH:
                 return pruned
@@ -339,15 +382,23 @@ def _fail_attempt(conn: sa.Connection, events, message: str, policy: EventRetryP
     t = imrt_webhook_event.c
     detail = sanitized(message)[:DETAIL_LIMIT]
     failed = conn.execute(
-        sa.update(imrt_webhook_event).where(events, t.attempts >= policy.max_attempts)
+        sa.update(imrt_webhook_event)
+        .where(events, t.attempts >= policy.max_attempts)
         .values(status="failed", detail=detail, finished_at=sa.func.now())
     ).rowcount
-    delay = sa.func.least(policy.base_seconds * sa.func.power(2.0, sa.func.greatest(t.attempts - 1, 0)),
-                          policy.max_seconds)
+    delay = sa.func.least(
+        policy.base_seconds * sa.func.power(2.0, sa.func.greatest(t.attempts - 1, 0)), policy.max_seconds
+    )
     retrying = conn.execute(
-        sa.update(imrt_webhook_event).where(events, t.attempts < policy.max_attempts)
-        .values(status="pending", run_id=None, claimed_at=None, detail=detail,
-                next_attempt_at=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay))
+        sa.update(imrt_webhook_event)
+        .where(events, t.attempts < policy.max_attempts)
+        .values(
+            status="pending",
+            run_id=None,
+            claimed_at=None,
+            detail=detail,
+            next_attempt_at=sa.func.now() + sa.func.make_interval(0, 0, 0, 0, 0, 0, delay),
+        )
     ).rowcount
     return retrying, failed
 
@@ -356,6 +407,8 @@ def _count_ignored(conn: sa.Connection, reason: str) -> None:
     c = imrt_webhook_ignored_count.c
     today = sa.cast(sa.func.timezone("UTC", sa.func.now()), sa.Date)
     statement = pg_insert(imrt_webhook_ignored_count).values(day=today, reason=reason, events=1)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[c.day, c.reason], set_={"events": imrt_webhook_ignored_count.c.events + 1}
-    ))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[c.day, c.reason], set_={"events": imrt_webhook_ignored_count.c.events + 1}
+        )
+    )

@@ -94,10 +94,26 @@ FLYWAY_HISTORY = tuple(
     FlywayMigration(version, checksum)
     for version, checksum in enumerate(
         (
-            -1098534408, -2099173256, 1211634498, -765342003, -255131459,
-            -1557317747, 979784847, -1185048752, -74559386, -1938378218,
-            -1597248110, 1105454712, -1234276047, 642903460, -376792860,
-            -222078989, 1316087472, 740158603, 1192009438, -1638536202,
+            -1098534408,
+            -2099173256,
+            1211634498,
+            -765342003,
+            -255131459,
+            -1557317747,
+            979784847,
+            -1185048752,
+            -74559386,
+            -1938378218,
+            -1597248110,
+            1105454712,
+            -1234276047,
+            642903460,
+            -376792860,
+            -222078989,
+            1316087472,
+            740158603,
+            1192009438,
+            -1638536202,
         ),
         start=1,
     )
@@ -178,8 +194,9 @@ LEGACY_GRANTS = (
 
 
 def _existing_roles(conn: sa.Connection) -> set[str]:
-    return set(conn.scalars(sa.text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"),
-                            {"names": list(LEGACY_ROLES)}))
+    return set(
+        conn.scalars(sa.text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": list(LEGACY_ROLES)})
+    )
 
 
 def _grant_legacy_privileges(conn: sa.Connection, created: set[str]) -> None:
@@ -200,7 +217,9 @@ def _grant_legacy_privileges(conn: sa.Connection, created: set[str]) -> None:
     for role, statements in skipped.items():
         log.warning(
             "role %s does not exist: the legacy schema's grants to it were skipped; once it exists, run as the"
-            " tables' owner: %s", role, "; ".join(statements),
+            " tables' owner: %s",
+            role,
+            "; ".join(statements),
         )
 
 
@@ -216,10 +235,14 @@ def _legacy_names() -> list[str]:
 
 def _relations(conn: sa.Connection) -> set[str]:
     """Tables and sequences of the current schema, those created by SERIAL columns included."""
-    return set(conn.scalars(sa.text(
-        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'S')"
-    )))
+    return set(
+        conn.scalars(
+            sa.text(
+                "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'S')"
+            )
+        )
+    )
 
 
 def _create_legacy_objects(conn: sa.Connection) -> None:
@@ -254,7 +277,9 @@ def bootstrap_legacy(engine: sa.Engine) -> list[str]:
         if len(missing) == len(_legacy_names()):
             _write_flyway_history(conn)
             created.append(FLYWAY_TABLE)
-            log.info("wrote Flyway's history V1..V20 of the legacy schema (%s): its next migration is V21", FLYWAY_TABLE)
+            log.info(
+                "wrote Flyway's history V1..V20 of the legacy schema (%s): its next migration is V21", FLYWAY_TABLE
+            )
         else:
             log.warning(
                 "legacy tables or sequences existed, so no Flyway history was written: before the schema project's"
@@ -268,7 +293,9 @@ def _leave_to_flyway(missing: list[str]) -> None:
     if missing:
         log.warning(
             "%s exists, so the schema project's Flyway manages this database: the missing legacy tables or sequences"
-            " %s were not created; migrate it with that Flyway", FLYWAY_TABLE, ", ".join(missing),
+            " %s were not created; migrate it with that Flyway",
+            FLYWAY_TABLE,
+            ", ".join(missing),
         )
     else:
         log.info("%s exists (Flyway manages this database) and every legacy table and sequence exists", FLYWAY_TABLE)

@@ -26,7 +26,7 @@ choice is kept; ``docs/legacy-differences.md`` lists them.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import PermanentError
@@ -40,7 +40,7 @@ JAVA_SIGNED_DIGITS = re.compile(r"[+-]?[0-9]+")
 Java also takes non-ASCII digits (``"٥"``); we take ASCII digits only (docs/legacy-differences.md)."""
 _GUAVA_INTEGER = re.compile(r"-?[0-9]+")
 """Guava ``Ints.tryParse``: an optional minus sign and ASCII digits (no ``+``, no blanks)."""
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class InvalidValue(PermanentError):
@@ -174,7 +174,7 @@ def timestamp_or_none(value: Any, path: str) -> datetime | None:
     try:
         if isinstance(value, str):
             parsed = datetime.fromisoformat(value.strip())
-            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+            return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
         if isinstance(value, int) and not isinstance(value, bool):
             return _EPOCH + timedelta(milliseconds=value)
     except (ValueError, OverflowError):
@@ -187,7 +187,9 @@ def model_text(value: Any, path: str) -> str | None:
     its JSON text; an object or an array cannot be read. Unlike :func:`text_or_none` no column limits apply."""
     if value is None or isinstance(value, str):
         return value
-    if isinstance(value, (dict, list)) or (isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200):
+    if isinstance(value, (dict, list)) or (
+        isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200
+    ):
         raise InvalidValue(f"{path} must be a string or null, got {describe_json_value(value)}")
     return jackson_string(value)
 
@@ -200,7 +202,7 @@ def model_date(value: Any, path: str) -> str | None:
     if moment is None:
         return None
     try:
-        utc = moment.astimezone(timezone.utc)
+        utc = moment.astimezone(UTC)
     except OverflowError:
         raise InvalidValue(f"{path} must be an ISO-8601 date-time, got {describe_json_value(value)}") from None
     return utc.isoformat(timespec="milliseconds").replace("+00:00", "Z")

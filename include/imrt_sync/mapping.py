@@ -109,11 +109,15 @@ def parse_item_json(raw: bytes, project_id: int, *, max_bytes: int = MAX_ITEM_JS
     if not isinstance(raw, (bytes, bytearray)):
         raise TypeError(f"item.json must be given as bytes, got {type(raw).__name__}")
     if len(raw) > max_bytes:
-        raise ItemValidationError(project_id, f"item.json is {len(raw)} bytes, larger than the limit of {max_bytes} bytes")
+        raise ItemValidationError(
+            project_id, f"item.json is {len(raw)} bytes, larger than the limit of {max_bytes} bytes"
+        )
     try:
         text = bytes(raw).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ItemValidationError(project_id, f"item.json is not valid UTF-8: {exc.reason} at byte {exc.start}") from None
+        raise ItemValidationError(
+            project_id, f"item.json is not valid UTF-8: {exc.reason} at byte {exc.start}"
+        ) from None
     document = _loads(text.removeprefix("\ufeff"), project_id)
     if not isinstance(document, dict):
         raise ItemValidationError(project_id, f"item.json must be a JSON object, got {json_kind(document)}")
@@ -364,7 +368,9 @@ def _administrations(document: dict) -> list[_Administration]:
                 has_field_test_data=field_test_data is not None,
                 quintile=None
                 if field_test_data is None
-                else guava_int_or_none(field_test_data.get("itemDifficultyQuintile"), f"{data_path}.itemDifficultyQuintile"),
+                else guava_int_or_none(
+                    field_test_data.get("itemDifficultyQuintile"), f"{data_path}.itemDifficultyQuintile"
+                ),
                 forms=_forms(raw, element_path),
             )
         )
@@ -383,7 +389,6 @@ def _forms(administration: dict, administration_path: str) -> tuple[dict[str, An
     return tuple(forms)
 
 
-
 def _test_administration_columns(
     document: dict, administrations: list[_Administration], forms: tuple[dict[str, Any], ...]
 ) -> dict[str, int | None]:
@@ -391,7 +396,9 @@ def _test_administration_columns(
         return {"exposures_count": None, "form_count": None, "item_difficulty_quintile": None}
     exposures_count = sum(form["exposures"] or 0 for form in forms)
     if not INT4_MIN <= exposures_count <= INT4_MAX:
-        raise InvalidValue(f"core.testAdministration: the exposures of all forms add up to {exposures_count}, too large for an integer")
+        raise InvalidValue(
+            f"core.testAdministration: the exposures of all forms add up to {exposures_count}, too large for an integer"
+        )
     return {
         "exposures_count": exposures_count,
         "form_count": len(forms),
@@ -417,9 +424,9 @@ def _item_difficulty_quintile(document: dict, administrations: list[_Administrat
 # model/ItemRevisionImpl.java:91; Common model/BaseItem.java:74-77), and the search service reads it back into that
 # model with a default Jackson ObjectMapper (unknown properties fail) on every item it loads: see
 # docs/legacy-differences.md, "item_json". ap-common's source is in no repository we have, so the model below is the
-# one the evidence shows (IIS@0.1.46 src/test/resources/json/, item.json files the model wrote; the getters ItemRevisionImpl
-# calls): a property the evidence does not show is dropped, a value of a class the evidence does not show is kept as
-# the document has it.
+# one the evidence shows (IIS@0.1.46 src/test/resources/json/, item.json files the model wrote; the getters
+# ItemRevisionImpl calls): a property the evidence does not show is dropped, a value of a class the evidence does not
+# show is kept as the document has it.
 
 
 @dataclass(frozen=True)
@@ -511,7 +518,12 @@ _TEST_ADMINISTRATION = _Model(
 """``TestAdministration`` (IIS model/ItemRevisionImpl.java:208-262; item_with_admin_data.json)."""
 
 _SCORING = _Model(
-    (("rubric", _TEXT), ("defaultScore", _INTEGER), ("variables", _ListOf(_as_written)), ("rules", _ListOf(_as_written)))
+    (
+        ("rubric", _TEXT),
+        ("defaultScore", _INTEGER),
+        ("variables", _ListOf(_as_written)),
+        ("rules", _ListOf(_as_written)),
+    )
 )
 
 _CONTENT_STATE = (("updatedDate", _DATE), ("isRequired", _TEXT), ("isManagedByIat", _FLAG), ("isProvided", _FLAG))
@@ -525,7 +537,12 @@ _CHOICE_CONTENT = _Model(
 """``core.en`` and ``translations.esp`` of ``mc``/``ms`` items (item-with-duplicate-asl-filenames.json)."""
 _PASSAGE_CONTENT = _Model((("content", _TEXT), *_CONTENT_STATE))
 """Of stimuli and tutorials (item-with-content-reqd-and-attachments.json, tutorial.json, stim.json)."""
-_CONTENT_OF_TYPE = {"mc": _CHOICE_CONTENT, "ms": _CHOICE_CONTENT, STIMULUS_TYPE: _PASSAGE_CONTENT, "tut": _PASSAGE_CONTENT}
+_CONTENT_OF_TYPE = {
+    "mc": _CHOICE_CONTENT,
+    "ms": _CHOICE_CONTENT,
+    STIMULUS_TYPE: _PASSAGE_CONTENT,
+    "tut": _PASSAGE_CONTENT,
+}
 """Content classes the evidence shows; the content of other types is kept as the document has it."""
 
 
@@ -563,7 +580,12 @@ _IMAGE = _Model(
     )
 )
 _AUDIO = _Model(
-    (("id", _TEXT), ("isProductionFilesProvided", _FLAG), ("productionFiles", _ListOf(_FILE)), ("transcriptFile", _FILE))
+    (
+        ("id", _TEXT),
+        ("isProductionFilesProvided", _FLAG),
+        ("productionFiles", _ListOf(_FILE)),
+        ("transcriptFile", _FILE),
+    )
 )
 
 
@@ -628,7 +650,9 @@ def _model_written_back(value: Any, model: _Model, path: str) -> dict[str, Any] 
 def _list_written_back(value: Any, kind: _ListOf, path: str) -> list[Any] | None:
     if value is None:
         return None
-    return [_written_back(element, kind.element, f"{path}[{index}]") for index, element in enumerate(_array(value, path))]
+    return [
+        _written_back(element, kind.element, f"{path}[{index}]") for index, element in enumerate(_array(value, path))
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ helpers

@@ -120,7 +120,8 @@ def require_current_schema(engine: sa.Engine) -> None:
                 " it was migrated by a newer release; deploy that release"
             )
         raise SchemaNotReady(
-            f"the imrt database is at schema revision {current or 'none'}, this code needs {head}: run `{UPGRADE_COMMAND}`"
+            f"the imrt database is at schema revision {current or 'none'}, this code needs {head}: "
+            f"run `{UPGRADE_COMMAND}`"
         )
     if missing:
         raise SchemaNotReady(

@@ -23,7 +23,15 @@ import sqlalchemy as sa
 from .absence import AbsenceNotProven, AbsenceWitness, AccessNotProven, prove_full_access
 from .config import GitLabSettings, RunParams, SyncSettings
 from .contracts import (
-    HooksOutcome, Planned, PlanView, RunContext, RunResults, UnitOutcome, Verdict, WorkUnit, no_hooks,
+    HooksOutcome,
+    Planned,
+    PlanView,
+    RunContext,
+    RunResults,
+    UnitOutcome,
+    Verdict,
+    WorkUnit,
+    no_hooks,
 )
 from .errors import ItemValidationError, PermanentError, is_transient
 from .gitlab import GitLabClient, GitLabError, GroupNotReadable
@@ -111,7 +119,10 @@ def close_run(services: Services, run: RunContext, results: RunResults) -> Verdi
     if mirror.execution_for_run(run.run_id) is None:  # the run failed before open_run recorded its start
         mirror.mark_started(run.run_id, run.started_at)
     execution = mirror.record_outcome(
-        run.run_id, verdict["message"], read_count=verdict["read_count"], write_count=verdict["write_count"],
+        run.run_id,
+        verdict["message"],
+        read_count=verdict["read_count"],
+        write_count=verdict["write_count"],
         skip_count=verdict["skip_count"],
     )
     log.info(LEGACY_COMPLETE, execution.job_execution_id, verdict["status"], verdict["message"])
@@ -137,13 +148,23 @@ def close_events(services: Services, run_id: str, results: RunResults) -> None:
     if results.plan is None:
         cause = results.listing_error or "see its list_ids task log"
         ended = events.release([run_id], f"run {run_id} could not plan: {cause}", policy)
-        log.warning("listing failed: %d hook events will be retried later, %d failed after %d attempts",
-                    ended.retrying, ended.failed, policy.max_attempts)
+        log.warning(
+            "listing failed: %d hook events will be retried later, %d failed after %d attempts",
+            ended.retrying,
+            ended.failed,
+            policy.max_attempts,
+        )
         return
     failed = failed_items(results)
     ended = events.close(run_id, failed, policy)
-    log.info("hook events: %d synced, %d to retry later, %d failed after %d attempts (%d items failed)",
-             ended.synced, ended.retrying, ended.failed, policy.max_attempts, len(failed))
+    log.info(
+        "hook events: %d synced, %d to retry later, %d failed after %d attempts (%d items failed)",
+        ended.synced,
+        ended.retrying,
+        ended.failed,
+        policy.max_attempts,
+        len(failed),
+    )
 
 
 def failed_items(results: RunResults) -> dict[int, str]:
@@ -162,7 +183,7 @@ def unsynced_items(results: RunResults) -> dict[int, str]:
     reported, silent = _reported_units(results.unit_outcomes, results.units)
     failed.update({int(pid): message for o in reported.values() for pid, message in o["failed"].items()})
     for unit in silent:
-        failed.update({pid: f"unit {unit['label']} did not report" for pid in unit["sync"] + unit["delete"]})
+        failed.update(dict.fromkeys(unit["sync"] + unit["delete"], f"unit {unit['label']} did not report"))
     return failed
 
 
@@ -176,9 +197,7 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
     started = time.monotonic()
     _require_readable_group(services)
     projects = _projects_in_scope(services, params)
-    log.info(
-        "retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started
-    )
+    log.info("retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started)
     being_created = services.store.items_being_created(params.item_ids or None)
     states, unreadable, vanished = _project_states(services, projects, being_created)
     recorded = _recorded_heads(services, params)
@@ -264,16 +283,18 @@ def _project_states(
             return state(project)
         except (RepositoryNotFound, GitLabError) as exc:
             return exc if _vanished(exc) else _read_failure(project, exc)
-        except Exception as exc:  # noqa: BLE001 - one project's failure must not stop the others
+        except Exception as exc:
             return _read_failure(project, exc)
 
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
         results = list(pool.map(isolated, projects))
     states = [result for result in results if isinstance(result, ProjectState)]
-    failed = {project["id"]: result for project, result in zip(projects, results) if isinstance(result, str)}
+    failed = {
+        project["id"]: result for project, result in zip(projects, results, strict=True) if isinstance(result, str)
+    }
     vanished = {
         project["id"]: _vanished_message(project, result)
-        for project, result in zip(projects, results)
+        for project, result in zip(projects, results, strict=True)
         if isinstance(result, Exception)
     }
     return states, failed, vanished
@@ -304,7 +325,12 @@ def _log_plan(plan: Plan, params: RunParams) -> None:
     prefix = "DRY RUN: would sync" if params.dry_run else "to sync"
     log.info(
         "%s %d items (mode %s), %d unchanged, %d empty repositories, %d to delete, %d projects without the webhook",
-        prefix, len(plan.to_sync), params.mode, len(plan.unchanged), len(plan.empty), len(plan.to_delete),
+        prefix,
+        len(plan.to_sync),
+        params.mode,
+        len(plan.unchanged),
+        len(plan.empty),
+        len(plan.to_delete),
         len(plan.missing_webhook),
     )
     for message in plan.failed.values():
@@ -327,7 +353,7 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
                 event = _sync_item(services, project_id, params)
             else:
                 event = _delete_item(services, absence, project_id)
-        except Exception as exc:  # noqa: BLE001 - one item's failure must not stop the others
+        except Exception as exc:
             outcome["failed"][str(project_id)] = _item_failure(project_id, exc)
             outcome["transient"] |= is_transient(exc)
         else:
@@ -365,8 +391,13 @@ def _sync_item(services: Services, project_id: int, params: RunParams):
         branch, source_head = _item_source(services, repo, project, head, recorded is not None, created)
         published = created is not None and source_head is None
         if published:
-            log.info("project %s: %s is on branch %r now: the item is no longer being created (was on %r)",
-                     project_id, ITEM_FILE, branch, created.branch)
+            log.info(
+                "project %s: %s is on branch %r now: the item is no longer being created (was on %r)",
+                project_id,
+                ITEM_FILE,
+                branch,
+                created.branch,
+            )
         since = None if full or published else recorded
         tip = source_head or head
         history = repo.item_history(tip.sha, ITEM_FILE, since)
@@ -471,7 +502,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
     for project_id, future in futures.items():
         try:
             action = future.result()
-        except Exception as exc:  # noqa: BLE001 - reported per project
+        except Exception as exc:
             log.error("fixing the webhook of project %s failed: %s", project_id, exc)
             outcome["failed"][str(project_id)] = f"webhook of project {project_id}: {exc}"
             outcome["transient"] |= is_transient(exc)
@@ -480,12 +511,19 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
             outcome[done[action]].append(project_id)
             log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)
     outcome["on_other_secret"] = keeper.registry.count_not_on(keeper.fingerprint)
-    log.info("webhooks of %d projects: %d created, %d updated, %d replaced (were disabled), %d failed",
-             len(project_ids), len(outcome["created"]), len(outcome["updated"]), len(outcome["replaced"]),
-             len(outcome["failed"]))
-    log.info("%d project hooks recorded in imrt_project_hook carry another secret than imrt_webhook_secret%s",
-             outcome["on_other_secret"],
-             "" if outcome["on_other_secret"] else ": imrt_webhook_previous_secret, if set, can be cleared")
+    log.info(
+        "webhooks of %d projects: %d created, %d updated, %d replaced (were disabled), %d failed",
+        len(project_ids),
+        len(outcome["created"]),
+        len(outcome["updated"]),
+        len(outcome["replaced"]),
+        len(outcome["failed"]),
+    )
+    log.info(
+        "%d project hooks recorded in imrt_project_hook carry another secret than imrt_webhook_secret%s",
+        outcome["on_other_secret"],
+        "" if outcome["on_other_secret"] else ": imrt_webhook_previous_secret, if set, can be cleared",
+    )
     return outcome
 
 
@@ -501,9 +539,16 @@ def summarize(results: RunResults) -> Verdict:
     plan = results.plan
     if plan is None:
         cause = results.listing_error or "list_ids did not report why (see its task log)"
-        return {"status": "FAILED", "message": cut_exit_message(f"Listing the item bank failed: {cause}"),
-                "read_count": 0, "write_count": 0, "skip_count": 0, "synced_count": 0, "failed_count": 0,
-                "deleted_count": 0}
+        return {
+            "status": "FAILED",
+            "message": cut_exit_message(f"Listing the item bank failed: {cause}"),
+            "read_count": 0,
+            "write_count": 0,
+            "skip_count": 0,
+            "synced_count": 0,
+            "failed_count": 0,
+            "deleted_count": 0,
+        }
     reported, silent = _reported_units(results.unit_outcomes, results.units)
     deleted = _count_events(reported, "ITEM_DELETED")
     adopted = _count_events(reported, ITEM_ADOPTED)
@@ -526,8 +571,14 @@ def summarize(results: RunResults) -> Verdict:
         problems.append(f"deletion guard: {plan['deletion_blocked']}")
     failed_ids = [str(pid) for pid in sorted(unsynced_items(results))]
     written = sum(len(o["events"]) for o in reported.values()) - adopted
-    counts = {"read_count": plan["total_ids"], "write_count": written, "skip_count": len(failed_ids),
-              "synced_count": written - deleted, "failed_count": len(failed_ids), "deleted_count": deleted}
+    counts = {
+        "read_count": plan["total_ids"],
+        "write_count": written,
+        "skip_count": len(failed_ids),
+        "synced_count": written - deleted,
+        "failed_count": len(failed_ids),
+        "deleted_count": deleted,
+    }
     if not problems:
         return {"status": "COMPLETED", "message": message, **counts}
     detail = f"{message}. Failed item bank ids: {', '.join(failed_ids) or 'none'}. Errors: " + "; ".join(problems)

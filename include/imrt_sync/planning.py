@@ -91,11 +91,12 @@ def plan_run(
     """Decide the work of a run.
 
     ``recorded_heads`` maps project id to the branch head recorded at its last sync (None for an item only the legacy
-    service synced) for the items in scope (the requested ones in a targeted run); ``items_total`` is the number of items in ``item_git``, which the deletion guard counts
-    over whatever the run's scope. ``listing_complete`` says that ``projects`` is every project in scope (so a
-    recorded item that is not there is a candidate for deletion, confirmed gone by the sync task before it is
-    deleted); an empty listing never counts as complete for deletions. ``unreadable`` holds the listed projects whose
-    head or hooks could not be read, with the error: they are skipped, reported, and the run deletes nothing.
+    service synced) for the items in scope (the requested ones in a targeted run); ``items_total`` is the number of
+    items in ``item_git``, which the deletion guard counts over whatever the run's scope. ``listing_complete`` says
+    that ``projects`` is every project in scope (so a recorded item that is not there is a candidate for deletion,
+    confirmed gone by the sync task before it is deleted); an empty listing never counts as complete for deletions.
+    ``unreadable`` holds the listed projects whose head or hooks could not be read, with the error: they are skipped,
+    reported, and the run deletes nothing.
     ``recorded_source_heads`` maps each item still being created to the head its ``create_<user>`` branch had at its
     last sync: such an item is also synced when that branch moved (its ``source_head`` differs), since its default
     branch does not.
@@ -107,9 +108,7 @@ def plan_run(
     to_sync = sorted(
         p.project_id for p in projects if p.head is not None and (full or _changed(p, recorded_heads, source_heads))
     )
-    unchanged = sorted(
-        p.project_id for p in projects if p.head is not None and p.project_id not in to_sync
-    )
+    unchanged = sorted(p.project_id for p in projects if p.head is not None and p.project_id not in to_sync)
     gone = sorted(pid for pid in recorded_heads if pid not in listed) if listing_complete else []
     to_delete, blocked = _guarded_deletions(gone, items_total, projects, guard, only_ids, unreadable)
     return Plan(

@@ -28,7 +28,7 @@ import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -78,8 +78,9 @@ class HookRepair:
     redundant: tuple[int, ...] = ()
 
 
-def repair_for(hooks: Iterable[Mapping], url: str, recorded: Mapping[int, str], fingerprint: str,
-               now: datetime) -> HookRepair:
+def repair_for(
+    hooks: Iterable[Mapping], url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime
+) -> HookRepair:
     ours = [hook for hook in hooks if hook.get("url") == url]
     current = [hook for hook in ours if hook_is_current(hook, url, recorded, fingerprint, now)]
     enabled = [hook for hook in ours if not hook_is_disabled(hook, now)]
@@ -114,12 +115,15 @@ class HookRegistry:
 
     def remember(self, project_id: int, hook_id: int, fingerprint: str) -> None:
         statement = pg_insert(imrt_project_hook).values(
-            project_id=project_id, hook_id=hook_id, secret_fingerprint=fingerprint)
+            project_id=project_id, hook_id=hook_id, secret_fingerprint=fingerprint
+        )
         with self.engine.begin() as conn:
-            conn.execute(statement.on_conflict_do_update(
-                index_elements=["project_id", "hook_id"],
-                set_={"secret_fingerprint": fingerprint, "updated_at": sa.func.now()},
-            ))
+            conn.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["project_id", "hook_id"],
+                    set_={"secret_fingerprint": fingerprint, "updated_at": sa.func.now()},
+                )
+            )
 
     def forget_all_but(self, project_id: int, hook_ids: Iterable[int]) -> int:
         """Drop the records of the project's hooks that no longer exist."""
@@ -147,14 +151,14 @@ class HookKeeper:
         self.fingerprint = secret_fingerprint(secret)
 
     def is_hooked(self, hooks: Iterable[Mapping], recorded: Mapping[int, str], now: datetime | None = None) -> bool:
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         return any(hook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
 
     def repair(self, project_id: int) -> str:
         """Make the project hooked; return what it took (NONE, CREATE, UPDATE or REPLACE)."""
         hooks = self.gitlab.hooks(project_id)
         recorded = self.registry.recorded([project_id]).get(project_id, {})
-        fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(timezone.utc))
+        fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(UTC))
         kept = fix.hook_id
         if fix.action == UPDATE:
             self.gitlab.update_hook(project_id, fix.hook_id, self.url, self._secret)

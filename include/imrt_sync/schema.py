@@ -77,9 +77,7 @@ SCHEMA_LOCK_KEY = 0x494D5254_5343484D
 
 batch_job_seq = sa.Sequence("batch_job_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata)
 batch_job_execution_seq = sa.Sequence("batch_job_execution_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata)
-batch_step_execution_seq = sa.Sequence(
-    "batch_step_execution_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata
-)
+batch_step_execution_seq = sa.Sequence("batch_step_execution_seq", maxvalue=_BIGINT_MAX, cycle=False, metadata=metadata)
 SEQUENCES = (batch_step_execution_seq, batch_job_execution_seq, batch_job_seq)
 
 batch_job_instance = sa.Table(
@@ -106,9 +104,7 @@ batch_job_execution = sa.Table(
     sa.Column("exit_message", sa.String(EXIT_MESSAGE_LIMIT)),
     sa.Column("last_updated", sa.DateTime(timezone=False)),
     sa.Column("job_configuration_location", sa.String(2500), nullable=True),
-    sa.ForeignKeyConstraint(
-        ["job_instance_id"], ["batch_job_instance.job_instance_id"], name="job_inst_exec_fk"
-    ),
+    sa.ForeignKeyConstraint(["job_instance_id"], ["batch_job_instance.job_instance_id"], name="job_inst_exec_fk"),
 )
 
 batch_job_execution_params = sa.Table(  # no primary key, as in Spring Batch 3
@@ -122,9 +118,7 @@ batch_job_execution_params = sa.Table(  # no primary key, as in Spring Batch 3
     sa.Column("long_val", sa.BigInteger),
     sa.Column("double_val", sa.Double),
     sa.Column("identifying", sa.CHAR(1), nullable=False),
-    sa.ForeignKeyConstraint(
-        ["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_params_fk"
-    ),
+    sa.ForeignKeyConstraint(["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_params_fk"),
 )
 
 batch_step_execution = sa.Table(
@@ -148,9 +142,7 @@ batch_step_execution = sa.Table(
     sa.Column("exit_code", sa.String(2500)),
     sa.Column("exit_message", sa.String(EXIT_MESSAGE_LIMIT)),
     sa.Column("last_updated", sa.DateTime(timezone=False)),
-    sa.ForeignKeyConstraint(
-        ["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_step_fk"
-    ),
+    sa.ForeignKeyConstraint(["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_step_fk"),
 )
 
 batch_step_execution_context = sa.Table(
@@ -159,9 +151,7 @@ batch_step_execution_context = sa.Table(
     sa.Column("step_execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("short_context", sa.String(2500), nullable=False),
     sa.Column("serialized_context", sa.Text),
-    sa.ForeignKeyConstraint(
-        ["step_execution_id"], ["batch_step_execution.step_execution_id"], name="step_exec_ctx_fk"
-    ),
+    sa.ForeignKeyConstraint(["step_execution_id"], ["batch_step_execution.step_execution_id"], name="step_exec_ctx_fk"),
 )
 
 batch_job_execution_context = sa.Table(
@@ -170,9 +160,7 @@ batch_job_execution_context = sa.Table(
     sa.Column("job_execution_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("short_context", sa.String(2500), nullable=False),
     sa.Column("serialized_context", sa.Text),
-    sa.ForeignKeyConstraint(
-        ["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_ctx_fk"
-    ),
+    sa.ForeignKeyConstraint(["job_execution_id"], ["batch_job_execution.job_execution_id"], name="job_exec_ctx_fk"),
 )
 
 
@@ -369,8 +357,18 @@ imrt_project_head = sa.Table(  # the default-branch head each project had when i
 
 
 LEGACY_TABLES = (
-    batch_job_instance, batch_job_execution, batch_job_execution_params, batch_step_execution,
-    batch_step_execution_context, batch_job_execution_context,
-    item, item_git, item_log, stim_link, project_lock, item_attachment, item_form,
+    batch_job_instance,
+    batch_job_execution,
+    batch_job_execution_params,
+    batch_step_execution,
+    batch_step_execution_context,
+    batch_job_execution_context,
+    item,
+    item_git,
+    item_log,
+    stim_link,
+    project_lock,
+    item_attachment,
+    item_form,
 )
 OWN_TABLES = (imrt_webhook_event, imrt_webhook_ignored_count, imrt_project_hook, imrt_project_head)

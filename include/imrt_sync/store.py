@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -118,7 +118,7 @@ class ItemStore:
         if project_ids is not None:
             query = query.where(git.c.project_id.in_(list(project_ids)))
         with self._engine.connect() as conn:
-            return {project_id: sha for project_id, sha in conn.execute(query)}
+            return dict(conn.execute(query).all())
 
     def items_being_created(self, project_ids: Iterable[int] | None = None) -> dict[int, BeingCreated]:
         """The items still being created (``item.is_being_created``), all or the given ones, by project id: the
@@ -207,7 +207,7 @@ class ItemStore:
 
 
 def _now_ms() -> datetime:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
@@ -216,8 +216,10 @@ def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> I
         sa.select(schema.item_git).where(schema.item_git.c.project_id == revision.project_id).with_for_update()
     ).first()
     first_observed = _record_head(conn, revision)
-    unchanged = revision.item is None or not revision.commits or (
-        git_row is not None and git_row.current_commit_hash == revision.last.sha and not full
+    unchanged = (
+        revision.item is None
+        or not revision.commits
+        or (git_row is not None and git_row.current_commit_hash == revision.last.sha and not full)
     )
     if unchanged:
         return _adopted(conn, git_row) if git_row is not None and first_observed else None
@@ -354,11 +356,13 @@ def _upsert_attachments(conn: sa.Connection, rows: list[dict]) -> None:
     table = schema.item_attachment
     statement = insert(table).values(rows)
     changed = {"uploaded_at": statement.excluded.uploaded_at, "updated_by": statement.excluded.updated_by}
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[table.c.item_key, table.c.file_name, table.c.file_type],
-        set_={**changed, "updated_at": sa.func.now()},
-        where=sa.or_(*(table.c[name].is_distinct_from(value) for name, value in changed.items())),
-    ))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[table.c.item_key, table.c.file_name, table.c.file_type],
+            set_={**changed, "updated_at": sa.func.now()},
+            where=sa.or_(*(table.c[name].is_distinct_from(value) for name, value in changed.items())),
+        )
+    )
 
 
 def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem, author: str) -> None:
@@ -378,14 +382,16 @@ def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem, author: st
         _lock_stimulus(conn, stimulus_id)
     if mapped.is_stimulus:
         conn.execute(sa.delete(link).where(link.c.item_key == key))
-        linked_items = sa.select(
-            item.c.key, sa.literal(key), item.c.updated_by
-        ).where(item.c.associated_stimulus_id == mapped.item_id, item.c.classification != "stim")
+        linked_items = sa.select(item.c.key, sa.literal(key), item.c.updated_by).where(
+            item.c.associated_stimulus_id == mapped.item_id, item.c.classification != "stim"
+        )
         statement = insert(link).from_select(["item_key", "item_key_stim", "updated_by"], linked_items)
-        conn.execute(statement.on_conflict_do_update(
-            index_elements=[link.c.item_key],
-            set_={"item_key_stim": statement.excluded.item_key_stim, "updated_by": statement.excluded.updated_by},
-        ))
+        conn.execute(
+            statement.on_conflict_do_update(
+                index_elements=[link.c.item_key],
+                set_={"item_key_stim": statement.excluded.item_key_stim, "updated_by": statement.excluded.updated_by},
+            )
+        )
         return
     stimulus_key = None
     if mapped.stimulus_id is not None:
@@ -395,16 +401,19 @@ def _link_stimulus(conn: sa.Connection, key: int, mapped: MappedItem, author: st
         if stimulus_key is None:
             log.warning(
                 "item %s names stimulus %s, which is not in IMRT yet: linked when the stimulus is synced",
-                mapped.item_id, mapped.stimulus_id,
+                mapped.item_id,
+                mapped.stimulus_id,
             )
     if stimulus_key is None:
         conn.execute(sa.delete(link).where(link.c.item_key == key))
         return
     statement = insert(link).values(item_key=key, item_key_stim=stimulus_key, updated_by=author)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[link.c.item_key],
-        set_={"item_key_stim": stimulus_key, "updated_by": author, "updated_at": sa.func.now()},
-    ))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[link.c.item_key],
+            set_={"item_key_stim": stimulus_key, "updated_by": author, "updated_at": sa.func.now()},
+        )
+    )
 
 
 def _lock_stimulus(conn: sa.Connection, stimulus_id: int) -> None:
@@ -430,10 +439,12 @@ def _upsert_item_git(conn: sa.Connection, key: int, revision: Revision) -> None:
         "updated_by": revision.last.author_name,
     }
     statement = insert(schema.item_git).values(values)
-    conn.execute(statement.on_conflict_do_update(
-        index_elements=[schema.item_git.c.project_id],
-        set_={**{k: v for k, v in values.items() if k != "project_id"}, "updated_at": sa.func.now()},
-    ))
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=[schema.item_git.c.project_id],
+            set_={**{k: v for k, v in values.items() if k != "project_id"}, "updated_at": sa.func.now()},
+        )
+    )
 
 
 def _append_item_log(conn: sa.Connection, key: int, revision: Revision) -> None:
@@ -458,8 +469,9 @@ def _delete_item(conn: sa.Connection, project_id: int) -> ItemEvent | None:
         return None
     key = git_row.item_key
     row = conn.execute(
-        sa.select(schema.item.c.id, schema.item.c.classification, schema.item.c.associated_stimulus_id)
-        .where(schema.item.c.key == key)
+        sa.select(schema.item.c.id, schema.item.c.classification, schema.item.c.associated_stimulus_id).where(
+            schema.item.c.key == key
+        )
     ).one()
     item_id = row.id
     stimulus_id = row.id if row.classification == "stim" else row.associated_stimulus_id

@@ -103,8 +103,8 @@ def tls_failure(url: str, error: BaseException) -> str:
     parts = urlsplit(url)
     return (
         f"TLS connection to {parts.scheme}://{parts.netloc} failed: {_tls_reason(error)}. GitLab's certificate must "
-        "chain to a CA of the configured CA bundle (the gitlab_default connection's extra \"verify\": "
-        "\"/path/to/ca.pem\"), or of the system's trust store when none is configured"
+        'chain to a CA of the configured CA bundle (the gitlab_default connection\'s extra "verify": '
+        '"/path/to/ca.pem"), or of the system\'s trust store when none is configured'
     )
 
 

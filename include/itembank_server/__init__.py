@@ -6,9 +6,9 @@ documented REST v4 subset the product uses and git smart HTTP, with request coun
 
 from .faults import FAULT_KINDS, Counters, Fault, Faults
 from .generator import generate_bank, generate_items
+from .gitrepo import CommitSpec
 from .item_documents import make_item_document
 from .item_histories import GeneratedItem
-from .gitrepo import CommitSpec
 from .server import ItemBankServer
 from .store import ItemBank, NotFoundError, ProjectExistsError, ProjectSpec
 

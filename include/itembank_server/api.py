@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from .faults import Faults
+from .grouproutes import GroupRoutes
 from .hookdelivery import HookDispatcher
+from .hookstore import HOOK_DEFAULTS
 from .pagination import (
     COUNT_LIMIT,
     DEFAULT_PER_PAGE,
@@ -19,12 +21,10 @@ from .pagination import (
     paginate,
     pagination_headers,
 )
-from .grouproutes import GroupRoutes
 from .projectroutes import ProjectRoutes
 from .requestparams import body_params as _body_params
 from .requestparams import parse_bool, parse_int, parse_optional_int
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
-from .hookstore import HOOK_DEFAULTS
 from .store import PROJECT_ORDER_COLUMNS, ItemBank
 from .visibility import name_of
 

@@ -6,7 +6,14 @@ import re
 
 from .records import NotFoundError, timestamp
 
-__all__ = ["PATH_FORMAT_MESSAGE", "NotFoundError", "ProjectExistsError", "timestamp", "valid_segment", "validate_segment"]
+__all__ = [
+    "PATH_FORMAT_MESSAGE",
+    "NotFoundError",
+    "ProjectExistsError",
+    "timestamp",
+    "valid_segment",
+    "validate_segment",
+]
 
 _PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 

@@ -49,7 +49,8 @@ def generate_bank(
     items = generate_items(count, seed, start_id=start_id)
     being_created = choose_items_being_created(items, being_created_share, seed)
     specs = [
-        replace(being_created[item.item_id].project_spec(), visibility=visibility) if item.item_id in being_created
+        replace(being_created[item.item_id].project_spec(), visibility=visibility)
+        if item.item_id in being_created
         else ProjectSpec(item.item_id, item.commits, created_at=item.commits[0].committed_at, visibility=visibility)
         for item in items
     ]

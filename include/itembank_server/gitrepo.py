@@ -8,7 +8,7 @@ import subprocess
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 FileContent = str | bytes | dict | list
@@ -143,9 +143,9 @@ def _identity(commit: CommitSpec) -> bytes:
     for value in (commit.author_name, commit.author_email):
         if any(c in value for c in "<>\n"):
             raise ValueError(f"invalid author field: {value!r}")
-    when = commit.committed_at or datetime.now(timezone.utc)
+    when = commit.committed_at or datetime.now(UTC)
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     offset_minutes = int(when.utcoffset().total_seconds() // 60)  # type: ignore[union-attr]
     sign = "-" if offset_minutes < 0 else "+"
     hours, minutes = divmod(abs(offset_minutes), 60)

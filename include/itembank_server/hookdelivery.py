@@ -32,8 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
-
+from datetime import UTC, datetime
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -74,7 +73,9 @@ class SystemHook:
         for option in options:
             name, sep, value = option.partition("=")
             if not sep or name not in _SYSTEM_HOOK_OPTIONS:
-                raise ValueError(f"unknown system hook option {name!r} (expected one of {sorted(_SYSTEM_HOOK_OPTIONS)})")
+                raise ValueError(
+                    f"unknown system hook option {name!r} (expected one of {sorted(_SYSTEM_HOOK_OPTIONS)})"
+                )
             values[name] = value if name == "token" else _parse_flag(name, value)
         return cls(url, **values)  # type: ignore[arg-type]
 
@@ -217,7 +218,7 @@ class HookDispatcher:
         """The hook's ``alert_status`` and ``disabled_until`` as GitLab's API shows them."""
         state = self.bank.hook_state(hook["id"])
         until = state.disabled_until
-        shown_until = timestamp(datetime.fromtimestamp(until, timezone.utc)) if until is not None else None
+        shown_until = timestamp(datetime.fromtimestamp(until, UTC)) if until is not None else None
         return alert_status(state, self.clock()), shown_until
 
     def deliveries(

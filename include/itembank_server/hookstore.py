@@ -190,9 +190,7 @@ class HookStore:
     def add_hook_delivery(self, record: Mapping) -> None:
         """Record one hook request (a deleted project hook's record is dropped, as GitLab drops its logs)."""
         columns = [name for name in _DELIVERY_COLUMNS if name != "id"]
-        values = [
-            json.dumps(record[name]) if name == "request_headers" else record.get(name) for name in columns
-        ]
+        values = [json.dumps(record[name]) if name == "request_headers" else record.get(name) for name in columns]
         try:
             with self._transaction() as db:
                 db.execute(

@@ -4,7 +4,7 @@ grades, workflow statuses, authors), metadata, test administrations, accessibili
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from .item_content import HAND_SCORED_TYPES, item_content, stimulus_content, tutorial_content
@@ -42,7 +42,7 @@ AUTHORS = (
     ("Hannah Schmidt", "hannah.schmidt@example.com", "hschmidt"),
     ("Kenji Watanabe", "kenji.watanabe@example.org", "kwatanabe"),
 )
-BANK_EPOCH = datetime(2016, 1, 4, 8, 0, tzinfo=timezone.utc)
+BANK_EPOCH = datetime(2016, 1, 4, 8, 0, tzinfo=UTC)
 """The earliest moment of a generated bank's history and uploads."""
 
 _MATH_DOMAINS = {
@@ -244,13 +244,13 @@ def _test_administration(rng: random.Random) -> dict:
 
 
 def _iat_timestamp(when: datetime) -> str:
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 _UPLOAD_STAMPS = (
     (0.75, _iat_timestamp),
-    (0.08, lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")),
-    (0.07, lambda when: when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"),
+    (0.08, lambda when: when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    (0.07, lambda when: when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"),
     (0.05, lambda when: when.astimezone(timezone(timedelta(hours=2))).isoformat(timespec="seconds")),
 )
 """How ``uploadedDate`` is written, by weight: IAT's ``.000Z`` mostly; also no milliseconds, real milliseconds and an
@@ -261,7 +261,10 @@ def _attachment_entry(rng: random.Random, file_name: str, uploaded: datetime) ->
     pick = rng.random()
     for weight, stamp in _UPLOAD_STAMPS:
         if pick < weight:
-            return {"fileName": file_name, "uploadedDate": stamp(uploaded + timedelta(milliseconds=rng.randint(0, 999)))}
+            return {
+                "fileName": file_name,
+                "uploadedDate": stamp(uploaded + timedelta(milliseconds=rng.randint(0, 999))),
+            }
         pick -= weight
     return {"fileName": file_name}
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from .gitrepo import CommitSpec
 from .item_documents import AUTHORS, BANK_EPOCH, WORKFLOW_STATUSES
 
 ITEM_JSON = "item.json"
-_TIMEZONES = (timezone.utc, timezone(timedelta(hours=-7)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=1)))
+_TIMEZONES = (UTC, timezone(timedelta(hours=-7)), timezone(timedelta(hours=-5)), timezone(timedelta(hours=1)))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,10 @@ def item_being_created(item: GeneratedItem) -> ItemBeingCreated:
     username = next(user for name, _, user in AUTHORS if name == first.author_name)
     assert first.committed_at is not None
     readme = CommitSpec(
-        {"README.md": f"# Item {item.item_id}\n"}, "Initial commit", first.author_name, first.author_email,
+        {"README.md": f"# Item {item.item_id}\n"},
+        "Initial commit",
+        first.author_name,
+        first.author_email,
         first.committed_at - timedelta(minutes=5),
     )
     return ItemBeingCreated(item, f"create_{username}", readme)

@@ -62,26 +62,25 @@ class ProjectMoves:
         """Update the row and move the repository directory in one step, under the project's repository lock."""
         old_repo = self.repo_path(project)
         new_repo = self.repos_dir / group["full_path"] / f"{path}.git"
-        with self._repo_lock(project["id"]):
-            with self._transaction() as db:
-                db.execute(
-                    "UPDATE projects SET group_id = ?, name = ?, path = ?, full_path = ?, updated_at = ?,"
-                    " visibility_level = ? WHERE id = ?",
-                    (
-                        group["id"],
-                        name,
-                        path,
-                        f"{group['full_path']}/{path}",
-                        timestamp(),
-                        project["visibility_level"] if visibility_level is None else visibility_level,
-                        project["id"],
-                    ),
-                )
-                if old_repo.exists() and old_repo != new_repo:
-                    if new_repo.exists():
-                        shutil.rmtree(new_repo)  # a directory without a project row is garbage
-                    new_repo.parent.mkdir(parents=True, exist_ok=True)
-                    old_repo.rename(new_repo)
+        with self._repo_lock(project["id"]), self._transaction() as db:
+            db.execute(
+                "UPDATE projects SET group_id = ?, name = ?, path = ?, full_path = ?, updated_at = ?,"
+                " visibility_level = ? WHERE id = ?",
+                (
+                    group["id"],
+                    name,
+                    path,
+                    f"{group['full_path']}/{path}",
+                    timestamp(),
+                    project["visibility_level"] if visibility_level is None else visibility_level,
+                    project["id"],
+                ),
+            )
+            if old_repo.exists() and old_repo != new_repo:
+                if new_repo.exists():
+                    shutil.rmtree(new_repo)  # a directory without a project row is garbage
+                new_repo.parent.mkdir(parents=True, exist_ok=True)
+                old_repo.rename(new_repo)
         moved = self.find_project(project["id"])
         if moved is None:
             raise NotFoundError(f"project {project['id']!r}")

@@ -219,7 +219,11 @@ class ItemBankServer:
             bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
         )
         self.api = AccessControlledApi(
-            bank, lambda: self.url, self.faults, self.hooks, count_limit=count_limit,
+            bank,
+            lambda: self.url,
+            self.faults,
+            self.hooks,
+            count_limit=count_limit,
             keyset_group_projects=keyset_group_projects,
         )
         self.git = git_http.GitHttpBackend(bank.repos_dir)
@@ -311,7 +315,7 @@ class _Handler(BaseHTTPRequestHandler):
     def version_string(self) -> str:
         return self.server_version
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - name from the base class
+    def log_message(self, format: str, *args) -> None:
         logger.debug("%s - %s", self.address_string(), format % args)
 
     @property

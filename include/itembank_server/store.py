@@ -10,13 +10,13 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from . import gitrepo
-from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
 from .bankrules import ProjectExistsError
 from .bankrules import validate_segment as _validate_segment
+from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
 from .hookstore import HOOK_SCHEMA, HookStore
 from .projectmembers import PROJECT_MEMBERS_SCHEMA, ProjectMemberStore
 from .projectmoves import ProjectMoves
@@ -426,7 +426,14 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
             "visibility_level": row["g_visibility_level"],
         }
         fields = (
-            "id", "name", "path", "description", "default_branch", "created_at", "updated_at", "last_activity_at",
+            "id",
+            "name",
+            "path",
+            "description",
+            "default_branch",
+            "created_at",
+            "updated_at",
+            "last_activity_at",
             "visibility_level",
         )
         return self._project_from_values(
@@ -539,7 +546,7 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
         new root ref.
         """
         now = timestamp(pushed_at)
-        hour_ago = timestamp((pushed_at or datetime.now(timezone.utc)) - timedelta(hours=1))
+        hour_ago = timestamp((pushed_at or datetime.now(UTC)) - timedelta(hours=1))
         with self._transaction() as db:
             db.execute("UPDATE projects SET empty_repo = ? WHERE id = ?", (int(not has_branches), project_id))
             if default_branch:

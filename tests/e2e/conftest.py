@@ -8,10 +8,10 @@ A module that needs more than the spec says overrides a fixture by name and take
 from __future__ import annotations
 
 import pytest
-
-from devstack.browser import chromium
 from e2e_helpers import load_dag
 from stack_fixtures import RealStack, imrt_database, served_item_bank, started_stack
+
+from devstack.browser import chromium
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,14 @@ def stack_spec(request) -> RealStack:
 @pytest.fixture(scope="module")
 def item_bank(stack_spec, tmp_path_factory):
     """The module's generated item bank, served: ``ServedBank(bank, projects, server)``."""
-    with served_item_bank(tmp_path_factory.mktemp("bank"), stack_spec.group, stack_spec.token,
-                          count=stack_spec.bank_size, seed=stack_spec.seed,
-                          group_visibility=stack_spec.group_visibility) as served:
+    with served_item_bank(
+        tmp_path_factory.mktemp("bank"),
+        stack_spec.group,
+        stack_spec.token,
+        count=stack_spec.bank_size,
+        seed=stack_spec.seed,
+        group_visibility=stack_spec.group_visibility,
+    ) as served:
         yield served
 
 

@@ -21,7 +21,6 @@ def wait_until(condition, timeout: float, what: str):
 # --------------------------------------------------------------------------- dag.test() runs (test_faults, test_bad_input)
 
 
-
 def load_dag(dag_id: str = DAG_ID):
     """The repository's DAG from a fresh DagBag, after ``airflow db migrate`` of the session's metadata database."""
     import subprocess
@@ -55,7 +54,6 @@ def run_dag(dag, **conf):
     return dag_run, instances
 
 
-
 def xcom(dag_run, task_id: str, key: str, map_index: int = -1):
     """A value a task of the run pushed (None when it pushed none)."""
     import json
@@ -65,10 +63,15 @@ def xcom(dag_run, task_id: str, key: str, map_index: int = -1):
     from airflow.utils.session import create_session
 
     with create_session() as session:
-        value = session.scalars(sa.select(XComModel.value).where(
-            XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id, XComModel.task_id == task_id,
-            XComModel.key == key, XComModel.map_index == map_index,
-        )).one_or_none()
+        value = session.scalars(
+            sa.select(XComModel.value).where(
+                XComModel.dag_id == dag_run.dag_id,
+                XComModel.run_id == dag_run.run_id,
+                XComModel.task_id == task_id,
+                XComModel.key == key,
+                XComModel.map_index == map_index,
+            )
+        ).one_or_none()
     return json.loads(value) if isinstance(value, str) else value
 
 
@@ -79,10 +82,14 @@ def dag_test_environment(*, gitlab_url: str, token: str, group: str, imrt_url, g
     from devstack.postgres import airflow_connection
 
     return {
-        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps({
-            "conn_type": "http", "host": gitlab_url, "password": token,
-            "extra": {"timeout": 30, "backoff_factor": 0.05, **gitlab_extra},
-        }),
+        "AIRFLOW_CONN_GITLAB_DEFAULT": json.dumps(
+            {
+                "conn_type": "http",
+                "host": gitlab_url,
+                "password": token,
+                "extra": {"timeout": 30, "backoff_factor": 0.05, **gitlab_extra},
+            }
+        ),
         "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_url),
         "AIRFLOW_VAR_IMRT_GITLAB_GROUP": group,
         "AIRFLOW_VAR_IMRT_WEBHOOK_URL": "https://imrt.example.org/webHook",

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
+from e2e_helpers import wait_until
 from sqlalchemy.engine import URL, Engine
 
 from devstack.airflow_stack import AirflowStack, free_port
 from devstack.postgres import ensure_database
 from devstack.project import prepare_imrt_database, project_stack, sync_environment
 from imrt_sync import DAG_ID
-from e2e_helpers import wait_until
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 WEBHOOK_URL = "https://imrt.example.org/webHook"
@@ -108,8 +108,13 @@ def airflow_stack(
     ``root`` holds the Airflow home and the git cache; ``stack_options`` go to ``AirflowStack`` (users, parallelism).
     """
     env = sync_environment(
-        gitlab_url=gitlab_url, gitlab_token=gitlab_token, group=group, imrt_url=imrt_url,
-        git_cache_dir=root / "git-cache", webhook_url=webhook_url, webhook_secret=webhook_secret,
+        gitlab_url=gitlab_url,
+        gitlab_token=gitlab_token,
+        group=group,
+        imrt_url=imrt_url,
+        git_cache_dir=root / "git-cache",
+        webhook_url=webhook_url,
+        webhook_secret=webhook_secret,
     )
     env.update(extra_env or {})
     prepare_imrt_database(imrt_url)
@@ -130,9 +135,18 @@ def started_stack(spec: RealStack, pg_admin_url, root: Path, served: ServedBank,
         options["api_port"] = free_port()
         webhook_url = f"http://127.0.0.1:{options['api_port']}/webHook"
     with airflow_stack(
-        pg_admin_url, root, gitlab_url=served.server.url, gitlab_token=spec.sync_token or spec.token,
-        group=spec.group, imrt_url=imrt_url, metadata_prefix=f"airflow_{spec.name}", webhook_url=webhook_url,
-        webhook_secret=spec.webhook_secret, extra_env=dict(spec.extra_env), parallelism=spec.parallelism, **options,
+        pg_admin_url,
+        root,
+        gitlab_url=served.server.url,
+        gitlab_token=spec.sync_token or spec.token,
+        group=spec.group,
+        imrt_url=imrt_url,
+        metadata_prefix=f"airflow_{spec.name}",
+        webhook_url=webhook_url,
+        webhook_secret=spec.webhook_secret,
+        extra_env=dict(spec.extra_env),
+        parallelism=spec.parallelism,
+        **options,
     ) as airflow:
         print(f"\n{spec.name}: AirflowStack.start() {airflow.start_seconds:.1f} s {airflow.timings}")
         yield airflow
@@ -144,7 +158,8 @@ def unpause_and_finish_scheduled_run(stack: AirflowStack, timeout: float) -> dic
     stack.unpause(DAG_ID)
     scheduled = wait_until(
         lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after"}).json()["dag_runs"],
-        60, "the scheduled run",
+        60,
+        "the scheduled run",
     )[0]
     state = stack.wait_for_run(DAG_ID, scheduled["dag_run_id"], timeout=timeout)
     assert state == "success", f"the scheduled run {scheduled['dag_run_id']} ended {state}"

@@ -116,7 +116,6 @@ def test_configuration_is_explicit_and_kept_per_home(tmp_path, monkeypatch):
         AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"x": "root"})
 
 
-
 def test_a_fab_stack_runs_the_deployments_auth_manager_with_any_fab_role(tmp_path):
     url = "postgresql+psycopg2:///x"
     users = {"admin": "Admin", "automation": "IMRT Sync Automation"}
@@ -130,6 +129,7 @@ def test_a_fab_stack_runs_the_deployments_auth_manager_with_any_fab_role(tmp_pat
         AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"admin": "Admin"}, auth_manager="ldap")
     with pytest.raises(ValueError):
         AirflowStack(tmp_path / "home", url, dags_folder=tmp_path, users={"a:b": "Admin"}, auth_manager="fab")
+
 
 def test_processes_listen_on_loopback_only_and_carry_no_secret(stack):
     env = stack.environment

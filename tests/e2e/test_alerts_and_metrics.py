@@ -14,8 +14,8 @@ from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
-
 from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag, wait_until, xcom
+
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
@@ -41,8 +41,13 @@ def environment(monkeypatch, bank_server, imrt_db_url, imrt_engine, tmp_path):
     prepare_database(imrt_engine)  # migrations and the legacy bootstrap: runs issue no DDL
 
     def configure(token: str = TOKEN, **extra) -> None:
-        env = dag_test_environment(gitlab_url=bank_server.url, token=token, group=GROUP, imrt_url=imrt_db_url,
-                                   git_cache_dir=tmp_path / "git-cache")
+        env = dag_test_environment(
+            gitlab_url=bank_server.url,
+            token=token,
+            group=GROUP,
+            imrt_url=imrt_db_url,
+            git_cache_dir=tmp_path / "git-cache",
+        )
         for key, value in {**env, "AIRFLOW__API__BASE_URL": BASE_URL, **extra}.items():
             monkeypatch.setenv(key, value)
         reset_mirror_listener()
@@ -79,8 +84,12 @@ def smtp_server():
 
 def test_a_failed_run_mails_its_exit_message_and_url(environment, smtp_server):
     mailbox, port = smtp_server
-    smtp = {"conn_type": "smtp", "host": "127.0.0.1", "port": port,
-            "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1}}
+    smtp = {
+        "conn_type": "smtp",
+        "host": "127.0.0.1",
+        "port": port,
+        "extra": {"disable_tls": True, "disable_ssl": True, "timeout": 10, "retry_limit": 1},
+    }
     environment(
         token="glpat-wrong-token",  # list_ids fails: the item bank answers 401
         AIRFLOW_CONN_SMTP_DEFAULT=json.dumps(smtp),
@@ -164,7 +173,7 @@ def variable_reads(monkeypatch):
         try:
             ti = get_current_context()["ti"]
             reads[(ti.task_id, ti.map_index, key)] += 1
-        except Exception:  # noqa: BLE001 - a read outside a task (the plugin's listener) is not a task's read
+        except Exception:
             pass
         return real_get(cls, key, *args, **kwargs)
 
@@ -180,11 +189,16 @@ def test_a_run_reports_metrics_reads_each_variable_once_and_updates_the_asset(
     assert dag_run.state == "success", instances
 
     expected = {
-        "airflow.imrt.items.synced": f"{BANK_SIZE}|c", "airflow.imrt.items.failed": "0|c",
-        "airflow.imrt.items.deleted": "0|c", "airflow.imrt.webhook_backlog.pending": "0|g",
+        "airflow.imrt.items.synced": f"{BANK_SIZE}|c",
+        "airflow.imrt.items.failed": "0|c",
+        "airflow.imrt.items.deleted": "0|c",
+        "airflow.imrt.webhook_backlog.pending": "0|g",
     }
-    wait_until(lambda: all(statsd.metric(name) for name in [*expected, "airflow.imrt.run.duration"]), 10,
-               f"the run's metrics (received: {statsd.lines})")
+    wait_until(
+        lambda: all(statsd.metric(name) for name in [*expected, "airflow.imrt.run.duration"]),
+        10,
+        f"the run's metrics (received: {statsd.lines})",
+    )
     for name, value in expected.items():
         assert statsd.metric(name) == [value], (name, statsd.lines)
     (duration,) = statsd.metric("airflow.imrt.run.duration")
@@ -200,7 +214,8 @@ def test_a_run_reports_metrics_reads_each_variable_once_and_updates_the_asset(
 
     with create_session() as session:
         events = session.scalars(
-            sa.select(AssetEvent).join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            sa.select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
             .where(AssetModel.name == "imrt_item_data", AssetEvent.source_run_id == dag_run.run_id)
         ).all()
         extras = [event.extra for event in events]

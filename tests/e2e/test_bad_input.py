@@ -13,8 +13,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
-
 from e2e_helpers import dag_test_environment, last_item_json_commit, reset_mirror_listener, run_dag, xcom
+
 from imrt_sync.config import SyncSettings
 from imrt_sync.mapping import legacy_item_json
 from imrt_sync.migrate import prepare_database
@@ -57,13 +57,16 @@ HUGE = huge_document()
 BAD = {
     "300001": ('{"id": "300001", "type": "mc", "core": ', "item.json is not valid JSON: "),
     "300002": (json.dumps(["300002", "mc"]), "item.json must be a JSON object, got list"),
-    "300003": (with_metadata(document("300003"), intendedGrade=["5", "6"]),
-               "(item 300003): core.metadata.intendedGrade must be a string or null, got list"),
+    "300003": (
+        with_metadata(document("300003"), intendedGrade=["5", "6"]),
+        "(item 300003): core.metadata.intendedGrade must be a string or null, got list",
+    ),
     "300004": (document("300004", type=7), "(item 300004): type must be a non-empty string, got integer"),
-    "300005": (document("ITEM-300005"),
-               "The id is not a number and cannot be ingested into the system: 'ITEM-300005'"),
-    "300006": (with_core(document("300006"), stimulusId="stim-12"),
-               "(item 300006): core.stimulusId must be a numeric id or null, got string 'stim-12'"),
+    "300005": (document("ITEM-300005"), "The id is not a number and cannot be ingested into the system: 'ITEM-300005'"),
+    "300006": (
+        with_core(document("300006"), stimulusId="stim-12"),
+        "(item 300006): core.stimulusId must be a numeric id or null, got string 'stim-12'",
+    ),
     "300007": (HUGE, f"item.json is {len(HUGE)} bytes, more than the limit of {MAX_BYTES}"),
 }
 ACCEPTED = {
@@ -84,8 +87,10 @@ def bank(tmp_path):
     for path, (content, _) in BAD.items():
         files = {"item.json": content}
         bad[path] = bank.create_project(GROUP, path, files, author_name="Careless C")
-    accepted = {path: bank.create_project(GROUP, path, {"item.json": doc}, author_name="Careful C")
-                for path, doc in ACCEPTED.items()}
+    accepted = {
+        path: bank.create_project(GROUP, path, {"item.json": doc}, author_name="Careful C")
+        for path, doc in ACCEPTED.items()
+    }
     yield bank, good, bad, accepted
     bank.close()
 
@@ -94,8 +99,9 @@ def bank(tmp_path):
 def configured(monkeypatch, bank, imrt_db_url, imrt_engine, tmp_path):
     prepare_database(imrt_engine)
     with ItemBankServer(bank[0], tokens={TOKEN}) as server:
-        env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url,
-                                   git_cache_dir=tmp_path / "git-cache")
+        env = dag_test_environment(
+            gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url, git_cache_dir=tmp_path / "git-cache"
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         reset_mirror_listener()
@@ -145,7 +151,10 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
         assert f"project {bad[path]['id']}" in message and problem in message, (path, message)
     assert len(message) <= 2500
     assert (verdict["read_count"], verdict["write_count"], verdict["skip_count"]) == (
-        total, GOOD_COUNT + len(ACCEPTED), len(BAD))
+        total,
+        GOOD_COUNT + len(ACCEPTED),
+        len(BAD),
+    )
 
     with imrt_engine.connect() as conn:
         execution = conn.execute(sa.text("SELECT * FROM batch_job_execution")).mappings().one()
@@ -154,7 +163,10 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
     assert execution["status"] == execution["exit_code"] == "FAILED"
     assert execution["end_time"] is not None
     assert (step["read_count"], step["write_count"], step["process_skip_count"]) == (
-        total, GOOD_COUNT + len(ACCEPTED), len(BAD))
+        total,
+        GOOD_COUNT + len(ACCEPTED),
+        len(BAD),
+    )
 
     # Nothing of a bad item; every good and accepted item exactly as in the bank.
     landed = {p["id"]: p for p in good} | {p["id"]: p for p in accepted.values()}
@@ -163,8 +175,10 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
         item_ids = set(conn.scalars(sa.text("SELECT id FROM item")))
         keys = {r.key: r.id for r in conn.execute(sa.text("SELECT key, id FROM item"))}
         logged = conn.execute(sa.text("SELECT item_key, commit_hash FROM item_log")).all()
-        children = {table: set(conn.scalars(sa.text(f"SELECT DISTINCT item_key FROM {table}")))
-                    for table in ("item_form", "item_attachment", "stim_link")}
+        children = {
+            table: set(conn.scalars(sa.text(f"SELECT DISTINCT item_key FROM {table}")))
+            for table in ("item_form", "item_attachment", "stim_link")
+        }
         locks = conn.scalar(sa.text("SELECT count(*) FROM project_lock"))
     assert set(git_rows) == set(landed)
     assert item_ids == {int(p["path"]) for p in landed.values()}
@@ -180,12 +194,16 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
 
     # Accepted on purpose: a link to a stimulus IMRT does not have, and unknown fields.
     with imrt_engine.connect() as conn:
-        unlinked = conn.execute(sa.text(
-            "SELECT i.associated_stimulus_id, l.item_key_stim FROM item i LEFT JOIN stim_link l ON l.item_key = i.key "
-            "WHERE i.id = 300008")).one()
+        unlinked = conn.execute(
+            sa.text(
+                "SELECT i.associated_stimulus_id, l.item_key_stim FROM item i LEFT JOIN stim_link l ON l.item_key = i.key "
+                "WHERE i.id = 300008"
+            )
+        ).one()
         extra = conn.scalar(sa.text("SELECT item_json FROM item WHERE id = 300009"))
     assert unlinked == (299999, None)
     assert "item 300008 names stimulus 299999, which is not in IMRT yet: linked when the stimulus is synced" in (
-        caplog.text)
+        caplog.text
+    )
     assert "reviewNotes" not in extra and "futureField" not in extra["core"]
     assert extra == legacy_item_json(ACCEPTED["300009"], "mc")

@@ -7,8 +7,8 @@ import math
 
 import pytest
 import sqlalchemy as sa
-
 from e2e_helpers import dag_test_environment, last_item_json_commit, run_dag, xcom
+
 from imrt_sync.mapping import legacy_item_json
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
@@ -37,8 +37,9 @@ def server(bank):
 @pytest.fixture
 def configured(monkeypatch, server, imrt_db_url, imrt_engine, tmp_path):
     prepare_database(imrt_engine)
-    env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url,
-                               git_cache_dir=tmp_path / "git-cache")
+    env = dag_test_environment(
+        gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url, git_cache_dir=tmp_path / "git-cache"
+    )
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return env
@@ -81,8 +82,13 @@ def test_first_sync_then_incremental_then_nothing_to_do(dag, configured, bank, s
     for p in changed:
         document = json.loads(_item_json(item_bank, p["id"]))
         document["workflow"] = {"workflowStatusCode": "Approved"}
-        item_bank.push_commit(p["id"], files={"item.json": document}, message="approve", author_name="Reviewer R",
-                              author_email="r@example.org")
+        item_bank.push_commit(
+            p["id"],
+            files={"item.json": document},
+            message="approve",
+            author_name="Reviewer R",
+            author_email="r@example.org",
+        )
     gone = projects[-1]
     item_bank.delete_project(gone["id"])
     server.reset_counters()
@@ -91,14 +97,18 @@ def test_first_sync_then_incremental_then_nothing_to_do(dag, configured, bank, s
     assert dag_run.state == "success", states
     assert sorted(label for _, label in mapped(states).values()) == sorted(str(p["path"]) for p in changed + [gone])
     with imrt_engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT g.project_id, i.workflow_status, i.updated_by FROM item i JOIN item_git g ON g.item_key = i.key"
-        )).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT g.project_id, i.workflow_status, i.updated_by FROM item i JOIN item_git g ON g.item_key = i.key"
+            )
+        ).all()
         assert conn.scalar(sa.text("SELECT count(*) FROM item_git WHERE project_id = :p"), {"p": gone["id"]}) == 0
         assert conn.scalar(sa.text("SELECT count(*) FROM item WHERE id = :i"), {"i": int(gone["path"])}) == 0
-        duplicates = conn.scalar(sa.text(
-            "SELECT count(*) FROM (SELECT item_key, commit_hash FROM item_log GROUP BY 1, 2 HAVING count(*) > 1) d"
-        ))
+        duplicates = conn.scalar(
+            sa.text(
+                "SELECT count(*) FROM (SELECT item_key, commit_hash FROM item_log GROUP BY 1, 2 HAVING count(*) > 1) d"
+            )
+        )
     assert duplicates == 0
     by_project = {r.project_id: r for r in rows}
     assert len(by_project) == BANK_SIZE - 1
@@ -142,8 +152,11 @@ def test_rows_match_item_json_field_by_field_for_each_kind_of_item(dag, configur
         doc = document_of(item_bank, p["id"])
         metadata = doc["core"].get("metadata") or {}
         item_log = item_bank.log(p["id"], path="item.json")
-        stored = row(imrt_engine, "SELECT i.*, g.* FROM item i JOIN item_git g ON g.item_key = i.key WHERE g.project_id = :p",
-                     p=p["id"])
+        stored = row(
+            imrt_engine,
+            "SELECT i.*, g.* FROM item i JOIN item_git g ON g.item_key = i.key WHERE g.project_id = :p",
+            p=p["id"],
+        )
         assert stored["id"] == int(doc["id"]) == int(p["path"])
         assert stored["item_type"] == item_type
         assert stored["classification"] == ("stim" if item_type == "stim" else "item")
@@ -157,19 +170,30 @@ def test_rows_match_item_json_field_by_field_for_each_kind_of_item(dag, configur
         assert stored["item_author"] == metadata.get("itemAuthor", "")
         assert stored["asl_required"] == doc.get("asl", {}).get("isAslRequired", "")
         assert stored["item_json"] == legacy_item_json(doc, item_type)  # the model written back
-        oldest, newest = (item_log[-1], item_log[0]) if item_log[0]["committed_at"] >= item_log[-1]["committed_at"] else (item_log[0], item_log[-1])
+        oldest, newest = (
+            (item_log[-1], item_log[0])
+            if item_log[0]["committed_at"] >= item_log[-1]["committed_at"]
+            else (item_log[0], item_log[-1])
+        )
         assert stored["item_created_by"] == oldest["author_name"]
         assert stored["current_commit_hash"] == last_item_json_commit(item_bank, p["id"])
         assert stored["project_path"] == GROUP
         assert stored["ingest_source"] == "main"
         with imrt_engine.connect() as conn:
-            logged = set(conn.scalars(sa.text("SELECT commit_hash FROM item_log WHERE item_key = :k"), {"k": stored["key"]}))
-            attachments = set(conn.execute(sa.text(
-                "SELECT file_type, file_name FROM item_attachment WHERE item_key = :k"), {"k": stored["key"]}).all())
+            logged = set(
+                conn.scalars(sa.text("SELECT commit_hash FROM item_log WHERE item_key = :k"), {"k": stored["key"]})
+            )
+            attachments = set(
+                conn.execute(
+                    sa.text("SELECT file_type, file_name FROM item_attachment WHERE item_key = :k"),
+                    {"k": stored["key"]},
+                ).all()
+            )
             forms = conn.scalar(sa.text("SELECT count(*) FROM item_form WHERE item_key = :k"), {"k": stored["key"]})
         assert logged == {c["sha"] for c in item_log}
-        assert attachments == {(kind, a["fileName"]) for kind in ("asl", "braille", "cc")
-                               for a in doc.get(kind, {}).get("attachments", [])}
+        assert attachments == {
+            (kind, a["fileName"]) for kind in ("asl", "braille", "cc") for a in doc.get(kind, {}).get("attachments", [])
+        }
         administrations = (doc["core"].get("testAdministration") or {}).get("administrations") or []
         expected_forms = [f for a in administrations for f in a["forms"]]
         assert forms == len(expected_forms)
@@ -178,9 +202,13 @@ def test_rows_match_item_json_field_by_field_for_each_kind_of_item(dag, configur
             assert stored["exposures_count"] == sum(f["exposures"] for f in expected_forms)
 
     with imrt_engine.connect() as conn:
-        links = set(conn.execute(sa.text(
-            "SELECT i.id, s.id FROM stim_link l JOIN item i ON i.key = l.item_key JOIN item s ON s.key = l.item_key_stim"
-        )).all())
+        links = set(
+            conn.execute(
+                sa.text(
+                    "SELECT i.id, s.id FROM stim_link l JOIN item i ON i.key = l.item_key JOIN item s ON s.key = l.item_key_stim"
+                )
+            ).all()
+        )
     expected_links = {
         (int(d["id"]), int(d["core"]["stimulusId"]))
         for d in (document_of(item_bank, p["id"]) for p in projects)
@@ -193,24 +221,45 @@ def test_malformed_item_json_fails_that_item_only(dag, configured, bank, imrt_en
     item_bank, projects = bank
     assert run(dag)[0].state == "success"
     bad, other = projects[4], projects[5]
-    before_bad = row(imrt_engine, "SELECT i.item_json, g.current_commit_hash FROM item i JOIN item_git g ON g.item_key = i.key "
-                                  "WHERE g.project_id = :p", p=bad["id"])
-    item_bank.push_commit(bad["id"], files={"item.json": '{"id": "200004", "type": '}, message="broken",
-                          author_name="Careless C", author_email="c@example.org")
+    before_bad = row(
+        imrt_engine,
+        "SELECT i.item_json, g.current_commit_hash FROM item i JOIN item_git g ON g.item_key = i.key "
+        "WHERE g.project_id = :p",
+        p=bad["id"],
+    )
+    item_bank.push_commit(
+        bad["id"],
+        files={"item.json": '{"id": "200004", "type": '},
+        message="broken",
+        author_name="Careless C",
+        author_email="c@example.org",
+    )
     changed = document_of(item_bank, other["id"])
     changed["workflow"] = {"workflowStatusCode": "Review"}
-    item_bank.push_commit(other["id"], files={"item.json": changed}, message="review",
-                          author_name="Reviewer R", author_email="r@example.org")
+    item_bank.push_commit(
+        other["id"],
+        files={"item.json": changed},
+        message="review",
+        author_name="Reviewer R",
+        author_email="r@example.org",
+    )
 
     dag_run, states = run(dag)
     assert dag_run.state == "failed"
     labels = {label: state for state, label in mapped(states).values()}
     assert labels == {str(bad["path"]): "failed", str(other["path"]): "success"}
     assert states[("summary", -1)][0] == "failed"
-    after_bad = row(imrt_engine, "SELECT i.item_json, g.current_commit_hash FROM item i JOIN item_git g ON g.item_key = i.key "
-                                 "WHERE g.project_id = :p", p=bad["id"])
+    after_bad = row(
+        imrt_engine,
+        "SELECT i.item_json, g.current_commit_hash FROM item i JOIN item_git g ON g.item_key = i.key "
+        "WHERE g.project_id = :p",
+        p=bad["id"],
+    )
     assert after_bad == before_bad
-    assert row(imrt_engine, "SELECT workflow_status FROM item WHERE id = :i", i=int(other["path"]))["workflow_status"] == "Review"
+    assert (
+        row(imrt_engine, "SELECT workflow_status FROM item WHERE id = :i", i=int(other["path"]))["workflow_status"]
+        == "Review"
+    )
     message = _summary_message(dag, dag_run)
     assert f"Failed item bank ids: {bad['id']}" in message
     assert f"project {bad['id']}: item.json is not valid JSON" in message
@@ -246,7 +295,9 @@ def test_dry_run_writes_nothing_and_creates_no_hook(dag, configured, bank, serve
         for table in ("item", "item_git", "item_log", "item_attachment", "item_form", "stim_link"):
             assert conn.scalar(sa.text(f"SELECT count(*) FROM {table}")) == 0
         # The run is recorded; its end (status, end_time) is the plugin listener's, checked under the real scheduler.
-        assert conn.scalar(sa.text("SELECT exit_message FROM batch_job_execution")).startswith("Total item bank ids: 24,")
+        assert conn.scalar(sa.text("SELECT exit_message FROM batch_job_execution")).startswith(
+            "Total item bank ids: 24,"
+        )
     assert all(item_bank.hooks(p["id"]) == [] for p in projects)
     assert "POST /api/v4/projects/:id/hooks" not in server.counters()
     assert not any("upload-pack" in endpoint for endpoint in server.counters())

@@ -10,16 +10,22 @@ import json
 
 import pytest
 import sqlalchemy as sa
-
-from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack
+
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
 BANK_SIZE = 30
-STACK = RealStack(name="sched", group="iat-sched", token="glpat-scheduler-e2e-token", bank_size=BANK_SIZE, seed=11,
-                  webhook_secret="scheduler-e2e-webhook-secret")
+STACK = RealStack(
+    name="sched",
+    group="iat-sched",
+    token="glpat-scheduler-e2e-token",
+    bank_size=BANK_SIZE,
+    seed=11,
+    webhook_secret="scheduler-e2e-webhook-secret",
+)
 
 
 def count(imrt, sql: str) -> int:
@@ -29,9 +35,10 @@ def count(imrt, sql: str) -> int:
 
 def execution_of(imrt, run_id: str) -> int:
     with imrt.connect() as conn:
-        return conn.scalar(sa.text(
-            "SELECT job_execution_id FROM batch_job_execution_context WHERE short_context LIKE :run"
-        ), {"run": f'%"{run_id}"%'})
+        return conn.scalar(
+            sa.text("SELECT job_execution_id FROM batch_job_execution_context WHERE short_context LIKE :run"),
+            {"run": f'%"{run_id}"%'},
+        )
 
 
 def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt):
@@ -57,7 +64,9 @@ def test_scheduled_run_then_rest_triggered_run(stack, item_bank, imrt):
         bank.push_commit(p["id"], files={"item.json": document}, message="approve", author_name="Rest R")
     token = stack.token("admin")
     response = stack.api(
-        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token=token,
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
+        token=token,
         json={"logical_date": None, "conf": {"mode": "incremental"}},
     )
     assert response.status_code == 200, response.text

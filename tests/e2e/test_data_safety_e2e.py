@@ -26,11 +26,11 @@ from urllib.parse import quote
 import pytest
 import requests
 import sqlalchemy as sa
+from e2e_helpers import wait_until
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from imrt_sync import DAG_ID
-from e2e_helpers import wait_until
 from itembank_server.users import DEVELOPER, MAINTAINER
-from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +49,15 @@ LOST_ACCESS = (
     f"group {GROUP}); a user who lost membership gets the same 404 for a live project (lost access?)"
 )
 STACK = RealStack(
-    name="safety", group=GROUP, token=ROOT_TOKEN, bank_size=BANK_SIZE, seed=12, sync_token=SYNC_TOKEN,
+    name="safety",
+    group=GROUP,
+    token=ROOT_TOKEN,
+    bank_size=BANK_SIZE,
+    seed=12,
+    sync_token=SYNC_TOKEN,
     group_visibility="internal",
-    webhook_secret=SECRET, hooks_to_self=True,
+    webhook_secret=SECRET,
+    hooks_to_self=True,
     extra_env={
         "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_BASE_SECONDS": str(RETRY_BASE_SECONDS),
         "AIRFLOW_VAR_IMRT_WEBHOOK_RETRY_MAX_SECONDS": str(RETRY_MAX_SECONDS),
@@ -102,12 +108,20 @@ def git_env(home: Path) -> dict[str, str]:
 
     basic = base64.b64encode(f"oauth2:{DEV_TOKEN}".encode()).decode()
     return {
-        **os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
-        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+        **os.environ,
+        "HOME": str(home),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "",
+        "SSH_ASKPASS": "",
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": "http.extraHeader",
         "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-        "GIT_AUTHOR_NAME": "Dev D", "GIT_AUTHOR_EMAIL": "dev@example.org",
-        "GIT_COMMITTER_NAME": "Dev D", "GIT_COMMITTER_EMAIL": "dev@example.org",
+        "GIT_AUTHOR_NAME": "Dev D",
+        "GIT_AUTHOR_EMAIL": "dev@example.org",
+        "GIT_COMMITTER_NAME": "Dev D",
+        "GIT_COMMITTER_EMAIL": "dev@example.org",
     }
 
 
@@ -124,8 +138,14 @@ class Checkout:
         self.project = project
         self.env = git_env(workdir)
         self.path = workdir / str(project["path"])
-        git("clone", "--quiet", f"{server.url}/{project['path_with_namespace']}.git", str(self.path),
-            cwd=workdir, env=self.env)
+        git(
+            "clone",
+            "--quiet",
+            f"{server.url}/{project['path_with_namespace']}.git",
+            str(self.path),
+            cwd=workdir,
+            env=self.env,
+        )
 
     def push_status(self, status: str) -> str:
         """Set ``workflow.workflowStatusCode`` in item.json, commit, ``git push``; return the pushed sha."""
@@ -159,9 +179,12 @@ def item_ids(imrt) -> set[int]:
 
 def events_for(imrt, shas) -> list[dict]:
     with imrt.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.text("SELECT * FROM imrt_webhook_event WHERE commit_sha = ANY(:s) ORDER BY id"), {"s": list(shas)}
-        ).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text("SELECT * FROM imrt_webhook_event WHERE commit_sha = ANY(:s) ORDER BY id"), {"s": list(shas)}
+            ).mappings()
+        ]
 
 
 def runs(stack) -> list[dict]:
@@ -213,8 +236,11 @@ def remove_sync_user(root_api, bank, users) -> None:
 
 def restore_sync_user(root_api, bank, users) -> None:
     group_id = bank.group(GROUP)["id"]
-    response = root_api.post(f"{root_api.base}/groups/{group_id}/members",
-                             data={"user_id": users["imrt-sync"]["id"], "access_level": MAINTAINER}, timeout=10)
+    response = root_api.post(
+        f"{root_api.base}/groups/{group_id}/members",
+        data={"user_id": users["imrt-sync"]["id"], "access_level": MAINTAINER},
+        timeout=10,
+    )
     assert response.status_code == 201, response.text
 
 
@@ -249,8 +275,9 @@ class HeadWatcher:
 # ------------------------------------------------------------------------------------------------------ tests
 
 
-def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(stack, synced, item_bank, imrt, tmp_path,
-                                                                   record_property):
+def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(
+    stack, synced, item_bank, imrt, tmp_path, record_property
+):
     bank, projects, server = item_bank
     checkouts = [Checkout(server, project, tmp_path) for project in projects[:LATENCY_ITEMS]]
     pushed: list[tuple[int, str, str, float]] = []  # (project id, sha, status, when git push returned)
@@ -261,22 +288,35 @@ def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(stack, synced,
             sha = checkout.push_status(status)
             pushed.append((checkout.project["id"], sha, status, time.monotonic()))
         last = {pid: (sha, status) for pid, sha, status, _ in pushed}
-        wait_until(lambda: all(heads(imrt).get(pid) == sha for pid, (sha, _) in last.items()), 600,
-                   "every item at its last pushed sha")
+        wait_until(
+            lambda: all(heads(imrt).get(pid) == sha for pid, (sha, _) in last.items()),
+            600,
+            "every item at its last pushed sha",
+        )
     for checkout in checkouts:
         sha, status = last[checkout.project["id"]]
         assert item_row(imrt, checkout.project)["workflow_status"] == status
         assert bank.head(checkout.project["id"]) == sha
     recorded = wait_until(  # the rows are written by the sync tasks, the events closed by the run's summary after
-        lambda: (found := events_for(imrt, [sha for _, sha, _, _ in pushed]))
-        and all(e["status"] in ("synced", "failed") for e in found) and found, 120, "the push events to be closed")
+        lambda: (
+            (found := events_for(imrt, [sha for _, sha, _, _ in pushed]))
+            and all(e["status"] in ("synced", "failed") for e in found)
+            and found
+        ),
+        120,
+        "the push events to be closed",
+    )
     assert len(recorded) == PUSHES  # one delivery per push reached the receiver, none lost
     assert {e["status"] for e in recorded} == {"synced"}
     assert all(e["run_id"].startswith("webhook__") for e in recorded)
 
     def push_deliveries():
-        found = [d for p in projects[:LATENCY_ITEMS] for d in server.hooks.deliveries(project_id=p["id"])
-                 if d["trigger"] == "push_hooks"]
+        found = [
+            d
+            for p in projects[:LATENCY_ITEMS]
+            for d in server.hooks.deliveries(project_id=p["id"])
+            if d["trigger"] == "push_hooks"
+        ]
         return found if len(found) >= PUSHES else None
 
     deliveries = wait_until(push_deliveries, 60, "the server's record of every push hook delivery")
@@ -292,12 +332,15 @@ def test_real_git_pushes_reach_the_rows_through_the_servers_hooks(stack, synced,
     p95 = statistics.quantiles(latencies, n=20)[18]
     record_property("push_to_row_p50_seconds", round(p50, 2))
     record_property("push_to_row_p95_seconds", round(p95, 2))
-    print(f"push-to-row latency over {PUSHES} git pushes to {LATENCY_ITEMS} items: p50 {p50:.2f} s, p95 {p95:.2f} s, "
-          f"max {max(latencies):.2f} s; {len({e['run_id'] for e in recorded})} webhook runs")
+    print(
+        f"push-to-row latency over {PUSHES} git pushes to {LATENCY_ITEMS} items: p50 {p50:.2f} s, p95 {p95:.2f} s, "
+        f"max {max(latencies):.2f} s; {len({e['run_id'] for e in recorded})} webhook runs"
+    )
 
 
-def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, item_bank, users, imrt, root_api,
-                                                                 tmp_path):
+def test_a_sync_user_without_access_deletes_nothing_and_says_why(
+    stack, synced, item_bank, users, imrt, root_api, tmp_path
+):
     bank, projects, server = item_bank
     wait_until(lambda: no_active_run(stack), 300, "no active run")
     rows_before, heads_before = item_ids(imrt), heads(imrt)
@@ -306,8 +349,11 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, 
     remove_sync_user(root_api, bank, users)
     try:
         pushed = Checkout(server, projects[6], tmp_path).push_status("Pushed without access")
-        [event] = wait_until(lambda: [e for e in events_for(imrt, [pushed]) if e["status"] == "failed"], 300,
-                             "the push event to fail for good")
+        [event] = wait_until(
+            lambda: [e for e in events_for(imrt, [pushed]) if e["status"] == "failed"],
+            300,
+            "the push event to fail for good",
+        )
         assert event["attempts"] == MAX_ATTEMPTS
         assert LOST_ACCESS in event["detail"], event["detail"]
         tried = attempt_runs(stack, [r for r in webhook_runs(stack) if r["dag_run_id"] not in runs_before])
@@ -318,14 +364,17 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, 
         wait_until(lambda: no_active_run(stack), 300, "no active run")
 
         admin_token = stack.token("admin")
-        started = requests.post(f"{stack.url}/sync/{projects[6]['id']}", headers={"Authorization": f"Bearer {admin_token}"},
-                                timeout=30)
+        started = requests.post(
+            f"{stack.url}/sync/{projects[6]['id']}", headers={"Authorization": f"Bearer {admin_token}"}, timeout=30
+        )
         assert started.status_code == 200, started.text
         execution_id = started.json()["jobExecutionId"]
         assert stack.wait_for_run(DAG_ID, f"legacy__{execution_id}", 300) == "failed"
         with imrt.connect() as conn:
-            row = conn.execute(sa.text("SELECT status, exit_message FROM batch_job_execution "
-                                       "WHERE job_execution_id = :i"), {"i": execution_id}).one()
+            row = conn.execute(
+                sa.text("SELECT status, exit_message FROM batch_job_execution WHERE job_execution_id = :i"),
+                {"i": execution_id},
+            ).one()
         assert row.status == "FAILED" and LOST_ACCESS in row.exit_message, row
 
         full_run = stack.trigger(DAG_ID, conf={"mode": "full"})
@@ -350,8 +399,9 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(stack, synced, 
     assert doomed["id"] not in heads(imrt)
 
 
-def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(stack, synced, item_bank, users, imrt,
-                                                                                 root_api, tmp_path):
+def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
+    stack, synced, item_bank, users, imrt, root_api, tmp_path
+):
     """One push event, no access: MAX_ATTEMPTS (3) webhook__ runs take an attempt, spaced by at least the back-off,
     and at most K = 2 * MAX_ATTEMPTS (6) webhook__ runs start (each attempt's run, plus at most one empty run that
     the sweeper starts while that run is running but has not yet claimed the event) in T = the time until the event
@@ -363,8 +413,11 @@ def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
     remove_sync_user(root_api, bank, users)
     try:
         sha = checkout.push_status("Backing off")
-        [event] = wait_until(lambda: [e for e in events_for(imrt, [sha]) if e["status"] == "failed"], 300,
-                             "the push event to fail for good")
+        [event] = wait_until(
+            lambda: [e for e in events_for(imrt, [sha]) if e["status"] == "failed"],
+            300,
+            "the push event to fail for good",
+        )
         quiet_window = 2 * RETRY_MAX_SECONDS + 4 * SWEEP_SECONDS
         deadline = time.monotonic() + quiet_window
         while time.monotonic() < deadline:  # an observation window: nothing may start in it
@@ -386,8 +439,11 @@ def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
         restore_sync_user(root_api, bank, users)
 
     recovered_sha = checkout.push_status("Recovered")
-    [recovered] = wait_until(lambda: [e for e in events_for(imrt, [recovered_sha]) if e["status"] == "synced"], 300,
-                             "the new push event to be synced")
+    [recovered] = wait_until(
+        lambda: [e for e in events_for(imrt, [recovered_sha]) if e["status"] == "synced"],
+        300,
+        "the new push event to be synced",
+    )
     assert heads(imrt)[projects[8]["id"]] == recovered_sha
     assert item_row(imrt, projects[8])["workflow_status"] == "Recovered"
     # The failed event says why it failed: GitLab did not show that the sync user sees the whole group.

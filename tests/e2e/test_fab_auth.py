@@ -14,10 +14,10 @@ from urllib.parse import quote
 import jwt
 import pytest
 import requests
-
-from imrt_sync import DAG_ID
-from imrt_compat.roles import AUTOMATION_ROLE
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
+
+from imrt_compat.roles import AUTOMATION_ROLE
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -25,8 +25,14 @@ USERS = {"admin": "Admin", "automation": AUTOMATION_ROLE, "viewer": "Viewer"}
 DAG = f"/api/v2/dags/{DAG_ID}"
 
 
-STACK = RealStack(name="fab", group="iat-fab", token="glpat-fab-auth-token", bank_size=3, seed=14,
-                  options={"users": USERS, "auth_manager": "fab"})
+STACK = RealStack(
+    name="fab",
+    group="iat-fab",
+    token="glpat-fab-auth-token",
+    bank_size=3,
+    seed=14,
+    options={"users": USERS, "auth_manager": "fab"},
+)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +53,9 @@ def call(stack, method: str, path: str, token: str, **kwargs) -> requests.Respon
 
 def test_the_api_server_runs_the_fab_auth_manager(stack):
     assert stack.environment["AIRFLOW__CORE__AUTH_MANAGER"] == "imrt_compat.fab_auth.ImrtFabAuthManager"
-    form = requests.post(f"{stack.url}/auth/token", data={"username": "admin", "password": stack.password("admin")},
-                         timeout=30)
+    form = requests.post(
+        f"{stack.url}/auth/token", data={"username": "admin", "password": stack.password("admin")}, timeout=30
+    )
     assert form.status_code == 422, "FAB's /auth/token takes JSON only"
     wrong = requests.post(f"{stack.url}/auth/token", json={"username": "automation", "password": "wrong"}, timeout=30)
     assert wrong.status_code == 401
@@ -57,8 +64,9 @@ def test_the_api_server_runs_the_fab_auth_manager(stack):
 def test_a_token_issued_by_another_server_is_refused(stack):
     """An identity provider's access token (the runbook's OpenAM one) is not an Airflow token."""
     now = int(time.time())
-    foreign = jwt.encode({"sub": "automation", "iat": now, "nbf": now, "exp": now + 600},
-                         secrets.token_bytes(64), algorithm="HS512")
+    foreign = jwt.encode(
+        {"sub": "automation", "iat": now, "nbf": now, "exp": now + 600}, secrets.token_bytes(64), algorithm="HS512"
+    )
     assert call(stack, "POST", "/sync", foreign).status_code == 403
     assert call(stack, "POST", f"{DAG}/dagRuns", foreign, json={"logical_date": None}).status_code == 403
 

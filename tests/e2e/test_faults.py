@@ -25,11 +25,6 @@ import psutil
 import pytest
 import requests
 import sqlalchemy as sa
-
-from devstack.postgres import ensure_database, sqlalchemy_url
-from devstack.project import prepare_imrt_database, project_stack, sync_environment
-from imrt_sync import DAG_ID
-from imrt_sync.mapping import legacy_item_json
 from e2e_helpers import (
     dag_test_environment,
     last_item_json_commit,
@@ -38,6 +33,11 @@ from e2e_helpers import (
     wait_until,
     xcom,
 )
+
+from devstack.postgres import ensure_database, sqlalchemy_url
+from devstack.project import prepare_imrt_database, project_stack, sync_environment
+from imrt_sync import DAG_ID
+from imrt_sync.mapping import legacy_item_json
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
 
 pytestmark = pytest.mark.e2e
@@ -77,14 +77,21 @@ def assert_imrt_matches_bank(engine, bank: ItemBank, group: str) -> None:
     """imrt holds exactly the bank's items, each at its head, with its item.json history, and no lock is left."""
     projects = {p["id"]: p for p in items_in(bank, group)}
     with engine.connect() as conn:
-        rows = {r.project_id: r for r in conn.execute(sa.text(
-            "SELECT g.project_id, g.current_commit_hash, i.key, i.id, i.item_json "
-            "FROM item_git g JOIN item i ON i.key = g.item_key"))}
+        rows = {
+            r.project_id: r
+            for r in conn.execute(
+                sa.text(
+                    "SELECT g.project_id, g.current_commit_hash, i.key, i.id, i.item_json "
+                    "FROM item_git g JOIN item i ON i.key = g.item_key"
+                )
+            )
+        }
         logged = conn.execute(sa.text("SELECT item_key, commit_hash FROM item_log")).all()
-        orphans = conn.scalar(sa.text("SELECT count(*) FROM item i WHERE NOT EXISTS "
-                                      "(SELECT 1 FROM item_git g WHERE g.item_key = i.key)"))
+        orphans = conn.scalar(
+            sa.text("SELECT count(*) FROM item i WHERE NOT EXISTS (SELECT 1 FROM item_git g WHERE g.item_key = i.key)")
+        )
         locks = conn.scalar(sa.text("SELECT count(*) FROM project_lock"))
-    assert set(rows) == set(projects), (sorted(set(rows) ^ set(projects)))
+    assert set(rows) == set(projects), sorted(set(rows) ^ set(projects))
     for project_id, project in projects.items():
         row = rows[project_id]
         assert row.current_commit_hash == last_item_json_commit(bank, project_id), project["path"]
@@ -139,8 +146,16 @@ class Injected:
 
 
 @contextmanager
-def inject(server: ItemBankServer, endpoint: str, kind: str, *, times: int | None, after: int = 0,
-           path_regex: str | None = None, **params):
+def inject(
+    server: ItemBankServer,
+    endpoint: str,
+    kind: str,
+    *,
+    times: int | None,
+    after: int = 0,
+    path_regex: str | None = None,
+    **params,
+):
     """Inject a fault from the (``after`` + 1)-th request to ``endpoint`` whose path matches ``path_regex`` on
     (a fault in the middle of a pagination, or on a repository's fetch after the planning read its head), and record
     those requests."""
@@ -192,8 +207,15 @@ def faulty(dag, tmp_path_factory, pg_admin_url):
     prepare_imrt_database(imrt_url)
     engine = sa.create_engine(imrt_url)
     with ItemBankServer(bank, tokens={TOKEN}) as server, pytest.MonkeyPatch.context() as monkeypatch:
-        env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_url,
-                                   git_cache_dir=root / "git-cache", timeout=READ_TIMEOUT, retries=5)
+        env = dag_test_environment(
+            gitlab_url=server.url,
+            token=TOKEN,
+            group=GROUP,
+            imrt_url=imrt_url,
+            git_cache_dir=root / "git-cache",
+            timeout=READ_TIMEOUT,
+            retries=5,
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         reset_mirror_listener()
@@ -223,10 +245,17 @@ def run_and_settle(dag):
 
 def execution_row(engine, dag_run) -> dict:
     with engine.connect() as conn:
-        return dict(conn.execute(sa.text(
-            "SELECT e.* FROM batch_job_execution e JOIN batch_job_execution_context c "
-            "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
-        ), {"run": f'%"{dag_run.run_id}"%'}).mappings().one())
+        return dict(
+            conn.execute(
+                sa.text(
+                    "SELECT e.* FROM batch_job_execution e JOIN batch_job_execution_context c "
+                    "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
+                ),
+                {"run": f'%"{dag_run.run_id}"%'},
+            )
+            .mappings()
+            .one()
+        )
 
 
 def tries(tis, task_id: str) -> dict:
@@ -280,14 +309,16 @@ def test_transient_gitlab_faults_are_retried_and_the_run_lands_every_change(dag,
     if endpoint.startswith(("GET /api", "POST /api")) and params.get("retry_after"):
         for n, (answered_at, path, faulted) in enumerate(injected.requests):
             if faulted:  # the client waited Retry-After before asking again
-                again = next(t for t, p, _ in injected.requests[n + 1:] if p == path)
+                again = next(t for t, p, _ in injected.requests[n + 1 :] if p == path)
                 assert again - answered_at >= params["retry_after"] - 0.1, (path, again - answered_at)
     assert_imrt_matches_bank(engine, bank, GROUP)
     assert_hooked_once(bank, GROUP)
     verdict = xcom(dag_run, "summary", "outcome")
     assert verdict["status"] == "COMPLETED"
-    assert verdict["message"] == (f"Total item bank ids: {PADDING + ITEMS}, number of items requiring project "
-                                  "webhook: 2, number of items deleted from IMRT: 1")
+    assert verdict["message"] == (
+        f"Total item bank ids: {PADDING + ITEMS}, number of items requiring project "
+        "webhook: 2, number of items deleted from IMRT: 1"
+    )
     row = execution_row(engine, dag_run)
     assert (row["status"], row["exit_code"], row["exit_message"]) == ("COMPLETED", "COMPLETED", verdict["message"])
     assert row["end_time"] is not None
@@ -315,8 +346,13 @@ def recover(dag, server, engine, bank) -> None:
 
 # name -> (endpoint, kind, params, armed after this many requests, what the list_ids log must say)
 PERSISTENT_LISTING = {
-    "listing-500": (LISTING, "status", {"status": 500}, 0,
-                    f"GitLab GET /api/v4/groups/{GROUP}/projects answered 500: 500 Internal Server Error"),
+    "listing-500": (
+        LISTING,
+        "status",
+        {"status": 500},
+        0,
+        f"GitLab GET /api/v4/groups/{GROUP}/projects answered 500: 500 Internal Server Error",
+    ),
     "listing-dropped-mid-pagination": (LISTING, "drop", {}, 1, "/projects failed: ConnectionError"),
 }
 
@@ -359,8 +395,13 @@ def test_a_repository_that_cannot_be_fetched_fails_its_item_only(dag, fresh):
     changes = change_the_bank(bank, GROUP)
     broken = changes["edited"][0]
     with engine.connect() as conn:
-        kept = conn.execute(sa.text("SELECT g.current_commit_hash, i.item_json FROM item_git g JOIN item i "
-                                    "ON i.key = g.item_key WHERE g.project_id = :p"), {"p": broken["id"]}).one()
+        kept = conn.execute(
+            sa.text(
+                "SELECT g.current_commit_hash, i.item_json FROM item_git g JOIN item i "
+                "ON i.key = g.item_key WHERE g.project_id = :p"
+            ),
+            {"p": broken["id"]},
+        ).one()
     assert kept.current_commit_hash != bank.head(broken["id"])
     server.faults.add(UPLOAD_PACK, "status", path_regex=repo_path(broken, "git-upload-pack"), status=500)
 
@@ -374,12 +415,18 @@ def test_a_repository_that_cannot_be_fetched_fails_its_item_only(dag, fresh):
     assert message.startswith(
         f"Total item bank ids: {PADDING + ITEMS}, number of items requiring project webhook: 2, number of items "
         f"deleted from IMRT: 1. Failed item bank ids: {broken['id']}. Errors: project {broken['id']}: GitFetchError: "
-        f"git fetch {server.url}/{GROUP}/{broken['path']}.git failed (exit 128): "), message
+        f"git fetch {server.url}/{GROUP}/{broken['path']}.git failed (exit 128): "
+    ), message
     assert "500" in message
     assert_failed_truthfully(engine, dag_run, tis, message)
     with engine.connect() as conn:
-        after = conn.execute(sa.text("SELECT g.current_commit_hash, i.item_json FROM item_git g JOIN item i "
-                                     "ON i.key = g.item_key WHERE g.project_id = :p"), {"p": broken["id"]}).one()
+        after = conn.execute(
+            sa.text(
+                "SELECT g.current_commit_hash, i.item_json FROM item_git g JOIN item i "
+                "ON i.key = g.item_key WHERE g.project_id = :p"
+            ),
+            {"p": broken["id"]},
+        ).one()
         locks = conn.scalar(sa.text("SELECT count(*) FROM project_lock"))
     assert after == kept and locks == 0  # the broken item keeps its previous rows
     recover(dag, server, engine, bank)
@@ -395,11 +442,20 @@ def test_hook_creation_that_keeps_failing_fails_the_run_after_the_items_landed(d
     assert {ti["state"] for (task, _), ti in tis.items() if task == "sync"} == {"success"}
     assert tis[("dispatch_webhooks", -1)]["state"] == "failed"
     unhooked = sorted([changes["new"], changes["unhooked"]], key=lambda p: p["id"])
-    errors = "; ".join(f"webhook of project {p['id']}: GitLab POST /api/v4/projects/{p['id']}/hooks answered 500: "
-                       "500 Internal Server Error" for p in unhooked)
-    assert_failed_truthfully(engine, dag_run, tis, (
-        f"Total item bank ids: {PADDING + ITEMS}, number of items requiring project webhook: 2, number of items "
-        f"deleted from IMRT: 1. Failed item bank ids: none. Errors: {errors}"))
+    errors = "; ".join(
+        f"webhook of project {p['id']}: GitLab POST /api/v4/projects/{p['id']}/hooks answered 500: "
+        "500 Internal Server Error"
+        for p in unhooked
+    )
+    assert_failed_truthfully(
+        engine,
+        dag_run,
+        tis,
+        (
+            f"Total item bank ids: {PADDING + ITEMS}, number of items requiring project webhook: 2, number of items "
+            f"deleted from IMRT: 1. Failed item bank ids: none. Errors: {errors}"
+        ),
+    )
     assert_imrt_matches_bank(engine, bank, GROUP)  # the items landed all the same
     assert all(bank.hooks(p["id"]) == [] for p in unhooked)
     recover(dag, server, engine, bank)
@@ -488,8 +544,14 @@ def live(tmp_path_factory, pg_admin_url):
     prepare_imrt_database(imrt.url)
     try:
         with ItemBankServer(bank, tokens={TOKEN}) as server:
-            env = sync_environment(gitlab_url=server.url, gitlab_token=TOKEN, group=LIVE_GROUP, imrt_url=imrt.url,
-                                   git_cache_dir=root / "git-cache", webhook_url=WEBHOOK_URL)
+            env = sync_environment(
+                gitlab_url=server.url,
+                gitlab_token=TOKEN,
+                group=LIVE_GROUP,
+                imrt_url=imrt.url,
+                git_cache_dir=root / "git-cache",
+                webhook_url=WEBHOOK_URL,
+            )
             env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] = "30"
             metadata_url = ensure_database(pg_admin_url, f"airflow_faults_{uuid.uuid4().hex[:10]}")
             stack = project_stack(root / "home", metadata_url, env, parallelism=4)
@@ -519,22 +581,35 @@ def no_active_run(stack) -> bool:
 
 
 def live_ti(stack, run_id: str, task_id: str, label: str | None = None) -> dict | None:
-    return next((ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == task_id
-                 and (label is None or ti["rendered_map_index"] == label)), None)
+    return next(
+        (
+            ti
+            for ti in stack.task_instances(DAG_ID, run_id)
+            if ti["task_id"] == task_id and (label is None or ti["rendered_map_index"] == label)
+        ),
+        None,
+    )
 
 
 def mirror_row(imrt, run_id: str):
     with imrt.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT e.status, e.exit_code, e.exit_message, e.start_time, e.end_time FROM batch_job_execution e "
-            "JOIN batch_job_execution_context c ON c.job_execution_id = e.job_execution_id "
-            "WHERE c.short_context LIKE :run"), {"run": f'%"{run_id}"%'}).one_or_none()
+        return conn.execute(
+            sa.text(
+                "SELECT e.status, e.exit_code, e.exit_message, e.start_time, e.end_time FROM batch_job_execution e "
+                "JOIN batch_job_execution_context c ON c.job_execution_id = e.job_execution_id "
+                "WHERE c.short_context LIKE :run"
+            ),
+            {"run": f'%"{run_id}"%'},
+        ).one_or_none()
 
 
 def assert_mirrored_completed(imrt, run_id: str, total: int) -> None:
     """The run's Spring Batch row ends COMPLETED with its end time and the summary's message (the mirror caught up)."""
-    row = wait_until(lambda: (r := mirror_row(imrt, run_id)) is not None and r.end_time is not None and r, 90,
-                     f"the Spring Batch row of {run_id} to end")
+    row = wait_until(
+        lambda: (r := mirror_row(imrt, run_id)) is not None and r.end_time is not None and r,
+        90,
+        f"the Spring Batch row of {run_id} to end",
+    )
     assert (row.status, row.exit_code) == ("COMPLETED", "COMPLETED")
     assert row.exit_message.startswith(f"Total item bank ids: {total}, ")
     assert row.start_time is not None and row.end_time >= row.start_time
@@ -549,12 +624,25 @@ def edit(bank: ItemBank, project: dict, status: str, **core) -> str:
 
 FIVE_FORMS = {  # more forms than the generator ever makes: the edit changes item, item_form and the history
     "fieldTestAdministrationId": "901.sss",
-    "administrations": [{
-        "administrationId": "901.sss", "itemVersion": "", "timeframe": "Spring",
-        "fieldTestData": {"itemDifficultyQuintile": "3"},
-        "forms": [{"assessmentType": "Summative", "exposures": 10 * n, "formId": f"form.90{n}.FT",
-                   "formType": "Field Test", "sequence": str(n), "status": "Field Test"} for n in range(5)],
-    }],
+    "administrations": [
+        {
+            "administrationId": "901.sss",
+            "itemVersion": "",
+            "timeframe": "Spring",
+            "fieldTestData": {"itemDifficultyQuintile": "3"},
+            "forms": [
+                {
+                    "assessmentType": "Summative",
+                    "exposures": 10 * n,
+                    "formId": f"form.90{n}.FT",
+                    "formType": "Field Test",
+                    "sequence": str(n),
+                    "status": "Field Test",
+                }
+                for n in range(5)
+            ],
+        }
+    ],
 }
 
 
@@ -573,11 +661,15 @@ def task_runner_process(stack, ti_id: str) -> psutil.Process:
 def item_view(conn, project_id: int) -> tuple:
     """What another transaction sees of one item, in one snapshot: head, document, status, form count, history
     (sorted commit hashes) and the number of item_form rows."""
-    row = conn.execute(sa.text(
-        "SELECT g.current_commit_hash, i.item_json::text AS item_json, i.workflow_status, i.form_count, "
-        "(SELECT array_agg(l.commit_hash ORDER BY l.commit_hash) FROM item_log l WHERE l.item_key = i.key) AS log, "
-        "(SELECT count(*) FROM item_form f WHERE f.item_key = i.key) AS forms "
-        "FROM item_git g JOIN item i ON i.key = g.item_key WHERE g.project_id = :p"), {"p": project_id}).one()
+    row = conn.execute(
+        sa.text(
+            "SELECT g.current_commit_hash, i.item_json::text AS item_json, i.workflow_status, i.form_count, "
+            "(SELECT array_agg(l.commit_hash ORDER BY l.commit_hash) FROM item_log l WHERE l.item_key = i.key) AS log, "
+            "(SELECT count(*) FROM item_form f WHERE f.item_key = i.key) AS forms "
+            "FROM item_git g JOIN item i ON i.key = g.item_key WHERE g.project_id = :p"
+        ),
+        {"p": project_id},
+    ).one()
     return (*row[:4], tuple(row.log or ()), row.forms)
 
 
@@ -609,8 +701,11 @@ class SnapshotWatcher(threading.Thread):
 def test_a_worker_killed_inside_an_item_transaction_leaves_no_half_item_and_the_retry_finishes_it(live):
     stack, bank, server, imrt, _ = live
     wait_until(lambda: no_active_run(stack), 300, "no active run")
-    target = next(p for p in items_in(bank, LIVE_GROUP)
-                  if json.loads(bank.read_file(p["id"], "item.json"))["type"] not in ("stim", "tut"))
+    target = next(
+        p
+        for p in items_in(bank, LIVE_GROUP)
+        if json.loads(bank.read_file(p["id"], "item.json"))["type"] not in ("stim", "tut")
+    )
     with imrt.connect() as conn:
         before = item_view(conn, target["id"])
         key = conn.scalar(sa.text("SELECT item_key FROM item_git WHERE project_id = :p"), {"p": target["id"]})
@@ -620,8 +715,13 @@ def test_a_worker_killed_inside_an_item_transaction_leaves_no_half_item_and_the_
     # item_attachment, stim_link and item_git, then waits on this row.
     blocker = imrt.connect()
     blocker_tx = blocker.begin()
-    blocker.execute(sa.text("INSERT INTO item_log (item_key, commit_hash, commit_date, ingest_source, updated_by) "
-                            "VALUES (:k, :c, now(), 'main', 'fault-test')"), {"k": key, "c": new_head})
+    blocker.execute(
+        sa.text(
+            "INSERT INTO item_log (item_key, commit_hash, commit_date, ingest_source, updated_by) "
+            "VALUES (:k, :c, now(), 'main', 'fault-test')"
+        ),
+        {"k": key, "c": new_head},
+    )
     blocker_pid = blocker.scalar(sa.text("SELECT pg_backend_pid()"))
     watcher = SnapshotWatcher(imrt, target["id"])
     watcher.start()
@@ -630,16 +730,19 @@ def test_a_worker_killed_inside_an_item_transaction_leaves_no_half_item_and_the_
 
         def blocked_backend():
             with imrt.connect() as conn:
-                return conn.execute(sa.text(
-                    "SELECT pid, query FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))"),
-                    {"b": blocker_pid}).one_or_none()
+                return conn.execute(
+                    sa.text("SELECT pid, query FROM pg_stat_activity WHERE :b = ANY(pg_blocking_pids(pid))"),
+                    {"b": blocker_pid},
+                ).one_or_none()
 
         waiting = wait_until(blocked_backend, 240, "the sync's transaction to wait on the held item_log row")
         assert "INSERT INTO item_log" in waiting.query
         with imrt.connect() as conn:
             assert item_view(conn, target["id"]) == before  # written, not committed: invisible
-            assert conn.scalar(sa.text("SELECT count(*) FROM project_lock WHERE project_id = :p"),
-                               {"p": target["id"]}) == 1  # held by the writer, as the legacy protocol wants
+            assert (
+                conn.scalar(sa.text("SELECT count(*) FROM project_lock WHERE project_id = :p"), {"p": target["id"]})
+                == 1
+            )  # held by the writer, as the legacy protocol wants
 
         ti = live_ti(stack, run_id, "sync", target["path"])
         assert ti["state"] == "running" and ti["try_number"] == 1, ti
@@ -652,8 +755,7 @@ def test_a_worker_killed_inside_an_item_transaction_leaves_no_half_item_and_the_
 
     def backend_gone():
         with imrt.connect() as conn:
-            return conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"),
-                               {"p": waiting.pid}) == 0
+            return conn.scalar(sa.text("SELECT count(*) FROM pg_stat_activity WHERE pid = :p"), {"p": waiting.pid}) == 0
 
     wait_until(backend_gone, 60, "the killed task's database session to end")
     with imrt.connect() as conn:
@@ -684,17 +786,28 @@ def test_imrt_postgres_restarted_during_a_run(live):
     server.faults.add(PROJECT, "latency", seconds=4)  # every item's sync starts with this call: the run is slow
     try:
         run_id = stack.trigger(DAG_ID)
-        wait_until(lambda: (ti := live_ti(stack, run_id, "list_ids")) and ti["state"] == "success", 180,
-                   "list_ids to succeed")
-        wait_until(lambda: any(ti["state"] == "running" for ti in stack.task_instances(DAG_ID, run_id)
-                               if ti["task_id"] == "sync"), 120, "sync instances to run")
+        wait_until(
+            lambda: (ti := live_ti(stack, run_id, "list_ids")) and ti["state"] == "success", 180, "list_ids to succeed"
+        )
+        wait_until(
+            lambda: any(
+                ti["state"] == "running" for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"
+            ),
+            120,
+            "sync instances to run",
+        )
 
         postgres.stop()
         try:
             # Down long enough for a sync instance to reach the database and fail a try.
-            wait_until(lambda: any(ti["task_id"] == "sync" and (ti["try_number"] > 1 or ti["state"] == "up_for_retry")
-                                   for ti in stack.task_instances(DAG_ID, run_id)), 180,
-                       "a sync instance to fail a try while the database is down")
+            wait_until(
+                lambda: any(
+                    ti["task_id"] == "sync" and (ti["try_number"] > 1 or ti["state"] == "up_for_retry")
+                    for ti in stack.task_instances(DAG_ID, run_id)
+                ),
+                180,
+                "a sync instance to fail a try while the database is down",
+            )
         finally:
             postgres.start()
     finally:
@@ -728,8 +841,15 @@ def test_a_frozen_imrt_database_does_not_stall_the_scheduler(live):
         run_id = stack.trigger(DAG_ID)
         # The scheduler starts the run, queues list_ids, sees its try fail (the database does not answer) and
         # queues the retry, all while the database writes of its run listener hang.
-        wait_until(lambda: (ti := live_ti(stack, run_id, "list_ids")) and ti["try_number"] >= 2
-                   and ti["state"] in ("queued", "running"), 180, "list_ids to be retried during the freeze")
+        wait_until(
+            lambda: (
+                (ti := live_ti(stack, run_id, "list_ids"))
+                and ti["try_number"] >= 2
+                and ti["state"] in ("queued", "running")
+            ),
+            180,
+            "list_ids to be retried during the freeze",
+        )
         assert stack.dag_run(DAG_ID, run_id)["state"] == "running"
         assert all(proc.status() == psutil.STATUS_STOPPED for proc in postgres.processes())
         assert heartbeat() > frozen_at
@@ -737,8 +857,10 @@ def test_a_frozen_imrt_database_does_not_stall_the_scheduler(live):
 
     assert stack.wait_for_run(DAG_ID, run_id, timeout=300) == "success"
     with imrt.connect() as conn:
-        assert conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
-                           {"p": target["id"]}) == head
+        assert (
+            conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"), {"p": target["id"]})
+            == head
+        )
     assert_imrt_matches_bank(imrt, bank, LIVE_GROUP)
     assert_mirrored_completed(imrt, run_id, LIVE_ITEMS)
 
@@ -767,8 +889,11 @@ def test_post_sync_answers_503_in_bounded_time_while_the_imrt_database_hangs(liv
     assert "the imrt database did not answer within" in answer.json()["detail"]
     assert elapsed < 20
     # After the thaw the request's hung work finishes, sees that its caller got a 503, and starts nothing.
-    wait_until(lambda: api_log.read_text(errors="replace").count("finished late: it changed nothing")
-               > late_lines_before, 120, "the given-up request to finish")
+    wait_until(
+        lambda: api_log.read_text(errors="replace").count("finished late: it changed nothing") > late_lines_before,
+        120,
+        "the given-up request to finish",
+    )
     assert {r["dag_run_id"] for r in runs(stack)} == runs_before
     with imrt.connect() as conn:
         assert conn.scalar(sa.text("SELECT max(job_execution_id) FROM batch_job_execution")) == execution_id

@@ -11,18 +11,24 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from imrt_sync import DAG_ID
 from itembank_server import make_item_document
-from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
 GROUP = "iat-creating"
 BANK_SIZE = 3
 RUN_TIMEOUT = 400
-STACK = RealStack(name="creating", group=GROUP, token="glpat-creating-e2e-token", bank_size=BANK_SIZE, seed=13,
-                  webhook_secret="creating-e2e-webhook-secret")
+STACK = RealStack(
+    name="creating",
+    group=GROUP,
+    token="glpat-creating-e2e-token",
+    bank_size=BANK_SIZE,
+    seed=13,
+    webhook_secret="creating-e2e-webhook-secret",
+)
 
 
 def query(imrt, sql: str, **params) -> list[tuple]:
@@ -75,8 +81,13 @@ def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(
 
     # Created: item.json only on create_jdoe (the default branch has a README).
     jdoe = bank.create_project(GROUP, "300001", files={"README.md": "# Item 300001\n"}, author_name="Jo Doe")
-    created_sha = bank.push_commit(jdoe["id"], files={"item.json": document("300001", "Draft")}, branch="create_jdoe",
-                                   message="Create item", author_name="Jo Doe")
+    created_sha = bank.push_commit(
+        jdoe["id"],
+        files={"item.json": document("300001", "Draft")},
+        branch="create_jdoe",
+        message="Create item",
+        author_name="Jo Doe",
+    )
     # Two create branches: the first by name is read.
     both = bank.create_project(GROUP, "300003", files={"README.md": "# Item 300003\n"}, author_name="Zed Zee")
     bank.push_commit(both["id"], files={"item.json": document("300003", "Zed")}, branch="create_zed")
@@ -90,8 +101,13 @@ def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(
     assert item_state(imrt, both["id"])[:4] == (True, "create_bob", bob_sha, "Bob")
 
     # A push to the create branch: the default branch does not move, the next run still syncs it.
-    review_sha = bank.push_commit(jdoe["id"], files={"item.json": document("300001", "InternalReview")},
-                                  branch="create_jdoe", message="Review", author_name="Rae Reviewer")
+    review_sha = bank.push_commit(
+        jdoe["id"],
+        files={"item.json": document("300001", "InternalReview")},
+        branch="create_jdoe",
+        message="Review",
+        author_name="Rae Reviewer",
+    )
     run_id, state, synced = run(stack)
     assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300001"]
@@ -99,18 +115,19 @@ def test_an_item_from_creation_on_its_create_branch_to_publication_and_deletion(
     assert query(imrt, "SELECT updated_by FROM item WHERE key = :key", key=key) == [("Rae Reviewer",)]
 
     # Published: item.json on the default branch; the item is a normal one, same key, its history continued.
-    published_sha = bank.push_commit(jdoe["id"], files={"item.json": document("300001", "Published")},
-                                     message="Publish item", author_name="Jo Doe")
+    published_sha = bank.push_commit(
+        jdoe["id"], files={"item.json": document("300001", "Published")}, message="Publish item", author_name="Jo Doe"
+    )
     run_id, state, synced = run(stack)
     assert state == "success", exit_message(imrt, run_id)
     assert synced == ["300001"]
     assert item_state(imrt, jdoe["id"]) == (False, jdoe["default_branch"], published_sha, "Published", key)
     assert logged_sources(imrt, key) == {
-        created_sha: "create_jdoe", review_sha: "create_jdoe", published_sha: jdoe["default_branch"]
+        created_sha: "create_jdoe",
+        review_sha: "create_jdoe",
+        published_sha: jdoe["default_branch"],
     }
-    assert query(imrt, "SELECT source_head_sha FROM imrt_project_head WHERE project_id = :p", p=jdoe["id"]) == [
-        (None,)
-    ]
+    assert query(imrt, "SELECT source_head_sha FROM imrt_project_head WHERE project_id = :p", p=jdoe["id"]) == [(None,)]
 
     # No item.json anywhere: the legacy error, and the run says so.
     nowhere = bank.create_project(GROUP, "300002", files={"README.md": "# Item 300002\n"})

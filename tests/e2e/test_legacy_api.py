@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
 import pytest
 import requests
 import sqlalchemy as sa
-
-from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
+
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -27,8 +27,14 @@ GROUP = "iat-legacy"
 TOKEN = "glpat-legacy-api-token"
 BANK_SIZE = 8
 RUNBOOK = Path(__file__).resolve().parents[1] / "fixtures" / "runbook.md"  # a copy; see tests/test_fixtures.py
-STACK = RealStack(name="legacy", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=5,
-                  options={"users": {"admin": "admin", "viewer": "viewer"}})
+STACK = RealStack(
+    name="legacy",
+    group=GROUP,
+    token=TOKEN,
+    bank_size=BANK_SIZE,
+    seed=5,
+    options={"users": {"admin": "admin", "viewer": "viewer"}},
+)
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +54,20 @@ def post(stack, path: str, token: str | None = None, **kwargs) -> requests.Respo
 
 def execution_row(imrt, execution_id: int) -> dict:
     with imrt.connect() as conn:
-        return dict(conn.execute(
-            sa.text("SELECT * FROM batch_job_execution WHERE job_execution_id = :id"), {"id": execution_id}
-        ).mappings().one())
+        return dict(
+            conn.execute(
+                sa.text("SELECT * FROM batch_job_execution WHERE job_execution_id = :id"), {"id": execution_id}
+            )
+            .mappings()
+            .one()
+        )
 
 
 def wait_for_execution(stack, execution_id: int, token: str) -> dict:
     def ended():
-        body = requests.get(f"{stack.url}/sync/{execution_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        body = requests.get(
+            f"{stack.url}/sync/{execution_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+        )
         assert body.status_code == 200, body.text
         view = body.json()
         return view if view["endTime"] else None
@@ -68,9 +80,14 @@ def test_tokens_decide_who_may_start_a_sync(stack, unpaused):
     assert post(stack, "/sync", token="not-a-jwt").status_code == 403  # Airflow: 403 "Invalid JWT token"
     claims = jwt.decode(stack.token("admin"), options={"verify_signature": False})
     expired = jwt.encode(
-        {**claims, "exp": datetime.now(timezone.utc) - timedelta(hours=1), "iat": datetime.now(timezone.utc) - timedelta(hours=2),
-         "nbf": datetime.now(timezone.utc) - timedelta(hours=2)},
-        stack.environment["AIRFLOW__API_AUTH__JWT_SECRET"], algorithm="HS512",
+        {
+            **claims,
+            "exp": datetime.now(UTC) - timedelta(hours=1),
+            "iat": datetime.now(UTC) - timedelta(hours=2),
+            "nbf": datetime.now(UTC) - timedelta(hours=2),
+        },
+        stack.environment["AIRFLOW__API_AUTH__JWT_SECRET"],
+        algorithm="HS512",
     )
     assert post(stack, "/sync", token=expired).status_code == 401
     assert post(stack, "/sync", token=stack.token("viewer")).status_code == 403
@@ -111,13 +128,22 @@ def test_post_sync_starts_one_run_and_mirrors_it_to_the_end(stack, unpaused, imr
         "number of items deleted from IMRT: 0"
     )
     with imrt.connect() as conn:
-        step = conn.execute(sa.text("SELECT * FROM batch_step_execution WHERE job_execution_id = :id"),
-                            {"id": execution_id}).mappings().one()
+        step = (
+            conn.execute(
+                sa.text("SELECT * FROM batch_step_execution WHERE job_execution_id = :id"), {"id": execution_id}
+            )
+            .mappings()
+            .one()
+        )
     assert step["step_name"] == "itemSynchronizationStep" and step["status"] == "COMPLETED"
     assert step["read_count"] == BANK_SIZE
-    assert f"Item Synchronization Process starting.  Job execution id: {execution_id}" in stack.task_log(DAG_ID, run_id, "list_ids")
-    assert (f"Item Synchronization Process complete.  Job execution id: {execution_id}, exit status code: COMPLETED, "
-            f"exit message: {row['exit_message']}") in stack.task_log(DAG_ID, run_id, "summary")
+    assert f"Item Synchronization Process starting.  Job execution id: {execution_id}" in stack.task_log(
+        DAG_ID, run_id, "list_ids"
+    )
+    assert (
+        f"Item Synchronization Process complete.  Job execution id: {execution_id}, exit status code: COMPLETED, "
+        f"exit message: {row['exit_message']}"
+    ) in stack.task_log(DAG_ID, run_id, "summary")
 
 
 def test_concurrent_posts_start_exactly_one_run(stack, unpaused, imrt):
@@ -146,7 +172,10 @@ def test_sync_one_project(stack, unpaused, item_bank, imrt):
     assert stack.dag_run(DAG_ID, f"legacy__{execution_id}")["conf"]["item_ids"] == [target["id"]]
     assert wait_for_execution(stack, execution_id, token)["status"] == "COMPLETED"
     with imrt.connect() as conn:
-        assert conn.scalar(sa.text("SELECT workflow_status FROM item WHERE id = :i"), {"i": int(target["path"])}) == "Released"
+        assert (
+            conn.scalar(sa.text("SELECT workflow_status FROM item WHERE id = :i"), {"i": int(target["path"])})
+            == "Released"
+        )
 
 
 def test_rest_triggered_run_is_mirrored_too(stack, unpaused, imrt):
@@ -155,13 +184,17 @@ def test_rest_triggered_run_is_mirrored_too(stack, unpaused, imrt):
     run_id = response.json()["dag_run_id"]
     assert stack.wait_for_run(DAG_ID, run_id) == "success"
     with imrt.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT e.status, e.end_time FROM batch_job_execution e JOIN batch_job_execution_context c "
-            "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
-        ), {"run": f"%{run_id}%"}).all()
-        scheduled = conn.scalar(sa.text(
-            "SELECT count(*) FROM batch_job_execution_context WHERE short_context LIKE :run"
-        ), {"run": f"%{unpaused['dag_run_id']}%"})
+        rows = conn.execute(
+            sa.text(
+                "SELECT e.status, e.end_time FROM batch_job_execution e JOIN batch_job_execution_context c "
+                "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
+            ),
+            {"run": f"%{run_id}%"},
+        ).all()
+        scheduled = conn.scalar(
+            sa.text("SELECT count(*) FROM batch_job_execution_context WHERE short_context LIKE :run"),
+            {"run": f"%{unpaused['dag_run_id']}%"},
+        )
     assert len(rows) == 1 and rows[0].status == "COMPLETED" and rows[0].end_time is not None
     assert scheduled == 1
 
@@ -170,10 +203,14 @@ def test_abandon_a_live_run(stack, unpaused, item_bank, imrt):
     bank, projects, server = item_bank
     token = stack.token("admin")
     instance_id = job_instance_id(imrt)
-    nothing = requests.put(f"{stack.url}/abandon/{instance_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    nothing = requests.put(
+        f"{stack.url}/abandon/{instance_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     assert nothing.status_code == 200
     assert nothing.json() == {
-        "jobExecutionId": 0, "jobInstanceId": instance_id, "name": "itemSynchronizationJob",
+        "jobExecutionId": 0,
+        "jobInstanceId": instance_id,
+        "name": "itemSynchronizationJob",
         "status": "NO JOB EXECUTIONS",
         "message": f"No job executions are currently running for the itemSynchronizationJob (job instance id {instance_id})",
     }
@@ -184,14 +221,21 @@ def test_abandon_a_live_run(stack, unpaused, item_bank, imrt):
     started = post(stack, "/sync", token=token).json()
     run_id = f"legacy__{started['jobExecutionId']}"
     wait_until(lambda: stack.dag_run(DAG_ID, run_id)["state"] == "running", 60, "the run to be running")
-    abandoned = requests.put(f"{stack.url}/abandon/{instance_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    abandoned = requests.put(
+        f"{stack.url}/abandon/{instance_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     assert abandoned.status_code == 200, abandoned.text
     assert abandoned.json()["status"] == "ABANDONED"
     assert abandoned.json()["jobExecutionId"] == started["jobExecutionId"]
     assert stack.dag_run(DAG_ID, run_id)["state"] == "failed"
     server.faults.clear()
-    wait_until(lambda: all(ti["state"] not in ("running", "queued", "scheduled")
-                           for ti in stack.task_instances(DAG_ID, run_id)), 60, "the run's tasks to end")
+    wait_until(
+        lambda: all(
+            ti["state"] not in ("running", "queued", "scheduled") for ti in stack.task_instances(DAG_ID, run_id)
+        ),
+        60,
+        "the run's tasks to end",
+    )
     row = execution_row(imrt, started["jobExecutionId"])
     assert row["status"] == "ABANDONED" and row["end_time"] is not None
     assert post(stack, "/sync", token=token).status_code == 200
@@ -199,7 +243,9 @@ def test_abandon_a_live_run(stack, unpaused, item_bank, imrt):
 
 def job_instance_id(imrt) -> int:
     with imrt.connect() as conn:
-        return conn.scalar(sa.text("SELECT job_instance_id FROM batch_job_instance WHERE job_name = 'itemSynchronizationJob'"))
+        return conn.scalar(
+            sa.text("SELECT job_instance_id FROM batch_job_instance WHERE job_name = 'itemSynchronizationJob'")
+        )
 
 
 def runbook_statements(block: str, substitutions: dict[str, str]) -> list[str]:
@@ -220,12 +266,17 @@ def test_runbook_sql_verbatim_then_sync_still_works(stack, unpaused, imrt):
     diagnosis, resets, deletes = (b.split("```")[0] for b in RUNBOOK.read_text().split("```sql")[1:])
     with imrt.begin() as conn:
         stuck = conn.scalar(sa.text("SELECT max(job_execution_id) FROM batch_job_execution"))
-        step = conn.scalar(sa.text("SELECT step_execution_id FROM batch_step_execution WHERE job_execution_id = :i"),
-                           {"i": stuck})
-        conn.execute(sa.text("UPDATE batch_job_execution SET end_time = NULL, status = 'STARTED' "
-                             "WHERE job_execution_id = :i"), {"i": stuck})
-        conn.execute(sa.text("UPDATE batch_step_execution SET end_time = NULL, status = 'STARTED' "
-                             "WHERE step_execution_id = :i"), {"i": step})
+        step = conn.scalar(
+            sa.text("SELECT step_execution_id FROM batch_step_execution WHERE job_execution_id = :i"), {"i": stuck}
+        )
+        conn.execute(
+            sa.text("UPDATE batch_job_execution SET end_time = NULL, status = 'STARTED' WHERE job_execution_id = :i"),
+            {"i": stuck},
+        )
+        conn.execute(
+            sa.text("UPDATE batch_step_execution SET end_time = NULL, status = 'STARTED' WHERE step_execution_id = :i"),
+            {"i": step},
+        )
     substitutions = {
         "[the id of the job execution that failed]": str(stuck),
         "-- [the step_execution_id of the record that is incomplete]": str(step),
@@ -277,11 +328,18 @@ def test_a_row_left_started_for_an_ended_run_is_repaired(stack, unpaused, imrt):
     execution_id = started["jobExecutionId"]
     wait_for_execution(stack, execution_id, token)
     with imrt.begin() as conn:
-        conn.execute(sa.text("UPDATE batch_job_execution SET status = 'STARTED', exit_code = 'UNKNOWN', "
-                             "end_time = NULL WHERE job_execution_id = :i"), {"i": execution_id})
+        conn.execute(
+            sa.text(
+                "UPDATE batch_job_execution SET status = 'STARTED', exit_code = 'UNKNOWN', "
+                "end_time = NULL WHERE job_execution_id = :i"
+            ),
+            {"i": execution_id},
+        )
     after_hang = post(stack, "/sync", token=token)  # a hung row does not block: Airflow's run state is the truth
     assert after_hang.status_code == 200, after_hang.text
-    repaired = requests.get(f"{stack.url}/sync/{execution_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    repaired = requests.get(
+        f"{stack.url}/sync/{execution_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     assert repaired.status_code == 200
     assert repaired.json()["status"] == "COMPLETED" and repaired.json()["endTime"]
     assert execution_row(imrt, execution_id)["exit_message"].startswith("Total item bank ids: ")
@@ -296,8 +354,9 @@ def test_an_unreachable_imrt_database_is_a_503(stack, unpaused, imrt):
     try:
         with admin.connect() as conn:
             conn.execute(sa.text(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false'))
-            conn.execute(sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
-                         {"d": database})
+            conn.execute(
+                sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"), {"d": database}
+            )
         answer = post(stack, "/sync", token=token)
         assert answer.status_code == 503
         assert answer.json() == {"detail": "the imrt database is unreachable or busy; try again later"}

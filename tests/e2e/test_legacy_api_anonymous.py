@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import requests
-
 from stack_fixtures import airflow_stack, fresh_database
 
 pytestmark = pytest.mark.e2e
@@ -13,8 +12,13 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(pg_admin_url, tmp_path_factory):
     with airflow_stack(
-        pg_admin_url, tmp_path_factory.mktemp("anonymous"), gitlab_url="http://127.0.0.1:9", gitlab_token="unused",
-        group="iat-anon", imrt_url=fresh_database(pg_admin_url, "imrt_anon"), metadata_prefix="airflow_anon",
+        pg_admin_url,
+        tmp_path_factory.mktemp("anonymous"),
+        gitlab_url="http://127.0.0.1:9",
+        gitlab_token="unused",
+        group="iat-anon",
+        imrt_url=fresh_database(pg_admin_url, "imrt_anon"),
+        metadata_prefix="airflow_anon",
         extra_env={"AIRFLOW__IMRT__ALLOW_ANONYMOUS_SYNC": "True"},
     ) as airflow:
         yield airflow

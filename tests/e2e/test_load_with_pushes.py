@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from e2e_helpers import wait_until
+from stack_fixtures import RealStack
 
 from imrt_sync import DAG_ID
-from e2e_helpers import wait_until
 from itembank_server import ItemBank
-from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +30,15 @@ SECRET = "whsec-load-" + uuid.uuid4().hex
 BANK_SIZE = 2000
 PUSHES_PER_SECOND = 5
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
-STACK = RealStack(name="load", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=21, webhook_secret=SECRET,
-                  extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "5"})
+STACK = RealStack(
+    name="load",
+    group=GROUP,
+    token=TOKEN,
+    bank_size=BANK_SIZE,
+    seed=21,
+    webhook_secret=SECRET,
+    extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "5"},
+)
 
 
 class Pusher:
@@ -62,7 +69,7 @@ class Pusher:
             project = self.rng.choice(self.projects)
             try:
                 self._push(session, project, number)
-            except Exception as exc:  # noqa: BLE001 - reported by the test
+            except Exception as exc:
                 self.errors.append(f"push {number} to {project['id']}: {exc!r}")
             number += 1
             # Paced by the clock (push k goes out at k / rate seconds), not by fixed sleeps.
@@ -73,12 +80,24 @@ class Pusher:
         document["workflow"] = {"workflowStatusCode": f"Load {number}"}
         sha = self.bank.push_commit(project["id"], files={"item.json": document}, message=f"load {number}")
         payload = json.loads((PAYLOADS / "push.json").read_text())
-        payload.update(project_id=project["id"], after=sha, checkout_sha=sha, ref=f"refs/heads/{project['default_branch']}",
-                       project={**payload["project"], "id": project["id"],
-                                "path_with_namespace": project["path_with_namespace"],
-                                "default_branch": project["default_branch"]})
-        response = session.post(f"{self.stack.url}/webHook", json=payload, timeout=30,
-                                headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET})
+        payload.update(
+            project_id=project["id"],
+            after=sha,
+            checkout_sha=sha,
+            ref=f"refs/heads/{project['default_branch']}",
+            project={
+                **payload["project"],
+                "id": project["id"],
+                "path_with_namespace": project["path_with_namespace"],
+                "default_branch": project["default_branch"],
+            },
+        )
+        response = session.post(
+            f"{self.stack.url}/webHook",
+            json=payload,
+            timeout=30,
+            headers={"X-Gitlab-Event": "Push Hook", "X-Gitlab-Token": SECRET},
+        )
         self.answers.append((response.status_code, response.json()))
         self.last_sha[project["id"]] = sha
 
@@ -108,16 +127,20 @@ def test_a_2000_item_sync_with_5_pushes_a_second_loses_nothing(stack, item_bank,
         assert len(heads) == BANK_SIZE
         mismatched = {pid: sha for pid, sha in pusher.last_sha.items() if heads.get(pid) != sha}
         assert mismatched == {}
-        row = conn.execute(sa.text(
-            "SELECT e.status, e.exit_code, e.end_time FROM batch_job_execution e"
-            " JOIN batch_job_execution_context c USING (job_execution_id) WHERE c.short_context LIKE :run"
-        ), {"run": f"%{nightly['dag_run_id']}%"}).one()
+        row = conn.execute(
+            sa.text(
+                "SELECT e.status, e.exit_code, e.end_time FROM batch_job_execution e"
+                " JOIN batch_job_execution_context c USING (job_execution_id) WHERE c.short_context LIKE :run"
+            ),
+            {"run": f"%{nightly['dag_run_id']}%"},
+        ).one()
         assert (row.status, row.exit_code) == ("COMPLETED", "COMPLETED") and row.end_time is not None
         assert conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE end_time IS NULL")) == 0
     event_runs = {r["run_id"] for r in closed}
     assert len(event_runs) < len(event_ids) / 5  # coalesced, not a run per push
     assert [stack.wait_for_run(DAG_ID, run_id, timeout=300) for run_id in sorted(event_runs)] == ["success"] * len(
-        event_runs)
+        event_runs
+    )
 
 
 def runs(stack) -> list[dict]:
@@ -126,5 +149,9 @@ def runs(stack) -> list[dict]:
 
 def events(imrt, ids: list[int]) -> list[dict]:
     with imrt.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.text("SELECT * FROM imrt_webhook_event WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text("SELECT * FROM imrt_webhook_event WHERE id = ANY(:ids) ORDER BY id"), {"ids": ids}
+            ).mappings()
+        ]

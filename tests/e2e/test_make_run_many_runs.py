@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-
 from e2e_helpers import wait_until
-from imrt_sync import DAG_ID
 from stack_fixtures import RealStack
+
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -88,7 +88,11 @@ def test_make_run_follows_the_runs_ahead_of_its_run_then_its_run(stack, past_run
     started = datetime.fromisoformat(stack.dag_run(DAG_ID, followed)["start_date"])
     before = []
     for run in stack.dag_runs(DAG_ID, order_by="run_after"):
-        if run["end_date"] and datetime.fromisoformat(run["end_date"]) <= started and run["dag_run_id"] not in past_runs:
+        if (
+            run["end_date"]
+            and datetime.fromisoformat(run["end_date"]) <= started
+            and run["dag_run_id"] not in past_runs
+        ):
             before.append(run["dag_run_id"])
             assert (run["dag_run_id"], run["run_type"], run["state"]) in ended[:-1], ended
     assert ahead in before  # max_active_runs=1 and the older run first: the test saw a run ahead of it followed

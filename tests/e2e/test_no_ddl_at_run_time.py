@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
 from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag
+
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
@@ -51,8 +51,9 @@ def configured(monkeypatch, recording_ddl, imrt_db_url, tmp_path):
     bank.create_group(GROUP)
     generate_bank(bank, GROUP, count=4, seed=5)
     with ItemBankServer(bank, tokens={TOKEN}) as server:
-        env = dag_test_environment(gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url,
-                                   git_cache_dir=tmp_path / "git-cache")
+        env = dag_test_environment(
+            gitlab_url=server.url, token=TOKEN, group=GROUP, imrt_url=imrt_db_url, git_cache_dir=tmp_path / "git-cache"
+        )
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         reset_mirror_listener()

@@ -24,14 +24,14 @@ from pathlib import Path
 
 import pytest
 import requests
+from e2e_helpers import wait_until
+from stack_fixtures import RealStack
 
 from devstack.airflow_stack import free_port
 from devstack.browser import log_in_through_idp
 from devstack.oidc_provider import IdpClient, IdpConfig, IdpUser, OidcProvider, redirect_uri
 from imrt_compat.roles import AUTOMATION_ROLE
 from imrt_sync import DAG_ID
-from e2e_helpers import wait_until
-from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -43,8 +43,15 @@ PUBLIC = "Public"  # AUTH_USER_REGISTRATION_ROLE: every IdP user has it; it hold
 DAG = f"/api/v2/dags/{DAG_ID}"
 CACHE_TTL = 5
 
-STACK = RealStack(name="oidc", group="iat-oidc", token="glpat-oidc-login-token", bank_size=1, seed=23,
-                  options={"users": {"admin": "Admin"}, "auth_manager": "fab"})
+STACK = RealStack(
+    name="oidc",
+    group="iat-oidc",
+    token="glpat-oidc-login-token",
+    bank_size=1,
+    seed=23,
+    options={"users": {"admin": "Admin"}, "auth_manager": "fab"},
+)
+
 
 def _user(username: str, given_name: str, groups: tuple[str, ...]) -> IdpUser:
     return IdpUser(username, secrets.token_urlsafe(12), groups, f"{username}@imrt.example.org", given_name, "Tester")
@@ -78,8 +85,9 @@ def oidc(tmp_path_factory) -> Iterator[Oidc]:
     secret_file.write_text(secrets.token_urlsafe(32) + "\n")
     config = IdpConfig(
         realm="imrt",
-        clients=(IdpClient(CLIENT_ID, str(secret_file),
-                           (redirect_uri(f"http://127.0.0.1:{airflow_port}", PROVIDER),)),),
+        clients=(
+            IdpClient(CLIENT_ID, str(secret_file), (redirect_uri(f"http://127.0.0.1:{airflow_port}", PROVIDER),)),
+        ),
         users=(
             _user("ada.automation", "Ada", (AUTOMATION_GROUP,)),
             _user("vic.viewer", "Vic", (VIEWER_GROUP,)),
@@ -113,9 +121,17 @@ def stack_spec(oidc) -> RealStack:
 
 def log_in(browser, stack, oidc: Oidc, username: str, shots: Path, reads_dag: bool = True) -> str:
     """Log ``username`` into the UI through the identity provider; return the Airflow token the browser got."""
-    login = log_in_through_idp(browser, stack.url, f"/dags/{DAG_ID}", PROVIDER, oidc.provider.issuer, username,
-                               oidc.user(username).password, wait_for_text="list_ids" if reads_dag else None,
-                               screenshots=shots)
+    login = log_in_through_idp(
+        browser,
+        stack.url,
+        f"/dags/{DAG_ID}",
+        PROVIDER,
+        oidc.provider.issuer,
+        username,
+        oidc.user(username).password,
+        wait_for_text="list_ids" if reads_dag else None,
+        screenshots=shots,
+    )
     assert login.password_fields_at_airflow == 0  # FAB's login page: one button per provider, no password form
     assert login.button_text == f"Sign In with {PROVIDER}"
     # the provider redirected to /auth/oauth-authorized/keycloak, FAB logged the user in and went where it began
@@ -181,8 +197,9 @@ def test_a_user_of_no_mapped_group_may_do_nothing(stack, oidc, browser, shots):
 def test_an_idp_user_has_no_password_at_airflow(stack, oidc):
     """Only the deployments' own FAB users (the admin, the automation account) get tokens from /auth/token."""
     user = oidc.user("ada.automation")
-    response = requests.post(f"{stack.url}/auth/token", json={"username": user.username, "password": user.password},
-                             timeout=30)
+    response = requests.post(
+        f"{stack.url}/auth/token", json={"username": user.username, "password": user.password}, timeout=30
+    )
     assert response.status_code == 401
     assert stack.token("admin")  # under AUTH_OAUTH too
 

@@ -19,10 +19,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 import sqlalchemy as sa
-
-from imrt_sync import DAG_ID
 from e2e_helpers import PluginRoute, plugin_class, plugin_routes, wait_until
 from stack_fixtures import RealStack
+
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -40,14 +40,23 @@ ROUTES = plugin_routes()
 
 def test_the_known_routes_are_discovered():
     found = {(r.path, m) for r in ROUTES for m in r.methods}
-    assert found >= {("/sync/", "POST"), ("/sync/{project_id}", "POST"), ("/sync/{job_execution_id}", "GET"),
-                     ("/abandon/{job_instance_id}", "PUT")}
+    assert found >= {
+        ("/sync/", "POST"),
+        ("/sync/{project_id}", "POST"),
+        ("/sync/{job_execution_id}", "GET"),
+        ("/abandon/{job_instance_id}", "PUT"),
+    }
 
 
 # ------------------------------------------------------------------------------------------------ the stack
 
 STACK = RealStack(
-    name="requests", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=23, webhook_secret=HOOK_SECRET,
+    name="requests",
+    group=GROUP,
+    token=TOKEN,
+    bank_size=BANK_SIZE,
+    seed=23,
+    webhook_secret=HOOK_SECRET,
     extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # every run here is one a request made
     options={"users": {"admin": "admin", "viewer": "viewer"}},
 )
@@ -79,9 +88,13 @@ def table_digests(imrt) -> dict[str, tuple[int, str]]:
     with imrt.connect() as conn:
         tables = conn.scalars(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")).all()
         return {
-            table: tuple(conn.execute(sa.text(
-                f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{table}\" t"
-            )).one())
+            table: tuple(
+                conn.execute(
+                    sa.text(
+                        f"SELECT count(*), md5(coalesce(string_agg(t::text, '|' ORDER BY t::text), '')) FROM \"{table}\" t"
+                    )
+                ).one()
+            )
             for table in tables
         }
 
@@ -94,8 +107,11 @@ def wait_for_quiet(stack, imrt) -> None:
     """No run active and every execution row closed (the mirror writes the end of a run after it ends)."""
     wait_until(lambda: not [r for r in runs(stack) if r[1] in ("queued", "running")], 300, "no active run")
     with imrt.connect() as conn:
-        wait_until(lambda: conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE end_time IS NULL")) == 0,
-                   60, "every execution row to end")
+        wait_until(
+            lambda: conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE end_time IS NULL")) == 0,
+            60,
+            "every execution row to end",
+        )
 
 
 def changes(before: dict, after: dict) -> list[str]:
@@ -115,8 +131,9 @@ class Answer:
     body: str
 
 
-def send(stack, method: str, path: str, *, token: str | None = None, body: bytes | None = None,
-         headers: dict | None = None) -> Answer:
+def send(
+    stack, method: str, path: str, *, token: str | None = None, body: bytes | None = None, headers: dict | None = None
+) -> Answer:
     """One request with the path exactly as given (no normalisation of ``..`` or of percent-escapes)."""
     conn = http.client.HTTPConnection(stack.host, stack.api_port, timeout=60)
     try:
@@ -128,8 +145,11 @@ def send(stack, method: str, path: str, *, token: str | None = None, body: bytes
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server answered before reading the whole body: its answer is still there to read
         response = conn.getresponse()
-        return Answer(response.status, {k.lower(): v for k, v in response.getheaders()},
-                      response.read().decode("utf-8", "replace"))
+        return Answer(
+            response.status,
+            {k.lower(): v for k, v in response.getheaders()},
+            response.read().decode("utf-8", "replace"),
+        )
     finally:
         conn.close()
 
@@ -184,8 +204,9 @@ def test_every_route_refuses_no_token_and_a_viewer(stack, synced, imrt):
                     answer = send(stack, method, path, token=token)
                     checked += 1
                     if answer.status != expected:
-                        wrong.append(f"{method} {path} as {who}: {answer.status} {answer.body[:200]!r}, "
-                                     f"expected {expected}")
+                        wrong.append(
+                            f"{method} {path} as {who}: {answer.status} {answer.body[:200]!r}, expected {expected}"
+                        )
     assert checked >= 10
     assert wrong == []
     assert changes(before, state(stack, imrt)) == []
@@ -200,9 +221,28 @@ MALFORMED_BODIES = [
 ]
 HUGE_BODY = (b'{"item_ids": [' + b"1," * (5 * 1024 * 1024 // 2) + b"1]}", "application/json")  # about 5 MiB
 BAD_IDS = [
-    "abc", "-1", str(-2**70), str(2**70), str(2**63), "1.5", "1e3", "0x1F", "%20", "%00",
-    quote("1;DROP TABLE item", safe=""), quote("1' OR '1'='1", safe=""), "1'%20OR%20'1'='1", "1;DROP%20TABLE%20item",
-    "..", "../", "%2e%2e", "%2e%2e%2f", "..%2F", "..%2F..%2Fapi%2Fv2%2Fdags", "....%2F%2F", "%252e%252e%252f",
+    "abc",
+    "-1",
+    str(-(2**70)),
+    str(2**70),
+    str(2**63),
+    "1.5",
+    "1e3",
+    "0x1F",
+    "%20",
+    "%00",
+    quote("1;DROP TABLE item", safe=""),
+    quote("1' OR '1'='1", safe=""),
+    "1'%20OR%20'1'='1",
+    "1;DROP%20TABLE%20item",
+    "..",
+    "../",
+    "%2e%2e",
+    "%2e%2e%2f",
+    "..%2F",
+    "..%2F..%2Fapi%2Fv2%2Fdags",
+    "....%2F%2F",
+    "%252e%252e%252f",
 ]
 TRAVERSALS = ["/../api/v2/dags", "/%2e%2e%2fapi%2fv2%2fdags", "/..%2F..%2Fapi%2Fv2%2Fdags", "/..;/abandon/1"]
 
@@ -247,8 +287,9 @@ def test_bad_requests_get_4xx_and_change_nothing(stack, synced, imrt):
     redirects = []
     for method, path, body, headers, expected in cases:
         answer = send(stack, method, path, token=token, body=body, headers=headers)
-        what = f"{method} {path}" + (f" with a {len(body)}-byte {headers['Content-Type']} body {body[:30]!r}"
-                                     if body else "")
+        what = f"{method} {path}" + (
+            f" with a {len(body)}-byte {headers['Content-Type']} body {body[:30]!r}" if body else ""
+        )
         if expected is None and answer.status in (307, 308):
             # FastAPI's trailing-slash redirect (e.g. /sync/../ -> /sync/..): it acts on nothing itself; it must
             # stay on the same route prefix, and where it leads must be a 4xx too.
@@ -307,7 +348,10 @@ def test_100_concurrent_posts_start_exactly_one_run(stack, synced, imrt):
     body = started.json()
     assert list(body) == ["jobExecutionId", "jobInstanceId", "name", "status", "message"]
     assert (body["name"], body["status"], body["message"]) == (
-        "itemSynchronizationJob", "STARTING", "Started itemSynchronizationJob successfully")
+        "itemSynchronizationJob",
+        "STARTING",
+        "Started itemSynchronizationJob successfully",
+    )
     legacy_409 = (
         f"A job execution for this job is already running: JobInstance: id={body['jobInstanceId']}, version=0, "
         "Job=[itemSynchronizationJob].  To abandon the running execution of this job, make a PUT call to /abandon, "
@@ -321,10 +365,26 @@ def test_100_concurrent_posts_start_exactly_one_run(stack, synced, imrt):
     assert requests.get(f"{stack.url}/api/v2/version", timeout=30).status_code == 200
 
     assert stack.wait_for_run(DAG_ID, new_runs[0]) == "success"
-    view = wait_until(lambda: (v := requests.get(f"{stack.url}/sync/{body['jobExecutionId']}",
-                                                 headers={"Authorization": f"Bearer {token}"}, timeout=30).json())
-                      ["endTime"] and v, 60, "the execution to end")
+    view = wait_until(
+        lambda: (
+            (
+                v := requests.get(
+                    f"{stack.url}/sync/{body['jobExecutionId']}",
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                ).json()
+            )["endTime"]
+            and v
+        ),
+        60,
+        "the execution to end",
+    )
     assert view["status"] == "COMPLETED"
     with imrt.connect() as conn:
-        assert conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE job_execution_id > :i"),
-                           {"i": synced["job_execution_id"]}) == 1
+        assert (
+            conn.scalar(
+                sa.text("SELECT count(*) FROM batch_job_execution WHERE job_execution_id > :i"),
+                {"i": synced["job_execution_id"]},
+            )
+            == 1
+        )

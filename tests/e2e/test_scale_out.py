@@ -9,15 +9,15 @@ both workers, and their logs must be readable through the REST API (docs/deploym
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from stack_fixtures import RealStack
 
 from devstack.project import worker_git_cache
 from imrt_sync import DAG_ID
-from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,7 +26,11 @@ BANK_SIZE = 500
 MAP_BOUND = 12  # 500 items -> 12 units of at most 42 items: few task instances, work for both workers
 RUN_TIMEOUT = 600
 STACK = RealStack(
-    name="scale", group="iat-scale", token=TOKEN, bank_size=BANK_SIZE, seed=17,
+    name="scale",
+    group="iat-scale",
+    token=TOKEN,
+    bank_size=BANK_SIZE,
+    seed=17,
     webhook_secret="scale-out-e2e-webhook-secret",
     extra_env={"AIRFLOW_VAR_IMRT_MAP_BOUND": str(MAP_BOUND), "AIRFLOW_VAR_IMRT_BATCH_SIZE": "1"},
     options={"executor": "EdgeExecutor", "workers": 2, "worker_env": worker_git_cache},
@@ -40,9 +44,10 @@ def full_run(stack):
     It is triggered while the DAG is paused, with ``run_after`` two days back, so that it starts before the run of
     the latest 09:00 slot that unpausing creates (queued runs start in ``run_after`` order, one at a time).
     """
-    run_after = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
+    run_after = (datetime.now(UTC) - timedelta(days=2)).isoformat()
     response = stack.api(
-        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns",
+        "POST",
+        f"/api/v2/dags/{DAG_ID}/dagRuns",
         json={"logical_date": None, "run_after": run_after, "conf": {"mode": "full"}},
     )
     assert response.status_code == 200, response.text
@@ -77,9 +82,11 @@ def count(imrt, sql: str) -> int:
 
 def task_log_files(logs_dir: Path, run_id: str, map_index: int) -> list[Path]:
     """The attempt logs of a ``sync`` instance under a base log folder ([logging] log_filename_template)."""
-    return sorted((logs_dir / f"dag_id={DAG_ID}" / f"run_id={run_id}" / "task_id=sync" / f"map_index={map_index}").glob(
-        "attempt=*.log"
-    ))
+    return sorted(
+        (logs_dir / f"dag_id={DAG_ID}" / f"run_id={run_id}" / "task_id=sync" / f"map_index={map_index}").glob(
+            "attempt=*.log"
+        )
+    )
 
 
 def test_edge_workers_are_registered_with_the_api_server(stack):
@@ -123,7 +130,9 @@ def test_the_scheduled_run_after_it_found_nothing_to_sync(stack, full_run, sched
     assert state == "success"
     started = datetime.fromisoformat(stack.dag_run(DAG_ID, scheduled_id)["start_date"])
     assert started >= datetime.fromisoformat(full["end_date"])
-    mapped = [ti for ti in stack.task_instances(DAG_ID, scheduled_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
+    mapped = [
+        ti for ti in stack.task_instances(DAG_ID, scheduled_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0
+    ]
     assert mapped == []
 
 

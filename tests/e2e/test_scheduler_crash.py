@@ -9,16 +9,20 @@ from __future__ import annotations
 import pytest
 import requests
 import sqlalchemy as sa
-
-from imrt_sync import DAG_ID
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack
+
+from imrt_sync import DAG_ID
 
 pytestmark = pytest.mark.e2e
 
 BANK_SIZE = 6
 STACK = RealStack(
-    name="crash", group="iat-crash", token="glpat-crash-token", bank_size=BANK_SIZE, seed=3,
+    name="crash",
+    group="iat-crash",
+    token="glpat-crash-token",
+    bank_size=BANK_SIZE,
+    seed=3,
     extra_env={
         # A task whose process died is noticed after this many seconds without a heartbeat.
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "15",
@@ -51,9 +55,12 @@ def test_a_run_survives_a_scheduler_crash_and_its_row_ends_truthfully(stack, ite
 
     def row_ended():
         with imrt.connect() as conn:
-            return conn.execute(sa.text(
-                "SELECT status, exit_code, end_time, exit_message FROM batch_job_execution WHERE job_execution_id = :i"
-            ), {"i": hung.job_execution_id}).one()
+            return conn.execute(
+                sa.text(
+                    "SELECT status, exit_code, end_time, exit_message FROM batch_job_execution WHERE job_execution_id = :i"
+                ),
+                {"i": hung.job_execution_id},
+            ).one()
 
     row = wait_until(lambda: (r := row_ended()).end_time and r, 60, "the execution row to end")
     assert row.status == row.exit_code == "COMPLETED"

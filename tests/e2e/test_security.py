@@ -32,11 +32,11 @@ import psutil
 import pytest
 import requests
 import sqlalchemy as sa
+from e2e_helpers import plugin_routes, wait_until
+from stack_fixtures import RealStack
 
 from devstack.postgres import sqlalchemy_url
 from imrt_sync import DAG_ID
-from e2e_helpers import plugin_routes, wait_until
-from stack_fixtures import RealStack
 
 pytestmark = pytest.mark.e2e
 
@@ -125,10 +125,12 @@ def database_rows(url, label: str, seen: dict[str, int] | None = None) -> Iterat
     engine = sa.create_engine(url)
     try:
         with engine.connect() as conn:
-            tables = conn.execute(sa.text(
-                "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
-                "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
-            )).all()
+            tables = conn.execute(
+                sa.text(
+                    "SELECT table_schema, table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+                    "AND table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY 1, 2"
+                )
+            ).all()
             for schema, table in tables:
                 rows = conn.execute(sa.text(f'SELECT * FROM "{schema}"."{table}"')).all()
                 if seen is not None:
@@ -163,14 +165,18 @@ def rest_documents(stack, run_id: str, seen: dict[str, list] | None = None) -> I
         yield f"tries of {name}", get(_ti_path(run_id, ti) + "/tries")
         for try_number in range(1, ti["try_number"] + 1):
             seen.setdefault("logs", []).append((name, try_number))
-            yield f"log of {name} try {try_number}", stack.task_log(
-                DAG_ID, run_id, ti["task_id"], try_number=try_number, map_index=ti["map_index"])
+            yield (
+                f"log of {name} try {try_number}",
+                stack.task_log(DAG_ID, run_id, ti["task_id"], try_number=try_number, map_index=ti["map_index"]),
+            )
         xcom_path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{ti['task_id']}/xcomEntries"
         entries = json.loads(get(xcom_path, map_index=ti["map_index"], limit=100))["xcom_entries"]
         for entry in entries:
             seen.setdefault("xcoms", []).append((name, entry["key"]))
-            yield f"xcom {entry['key']} of {name}", get(
-                f"{xcom_path}/{quote(entry['key'], safe='')}", map_index=ti["map_index"])
+            yield (
+                f"xcom {entry['key']} of {name}",
+                get(f"{xcom_path}/{quote(entry['key'], safe='')}", map_index=ti["map_index"]),
+            )
 
 
 # ------------------------------------------------------------------------------------------------ the stack
@@ -207,7 +213,12 @@ class CommandLineSampler(threading.Thread):
 
 
 STACK = RealStack(
-    name="sec", group=GROUP, token=GITLAB_TOKEN, bank_size=BANK_SIZE, seed=17, webhook_url=WEBHOOK_URL,
+    name="sec",
+    group=GROUP,
+    token=GITLAB_TOKEN,
+    bank_size=BANK_SIZE,
+    seed=17,
+    webhook_url=WEBHOOK_URL,
     webhook_secret=WEBHOOK_SECRET,
     extra_env={"AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False"},  # only the run the test triggers
 )
@@ -217,8 +228,9 @@ STACK = RealStack(
 def item_bank(item_bank):
     """The module's bank, one item of it broken."""
     broken = item_bank.projects[BROKEN]
-    item_bank.bank.push_commit(broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]},
-                               message="broken")
+    item_bank.bank.push_commit(
+        broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]}, message="broken"
+    )
     return item_bank
 
 
@@ -246,16 +258,25 @@ def synced(stack, item_bank):
     """One full sync, triggered through the REST API with a token, with the command lines sampled meanwhile."""
     bank, projects, server = item_bank
     flaky = projects[FLAKY]
-    server.faults.add("git upload-pack", "status", status=500, times=2,
-                      path_regex=rf"/{re.escape(flaky['path_with_namespace'])}\.git/")
+    server.faults.add(
+        "git upload-pack",
+        "status",
+        status=500,
+        times=2,
+        path_regex=rf"/{re.escape(flaky['path_with_namespace'])}\.git/",
+    )
     server.faults.add("git upload-pack", "latency", seconds=2)  # every fetch lasts long enough to be sampled
     server.faults.add("POST /api/v4/projects/:id/hooks", "status", status=429, retry_after=1, times=2)
     stack.unpause(DAG_ID)
     sampler = CommandLineSampler()
     sampler.start()
     try:
-        response = stack.api("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token=stack.token("admin"),
-                             json={"logical_date": None, "conf": {"mode": "full"}})
+        response = stack.api(
+            "POST",
+            f"/api/v2/dags/{DAG_ID}/dagRuns",
+            token=stack.token("admin"),
+            json={"logical_date": None, "conf": {"mode": "full"}},
+        )
         assert response.status_code == 200, response.text
         run_id = response.json()["dag_run_id"]
         state = stack.wait_for_run(DAG_ID, run_id, timeout=400)
@@ -267,20 +288,40 @@ def synced(stack, item_bank):
     for route in plugin_routes():
         if route.is_webhook and "POST" in route.methods and not route.params:
             for token in (WEBHOOK_SECRET, f"whsec-WRONG-{uuid.uuid4().hex}"):
-                answer = requests.post(f"{stack.url}{route.path}", data=b'{"object_kind": "push", ', timeout=30,
-                                       headers={"X-Gitlab-Token": token, "X-Gitlab-Event": "Push Hook",
-                                                "Content-Type": "application/json"})
+                answer = requests.post(
+                    f"{stack.url}{route.path}",
+                    data=b'{"object_kind": "push", ',
+                    timeout=30,
+                    headers={
+                        "X-Gitlab-Token": token,
+                        "X-Gitlab-Event": "Push Hook",
+                        "Content-Type": "application/json",
+                    },
+                )
                 hook_answers[(route.path, token == WEBHOOK_SECRET)] = answer.status_code
-    return {"run_id": run_id, "state": state, "sampler": sampler, "flaky": flaky, "broken": projects[BROKEN],
-            "hook_answers": hook_answers}
+    return {
+        "run_id": run_id,
+        "state": state,
+        "sampler": sampler,
+        "flaky": flaky,
+        "broken": projects[BROKEN],
+        "hook_answers": hook_answers,
+    }
 
 
 def _execution(imrt, run_id: str):
     with imrt.connect() as conn:
-        return conn.execute(sa.text(
-            "SELECT e.* FROM batch_job_execution e JOIN batch_job_execution_context c "
-            "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
-        ), {"run": f'%"{run_id}"%'}).mappings().one()
+        return (
+            conn.execute(
+                sa.text(
+                    "SELECT e.* FROM batch_job_execution e JOIN batch_job_execution_context c "
+                    "ON c.job_execution_id = e.job_execution_id WHERE c.short_context LIKE :run"
+                ),
+                {"run": f'%"{run_id}"%'},
+            )
+            .mappings()
+            .one()
+        )
 
 
 def _ended_execution(imrt, run_id: str):
@@ -328,13 +369,19 @@ def test_no_secret_in_anything_the_run_produced(stack, synced, stack_root, imrt)
     files = dict(files_under(stack_root))
     found += find_secrets(files.items())
     attempts = {
-        (p.parent.parent.name if p.parent.name.startswith("map_index=") else p.parent.name,
-         int(p.parent.name.split("=")[1]) if p.parent.name.startswith("map_index=") else -1,
-         int(p.stem.split("=")[1]))
-        for p in stack.logs_dir.rglob("attempt=*.log") if f"run_id={run_id}" in str(p)
+        (
+            p.parent.parent.name if p.parent.name.startswith("map_index=") else p.parent.name,
+            int(p.parent.name.split("=")[1]) if p.parent.name.startswith("map_index=") else -1,
+            int(p.stem.split("=")[1]),
+        )
+        for p in stack.logs_dir.rglob("attempt=*.log")
+        if f"run_id={run_id}" in str(p)
     }
-    expected = {(f"task_id={ti['task_id']}", ti["map_index"], k)
-                for ti in stack.task_instances(DAG_ID, run_id) for k in range(1, ti["try_number"] + 1)}
+    expected = {
+        (f"task_id={ti['task_id']}", ti["map_index"], k)
+        for ti in stack.task_instances(DAG_ID, run_id)
+        for k in range(1, ti["try_number"] + 1)
+    }
     assert attempts == expected, "every try of every task instance has a log file, and the search read it"
     for component in ("api-server", "scheduler", "dag-processor"):
         assert files[str(stack.log_file(component))], f"the {component} log is empty"
@@ -396,8 +443,9 @@ def test_the_search_finds_planted_secrets(stack, synced, stack_root, imrt):
     # A command line.
     sampler = CommandLineSampler()
     sampler.start()
-    planted = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()", f"--token={GITLAB_TOKEN}"],
-                               stdin=subprocess.PIPE)
+    planted = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", f"--token={GITLAB_TOKEN}"], stdin=subprocess.PIPE
+    )
     try:
         wait_until(lambda: any(GITLAB_TOKEN in c for c in sampler.seen()), 30, "the planted command line")
     finally:
@@ -422,21 +470,29 @@ def test_the_search_finds_planted_secrets(stack, synced, stack_root, imrt):
     assert created.status_code == 201, created.text
     try:
         assert "webhook secret in xcom planted of summary[-1]" in " ".join(find_secrets(rest_documents(stack, run_id)))
-        assert any(f.startswith("webhook secret in airflow metadata public.xcom row")
-                   for f in find_secrets(database_rows(stack.metadata_url, "airflow metadata")))
+        assert any(
+            f.startswith("webhook secret in airflow metadata public.xcom row")
+            for f in find_secrets(database_rows(stack.metadata_url, "airflow metadata"))
+        )
     finally:
         assert stack.api("DELETE", f"{xcoms}/planted").status_code == 204
 
     # A row of a new table of the imrt database: text, jsonb and bytea columns.
     with imrt.begin() as conn:
         conn.execute(sa.text("CREATE TABLE planted (note text, doc jsonb, blob bytea)"))
-        conn.execute(sa.text("INSERT INTO planted VALUES ('nothing', NULL, NULL), (NULL, CAST(:doc AS jsonb), NULL), "
-                             "(NULL, NULL, :blob)"),
-                     {"doc": json.dumps({"password": DB_PASSWORD}), "blob": zlib.compress(GITLAB_TOKEN.encode())})
+        conn.execute(
+            sa.text(
+                "INSERT INTO planted VALUES ('nothing', NULL, NULL), (NULL, CAST(:doc AS jsonb), NULL), "
+                "(NULL, NULL, :blob)"
+            ),
+            {"doc": json.dumps({"password": DB_PASSWORD}), "blob": zlib.compress(GITLAB_TOKEN.encode())},
+        )
     try:
         found = [f for f in find_secrets(database_rows(imrt.url, "imrt")) if " public.planted " in f]
         assert [f.split(" (as ")[0] for f in found] == [
-            "imrt database password in imrt public.planted row 1", "GitLab token in imrt public.planted row 2"]
+            "imrt database password in imrt public.planted row 1",
+            "GitLab token in imrt public.planted row 2",
+        ]
     finally:
         with imrt.begin() as conn:
             conn.execute(sa.text("DROP TABLE planted"))

@@ -76,6 +76,11 @@ def test_the_oracle_reads_git_and_the_comparison_flags_each_kind_of_difference(t
     rows[3] = Row(rows[3].item_id, rows[3].item_author, 999, rows[3].sha, rows[3].git_author)
     del rows[4]
     rows.append(Row(123456, "X", 998, "f" * 40, "X"))
-    assert compare(expected, rows).counts() == {"missing": 1, "extra": 1, "stale": 1, "wrong_author": 1,
-                                                "wrong_project": 1}
+    assert compare(expected, rows).counts() == {
+        "missing": 1,
+        "extra": 1,
+        "stale": 1,
+        "wrong_author": 1,
+        "wrong_project": 1,
+    }
     bank.close()

@@ -13,10 +13,10 @@ import json
 from urllib.parse import unquote
 
 import pytest
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from devstack.browser import VIEWPORT, log_in_with_password
 from imrt_sync import DAG_ID
-from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from e2e_helpers import wait_until
+from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from imrt_sync import DAG_ID
-from e2e_helpers import wait_until
 from itembank_server import ItemBank, make_item_document
-from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 pytestmark = pytest.mark.e2e
 
@@ -30,8 +30,17 @@ BANK_SIZE = 6
 HOOK_URL = "https://imrt.example.org/webHook"
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
 STACK = RealStack(
-    name="hooks", group=GROUP, token=TOKEN, bank_size=BANK_SIZE, seed=11, webhook_url=HOOK_URL, webhook_secret=SECRET,
-    extra_env={"AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3", "AIRFLOW_VAR_IMRT_WEBHOOK_PREVIOUS_SECRET": PREVIOUS_SECRET},
+    name="hooks",
+    group=GROUP,
+    token=TOKEN,
+    bank_size=BANK_SIZE,
+    seed=11,
+    webhook_url=HOOK_URL,
+    webhook_secret=SECRET,
+    extra_env={
+        "AIRFLOW__IMRT__WEBHOOK_SWEEP_SECONDS": "3",
+        "AIRFLOW_VAR_IMRT_WEBHOOK_PREVIOUS_SECRET": PREVIOUS_SECRET,
+    },
 )
 
 
@@ -53,22 +62,35 @@ def push_payload(project: dict, sha: str, ref: str | None = None) -> dict:
     document = json.loads((PAYLOADS / "push.json").read_text())
     namespaced = project["path_with_namespace"]
     document.update(
-        project_id=project["id"], ref=ref or f"refs/heads/{project['default_branch']}", after=sha, checkout_sha=sha,
-        project={**document["project"], "id": project["id"], "name": project["name"],
-                 "path_with_namespace": namespaced, "default_branch": project["default_branch"]},
+        project_id=project["id"],
+        ref=ref or f"refs/heads/{project['default_branch']}",
+        after=sha,
+        checkout_sha=sha,
+        project={
+            **document["project"],
+            "id": project["id"],
+            "name": project["name"],
+            "path_with_namespace": namespaced,
+            "default_branch": project["default_branch"],
+        },
     )
     return document
 
 
 def system_payload(kind: str, project: dict) -> dict:
     document = json.loads((PAYLOADS / f"{kind}.json").read_text())
-    document.update(project_id=project["id"], path=project["path"], name=project["name"],
-                    path_with_namespace=project["path_with_namespace"])
+    document.update(
+        project_id=project["id"],
+        path=project["path"],
+        name=project["name"],
+        path_with_namespace=project["path_with_namespace"],
+    )
     return document
 
 
-def send(stack, document, *, event: str = "Push Hook", token: str | None = SECRET, path: str = "/webHook",
-         **kwargs) -> requests.Response:
+def send(
+    stack, document, *, event: str = "Push Hook", token: str | None = SECRET, path: str = "/webHook", **kwargs
+) -> requests.Response:
     headers = {"X-Gitlab-Event": event, "X-Gitlab-Event-UUID": str(uuid.uuid4())}
     if token is not None:
         headers["X-Gitlab-Token"] = token
@@ -86,8 +108,12 @@ def commit(bank: ItemBank, project: dict, note: str) -> str:
 def events(imrt, **where) -> list[dict]:
     clause = " AND ".join(f"{column} = :{column}" for column in where) or "TRUE"
     with imrt.connect() as conn:
-        return [dict(r) for r in conn.execute(
-            sa.text(f"SELECT * FROM imrt_webhook_event WHERE {clause} ORDER BY id"), where).mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(
+                sa.text(f"SELECT * FROM imrt_webhook_event WHERE {clause} ORDER BY id"), where
+            ).mappings()
+        ]
 
 
 def event_count(imrt) -> int:
@@ -140,15 +166,21 @@ def test_malformed_unknown_and_oversized_requests_get_a_4xx_and_change_nothing(s
     assert len(runs(stack)) == before_runs
 
 
-def test_pushes_to_other_branches_and_projects_outside_the_group_are_recorded_as_ignored(stack, synced, item_bank,
-                                                                                          imrt):
+def test_pushes_to_other_branches_and_projects_outside_the_group_are_recorded_as_ignored(
+    stack, synced, item_bank, imrt
+):
     bank, projects, _ = item_bank
     project = projects[1]
     sha = bank.push_commit(project["id"], files={"notes.txt": "draft"}, branch="draft-branch")
     before_runs = len(runs(stack))
     other_branch = send(stack, push_payload(project, sha, ref="refs/heads/draft-branch"))
-    outside = send(stack, {**push_payload(project, sha),
-                           "project": {**push_payload(project, sha)["project"], "path_with_namespace": "elsewhere/x"}})
+    outside = send(
+        stack,
+        {
+            **push_payload(project, sha),
+            "project": {**push_payload(project, sha)["project"], "path_with_namespace": "elsewhere/x"},
+        },
+    )
     for response in (other_branch, outside):
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "ignored"
@@ -178,8 +210,13 @@ def test_a_push_to_the_default_branch_syncs_the_item_and_records_the_run(stack, 
     labels = [ti["rendered_map_index"] for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"]
     assert labels == [project["path"]]
     with imrt.connect() as conn:  # the real-time path is not the Spring Batch job
-        assert conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution_context WHERE short_context LIKE :r"),
-                           {"r": f"%{run_id}%"}) == 0
+        assert (
+            conn.scalar(
+                sa.text("SELECT count(*) FROM batch_job_execution_context WHERE short_context LIKE :r"),
+                {"r": f"%{run_id}%"},
+            )
+            == 0
+        )
 
 
 def test_a_burst_of_50_pushes_to_5_items_costs_a_few_runs_and_loses_nothing(stack, synced, item_bank, imrt):
@@ -203,9 +240,14 @@ def test_a_burst_of_50_pushes_to_5_items_costs_a_few_runs_and_loses_nothing(stac
     assert 1 <= len(used) <= 5, used
     assert [stack.wait_for_run(DAG_ID, run_id, timeout=120) for run_id in sorted(used)] == ["success"] * len(used)
     with imrt.connect() as conn:  # one item_log row per commit, none twice
-        assert conn.scalar(sa.text(
-            "SELECT count(*) FROM (SELECT item_key, commit_hash FROM item_log GROUP BY 1, 2 HAVING count(*) > 1) d"
-        )) == 0
+        assert (
+            conn.scalar(
+                sa.text(
+                    "SELECT count(*) FROM (SELECT item_key, commit_hash FROM item_log GROUP BY 1, 2 HAVING count(*) > 1) d"
+                )
+            )
+            == 0
+        )
 
 
 def test_system_hooks_create_and_destroy_an_item(stack, synced, item_bank, imrt):
@@ -231,8 +273,11 @@ def test_system_hooks_create_and_destroy_an_item(stack, synced, item_bank, imrt)
 
 def test_events_recorded_before_an_api_server_restart_are_synced_after_it(stack, synced, item_bank, imrt):
     bank, projects, _ = item_bank
-    wait_until(lambda: not [r for r in webhook_runs(stack) if r["state"] in ("queued", "running")], 120,
-               "earlier hook event runs to end")  # so that only the restarted server can start the next one
+    wait_until(
+        lambda: not [r for r in webhook_runs(stack) if r["state"] in ("queued", "running")],
+        120,
+        "earlier hook event runs to end",
+    )  # so that only the restarted server can start the next one
     stack.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": True}).raise_for_status()
     targets = projects[3:6]
     last_sha, event_ids = {}, []

@@ -51,7 +51,7 @@ def at_once(imrt_db_url):
             try:
                 barrier.wait(timeout=30)
                 results.append(action(engine))
-            except BaseException as exc:  # noqa: BLE001 - reported below
+            except BaseException as exc:
                 errors.append(exc)
 
         threads = [threading.Thread(target=call, args=(engine,)) for engine in engines]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -128,7 +128,7 @@ def run_sql(engine, sql: str) -> None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 # --------------------------------------------------------------------------------------------- life cycle
@@ -157,7 +157,7 @@ def test_life_cycle_starting_started_completed(engine, mirror):
     assert steps(engine) == []
     assert created.run_id == RUN and created.status == "STARTING"
 
-    started_at = T0.replace(tzinfo=timezone.utc)  # Airflow's aware start_date is stored as naive UTC
+    started_at = T0.replace(tzinfo=UTC)  # Airflow's aware start_date is stored as naive UTC
     started = mirror.mark_started(RUN, started_at)
     [job] = jobs(engine)
     assert (job["status"], job["start_time"], job["end_time"], job["version"]) == ("STARTED", T0, None, 1)
@@ -166,16 +166,27 @@ def test_life_cycle_starting_started_completed(engine, mirror):
     assert step["job_execution_id"] == created.job_execution_id
     assert (step["step_name"], step["status"], step["start_time"], step["end_time"]) == (STEP_NAME, "STARTED", T0, None)
     assert step["commit_count"] == 1 and step["version"] == 0
-    assert [step[c] for c in ("read_count", "write_count", "filter_count", "read_skip_count", "write_skip_count",
-                              "process_skip_count", "rollback_count")] == [0] * 7
+    assert [
+        step[c]
+        for c in (
+            "read_count",
+            "write_count",
+            "filter_count",
+            "read_skip_count",
+            "write_skip_count",
+            "process_skip_count",
+            "rollback_count",
+        )
+    ] == [0] * 7
     assert started.status == "STARTED" and started.start_time == T0
 
     ended_at = T0 + timedelta(minutes=3)
     message = (
         "Total item bank ids: 1811, number of items requiring project webhook: 10, number of items deleted from IMRT: 2"
     )
-    finished = mirror.mark_finished(RUN, "COMPLETED", message, read_count=1811, write_count=40, skip_count=3,
-                                    ended_at=ended_at)
+    finished = mirror.mark_finished(
+        RUN, "COMPLETED", message, read_count=1811, write_count=40, skip_count=3, ended_at=ended_at
+    )
     [job] = jobs(engine)
     assert (job["status"], job["exit_code"], job["exit_message"]) == ("COMPLETED", "COMPLETED", message)
     assert (job["start_time"], job["end_time"], job["version"]) == (T0, ended_at, 2)
@@ -183,14 +194,29 @@ def test_life_cycle_starting_started_completed(engine, mirror):
     [step] = steps(engine)
     assert (step["status"], step["exit_code"], step["exit_message"]) == ("COMPLETED", "COMPLETED", message)
     assert (step["end_time"], step["read_count"], step["write_count"], step["process_skip_count"]) == (
-        ended_at, 1811, 40, 3)
+        ended_at,
+        1811,
+        40,
+        3,
+    )
     assert step["version"] == 1 and step["commit_count"] == 1
     assert finished == mirror.execution(created.job_execution_id) == mirror.execution_for_run(RUN)
     assert mirror.running() == []
 
     view = execution_view(finished)
-    assert list(view) == ["jobExecutionId", "jobInstanceId", "name", "status", "exitCode", "exitMessage",
-                          "createTime", "startTime", "endTime", "lastUpdated", "airflowRunId"]
+    assert list(view) == [
+        "jobExecutionId",
+        "jobInstanceId",
+        "name",
+        "status",
+        "exitCode",
+        "exitMessage",
+        "createTime",
+        "startTime",
+        "endTime",
+        "lastUpdated",
+        "airflowRunId",
+    ]
     assert view["startTime"] == "2024-05-01T09:00:01.000Z" and view["endTime"] == "2024-05-01T09:03:01.000Z"
     assert view["airflowRunId"] == RUN and view["name"] == JOB_NAME and view["exitCode"] == "COMPLETED"
 
@@ -291,7 +317,8 @@ def test_runbook_manual_reset_then_nothing_is_running(engine, mirror):
 
     diagnosis = query(engine, REFERENCE_DIAGNOSIS)
     assert [(r["job_execution_id"], r["job_instance_id"], r["end_time"], r["status"]) for r in diagnosis] == [
-        (hung.job_execution_id, hung.job_instance_id, None, "STARTED")]
+        (hung.job_execution_id, hung.job_instance_id, None, "STARTED")
+    ]
     [incomplete] = query(engine, RUNBOOK_DIAGNOSIS)
     assert incomplete["job_execution_id"] == hung.job_execution_id
     assert (incomplete["status"], incomplete["exit_code"], incomplete["end_time"]) == ("STARTED", "EXECUTING", None)
@@ -376,15 +403,20 @@ def test_abandon_running_executions(engine, mirror):
     assert rows[done.job_execution_id] == before[done.job_execution_id]
     step_rows = {s["job_execution_id"]: s for s in steps(engine)}
     assert (step_rows[scheduled.job_execution_id]["status"], step_rows[scheduled.job_execution_id]["exit_code"]) == (
-        "ABANDONED", "ABANDONED")
+        "ABANDONED",
+        "ABANDONED",
+    )
     assert step_rows[scheduled.job_execution_id]["end_time"] is not None
     assert step_rows[done.job_execution_id]["status"] == "COMPLETED"
     assert mirror.running() == []
 
     # the stopped Airflow run then ends "failed": the row stays ABANDONED
     mirror.mark_finished(SCHEDULED_RUN, "FAILED", "stopped")
-    assert query(engine, "SELECT status, exit_message FROM batch_job_execution WHERE job_execution_id = :id",
-                 id=scheduled.job_execution_id) == [{"status": "ABANDONED", "exit_message": ""}]
+    assert query(
+        engine,
+        "SELECT status, exit_message FROM batch_job_execution WHERE job_execution_id = :id",
+        id=scheduled.job_execution_id,
+    ) == [{"status": "ABANDONED", "exit_message": ""}]
     assert mirror.abandon(triggered.job_instance_id).kind == "none"
 
 
@@ -401,10 +433,13 @@ def test_reconcile_repairs_rows_whose_run_ended(engine, mirror):
     mirror.mark_finished("run-finished", "COMPLETED", "ok")
     # a legacy Java execution (no Airflow context) is not the reconciler's business
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, create_time, status, "
-            "exit_code) VALUES (nextval('batch_job_execution_seq'), 0, :i, :t, 'STARTED', 'UNKNOWN')"),
-            {"i": failed.job_instance_id, "t": T0})
+        conn.execute(
+            sa.text(
+                "INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, create_time, status, "
+                "exit_code) VALUES (nextval('batch_job_execution_seq'), 0, :i, :t, 'STARTED', 'UNKNOWN')"
+            ),
+            {"i": failed.job_instance_id, "t": T0},
+        )
     before = {j["job_execution_id"]: j for j in jobs(engine)}
     asked: list[list[str]] = []
 
@@ -467,7 +502,7 @@ def _in_threads(count: int, work):
         try:
             barrier.wait(timeout=30)
             results[index] = work(index)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
@@ -522,12 +557,18 @@ def test_link_run_and_lookup_tolerate_legacy_contexts(engine, mirror):
     # a legacy Java execution with an XStream context, and one with a JSON context of something else
     with engine.begin() as conn:
         for short_context in ('{"map":[{"entry":{"string":"response"}}]}', "not json at all {"):
-            new_id = conn.execute(sa.text(
-                "INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, create_time, end_time,"
-                " status, exit_code) VALUES (nextval('batch_job_execution_seq'), 0, :i, :t, :t, 'COMPLETED',"
-                " 'COMPLETED') RETURNING job_execution_id"), {"i": execution.job_instance_id, "t": T0}).scalar_one()
-            conn.execute(sa.text("INSERT INTO batch_job_execution_context (job_execution_id, short_context) "
-                                 "VALUES (:id, :ctx)"), {"id": new_id, "ctx": short_context})
+            new_id = conn.execute(
+                sa.text(
+                    "INSERT INTO batch_job_execution (job_execution_id, version, job_instance_id, create_time, end_time,"
+                    " status, exit_code) VALUES (nextval('batch_job_execution_seq'), 0, :i, :t, :t, 'COMPLETED',"
+                    " 'COMPLETED') RETURNING job_execution_id"
+                ),
+                {"i": execution.job_instance_id, "t": T0},
+            ).scalar_one()
+            conn.execute(
+                sa.text("INSERT INTO batch_job_execution_context (job_execution_id, short_context) VALUES (:id, :ctx)"),
+                {"id": new_id, "ctx": short_context},
+            )
 
     mirror.link_run(execution.job_execution_id, RUN)
     assert json.loads(contexts(engine)[0]["short_context"])["runId"] == RUN
@@ -562,10 +603,19 @@ def test_clear_reopens_the_finished_execution(engine, mirror):
     assert reopened.job_execution_id == first.job_execution_id
     [job] = jobs(engine)
     assert (job["status"], job["exit_code"], job["exit_message"], job["start_time"], job["end_time"]) == (
-        "STARTED", "UNKNOWN", "", restart, None)
+        "STARTED",
+        "UNKNOWN",
+        "",
+        restart,
+        None,
+    )
     [step] = steps(engine)
     assert (step["status"], step["exit_code"], step["start_time"], step["end_time"]) == (
-        "STARTED", "EXECUTING", restart, None)
+        "STARTED",
+        "EXECUTING",
+        restart,
+        None,
+    )
     assert mirror.running() == [reopened]
 
     mirror.mark_finished(RUN, "COMPLETED", "ok", ended_at=restart + timedelta(minutes=1))
@@ -576,8 +626,9 @@ def test_clear_reopens_the_finished_execution(engine, mirror):
 
 def test_the_summary_is_recorded_before_the_run_ends_and_kept_when_it_ends(engine, mirror):
     mirror.mark_started("run-summary", utcnow())
-    recorded = mirror.record_outcome("run-summary", "Total item bank ids: 3, ...", read_count=3, write_count=2,
-                                     skip_count=1)
+    recorded = mirror.record_outcome(
+        "run-summary", "Total item bank ids: 3, ...", read_count=3, write_count=2, skip_count=1
+    )
     assert recorded.end_time is None and recorded.status == "STARTED"
     assert recorded.exit_message == "Total item bank ids: 3, ..."
     (step,) = steps(engine)

@@ -15,6 +15,8 @@ import json
 
 import pytest
 import sqlalchemy as sa
+from protocol_runs import run
+from sync_users import add_sync_user
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
@@ -23,8 +25,6 @@ from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import current_revision, prepare_database
 from imrt_sync.schema import OWN_TABLES
 from itembank_server import ItemBank, ItemBankServer, generate_bank
-from protocol_runs import run
-from sync_users import add_sync_user
 
 TOKEN = "glpat-cut-over-admin"
 SYNC_TOKEN = "glpat-cut-over-sync-user"
@@ -41,8 +41,9 @@ def bank(tmp_path):
     bank = ItemBank(tmp_path / "bank")
     bank.create_group(SUBGROUP)
     add_sync_user(bank, GROUP, SYNC_TOKEN)
-    projects = generate_bank(bank, GROUP, count=6, seed=21) + generate_bank(bank, SUBGROUP, count=3, seed=22,
-                                                                             start_id=300000)
+    projects = generate_bank(bank, GROUP, count=6, seed=21) + generate_bank(
+        bank, SUBGROUP, count=3, seed=22, start_id=300000
+    )
     yield bank, projects
     bank.close()
 
@@ -50,10 +51,16 @@ def bank(tmp_path):
 @pytest.fixture
 def services(bank, imrt_engine, tmp_path):
     with ItemBankServer(bank[0], tokens={TOKEN}) as server:
-        settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=SECRET,
-                                git_cache_dir=tmp_path / "git-cache", concurrency=4)
-        gitlab_settings = GitLabSettings(base_url=server.url, token=SYNC_TOKEN, retries=2, backoff_factor=0.01,
-                                         allow_http=True)
+        settings = SyncSettings(
+            group=GROUP,
+            webhook_url=WEBHOOK_URL,
+            webhook_secret=SECRET,
+            git_cache_dir=tmp_path / "git-cache",
+            concurrency=4,
+        )
+        gitlab_settings = GitLabSettings(
+            base_url=server.url, token=SYNC_TOKEN, retries=2, backoff_factor=0.01, allow_http=True
+        )
         with GitLabClient(gitlab_settings) as gitlab:
             yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
 
@@ -69,9 +76,13 @@ def leave_as_legacy(services, bank: ItemBank, projects: list[dict]) -> None:
     with engine.begin() as conn:
         for table in (*OWN_TABLES, "imrt_alembic_version"):
             conn.execute(sa.text(f'DROP TABLE "{getattr(table, "name", table)}"'))
-        conn.execute(sa.text("DELETE FROM batch_job_execution_context; DELETE FROM batch_step_execution_context; "
-                             "DELETE FROM batch_job_execution_params; DELETE FROM batch_step_execution; "
-                             "DELETE FROM batch_job_execution; DELETE FROM batch_job_instance"))
+        conn.execute(
+            sa.text(
+                "DELETE FROM batch_job_execution_context; DELETE FROM batch_step_execution_context; "
+                "DELETE FROM batch_job_execution_params; DELETE FROM batch_step_execution; "
+                "DELETE FROM batch_job_execution; DELETE FROM batch_job_instance"
+            )
+        )
         conn.execute(sa.text("UPDATE item SET workflow_status_set_at = :legacy"), {"legacy": LEGACY_STATUS_DATE})
     for project in projects:  # legacy's ProjectHook: the URL and push events, no secret token
         bank.add_hook(project["id"], WEBHOOK_URL, push_events=True)
@@ -84,16 +95,19 @@ def rows(engine, item_keys: set[int]) -> dict[str, list[dict]]:
         for name in ROW_TABLES:
             key = "item_key_stim" if name == "stim_link" else ("key" if name == "item" else "item_key")
             column = "item_key" if name == "stim_link" else key
-            result = conn.execute(sa.text(f"SELECT * FROM {name} WHERE {column} = ANY(:keys)"),
-                                  {"keys": sorted(item_keys)})
+            result = conn.execute(
+                sa.text(f"SELECT * FROM {name} WHERE {column} = ANY(:keys)"), {"keys": sorted(item_keys)}
+            )
             found[name] = sorted((dict(row) for row in result.mappings()), key=lambda r: json.dumps(r, default=str))
     return found
 
 
 def item_keys(engine, project_ids) -> dict[int, int]:
     with engine.connect() as conn:
-        result = conn.execute(sa.text("SELECT project_id, item_key FROM item_git WHERE project_id = ANY(:ids)"),
-                              {"ids": list(project_ids)})
+        result = conn.execute(
+            sa.text("SELECT project_id, item_key FROM item_git WHERE project_id = ANY(:ids)"),
+            {"ids": list(project_ids)},
+        )
         return dict(result.all())
 
 
@@ -138,9 +152,13 @@ def test_the_first_scheduled_run_adopts_the_legacy_rows_and_deletes_nothing(bank
     assert rows(imrt_engine, set(keys.values())) == before  # item, item_log, workflow_status_set_at untouched
     with imrt_engine.connect() as conn:
         heads = dict(conn.execute(sa.text("SELECT project_id, head_sha FROM imrt_project_head")).all())
-        edited_row = conn.execute(sa.text(
-            "SELECT g.current_commit_hash, i.workflow_status_set_at FROM item_git g JOIN item i ON i.key = g.item_key "
-            "WHERE g.project_id = :p"), {"p": edited["id"]}).one()
+        edited_row = conn.execute(
+            sa.text(
+                "SELECT g.current_commit_hash, i.workflow_status_set_at FROM item_git g JOIN item i ON i.key = g.item_key "
+                "WHERE g.project_id = :p"
+            ),
+            {"p": edited["id"]},
+        ).one()
     assert heads == {p["id"]: bank.head(p["id"]) for p in projects}
     assert edited_row.current_commit_hash == new_commit
     for project in projects:  # the legacy hook now carries the secret: pushes reach IMRT

@@ -14,6 +14,8 @@ import json
 import pytest
 import requests
 import sqlalchemy as sa
+from protocol_runs import run
+from sync_users import add_sync_user, remove_sync_user
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
@@ -22,8 +24,6 @@ from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
-from protocol_runs import run
-from sync_users import add_sync_user, remove_sync_user
 
 TOKEN = "glpat-deletion-safety-token"  # the administrator's: the test's own control calls
 SYNC_TOKEN = "glpat-deletion-safety-sync-user"
@@ -87,8 +87,14 @@ def synced(bank, services, imrt_engine):
 
 
 def project_answers_404(server, project_id: int, times: int | None = None) -> None:
-    server.faults.add("GET /api/v4/projects/:id", "status", status=404, body={"message": "404 Project Not Found"},
-                      path_regex=rf"/projects/{project_id}$", times=times)
+    server.faults.add(
+        "GET /api/v4/projects/:id",
+        "status",
+        status=404,
+        body={"message": "404 Project Not Found"},
+        path_regex=rf"/projects/{project_id}$",
+        times=times,
+    )
 
 
 def test_a_targeted_run_deletes_an_item_only_when_its_project_is_really_gone(synced, server, services, imrt_engine):
@@ -153,8 +159,13 @@ def test_a_project_transferred_out_of_the_group_is_deleted(synced, server, servi
     entity = requests.get(f"{server.url}/api/v4/projects/{moved['id']}", headers={"PRIVATE-TOKEN": TOKEN}).json()
     elsewhere = {**entity["namespace"], "id": 999, "path": "iat-retired", "full_path": "iat-retired"}
     # GitLab's answer after a transfer: 200, the project in its new namespace (GET /projects/:id follows the id).
-    server.faults.add("GET /api/v4/projects/:id", "status", status=200, path_regex=rf"/projects/{moved['id']}$",
-                      body={**entity, "namespace": elsewhere, "path_with_namespace": f"iat-retired/{moved['path']}"})
+    server.faults.add(
+        "GET /api/v4/projects/:id",
+        "status",
+        status=200,
+        path_regex=rf"/projects/{moved['id']}$",
+        body={**entity, "namespace": elsewhere, "path_with_namespace": f"iat-retired/{moved['path']}"},
+    )
     plan, verdict = run(services, item_ids=(moved["id"],))
     assert plan["to_delete"] == [moved["id"]]
     assert moved["id"] not in recorded(imrt_engine)
@@ -170,8 +181,9 @@ def test_an_archived_project_stays_and_keeps_syncing(synced, services, imrt_engi
     assert plan["to_sync"] == [archived["id"]] and plan["to_delete"] == []
     assert verdict["status"] == "COMPLETED"
     with imrt_engine.connect() as conn:
-        stored = conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
-                             {"p": archived["id"]})
+        stored = conn.scalar(
+            sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"), {"p": archived["id"]}
+        )
     assert stored == head
 
 
@@ -194,8 +206,9 @@ def test_a_project_that_keeps_failing_is_reported_and_skipped_and_nothing_is_del
         server.faults.add("git info/refs", "status", status=503, path_regex=rf"/{broken['path']}\.git/info/refs")
         error = "GitFetchError: git ls-remote"
     else:
-        server.faults.add("GET /api/v4/projects/:id/hooks", "status", status=500,
-                          path_regex=rf"/projects/{broken['id']}/hooks")
+        server.faults.add(
+            "GET /api/v4/projects/:id/hooks", "status", status=500, path_regex=rf"/projects/{broken['id']}/hooks"
+        )
         error = f"GitLabError: GitLab GET /api/v4/projects/{broken['id']}/hooks answered 500"
 
     plan, verdict = run(services)
@@ -203,8 +216,10 @@ def test_a_project_that_keeps_failing_is_reported_and_skipped_and_nothing_is_del
     assert plan["to_sync"] == [edited["id"]] and plan["to_delete"] == [] and plan["gone"] == [gone["id"]]
     assert gone["id"] in recorded(imrt_engine)  # not deleted this run
     with imrt_engine.connect() as conn:
-        assert conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
-                           {"p": edited["id"]}) == head  # the others synced
+        assert (
+            conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"), {"p": edited["id"]})
+            == head
+        )  # the others synced
     assert verdict["status"] == "FAILED" and verdict["skip_count"] == 1
     message = verdict["message"]
     assert f"Failed item bank ids: {broken['id']}. " in message
@@ -246,8 +261,9 @@ def test_projects_deleted_and_created_during_a_listing_without_totals_delete_not
     shifted, deleted = items[5], items[9]  # first of page 2 before the shift; on page 2
     with ItemBankServer(bank, tokens={TOKEN}, count_limit=50, keyset_group_projects=keyset) as server:
         settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4)
-        gitlab_settings = GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01,
-                                         allow_http=True)
+        gitlab_settings = GitLabSettings(
+            base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True
+        )
         prepare_database(imrt_engine)
         with GitLabClient(gitlab_settings) as gitlab:
             services = pipeline.Services(settings, gitlab, imrt_engine, GitAccess(TOKEN, 60, origin=server.url))
@@ -306,14 +322,21 @@ def test_a_project_listed_but_404_by_id_is_contradictory_and_kept(synced, server
 def test_a_listed_project_that_answers_404_when_read_is_not_deleted_that_run(synced, server, services, imrt_engine):
     _, projects = synced
     target = projects[6]
-    server.faults.add("GET /api/v4/projects/:id/hooks", "status", status=404, body={"message": "404 Project Not Found"},
-                      path_regex=rf"/projects/{target['id']}/hooks")
+    server.faults.add(
+        "GET /api/v4/projects/:id/hooks",
+        "status",
+        status=404,
+        body={"message": "404 Project Not Found"},
+        path_regex=rf"/projects/{target['id']}/hooks",
+    )
     for params in ({}, {"mode": "full"}):
         plan, verdict = run(services, **params)
         assert plan["to_delete"] == [] and target["id"] in recorded(imrt_engine)
         assert verdict["status"] == "FAILED"
-        assert (f"project {target['id']} ({target['path']}): listed by GitLab, then not found when read"
-                in plan["failed"][str(target["id"])])
+        assert (
+            f"project {target['id']} ({target['path']}): listed by GitLab, then not found when read"
+            in plan["failed"][str(target["id"])]
+        )
     server.faults.clear()
     plan, verdict = run(services)
     assert verdict["status"] == "COMPLETED", verdict["message"]

@@ -11,8 +11,8 @@ import requests
 
 from imrt_sync.config import GitLabSettings, InsecureGitLabURL
 from imrt_sync.gitlab import GitLabClient, GitLabError, GroupNotReadable
-from imrt_sync.scope import GroupScope
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, remote_heads
+from imrt_sync.scope import GroupScope
 from itembank_server import ItemBankServer
 
 TOKEN = "glpat-client-test-token"
@@ -142,8 +142,12 @@ def test_a_listing_past_gitlabs_count_limit_is_followed_to_its_end(bank):
     """Above the count limit offset pages carry no X-Total (nothing to check a listing against); the keyset listing
     never does, and ends with the empty page."""
     with ItemBankServer(bank, tokens={TOKEN}, count_limit=150) as limited:
-        offset = requests.get(f"{limited.url}/api/v4/groups/{GROUP}/projects", params={"per_page": 100},
-                              headers={"PRIVATE-TOKEN": TOKEN}, timeout=10)
+        offset = requests.get(
+            f"{limited.url}/api/v4/groups/{GROUP}/projects",
+            params={"per_page": 100},
+            headers={"PRIVATE-TOKEN": TOKEN},
+            timeout=10,
+        )
         assert "X-Total" not in offset.headers and "next" in offset.links
         limited.reset_counters()
         with client(limited) as gitlab:
@@ -193,8 +197,9 @@ def elsewhere():
 def test_a_next_link_to_another_host_is_refused_and_gets_no_token(server, elsewhere):
     first_page = [{"id": 1, "path": "300000", "namespace": {"full_path": GROUP}}]
     link = f'<{elsewhere.url}/api/v4/groups/{GROUP}/projects?page=2>; rel="next"'
-    server.faults.add("GET /api/v4/groups/:id/projects", "status", status=200, body=first_page,
-                      headers=[["Link", link]], times=1)
+    server.faults.add(
+        "GET /api/v4/groups/:id/projects", "status", status=200, body=first_page, headers=[["Link", link]], times=1
+    )
     with client(server) as gitlab, pytest.raises(GitLabError, match="refusing to send the access token to http://127"):
         list(gitlab.group_projects(GroupScope(GROUP)))
     assert elsewhere.received == []
@@ -203,8 +208,13 @@ def test_a_next_link_to_another_host_is_refused_and_gets_no_token(server, elsewh
 
 
 def test_a_redirect_is_not_followed(server, elsewhere):
-    server.faults.add("GET /api/v4/projects/:id", "status", status=302, times=1,
-                      headers=[["Location", f"{elsewhere.url}/api/v4/projects/1"]])
+    server.faults.add(
+        "GET /api/v4/projects/:id",
+        "status",
+        status=302,
+        times=1,
+        headers=[["Location", f"{elsewhere.url}/api/v4/projects/1"]],
+    )
     with client(server) as gitlab, pytest.raises(GitLabError, match="answered 302 \\(a redirect\\): not followed"):
         gitlab.project(1)
     assert elsewhere.received == []
@@ -221,8 +231,13 @@ def test_git_sends_the_token_only_to_the_configured_gitlab(server, elsewhere, tm
 
 
 def test_a_redirected_ref_advertisement_is_an_error(server, elsewhere):
-    server.faults.add("git info/refs", "status", status=302, times=1,
-                      headers=[["Location", f"{elsewhere.url}/{GROUP}/300000.git/info/refs"]])
+    server.faults.add(
+        "git info/refs",
+        "status",
+        status=302,
+        times=1,
+        headers=[["Location", f"{elsewhere.url}/{GROUP}/300000.git/info/refs"]],
+    )
     url = f"{server.url}/{server.bank.project(1)['path_with_namespace']}.git"
     with pytest.raises(GitFetchError, match="HTTP 302"):
         remote_heads(url, GitAccess(TOKEN, 10, origin=server.url))
@@ -240,5 +255,7 @@ def test_a_group_the_token_cannot_read_is_group_not_readable(server):
     server.faults.add("GET /api/v4/groups/:id", "status", status=404, body={"message": "404 Group Not Found"})
     with client(server) as gitlab, pytest.raises(GroupNotReadable) as error:
         gitlab.group(GROUP)
-    assert str(error.value) == (f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found):"
-                                " lost access, wrong token or renamed group")
+    assert str(error.value) == (
+        f"GitLab group {GROUP} is not readable with the configured token (404 Group Not Found):"
+        " lost access, wrong token or renamed group"
+    )

@@ -29,9 +29,23 @@ from itembank_server.server import TLS_HANDSHAKE_FAILED
 TOKEN = "glpat-tls-test-token-value"
 GROUP = "iat-tls"
 # Variables that would make requests, OpenSSL or git trust another CA than the system's or the configured one.
-_TRUST_ENVIRONMENT = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "SSL_CERT_FILE", "SSL_CERT_DIR", "GIT_SSL_CAINFO",
-                      "GIT_SSL_CAPATH", "GIT_SSL_NO_VERIFY", "HTTPS_PROXY", "https_proxy", "HTTP_PROXY",
-                      "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy")
+_TRUST_ENVIRONMENT = (
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "GIT_SSL_CAINFO",
+    "GIT_SSL_CAPATH",
+    "GIT_SSL_NO_VERIFY",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+)
 
 
 @pytest.fixture(autouse=True)
@@ -87,8 +101,9 @@ def fresh_counters(server):
 
 
 def settings(server, transport: Transport) -> GitLabSettings:
-    return GitLabSettings(base_url=server.url, token=TOKEN, read_timeout=10, retries=2, backoff_factor=0.01,
-                          transport=transport)
+    return GitLabSettings(
+        base_url=server.url, token=TOKEN, read_timeout=10, retries=2, backoff_factor=0.01, transport=transport
+    )
 
 
 def first_project(gitlab: GitLabClient) -> dict:
@@ -162,8 +177,12 @@ def handshakes_failed(server, expected: int, timeout: float = 10.0) -> None:
 
 
 def test_the_transport_reaches_git_through_its_environment(server, ca_bundle):
-    transport = Transport(ca_bundle=ca_bundle, client_cert="/etc/imrt/client.pem", client_key="/etc/imrt/client.key",
-                          proxies={"https": "http://proxy.example.org:3128"})
+    transport = Transport(
+        ca_bundle=ca_bundle,
+        client_cert="/etc/imrt/client.pem",
+        client_key="/etc/imrt/client.key",
+        proxies={"https": "http://proxy.example.org:3128"},
+    )
     environment = GitAccess.for_gitlab(settings(server, transport)).environment()
     config = {
         environment[f"GIT_CONFIG_KEY_{index}"]: environment[f"GIT_CONFIG_VALUE_{index}"]
@@ -262,8 +281,9 @@ def test_a_connection_without_verify_uses_the_system_trust_store_and_fails(monke
 
 def test_the_connection_extras_cert_and_proxies_reach_the_settings(monkeypatch, server, ca_bundle):
     proxies = {"https": "http://proxy.example.org:3128"}
-    airflow_connection(monkeypatch, server, verify=ca_bundle, cert=["/etc/imrt/client.pem", "/etc/imrt/client.key"],
-                       proxies=proxies)
+    airflow_connection(
+        monkeypatch, server, verify=ca_bundle, cert=["/etc/imrt/client.pem", "/etc/imrt/client.key"], proxies=proxies
+    )
     assert gitlab_settings().transport == Transport(
         ca_bundle=ca_bundle, client_cert="/etc/imrt/client.pem", client_key="/etc/imrt/client.key", proxies=proxies
     )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from imrt_sync.gitrepo import GitAccess, GitFetchError, ItemRepository, first_create_branch, remote_heads
-from itembank_server import ItemBankServer
 
 TOKEN = "glpat-git-test-token-value"
 BANK = {"iat-git": []}  # each test makes its own project
@@ -18,16 +17,18 @@ def repo_url(server, project) -> str:
 
 
 def when(day: int) -> datetime:
-    return datetime(2024, 1, day, 9, 30, tzinfo=timezone.utc)
+    return datetime(2024, 1, day, 9, 30, tzinfo=UTC)
 
 
 def test_fetch_reads_the_head_and_lists_only_new_item_json_commits(bank, server, tmp_path):
-    project = bank.create_project("iat-git", "205030", files={"item.json": {"id": "205030"}}, author_name="Ann",
-                                  committed_at=when(1))
+    project = bank.create_project(
+        "iat-git", "205030", files={"item.json": {"id": "205030"}}, author_name="Ann", committed_at=when(1)
+    )
     first = bank.head(project["id"])
     bank.push_commit(project["id"], files={"README.md": "notes"}, author_name="Bob", committed_at=when(2))
-    second = bank.push_commit(project["id"], files={"item.json": {"id": "205030", "v": 2}}, author_name="Cid",
-                              committed_at=when(3))
+    second = bank.push_commit(
+        project["id"], files={"item.json": {"id": "205030", "v": 2}}, author_name="Cid", committed_at=when(3)
+    )
     access = GitAccess(TOKEN, timeout=60, origin=server.url)
     url = repo_url(server, project)
     heads = remote_heads(url, access)
@@ -86,10 +87,12 @@ def test_one_ref_advertisement_gives_every_branch_and_the_create_branch_is_fetch
 ):
     project = bank.create_project("iat-git", "205033", files={"README.md": "# Item 205033\n"}, committed_at=when(1))
     readme = bank.head(project["id"])
-    on_bob = bank.push_commit(project["id"], files={"item.json": {"id": "205033"}}, branch="create_bob",
-                              committed_at=when(2))
-    on_ann = bank.push_commit(project["id"], files={"item.json": {"id": "205033", "by": "ann"}}, branch="create_ann",
-                              committed_at=when(3))
+    on_bob = bank.push_commit(
+        project["id"], files={"item.json": {"id": "205033"}}, branch="create_bob", committed_at=when(2)
+    )
+    on_ann = bank.push_commit(
+        project["id"], files={"item.json": {"id": "205033", "by": "ann"}}, branch="create_ann", committed_at=when(3)
+    )
     access = GitAccess(TOKEN, timeout=60, origin=server.url)
     url = repo_url(server, project)
     heads = remote_heads(url, access)

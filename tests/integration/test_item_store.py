@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -14,7 +14,7 @@ from imrt_sync.mapping import map_item
 from imrt_sync.migrate import prepare_database
 from imrt_sync.store import BeingCreated, ItemStore, ProjectLockedError, Revision
 
-T0 = datetime(2024, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def document(item_id: str, item_type: str = "mc", stimulus: str | None = None, status: str = "Draft") -> dict:
@@ -119,9 +119,7 @@ def test_the_same_item_id_from_two_projects_is_a_clear_item_error(store, imrt_en
 
 def test_a_held_lock_blocks_the_write_and_a_stale_one_is_taken_over(store, imrt_engine):
     with imrt_engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO project_lock VALUES (11, now(), now(), now(), 'internal')"
-        ))
+        conn.execute(sa.text("INSERT INTO project_lock VALUES (11, now(), now(), now(), 'internal')"))
     with pytest.raises(ProjectLockedError, match="project 11 is locked"):
         store.save(revision(11, document("205030"), "c1"))
     assert scalar(imrt_engine, "SELECT count(*) FROM item") == 0
@@ -164,11 +162,14 @@ def test_an_item_and_its_stimulus_written_concurrently_are_linked(store, imrt_en
             holder.execute(sa.text("SELECT pg_advisory_unlock(:space, 2000)"), {"space": STIMULUS_LOCK_SPACE})
             holder.commit()
             assert {item.result().kind, stimulus.result().kind} == {"ITEM_CREATED"}
-    assert scalar(
-        imrt_engine,
-        "SELECT s.id FROM stim_link l JOIN item i ON i.key = l.item_key JOIN item s ON s.key = l.item_key_stim "
-        "WHERE i.id = 1001",
-    ) == 2000
+    assert (
+        scalar(
+            imrt_engine,
+            "SELECT s.id FROM stim_link l JOIN item i ON i.key = l.item_key JOIN item s ON s.key = l.item_key_stim "
+            "WHERE i.id = 1001",
+        )
+        == 2000
+    )
 
 
 def wait_for_lock_waiters(engine, count: int, timeout: float = 20.0) -> None:
@@ -219,8 +220,9 @@ def test_workflow_status_set_at_does_not_depend_on_how_the_commits_were_synced(s
     for part, incremental in ((slice(0, split), False), (slice(split, 3), True)):
         chunk = commits[part]
         status = statuses[part]
-        store.save(Revision(34, "iat-dev", "main", chunk[-1], chunk, map_item(doc_at[status[-1]], 34), status,
-                            incremental))
+        store.save(
+            Revision(34, "iat-dev", "main", chunk[-1], chunk, map_item(doc_at[status[-1]], 34), status, incremental)
+        )
     assert scalar(imrt_engine, "SELECT workflow_status_set_at FROM item") == T0 + timedelta(hours=1)
 
 
@@ -230,9 +232,9 @@ def test_stim_link_updated_by_is_the_items_author_whichever_is_synced_first(stor
     store.save(revision(42, document("410000", item_type="stim"), "s1", author="Sam Stim"))
     store.save(revision(43, document("410002", stimulus="410000"), "b1", author="Bo Item"))
     with imrt_engine.connect() as conn:
-        links = dict(conn.execute(sa.text(
-            "SELECT i.id, l.updated_by FROM stim_link l JOIN item i ON i.key = l.item_key"
-        )).all())
+        links = dict(
+            conn.execute(sa.text("SELECT i.id, l.updated_by FROM stim_link l JOIN item i ON i.key = l.item_key")).all()
+        )
     assert links == {410001: "Ivy Item", 410002: "Bo Item"}
 
 
@@ -248,7 +250,13 @@ def being_created(project_id: int, doc: dict, branch: str, *shas: str, source_he
     commits = tuple(Commit(sha, T0 + timedelta(hours=i), "Jo Doe") for i, sha in enumerate(shas))
     statuses = (doc["workflow"]["workflowStatusCode"],) * len(commits)
     return Revision(
-        project_id, "iat-dev", branch, Commit(head, T0, "Jo Doe"), commits, map_item(doc, project_id), statuses,
+        project_id,
+        "iat-dev",
+        branch,
+        Commit(head, T0, "Jo Doe"),
+        commits,
+        map_item(doc, project_id),
+        statuses,
         source_head=Commit(source_head, commits[-1].committed_at, "Jo Doe"),
     )
 
@@ -270,8 +278,17 @@ def test_an_item_being_created_records_its_branch_and_both_heads(store, imrt_eng
 
 def test_a_create_branch_commit_that_leaves_item_json_alone_moves_only_the_recorded_source_head(store, imrt_engine):
     store.save(being_created(42, document("420000"), "create_jdoe", "c1", source_head="s1", head="d1"))
-    readme = Revision(42, "iat-dev", "create_jdoe", Commit("d1", T0, "Jo Doe"), (), None, (), True,
-                      source_head=Commit("s2", T0 + timedelta(days=1), "Jo Doe"))
+    readme = Revision(
+        42,
+        "iat-dev",
+        "create_jdoe",
+        Commit("d1", T0, "Jo Doe"),
+        (),
+        None,
+        (),
+        True,
+        source_head=Commit("s2", T0 + timedelta(days=1), "Jo Doe"),
+    )
     assert store.save(readme) is None
     assert store.items_being_created([42]) == {42: BeingCreated("create_jdoe", "s2")}
 
@@ -337,22 +354,22 @@ def with_attachments(item_id: str, *attachments: tuple[str, str | None]) -> dict
 
 def attachment_rows(engine) -> dict[str, tuple]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT file_name, uploaded_at, created_at, updated_at, updated_by FROM item_attachment"
-        )).all()
+        rows = conn.execute(
+            sa.text("SELECT file_name, uploaded_at, created_at, updated_at, updated_by FROM item_attachment")
+        ).all()
     return {row.file_name: tuple(row[1:]) for row in rows}
 
 
 def age_attachment_rows(engine) -> datetime:
     """Date every attachment row's audit columns back, so that a rewrite shows which columns it touched."""
-    long_ago = datetime(2019, 1, 1, tzinfo=timezone.utc)
+    long_ago = datetime(2019, 1, 1, tzinfo=UTC)
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE item_attachment SET created_at = :t, updated_at = :t"), {"t": long_ago})
     return long_ago
 
 
 MAY_25 = "2018-05-25T20:57:45.000Z"
-MAY_25_AT = datetime(2018, 5, 25, 20, 57, 45, tzinfo=timezone.utc)
+MAY_25_AT = datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC)
 
 
 def test_an_unchanged_attachment_keeps_its_row_as_the_legacy_merge_did(store, imrt_engine):
@@ -370,13 +387,18 @@ def test_a_changed_attachment_is_updated_and_keeps_its_created_at(store, imrt_en
     store.save(revision(47, with_attachments("470000", ("a.mp4", MAY_25)), "c1"))
     long_ago = age_attachment_rows(imrt_engine)
 
-    store.save(revision(
-        47, with_attachments("470000", ("a.mp4", "2018-06-01T08:00:00.000Z")), "c2", author="Rob Reviewer",
-        incremental=True,
-    ))
+    store.save(
+        revision(
+            47,
+            with_attachments("470000", ("a.mp4", "2018-06-01T08:00:00.000Z")),
+            "c2",
+            author="Rob Reviewer",
+            incremental=True,
+        )
+    )
 
     uploaded_at, created_at, updated_at, updated_by = attachment_rows(imrt_engine)["a.mp4"]
-    assert uploaded_at == datetime(2018, 6, 1, 8, tzinfo=timezone.utc)
+    assert uploaded_at == datetime(2018, 6, 1, 8, tzinfo=UTC)
     assert created_at == long_ago
     assert updated_at > long_ago and updated_by == "Rob Reviewer"
 
@@ -387,8 +409,9 @@ def test_attachments_follow_the_document_a_removed_one_is_deleted_a_new_one_adde
     store.save(revision(48, with_attachments("480000", ("kept.mp4", MAY_25), ("removed.mp4", MAY_25)), "c1"))
     long_ago = age_attachment_rows(imrt_engine)
 
-    store.save(revision(48, with_attachments("480000", ("kept.mp4", MAY_25), ("new.mp4", MAY_25)), "c2",
-                        incremental=True))
+    store.save(
+        revision(48, with_attachments("480000", ("kept.mp4", MAY_25), ("new.mp4", MAY_25)), "c2", incremental=True)
+    )
 
     rows = attachment_rows(imrt_engine)
     assert set(rows) == {"kept.mp4", "new.mp4"}

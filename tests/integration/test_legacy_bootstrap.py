@@ -17,26 +17,76 @@ LOGGER = "imrt_sync.legacy_bootstrap"
 # The nullable columns of the legacy tables once V1..V20 ran (every other column is NOT NULL).
 NULLABLE_COLUMNS = {
     ("batch_job_instance", "version"),
-    *(("batch_job_execution", name) for name in (
-        "version", "start_time", "end_time", "status", "exit_code", "exit_message", "last_updated",
-        "job_configuration_location")),
+    *(
+        ("batch_job_execution", name)
+        for name in (
+            "version",
+            "start_time",
+            "end_time",
+            "status",
+            "exit_code",
+            "exit_message",
+            "last_updated",
+            "job_configuration_location",
+        )
+    ),
     *(("batch_job_execution_params", name) for name in ("string_val", "date_val", "long_val", "double_val")),
-    *(("batch_step_execution", name) for name in (
-        "end_time", "status", "commit_count", "read_count", "filter_count", "write_count", "read_skip_count",
-        "write_skip_count", "process_skip_count", "rollback_count", "exit_code", "exit_message", "last_updated")),
+    *(
+        ("batch_step_execution", name)
+        for name in (
+            "end_time",
+            "status",
+            "commit_count",
+            "read_count",
+            "filter_count",
+            "write_count",
+            "read_skip_count",
+            "write_skip_count",
+            "process_skip_count",
+            "rollback_count",
+            "exit_code",
+            "exit_message",
+            "last_updated",
+        )
+    ),
     ("batch_step_execution_context", "serialized_context"),
     ("batch_job_execution_context", "serialized_context"),
-    *(("item", name) for name in (
-        "associated_stimulus_id", "item_difficulty_quintile", "form_count", "exposures_count", "sight_tts_provided",
-        "visual_tts_provided")),
+    *(
+        ("item", name)
+        for name in (
+            "associated_stimulus_id",
+            "item_difficulty_quintile",
+            "form_count",
+            "exposures_count",
+            "sight_tts_provided",
+            "visual_tts_provided",
+        )
+    ),
     *(("item_form", name) for name in ("assessment_type", "form_id", "form_type", "exposures")),
 }
 
 # flyway_schema_history as Flyway 5.0.7 wrote it after running the schema project's V1..V20 (tag 0.1.5).
 FLYWAY_CHECKSUMS = [
-    -1098534408, -2099173256, 1211634498, -765342003, -255131459, -1557317747, 979784847, -1185048752, -74559386,
-    -1938378218, -1597248110, 1105454712, -1234276047, 642903460, -376792860, -222078989, 1316087472, 740158603,
-    1192009438, -1638536202,
+    -1098534408,
+    -2099173256,
+    1211634498,
+    -765342003,
+    -255131459,
+    -1557317747,
+    979784847,
+    -1185048752,
+    -74559386,
+    -1938378218,
+    -1597248110,
+    1105454712,
+    -1234276047,
+    642903460,
+    -376792860,
+    -222078989,
+    1316087472,
+    740158603,
+    1192009438,
+    -1638536202,
 ]
 
 # Two of the scripts, quoted exactly (V2 ends without a line break, V8 with one).
@@ -65,9 +115,11 @@ EXPECTED_TABLE_GRANTS = {
     *(("imrt_search", table, "SELECT") for table in V1_TABLES),
 }
 EXPECTED_SEQUENCE_GRANTS = {
-    *(("imrt_ingest", sequence, privilege)
-      for sequence in ("item_key_seq", "batch_step_execution_seq", "batch_job_execution_seq", "batch_job_seq")
-      for privilege in ("SELECT", "UPDATE")),
+    *(
+        ("imrt_ingest", sequence, privilege)
+        for sequence in ("item_key_seq", "batch_step_execution_seq", "batch_job_execution_seq", "batch_job_seq")
+        for privilege in ("SELECT", "UPDATE")
+    ),
     ("imrt_search", "item_key_seq", "SELECT"),
 }
 
@@ -98,58 +150,74 @@ def make_roles(imrt_engine):
 @pytest.fixture
 def no_legacy_roles(imrt_engine):
     with imrt_engine.connect() as conn:
-        existing = conn.scalars(sa.text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:n)"),
-                                {"n": list(LEGACY_ROLES)}).all()
+        existing = conn.scalars(
+            sa.text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:n)"), {"n": list(LEGACY_ROLES)}
+        ).all()
     if existing:
         pytest.skip(f"the test server has the roles {existing}, which this test needs absent")
 
 
 def table_grants(engine: sa.Engine) -> set[tuple[str, str, str]]:
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants"
-            " WHERE table_schema = 'public' AND grantee = ANY(:roles)"
-        ), {"roles": list(LEGACY_ROLES)})
+        rows = conn.execute(
+            sa.text(
+                "SELECT grantee, table_name, privilege_type FROM information_schema.role_table_grants"
+                " WHERE table_schema = 'public' AND grantee = ANY(:roles)"
+            ),
+            {"roles": list(LEGACY_ROLES)},
+        )
         return {tuple(row) for row in rows}
 
 
 def sequence_grants(engine: sa.Engine) -> set[tuple[str, str, str]]:
     """Sequence privileges are not in information_schema: read the ACLs."""
     with engine.connect() as conn:
-        rows = conn.execute(sa.text(
-            "SELECT acl.grantee::regrole::text, c.relname, acl.privilege_type"
-            " FROM pg_class c, aclexplode(c.relacl) acl"
-            " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'"
-            " AND acl.grantee::regrole::text = ANY(:roles)"
-        ), {"roles": list(LEGACY_ROLES)})
+        rows = conn.execute(
+            sa.text(
+                "SELECT acl.grantee::regrole::text, c.relname, acl.privilege_type"
+                " FROM pg_class c, aclexplode(c.relacl) acl"
+                " WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'S'"
+                " AND acl.grantee::regrole::text = ANY(:roles)"
+            ),
+            {"roles": list(LEGACY_ROLES)},
+        )
         return {tuple(row) for row in rows}
 
 
 def history(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(sa.text(
-            "SELECT installed_rank, version, description, type, script, checksum, installed_by, installed_on,"
-            " execution_time, success FROM flyway_schema_history ORDER BY installed_rank"
-        ))]
+        return [
+            tuple(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT installed_rank, version, description, type, script, checksum, installed_by, installed_on,"
+                    " execution_time, success FROM flyway_schema_history ORDER BY installed_rank"
+                )
+            )
+        ]
 
 
 def snapshot(engine: sa.Engine) -> list[tuple]:
     """Every relation, column (type, NOT NULL, default), constraint, index and ACL of the public schema."""
     with engine.connect() as conn:
-        columns = conn.execute(sa.text(
-            "SELECT c.relname, c.relkind, c.relacl::text, a.attname, format_type(a.atttypid, a.atttypmod),"
-            " a.attnotnull, pg_get_expr(d.adbin, d.adrelid)"
-            " FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-            " LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum"
-            " WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1, 4"
-        )).all()
-        constraints = conn.execute(sa.text(
-            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
-            " WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
-        )).all()
-        indexes = conn.execute(sa.text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1"
-        )).all()
+        columns = conn.execute(
+            sa.text(
+                "SELECT c.relname, c.relkind, c.relacl::text, a.attname, format_type(a.atttypid, a.atttypmod),"
+                " a.attnotnull, pg_get_expr(d.adbin, d.adrelid)"
+                " FROM pg_class c LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+                " LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum"
+                " WHERE c.relnamespace = 'public'::regnamespace ORDER BY 1, 4"
+            )
+        ).all()
+        constraints = conn.execute(
+            sa.text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2"
+            )
+        ).all()
+        indexes = conn.execute(
+            sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1")
+        ).all()
     return [tuple(row) for row in (*columns, *constraints, *indexes)]
 
 
@@ -157,11 +225,13 @@ def emulate_flyway_v21(engine: sa.Engine) -> None:
     """What the schema project's Flyway does next: V21__imrt_ddl.sql and its history row."""
     with engine.begin() as conn:
         conn.execute(sa.text("ALTER TABLE item ADD COLUMN test_category VARCHAR NOT NULL DEFAULT ''"))
-        conn.execute(sa.text(
-            "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum,"
-            " installed_by, execution_time, success)"
-            " VALUES (21, '21', 'imrt ddl', 'SQL', 'V21__imrt_ddl.sql', -169004832, 'imrt_admin', 3, true)"
-        ))
+        conn.execute(
+            sa.text(
+                "INSERT INTO flyway_schema_history (installed_rank, version, description, type, script, checksum,"
+                " installed_by, execution_time, success)"
+                " VALUES (21, '21', 'imrt ddl', 'SQL', 'V21__imrt_ddl.sql', -169004832, 'imrt_admin', 3, true)"
+            )
+        )
 
 
 # ------------------------------------------------------------------------------------------------ columns
@@ -171,11 +241,16 @@ def test_every_column_is_not_null_as_the_flyway_scripts_leave_it(imrt_engine):
     bootstrap_legacy(imrt_engine)
 
     with imrt_engine.connect() as conn:
-        nullable = conn.execute(sa.text(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = 'public' AND is_nullable = 'YES' AND table_name = ANY(:tables)"
-        ), {"tables": [table.name for table in schema.LEGACY_TABLES]}).all()
-    assert {tuple(row) for row in nullable} == NULLABLE_COLUMNS  # stim_link.item_key_stim (V1), item_form.item_key (V19)
+        nullable = conn.execute(
+            sa.text(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = 'public' AND is_nullable = 'YES' AND table_name = ANY(:tables)"
+            ),
+            {"tables": [table.name for table in schema.LEGACY_TABLES]},
+        ).all()
+    assert {
+        tuple(row) for row in nullable
+    } == NULLABLE_COLUMNS  # stim_link.item_key_stim (V1), item_form.item_key (V19)
 
 
 def test_a_stimulus_link_and_a_form_need_their_item_keys(imrt_engine):
@@ -196,14 +271,16 @@ def test_flyway_history_table_has_flyways_layout(imrt_engine):
     bootstrap_legacy(imrt_engine)
 
     with imrt_engine.connect() as conn:
-        columns = conn.execute(sa.text(
-            "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
-            " FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'flyway_schema_history'"
-            " ORDER BY ordinal_position"
-        )).all()
-        indexes = conn.execute(sa.text(
-            "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'flyway_schema_history' ORDER BY 1"
-        )).all()
+        columns = conn.execute(
+            sa.text(
+                "SELECT column_name, data_type, character_maximum_length, is_nullable, column_default"
+                " FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'flyway_schema_history'"
+                " ORDER BY ordinal_position"
+            )
+        ).all()
+        indexes = conn.execute(
+            sa.text("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'flyway_schema_history' ORDER BY 1")
+        ).all()
     assert [tuple(column) for column in columns] == [  # Flyway 5.0.7's postgresql/createMetaDataTable.sql
         ("installed_rank", "integer", None, "NO", None),
         ("version", "character varying", 50, "YES", None),
@@ -217,10 +294,14 @@ def test_flyway_history_table_has_flyways_layout(imrt_engine):
         ("success", "boolean", None, "NO", None),
     ]
     assert [tuple(index) for index in indexes] == [
-        ("flyway_schema_history_pk",
-         "CREATE UNIQUE INDEX flyway_schema_history_pk ON public.flyway_schema_history USING btree (installed_rank)"),
-        ("flyway_schema_history_s_idx",
-         "CREATE INDEX flyway_schema_history_s_idx ON public.flyway_schema_history USING btree (success)"),
+        (
+            "flyway_schema_history_pk",
+            "CREATE UNIQUE INDEX flyway_schema_history_pk ON public.flyway_schema_history USING btree (installed_rank)",
+        ),
+        (
+            "flyway_schema_history_s_idx",
+            "CREATE INDEX flyway_schema_history_s_idx ON public.flyway_schema_history USING btree (success)",
+        ),
     ]
 
 
@@ -286,8 +367,10 @@ def test_a_missing_role_is_skipped_with_a_log_line_naming_its_grants(imrt_engine
     assert table_grants(imrt_engine) == {grant for grant in EXPECTED_TABLE_GRANTS if grant[0] == "imrt_ingest"}
     skipped = [record for record in caplog.records if record.levelno == logging.WARNING]
     assert [record.getMessage().split(":")[0] for record in skipped] == ["role imrt_search does not exist"]
-    assert "GRANT SELECT ON TABLE item, item_git, item_log, stim_link, project_lock, flyway_schema_history TO" \
-           " imrt_search; GRANT SELECT ON SEQUENCE item_key_seq TO imrt_search" in skipped[0].getMessage()
+    assert (
+        "GRANT SELECT ON TABLE item, item_git, item_log, stim_link, project_lock, flyway_schema_history TO"
+        " imrt_search; GRANT SELECT ON SEQUENCE item_key_seq TO imrt_search" in skipped[0].getMessage()
+    )
 
 
 def test_without_the_roles_both_are_skipped_with_a_log_line(imrt_engine, no_legacy_roles, caplog):
@@ -297,7 +380,8 @@ def test_without_the_roles_both_are_skipped_with_a_log_line(imrt_engine, no_lega
     assert created[-1] == FLYWAY_TABLE
     messages = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
     assert [message.split(":")[0] for message in messages] == [
-        "role imrt_ingest does not exist", "role imrt_search does not exist",
+        "role imrt_ingest does not exist",
+        "role imrt_search does not exist",
     ]
     assert "GRANT SELECT, UPDATE ON SEQUENCE item_key_seq, batch_step_execution_seq" in messages[0]
 
@@ -313,7 +397,9 @@ def test_grants_reach_only_the_objects_the_bootstrap_created(imrt_engine, make_r
     assert ("imrt_ingest", "item_git", "SELECT") in grants
     assert {table for _, table, _ in grants} & {"item", FLYWAY_TABLE} == set()
     assert {sequence for _, sequence, _ in sequence_grants(imrt_engine)} == {
-        "batch_step_execution_seq", "batch_job_execution_seq", "batch_job_seq",
+        "batch_step_execution_seq",
+        "batch_job_execution_seq",
+        "batch_job_seq",
     }
 
 

@@ -11,9 +11,10 @@ project really deleted meanwhile goes.
 
 from __future__ import annotations
 
-
+import protocol_runs
 import pytest
 import sqlalchemy as sa
+from sync_users import SYNC_USERNAME, add_sync_user, remove_sync_user, restore_sync_user
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
@@ -23,8 +24,6 @@ from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 from itembank_server.users import REPORTER
-import protocol_runs
-from sync_users import SYNC_USERNAME, add_sync_user, remove_sync_user, restore_sync_user
 
 TOKEN = "glpat-visible-groups-admin"
 SYNC_TOKEN = "glpat-visible-groups-sync"
@@ -57,8 +56,9 @@ def bank(request, tmp_path):
 def services(bank, imrt_engine, tmp_path):
     with ItemBankServer(bank[0], tokens={TOKEN}) as server:
         settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4)
-        gitlab_settings = GitLabSettings(base_url=server.url, token=SYNC_TOKEN, retries=1, backoff_factor=0.01,
-                                         allow_http=True)
+        gitlab_settings = GitLabSettings(
+            base_url=server.url, token=SYNC_TOKEN, retries=1, backoff_factor=0.01, allow_http=True
+        )
         prepare_database(imrt_engine)
         with GitLabClient(gitlab_settings) as gitlab:
             yield pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
@@ -72,7 +72,6 @@ def run(services, **params) -> tuple[PlanView | None, Verdict]:
         context = RunContext("manual__visible-refused", RunParams(**params))
         results = RunResults(None, listing_error=pipeline.describe_listing_failure(refused))
         return None, pipeline.close_run(services, context, results)
-
 
 
 def recorded(engine) -> set[int]:

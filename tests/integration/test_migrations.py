@@ -43,19 +43,23 @@ def table_names(engine: sa.Engine) -> set[str]:
 def differences_from_the_model(engine: sa.Engine) -> list:
     """What Alembic's autogenerate would change in the own tables to match ``imrt_sync.schema``."""
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_object": migrate.include_object, "compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"include_object": migrate.include_object, "compare_type": True}
+        )
         return compare_metadata(context, schema.metadata)
 
 
 def catalog(engine: sa.Engine) -> list[tuple]:
     """Every relation, column and index of the public schema: what any DDL would change."""
     with engine.connect() as conn:
-        relations = conn.execute(sa.text(
-            "SELECT c.relname, c.relkind, a.attname, a.atttypid::regtype::text, a.attnotnull"
-            " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
-            " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
-            " WHERE n.nspname = 'public' ORDER BY 1, 3"
-        )).all()
+        relations = conn.execute(
+            sa.text(
+                "SELECT c.relname, c.relkind, a.attname, a.atttypid::regtype::text, a.attnotnull"
+                " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+                " LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped"
+                " WHERE n.nspname = 'public' ORDER BY 1, 3"
+            )
+        ).all()
     return [tuple(row) for row in relations]
 
 
@@ -82,9 +86,12 @@ def test_the_migrated_own_tables_are_the_model_in_imrt_sync_schema(imrt_engine):
 def test_upgrade_adopts_a_database_created_by_the_last_ensure_schema_keeping_its_rows(imrt_engine):
     schema.metadata.create_all(imrt_engine)  # what ensure_schema did last: legacy and own tables, current shape
     with imrt_engine.begin() as conn:
-        conn.execute(schema.imrt_webhook_event.insert().values(event_type="push", project_id=7, status="pending",
-                                                               attempts=2))
-        conn.execute(schema.imrt_project_head.insert().values(project_id=7, head_sha="a" * 40, source_head_sha="b" * 40))
+        conn.execute(
+            schema.imrt_webhook_event.insert().values(event_type="push", project_id=7, status="pending", attempts=2)
+        )
+        conn.execute(
+            schema.imrt_project_head.insert().values(project_id=7, head_sha="a" * 40, source_head_sha="b" * 40)
+        )
         conn.execute(schema.imrt_project_hook.insert().values(project_id=7, hook_id=3, secret_fingerprint="f" * 64))
     before = catalog(imrt_engine)
 
@@ -93,8 +100,9 @@ def test_upgrade_adopts_a_database_created_by_the_last_ensure_schema_keeping_its
     assert current_revision(imrt_engine) == head_revision()
     assert [row for row in catalog(imrt_engine) if not row[0].startswith("imrt_alembic_version")] == before  # kept
     with imrt_engine.connect() as conn:
-        assert conn.execute(sa.select(schema.imrt_webhook_event.c.project_id, schema.imrt_webhook_event.c.attempts)
-                            ).all() == [(7, 2)]
+        assert conn.execute(
+            sa.select(schema.imrt_webhook_event.c.project_id, schema.imrt_webhook_event.c.attempts)
+        ).all() == [(7, 2)]
         assert conn.execute(sa.select(schema.imrt_project_head.c.source_head_sha)).scalars().all() == ["b" * 40]
         assert conn.execute(sa.select(schema.imrt_project_hook.c.hook_id)).scalars().all() == [3]
     require_current_schema(imrt_engine)
@@ -104,7 +112,9 @@ def test_upgrade_brings_tables_of_an_older_ensure_schema_to_the_model_keeping_th
     with imrt_engine.begin() as conn:
         for statement in OLDER_OWN_TABLES_DDL:
             conn.execute(sa.text(statement))
-        conn.execute(sa.text("INSERT INTO imrt_webhook_event (event_type, project_id, status) VALUES ('push', 4, 'failed')"))
+        conn.execute(
+            sa.text("INSERT INTO imrt_webhook_event (event_type, project_id, status) VALUES ('push', 4, 'failed')")
+        )
         conn.execute(sa.text("INSERT INTO imrt_project_head (project_id, head_sha) VALUES (4, 'c0ffee')"))
 
     migrate.upgrade(imrt_engine)
@@ -112,10 +122,12 @@ def test_upgrade_brings_tables_of_an_older_ensure_schema_to_the_model_keeping_th
     assert differences_from_the_model(imrt_engine) == []
     assert table_names(imrt_engine) == OWN_TABLES | {"imrt_alembic_version"}
     with imrt_engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT project_id, status, attempts, next_attempt_at FROM imrt_webhook_event")
-                            ).all() == [(4, "failed", 0, None)]
-        assert conn.execute(sa.text("SELECT project_id, head_sha, source_head_sha FROM imrt_project_head")
-                            ).all() == [(4, "c0ffee", None)]
+        assert conn.execute(
+            sa.text("SELECT project_id, status, attempts, next_attempt_at FROM imrt_webhook_event")
+        ).all() == [(4, "failed", 0, None)]
+        assert conn.execute(sa.text("SELECT project_id, head_sha, source_head_sha FROM imrt_project_head")).all() == [
+            (4, "c0ffee", None)
+        ]
 
 
 def test_a_second_upgrade_changes_nothing(imrt_engine):
@@ -153,8 +165,11 @@ def test_the_check_refuses_a_database_never_migrated_naming_the_upgrade_command(
     bootstrap_legacy(imrt_engine)
     before = catalog(imrt_engine)
 
-    with pytest.raises(SchemaNotReady, match=r"at schema revision none, this code needs 0001: "
-                                             r"run `python -m imrt_compat\.migrate upgrade`"):
+    with pytest.raises(
+        SchemaNotReady,
+        match=r"at schema revision none, this code needs 0001: "
+        r"run `python -m imrt_compat\.migrate upgrade`",
+    ):
         require_current_schema(imrt_engine)
     assert catalog(imrt_engine) == before  # the check created nothing (no version table either)
 
@@ -182,8 +197,11 @@ def test_the_check_refuses_missing_legacy_tables_naming_the_bootstrap_command(im
     with imrt_engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE item_form"))
 
-    with pytest.raises(SchemaNotReady, match=r"lacks the legacy tables or sequences item_form: .*"
-                                             r"`python -m imrt_compat\.migrate bootstrap-legacy`"):
+    with pytest.raises(
+        SchemaNotReady,
+        match=r"lacks the legacy tables or sequences item_form: .*"
+        r"`python -m imrt_compat\.migrate bootstrap-legacy`",
+    ):
         require_current_schema(imrt_engine)
 
 
@@ -207,8 +225,9 @@ def test_the_api_servers_engine_refuses_a_database_not_migrated(imrt_db_url, mon
 def migrate_command(imrt_db_url, *args: str) -> subprocess.CompletedProcess:
     """``python -m imrt_compat.migrate`` as the init container runs it: the database from AIRFLOW_CONN_IMRT_DEFAULT."""
     env = {**os.environ, "AIRFLOW_CONN_IMRT_DEFAULT": airflow_connection(imrt_db_url)}
-    return subprocess.run([sys.executable, "-m", "imrt_compat.migrate", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "imrt_compat.migrate", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):

@@ -14,10 +14,10 @@ import pytest
 import sqlalchemy as sa
 
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
+from imrt_sync.contracts import PlanView
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
-from imrt_sync.contracts import PlanView
 from imrt_sync.pipeline import Services, dispatch_webhooks
 from imrt_sync.planning import Plan
 from imrt_sync.projecthooks import CREATE, NONE, UPDATE, HookKeeper, HookRegistry, secret_fingerprint
@@ -32,8 +32,11 @@ BANK = {GROUP: [str(400000 + n) for n in range(6)]}
 
 @pytest.fixture
 def gitlab(server):
-    with GitLabClient(GitLabSettings(base_url=server.url, token=TOKEN, read_timeout=5, retries=2,
-                                     backoff_factor=0.01, allow_http=True)) as client:
+    with GitLabClient(
+        GitLabSettings(
+            base_url=server.url, token=TOKEN, read_timeout=5, retries=2, backoff_factor=0.01, allow_http=True
+        )
+    ) as client:
         yield client
 
 
@@ -49,8 +52,10 @@ def project_ids(bank) -> list[int]:
 
 def stored_rows(engine) -> list[dict]:
     with engine.connect() as conn:
-        return [dict(r) for r in conn.execute(sa.text("SELECT * FROM imrt_project_hook ORDER BY project_id, hook_id"))
-                .mappings()]
+        return [
+            dict(r)
+            for r in conn.execute(sa.text("SELECT * FROM imrt_project_hook ORDER BY project_id, hook_id")).mappings()
+        ]
 
 
 @pytest.fixture
@@ -63,7 +68,8 @@ def project(bank):
 
 
 def test_a_project_without_the_hook_gets_one_recorded_with_a_fingerprint_not_the_secret(
-        gitlab, registry, bank, project, imrt_engine):
+    gitlab, registry, bank, project, imrt_engine
+):
     other = bank.add_hook(project, "https://ci.example.org/hook", token="ci-secret")
     keeper = HookKeeper(gitlab, registry, URL, SECRET)
     assert not keeper.is_hooked(gitlab.hooks(project), registry.recorded([project]).get(project, {}))
@@ -74,7 +80,10 @@ def test_a_project_without_the_hook_gets_one_recorded_with_a_fingerprint_not_the
     assert keeper.is_hooked(gitlab.hooks(project), registry.recorded([project])[project])
     [row] = stored_rows(imrt_engine)
     assert (row["project_id"], row["hook_id"], row["secret_fingerprint"]) == (
-        project, created[0]["id"], secret_fingerprint(SECRET))
+        project,
+        created[0]["id"],
+        secret_fingerprint(SECRET),
+    )
     assert SECRET not in str(row) and row["created_at"] <= row["updated_at"]
     assert keeper.repair(project) == NONE  # nothing more to do
     assert len(bank.hooks(project)) == 2
@@ -110,7 +119,8 @@ def test_an_unrecorded_hook_with_our_url_is_edited_to_carry_the_secret_NEEDS_PUT
 
 
 def test_a_secret_rotation_edits_every_hook_and_counts_those_left_NEEDS_PUT(
-        gitlab, registry, bank, imrt_engine, tmp_path):
+    gitlab, registry, bank, imrt_engine, tmp_path
+):
     ids = project_ids(bank)
     for pid in ids:
         bank.remove_hooks(pid)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +25,7 @@ GROUP = "iat-protocol"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 ITEMS = 4
 RETRY = EventRetryPolicy(base_seconds=60, max_seconds=600, max_attempts=3)
-STARTED_AT = datetime(2024, 5, 1, 12, 30, 15, tzinfo=timezone.utc)
+STARTED_AT = datetime(2024, 5, 1, 12, 30, 15, tzinfo=UTC)
 SETTINGS_BROKEN = "imrt_deletion_guard_ratio must be a share of the items in item_git in (0, 1], e.g. 0.10, not 2.0"
 
 
@@ -46,8 +46,9 @@ def server(bank):
 
 @pytest.fixture
 def settings(server, tmp_path) -> tuple[SyncSettings, GitLabSettings]:
-    sync = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "git-cache", concurrency=4,
-                        event_retry=RETRY)
+    sync = SyncSettings(
+        group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "git-cache", concurrency=4, event_retry=RETRY
+    )
     return sync, GitLabSettings(base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True)
 
 
@@ -70,30 +71,44 @@ def sync_all(services, planned, params: RunParams) -> RunResults:
 
 
 def head(total: int, missing_webhook: int, deleted: int) -> str:
-    return (f"Total item bank ids: {total}, number of items requiring project webhook: {missing_webhook}, "
-            f"number of items deleted from IMRT: {deleted}")
+    return (
+        f"Total item bank ids: {total}, number of items requiring project webhook: {missing_webhook}, "
+        f"number of items deleted from IMRT: {deleted}"
+    )
 
 
 def execution_rows(engine) -> list[dict]:
     """Every job execution with its context and step, oldest first."""
     with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(sa.text(
-            "SELECT j.job_execution_id, j.status, j.exit_code, j.exit_message, j.start_time, j.end_time,"
-            " c.short_context, s.status AS step_status, s.read_count, s.write_count, s.process_skip_count,"
-            " s.exit_message AS step_exit_message, s.end_time AS step_end_time"
-            " FROM batch_job_execution j"
-            " LEFT JOIN batch_job_execution_context c ON c.job_execution_id = j.job_execution_id"
-            " LEFT JOIN batch_step_execution s ON s.job_execution_id = j.job_execution_id"
-            " ORDER BY j.job_execution_id")).mappings()]
+        return [
+            dict(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT j.job_execution_id, j.status, j.exit_code, j.exit_message, j.start_time, j.end_time,"
+                    " c.short_context, s.status AS step_status, s.read_count, s.write_count, s.process_skip_count,"
+                    " s.exit_message AS step_exit_message, s.end_time AS step_end_time"
+                    " FROM batch_job_execution j"
+                    " LEFT JOIN batch_job_execution_context c ON c.job_execution_id = j.job_execution_id"
+                    " LEFT JOIN batch_step_execution s ON s.job_execution_id = j.job_execution_id"
+                    " ORDER BY j.job_execution_id"
+                )
+            ).mappings()
+        ]
 
 
 def event_rows(engine) -> list[dict]:
     """Every hook event: its project, status, run, attempts, error and seconds to its next attempt."""
     with engine.connect() as conn:
-        return [dict(row) for row in conn.execute(sa.text(
-            "SELECT project_id, status, run_id, attempts, detail, finished_at IS NOT NULL AS finished,"
-            " round(extract(epoch FROM next_attempt_at - now())) AS wait"
-            " FROM imrt_webhook_event ORDER BY id")).mappings()]
+        return [
+            dict(row)
+            for row in conn.execute(
+                sa.text(
+                    "SELECT project_id, status, run_id, attempts, detail, finished_at IS NOT NULL AS finished,"
+                    " round(extract(epoch FROM next_attempt_at - now())) AS wait"
+                    " FROM imrt_webhook_event ORDER BY id"
+                )
+            ).mappings()
+        ]
 
 
 def recorded_heads(engine) -> dict[int, str]:
@@ -108,8 +123,9 @@ def push_and_record_event(bank: ItemBank, engine, project_id: int, files: dict, 
     before = bank.head(project_id)
     after = bank.push_commit(project_id, files=files, message=note)
     ref = f"refs/heads/{project['default_branch']}"
-    payload = push_payload(bank.repo_path(project), project, bank.ensure_user("author"), before, after, ref,
-                           "http://gitlab.example.org")
+    payload = push_payload(
+        bank.repo_path(project), project, bank.ensure_user("author"), before, after, ref, "http://gitlab.example.org"
+    )
     event = parse_event("Push Hook", json.dumps(payload).encode(), f"uuid-{project_id}-{after[:8]}")
     verdict = triage(event, GroupScope(GROUP), ())
     assert verdict.status == "pending", verdict
@@ -140,8 +156,7 @@ def test_open_run_marks_the_execution_started_and_close_run_records_the_outcome_
     assert (started["start_time"], started["end_time"]) == (STARTED_AT.replace(tzinfo=None), None)
     assert json.loads(started["short_context"]) == {"dagId": DAG_ID, "runId": run.run_id}
     assert (started["step_status"], started["read_count"], started["write_count"]) == ("STARTED", 0, 0)
-    assert (f"Item Synchronization Process starting.  Job execution id: {started['job_execution_id']}"
-            in caplog.messages)
+    assert f"Item Synchronization Process starting.  Job execution id: {started['job_execution_id']}" in caplog.messages
     assert planned["plan"]["to_sync"] == sorted(p["id"] for p in projects)
 
     verdict = pipeline.close_run(services, run, sync_all(services, planned, run.params))
@@ -176,8 +191,11 @@ def test_close_run_records_a_run_whose_open_run_never_recorded_it(services, imrt
     verdict = pipeline.close_run(services, run, RunResults(None))
     [row] = execution_rows(imrt_engine)
     assert json.loads(row["short_context"]) == {"dagId": DAG_ID, "runId": run.run_id}
-    assert row["exit_message"] == verdict["message"] == (
-        "Listing the item bank failed: list_ids did not report why (see its task log)")
+    assert (
+        row["exit_message"]
+        == verdict["message"]
+        == ("Listing the item bank failed: list_ids did not report why (see its task log)")
+    )
     assert (row["status"], row["start_time"], row["end_time"]) == ("STARTED", STARTED_AT.replace(tzinfo=None), None)
 
 
@@ -186,8 +204,10 @@ def test_open_run_refuses_a_database_without_migrations_before_touching_anything
     run = RunContext("manual__protocol-old-schema", RunParams())
     with pytest.raises(SchemaNotReady) as refused:
         pipeline.open_run(run, imrt_engine, lambda: settings_read.append(True))
-    assert str(refused.value) == (f"the imrt database is at schema revision none, this code needs {head_revision()}:"
-                                  " run `python -m imrt_compat.migrate upgrade`")
+    assert str(refused.value) == (
+        f"the imrt database is at schema revision none, this code needs {head_revision()}:"
+        " run `python -m imrt_compat.migrate upgrade`"
+    )
     assert settings_read == []
     assert sa.inspect(imrt_engine).get_table_names() == []
     assert sa.inspect(imrt_engine).get_sequence_names() == []
@@ -201,21 +221,26 @@ def test_a_hook_events_run_plans_the_pushed_projects_writes_no_execution_and_clo
 ):
     item_bank, projects = bank
     pushed = sorted(p["id"] for p in projects[1:3])
-    heads = {pid: push_and_record_event(item_bank, imrt_engine, pid, edited_item(item_bank, pid, "pushed"), "push")
-             for pid in pushed}
+    heads = {
+        pid: push_and_record_event(item_bank, imrt_engine, pid, edited_item(item_bank, pid, "pushed"), "push")
+        for pid in pushed
+    }
     run = RunContext("webhook__2024-05-01T12:30:15.000000+00:00", RunParams(webhook_events=True))
 
     planned = pipeline.open_run(run, imrt_engine, lambda: (services.settings, services.gitlab.settings))
     assert planned["job_execution_id"] is None
     assert (planned["plan"]["total_ids"], planned["plan"]["to_sync"]) == (2, pushed)
     assert [(e["project_id"], e["status"], e["run_id"], e["attempts"]) for e in event_rows(imrt_engine)] == [
-        (pid, "claimed", run.run_id, 1) for pid in pushed]
+        (pid, "claimed", run.run_id, 1) for pid in pushed
+    ]
 
     verdict = pipeline.close_run(services, run, sync_all(services, planned, run.params))
     assert (verdict["status"], verdict["message"]) == ("COMPLETED", head(2, 2, 0))
     assert execution_rows(imrt_engine) == []
-    assert [(e["project_id"], e["status"], e["attempts"], e["detail"], e["finished"], e["wait"])
-            for e in event_rows(imrt_engine)] == [(pid, "synced", 1, None, True, None) for pid in pushed]
+    assert [
+        (e["project_id"], e["status"], e["attempts"], e["detail"], e["finished"], e["wait"])
+        for e in event_rows(imrt_engine)
+    ] == [(pid, "synced", 1, None, True, None) for pid in pushed]
     assert recorded_heads(imrt_engine) == heads
 
 
@@ -233,8 +258,10 @@ def test_a_failed_item_sends_its_event_back_to_pending_with_a_back_off_and_the_o
     error = f"project {broken}: item.json is not valid JSON: Expecting value at line 1 column 8"
     assert verdict["status"] == "FAILED"
     assert verdict["message"] == f"{head(2, 2, 0)}. Failed item bank ids: {broken}. Errors: {error}"
-    assert [(e["project_id"], e["status"], e["run_id"], e["attempts"], e["detail"], e["wait"])
-            for e in event_rows(imrt_engine)] == [
+    assert [
+        (e["project_id"], e["status"], e["run_id"], e["attempts"], e["detail"], e["wait"])
+        for e in event_rows(imrt_engine)
+    ] == [
         (good, "synced", run.run_id, 1, None, None),
         (broken, "pending", None, 1, error, RETRY.base_seconds),
     ]
@@ -258,7 +285,11 @@ def test_settings_that_fail_after_the_claim_cost_the_events_an_attempt(bank, ser
     assert verdict["message"] == f"Listing the item bank failed: ValueError: {SETTINGS_BROKEN}"
     [released] = event_rows(imrt_engine)
     assert (released["status"], released["run_id"], released["attempts"], released["wait"]) == (
-        "pending", None, 1, RETRY.base_seconds)
+        "pending",
+        None,
+        1,
+        RETRY.base_seconds,
+    )
     assert released["detail"] == f"run {run.run_id} could not plan: ValueError: {SETTINGS_BROKEN}"
     assert execution_rows(imrt_engine) == []
 
@@ -293,9 +324,12 @@ def test_a_malformed_item_json_fails_the_item_for_good_naming_the_project_and_th
 
     outcome = pipeline.sync_unit(services, unit, RunParams())
     assert outcome == {
-        "label": unit["label"], "events": {},
-        "failed": {str(pid): f"project {pid}: item.json is not valid JSON: "
-                             "Expecting property name enclosed in double quotes at line 1 column 27"},
+        "label": unit["label"],
+        "events": {},
+        "failed": {
+            str(pid): f"project {pid}: item.json is not valid JSON: "
+            "Expecting property name enclosed in double quotes at line 1 column 27"
+        },
         "transient": False,
     }
     assert recorded_heads(imrt_engine) == before
@@ -307,13 +341,18 @@ def test_gitlab_answering_500_for_the_project_fails_the_item_as_transient(synced
     before = recorded_heads(imrt_engine)
     item_bank.push_commit(pid, files=edited_item(item_bank, pid, "edited"), message="edit")
     [unit] = units_for(services, pid, RunParams())
-    server.faults.add("GET /api/v4/projects/:id", "status", status=500, body={"message": "500 Internal Server Error"},
-                      path_regex=rf"/projects/{pid}$")
+    server.faults.add(
+        "GET /api/v4/projects/:id",
+        "status",
+        status=500,
+        body={"message": "500 Internal Server Error"},
+        path_regex=rf"/projects/{pid}$",
+    )
 
     outcome = pipeline.sync_unit(services, unit, RunParams())
     assert outcome["failed"] == {
         str(pid): f"project {pid}: GitLabError: GitLab GET /api/v4/projects/{pid} answered 500: "
-                  "500 Internal Server Error"
+        "500 Internal Server Error"
     }
     assert (outcome["events"], outcome["transient"]) == ({}, True)
     assert recorded_heads(imrt_engine) == before
@@ -334,7 +373,6 @@ def test_a_dry_run_writes_nothing(bank, services, imrt_engine):
         assert conn.scalar(sa.text("SELECT count(*) FROM item")) == 0
         assert conn.scalar(sa.text("SELECT count(*) FROM imrt_project_hook")) == 0
     assert all(services.gitlab.hooks(p["id"]) == [] for p in projects)
-
 
 
 def test_the_event_of_a_project_the_listing_could_not_read_is_not_closed_synced(bank, server, services, imrt_engine):

@@ -6,7 +6,7 @@ its grants and Flyway history are test_legacy_bootstrap's, this service's own ta
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -101,7 +101,10 @@ def test_spring_batch_tables_match_v4(imrt_engine):
         instance = _columns(conn, "batch_job_instance")
         assert instance["job_instance_id"]["data_type"] == "bigint"
         assert instance["job_instance_id"]["column_default"] is None  # ids come from batch_job_seq, not SERIAL
-        assert (instance["job_key"]["data_type"], instance["job_key"]["character_maximum_length"]) == ("character varying", 32)
+        assert (instance["job_key"]["data_type"], instance["job_key"]["character_maximum_length"]) == (
+            "character varying",
+            32,
+        )
         assert instance["version"]["is_nullable"] == "YES"
 
         execution = _columns(conn, "batch_job_execution")
@@ -114,10 +117,16 @@ def test_spring_batch_tables_match_v4(imrt_engine):
 
         params = _columns(conn, "batch_job_execution_params")
         assert params["double_val"]["data_type"] == "double precision"
-        assert (params["identifying"]["data_type"], params["identifying"]["character_maximum_length"]) == ("character", 1)
+        assert (params["identifying"]["data_type"], params["identifying"]["character_maximum_length"]) == (
+            "character",
+            1,
+        )
         assert _columns(conn, "batch_step_execution_context")["serialized_context"]["data_type"] == "text"
 
-        assert _constraints(conn, "batch_job_instance") == {"batch_job_instance_pkey": "PRIMARY KEY", "job_inst_un": "UNIQUE"}
+        assert _constraints(conn, "batch_job_instance") == {
+            "batch_job_instance_pkey": "PRIMARY KEY",
+            "job_inst_un": "UNIQUE",
+        }
         assert _constraints(conn, "batch_job_execution")["job_inst_exec_fk"] == "FOREIGN KEY"
         assert _constraints(conn, "batch_job_execution_params") == {"job_exec_params_fk": "FOREIGN KEY"}
         assert _constraints(conn, "batch_step_execution")["job_exec_step_fk"] == "FOREIGN KEY"
@@ -130,9 +139,7 @@ def test_spring_batch_tables_match_v4(imrt_engine):
                 " FROM information_schema.sequences WHERE sequence_schema = 'public' AND sequence_name LIKE 'batch%'"
             )
         ).all()
-        assert sorted(sequences) == sorted(
-            (name, "bigint", "1", "9223372036854775807", "NO") for name in SEQUENCES
-        )
+        assert sorted(sequences) == sorted((name, "bigint", "1", "9223372036854775807", "NO") for name in SEQUENCES)
         assert conn.scalar(sa.text("SELECT nextval('batch_job_seq')")) == 1
 
 
@@ -163,7 +170,10 @@ def test_imrt_tables_match_v20(imrt_engine):
                 "CURRENT_TIMESTAMP",
             )
         assert (item["updated_by"]["is_nullable"], item["updated_by"]["column_default"]) == ("NO", None)
-        assert (item["is_being_created"]["data_type"], item["is_being_created"]["column_default"]) == ("boolean", "false")
+        assert (item["is_being_created"]["data_type"], item["is_being_created"]["column_default"]) == (
+            "boolean",
+            "false",
+        )
         assert item["sight_tts_provided"]["data_type"] == "boolean"
         assert item["sight_tts_provided"]["is_nullable"] == "YES"
         for name in ("associated_stimulus_id", "exposures_count", "form_count", "item_difficulty_quintile"):
@@ -199,14 +209,21 @@ def test_a_mapped_item_can_be_written(imrt_engine):
     """The mapped values have types the legacy columns accept."""
     bootstrap_legacy(imrt_engine)
     mapped = map_item(copy.deepcopy(ITEM), 17)
-    now = datetime(2018, 6, 1, tzinfo=timezone.utc)
+    now = datetime(2018, 6, 1, tzinfo=UTC)
     history = {"updated_by": "jdoe", "item_created_by": "jdoe", "item_created_at": now, "workflow_status_set_at": now}
     with imrt_engine.begin() as conn:
         key = conn.scalar(
-            schema.item.insert().values(**mapped.columns, item_json=mapped.item_json, **history).returning(schema.item.c.key)
+            schema.item.insert()
+            .values(**mapped.columns, item_json=mapped.item_json, **history)
+            .returning(schema.item.c.key)
         )
-        conn.execute(schema.item_attachment.insert(), [{**row, "item_key": key, "updated_by": "jdoe"} for row in mapped.attachments])
-        conn.execute(schema.item_form.insert(), [{**row, "item_key": key, "updated_by": "jdoe"} for row in mapped.forms])
+        conn.execute(
+            schema.item_attachment.insert(),
+            [{**row, "item_key": key, "updated_by": "jdoe"} for row in mapped.attachments],
+        )
+        conn.execute(
+            schema.item_form.insert(), [{**row, "item_key": key, "updated_by": "jdoe"} for row in mapped.forms]
+        )
 
     with imrt_engine.connect() as conn:
         row = conn.execute(sa.select(schema.item).where(schema.item.c.key == key)).mappings().one()
@@ -214,8 +231,10 @@ def test_a_mapped_item_can_be_written(imrt_engine):
         assert row["item_json"] == ITEM
         assert row["is_being_created"] is False
         assert row["created_at"] is not None
-        assert conn.execute(sa.select(schema.item_attachment.c.file_name, schema.item_attachment.c.uploaded_at)).all() == [
-            ("a.mp4", datetime(2018, 5, 25, 20, 57, 45, tzinfo=timezone.utc))  # the first of duplicates, as legacy
+        assert conn.execute(
+            sa.select(schema.item_attachment.c.file_name, schema.item_attachment.c.uploaded_at)
+        ).all() == [
+            ("a.mp4", datetime(2018, 5, 25, 20, 57, 45, tzinfo=UTC))  # the first of duplicates, as legacy
         ]
         assert conn.scalar(sa.select(schema.item_form.c.exposures)) == 40
         with pytest.raises(sa.exc.IntegrityError, match="unique_id_constraint"):
@@ -225,9 +244,7 @@ def test_a_mapped_item_can_be_written(imrt_engine):
 def test_a_second_call_creates_nothing_and_keeps_data(imrt_engine):
     bootstrap_legacy(imrt_engine)
     with imrt_engine.begin() as conn:
-        conn.execute(
-            schema.project_lock.insert().values(project_id=42, locked_at=sa.func.now(), updated_by="internal")
-        )
+        conn.execute(schema.project_lock.insert().values(project_id=42, locked_at=sa.func.now(), updated_by="internal"))
         conn.execute(sa.text("SELECT nextval('batch_job_execution_seq')"))
 
     assert bootstrap_legacy(imrt_engine) == []

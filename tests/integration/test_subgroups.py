@@ -7,9 +7,10 @@ The bank: the group, a subgroup with items, and a look-alike group whose path st
 
 from __future__ import annotations
 
-
 import pytest
 import sqlalchemy as sa
+from protocol_runs import run
+from sync_users import add_sync_user
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, SyncSettings
@@ -17,8 +18,6 @@ from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.migrate import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
-from protocol_runs import run
-from sync_users import add_sync_user
 
 TOKEN = "glpat-subgroups-admin"
 SYNC_TOKEN = "glpat-subgroups-sync"
@@ -56,10 +55,17 @@ def services_for(server, imrt_engine, tmp_path):
     clients: list[GitLabClient] = []
 
     def make(include_subgroups: bool = True) -> pipeline.Services:
-        settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=SECRET, concurrency=4,
-                                include_subgroups=include_subgroups, git_cache_dir=tmp_path / "cache")
-        gitlab = GitLabClient(GitLabSettings(base_url=server.url, token=SYNC_TOKEN, retries=1, backoff_factor=0.01,
-                                             allow_http=True))
+        settings = SyncSettings(
+            group=GROUP,
+            webhook_url=WEBHOOK_URL,
+            webhook_secret=SECRET,
+            concurrency=4,
+            include_subgroups=include_subgroups,
+            git_cache_dir=tmp_path / "cache",
+        )
+        gitlab = GitLabClient(
+            GitLabSettings(base_url=server.url, token=SYNC_TOKEN, retries=1, backoff_factor=0.01, allow_http=True)
+        )
         clients.append(gitlab)
         return pipeline.Services(settings, gitlab, imrt_engine, GitAccess(SYNC_TOKEN, 60, origin=server.url))
 

@@ -7,44 +7,65 @@ import pytest
 import sqlalchemy as sa
 
 from imrt_sync.config import EventRetryPolicy
-from imrt_sync.migrate import prepare_database
 from imrt_sync.hook_events import OTHER_BRANCH, OUTSIDE_GROUP, Closed, EventLog, HookEvent, Verdict
+from imrt_sync.migrate import prepare_database
 
 POLICY = EventRetryPolicy(base_seconds=60, max_seconds=300, max_attempts=3, retention_days=30)
 
 
 def push(project_id: int, sha: str = "a" * 40) -> HookEvent:
-    return HookEvent("push", project_id, f"iat/{project_id}", ref="refs/heads/master", commit_sha=sha,
-                     default_branch="master")
+    return HookEvent(
+        "push", project_id, f"iat/{project_id}", ref="refs/heads/master", commit_sha=sha, default_branch="master"
+    )
 
 
 def rows(engine) -> list[tuple]:
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(
-            "SELECT id, project_id, status, run_id, detail, claimed_at IS NOT NULL, finished_at IS NOT NULL"
-            " FROM imrt_webhook_event ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id, project_id, status, run_id, detail, claimed_at IS NOT NULL, finished_at IS NOT NULL"
+                    " FROM imrt_webhook_event ORDER BY id"
+                )
+            )
+        ]
 
 
 def attempts(engine) -> list[tuple]:
     """(id, status, attempts, seconds until the next attempt or None)."""
     with engine.connect() as conn:
-        return [tuple(r) for r in conn.execute(sa.text(
-            "SELECT id, status, attempts, round(extract(epoch FROM next_attempt_at - now()))"
-            " FROM imrt_webhook_event ORDER BY id"))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                sa.text(
+                    "SELECT id, status, attempts, round(extract(epoch FROM next_attempt_at - now()))"
+                    " FROM imrt_webhook_event ORDER BY id"
+                )
+            )
+        ]
 
 
 def ignored_counts(engine) -> dict[tuple[str, str], int]:
     """``{(day ISO, reason): events}`` from imrt_webhook_ignored_count."""
     with engine.connect() as conn:
-        return {(day.isoformat(), reason): events for day, reason, events in conn.execute(sa.text(
-            "SELECT day, reason, events FROM imrt_webhook_ignored_count"))}
+        return {
+            (day.isoformat(), reason): events
+            for day, reason, events in conn.execute(
+                sa.text("SELECT day, reason, events FROM imrt_webhook_ignored_count")
+            )
+        }
 
 
 def make_due(engine) -> None:
     """What the passing of the back-off does: every waiting event's next attempt time is reached."""
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE imrt_webhook_event SET next_attempt_at = now() - interval '1 second'"
-                             " WHERE next_attempt_at IS NOT NULL"))
+        conn.execute(
+            sa.text(
+                "UPDATE imrt_webhook_event SET next_attempt_at = now() - interval '1 second'"
+                " WHERE next_attempt_at IS NOT NULL"
+            )
+        )
 
 
 def new_log(engine) -> EventLog:
@@ -54,13 +75,22 @@ def new_log(engine) -> EventLog:
 
 def test_an_event_is_recorded_with_what_gitlab_sent(imrt_engine):
     log = new_log(imrt_engine)
-    event_id = log.record(HookEvent("push", 7, "iat/7", "refs/heads/master", "b" * 40, "master", "uuid-1"),
-                          Verdict("pending"))
+    event_id = log.record(
+        HookEvent("push", 7, "iat/7", "refs/heads/master", "b" * 40, "master", "uuid-1"), Verdict("pending")
+    )
     with imrt_engine.connect() as conn:
-        row = conn.execute(sa.text("SELECT * FROM imrt_webhook_event WHERE id = :id"), {"id": event_id}).mappings().one()
-    assert (row["event_type"], row["project_id"], row["project_path"], row["ref"], row["commit_sha"],
-            row["gitlab_event_uuid"], row["status"]) == ("push", 7, "iat/7", "refs/heads/master", "b" * 40, "uuid-1",
-                                                         "pending")
+        row = (
+            conn.execute(sa.text("SELECT * FROM imrt_webhook_event WHERE id = :id"), {"id": event_id}).mappings().one()
+        )
+    assert (
+        row["event_type"],
+        row["project_id"],
+        row["project_path"],
+        row["ref"],
+        row["commit_sha"],
+        row["gitlab_event_uuid"],
+        row["status"],
+    ) == ("push", 7, "iat/7", "refs/heads/master", "b" * 40, "uuid-1", "pending")
     assert row["received_at"] is not None and row["run_id"] is None
     assert (row["attempts"], row["next_attempt_at"]) == (0, None)
 
@@ -87,10 +117,15 @@ def test_closing_marks_failed_items_for_a_later_attempt_and_the_rest_synced(imrt
     log.claim("webhook__r1")
     assert log.close("webhook__r1", {2: "project 2: GitLab answered 503"}, POLICY) == Closed(1, 2, 0)
     assert [(pid, status, run_id, detail) for _, pid, status, run_id, detail, _, _ in rows(imrt_engine)] == [
-        (1, "synced", "webhook__r1", None), (2, "pending", None, "project 2: GitLab answered 503"),
-        (2, "pending", None, "project 2: GitLab answered 503")]
+        (1, "synced", "webhook__r1", None),
+        (2, "pending", None, "project 2: GitLab answered 503"),
+        (2, "pending", None, "project 2: GitLab answered 503"),
+    ]
     assert [(status, n, wait) for _, status, n, wait in attempts(imrt_engine)] == [
-        ("synced", 1, None), ("pending", 1, 60), ("pending", 1, 60)]
+        ("synced", 1, None),
+        ("pending", 1, 60),
+        ("pending", 1, 60),
+    ]
     assert log.close("webhook__r1", {}, POLICY) == Closed()  # closed once
     assert not log.has_due() and log.claim("webhook__r2") == []  # the back-off holds them
 
@@ -151,7 +186,10 @@ def test_a_new_push_is_due_at_once_and_takes_the_waiting_events_of_its_project_a
     assert log.has_due()
     assert [e.id for e in log.claim("webhook__r2")] == [waiting, fresh]  # project 2 keeps waiting
     assert [(i, status, n) for i, status, n, _ in attempts(imrt_engine)] == [
-        (waiting, "claimed", 2), (other, "pending", 1), (fresh, "claimed", 1)]
+        (waiting, "claimed", 2),
+        (other, "pending", 1),
+        (fresh, "claimed", 1),
+    ]
 
 
 def test_events_of_a_run_that_ended_unclosed_cost_an_attempt(imrt_engine):
@@ -162,7 +200,8 @@ def test_events_of_a_run_that_ended_unclosed_cost_an_attempt(imrt_engine):
     assert log.claiming_runs() == ["webhook__r1"]
     assert log.release(["webhook__r1"], "run webhook__r1 ended without closing its events", POLICY) == Closed(0, 2, 0)
     assert [(status, run_id, claimed, detail) for _, _, status, run_id, detail, claimed, _ in rows(imrt_engine)] == [
-        ("pending", None, False, "run webhook__r1 ended without closing its events")] * 2
+        ("pending", None, False, "run webhook__r1 ended without closing its events")
+    ] * 2
     assert log.claim("webhook__r2") == []  # not before the back-off
     make_due(imrt_engine)
     assert [e.project_id for e in log.claim("webhook__r2")] == [1, 2]
@@ -188,16 +227,24 @@ def test_ignored_events_are_counted_per_day_and_reason_and_outlive_pruning(imrt_
 
 def test_pruning_removes_only_closed_events_past_the_retention(imrt_engine):
     log = new_log(imrt_engine)
-    ids = {name: log.record(push(n), Verdict("pending")) for n, name in enumerate(
-        ["synced", "failed", "pending", "claimed", "recent"], start=1)}
+    ids = {
+        name: log.record(push(n), Verdict("pending"))
+        for n, name in enumerate(["synced", "failed", "pending", "claimed", "recent"], start=1)
+    }
     ignored = log.record(push(7), Verdict("ignored", "x", OTHER_BRANCH))
     with imrt_engine.begin() as conn:
         for name in ("synced", "failed", "pending", "claimed"):
-            conn.execute(sa.text("UPDATE imrt_webhook_event SET status = :s, received_at = now() - interval '40 days'"
-                                 " WHERE id = :id"), {"s": name, "id": ids[name]})
+            conn.execute(
+                sa.text(
+                    "UPDATE imrt_webhook_event SET status = :s, received_at = now() - interval '40 days' WHERE id = :id"
+                ),
+                {"s": name, "id": ids[name]},
+            )
         conn.execute(sa.text("UPDATE imrt_webhook_event SET status = 'synced' WHERE id = :id"), {"id": ids["recent"]})
-        conn.execute(sa.text("UPDATE imrt_webhook_event SET received_at = now() - interval '29 days' WHERE id = :id"),
-                     {"id": ignored})
+        conn.execute(
+            sa.text("UPDATE imrt_webhook_event SET received_at = now() - interval '29 days' WHERE id = :id"),
+            {"id": ignored},
+        )
     assert log.prune(30) == 2
     assert [i for i, *_ in rows(imrt_engine)] == [ids["pending"], ids["claimed"], ids["recent"], ignored]
     assert log.prune(30) == 0
@@ -205,14 +252,18 @@ def test_pruning_removes_only_closed_events_past_the_retention(imrt_engine):
 
 def test_the_first_migration_adds_the_attempt_columns_to_an_event_table_created_before_them(imrt_engine):
     with imrt_engine.begin() as conn:
-        conn.execute(sa.text(
-            "CREATE TABLE imrt_webhook_event (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
-            " received_at TIMESTAMPTZ NOT NULL DEFAULT now(), event_type VARCHAR(40) NOT NULL, project_id BIGINT,"
-            " project_path VARCHAR, ref VARCHAR, commit_sha VARCHAR(64), gitlab_event_uuid VARCHAR(64),"
-            " status VARCHAR(16) NOT NULL, detail VARCHAR, run_id VARCHAR(250), claimed_at TIMESTAMPTZ,"
-            " finished_at TIMESTAMPTZ)"))
-        conn.execute(sa.text("INSERT INTO imrt_webhook_event (event_type, project_id, status)"
-                             " VALUES ('push', 4, 'pending')"))
+        conn.execute(
+            sa.text(
+                "CREATE TABLE imrt_webhook_event (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,"
+                " received_at TIMESTAMPTZ NOT NULL DEFAULT now(), event_type VARCHAR(40) NOT NULL, project_id BIGINT,"
+                " project_path VARCHAR, ref VARCHAR, commit_sha VARCHAR(64), gitlab_event_uuid VARCHAR(64),"
+                " status VARCHAR(16) NOT NULL, detail VARCHAR, run_id VARCHAR(250), claimed_at TIMESTAMPTZ,"
+                " finished_at TIMESTAMPTZ)"
+            )
+        )
+        conn.execute(
+            sa.text("INSERT INTO imrt_webhook_event (event_type, project_id, status) VALUES ('push', 4, 'pending')")
+        )
     log = new_log(imrt_engine)
     prepare_database(imrt_engine)  # twice: nothing more to add
     assert [e.project_id for e in log.claim("webhook__r1")] == [4]

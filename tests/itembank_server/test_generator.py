@@ -86,7 +86,9 @@ def test_bank_has_the_variety_a_sync_must_handle(items):
     assert sum("testAdministration" in d["core"] for d in questions) >= 20
     for section in ("asl", "braille", "cc"):
         assert sum(bool(d[section]["attachments"]) for d in docs) >= 5, section
-    assert sum(d["translations"]["esp"]["isProvided"] in (True, "true") for d in docs) >= 10  # "true": as legacy read it
+    assert (
+        sum(d["translations"]["esp"]["isProvided"] in (True, "true") for d in docs) >= 10
+    )  # "true": as legacy read it
     assert len({d["workflow"]["workflowStatusCode"] for d in docs}) >= 6
     assert {d["core"]["metadata"]["subject"] for d in docs} == {"Math", "ELA"}
     assert {d["core"]["metadata"]["grade"] for d in docs} == set(GRADES)

@@ -62,7 +62,9 @@ def test_generated_upload_dates_are_not_all_iat_style(documents):
 
 
 def test_generated_attachments_without_uploaded_date(documents):
-    attachments = [a for d in documents for kind in ("asl", "braille", "cc") for a in d.get(kind, {}).get("attachments", [])]
+    attachments = [
+        a for d in documents for kind in ("asl", "braille", "cc") for a in d.get(kind, {}).get("attachments", [])
+    ]
     assert any("uploadedDate" not in a for a in attachments)
     assert any("uploadedDate" in a for a in attachments)
 
@@ -71,9 +73,7 @@ def test_every_generated_document_maps(documents):
     for project_id, document in enumerate(documents, start=1):
         mapped = map_item(parse_item_json(json.dumps(document).encode(), project_id), project_id)
         assert mapped.item_id == int(document["id"])
-    undated = [
-        a for d in documents for a in map_item(d, 1).attachments if a["uploaded_at"] is None
-    ]
+    undated = [a for d in documents for a in map_item(d, 1).attachments if a["uploaded_at"] is None]
     assert undated, "an attachment without uploadedDate maps to a NULL date"
 
 

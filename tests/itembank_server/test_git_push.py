@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import pytest
@@ -87,7 +87,7 @@ def test_developer_push_moves_the_branch_and_fires_one_push_hook(server, bank, p
     work = clone(server, home, tmp_path)
     env = git_env(home, DEVELOPER_TOKEN)
     after = commit(work, env, "Operational", {**ITEM, "workflow": {"workflowStatusCode": "Operational"}})
-    started = datetime.now(timezone.utc).replace(microsecond=0)
+    started = datetime.now(UTC).replace(microsecond=0)
     run_git("push", "origin", "main", env=env, cwd=work)
     assert bank.head(project["id"]) == after
     assert json.loads(bank.read_file(project["id"], "item.json"))["workflow"]["workflowStatusCode"] == "Operational"

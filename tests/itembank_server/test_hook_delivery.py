@@ -8,6 +8,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -76,7 +77,9 @@ class Listener:
             if len(got) >= count:
                 return got
             time.sleep(0.01)
-        raise AssertionError(f"{len(self.received(path))} requests to {path or 'any path'} after {timeout}s, want {count}")
+        raise AssertionError(
+            f"{len(self.received(path))} requests to {path or 'any path'} after {timeout}s, want {count}"
+        )
 
     def close(self) -> None:
         self.hold.set()
@@ -324,9 +327,9 @@ def test_failing_hook_is_temporarily_disabled_after_four_failures_with_growing_b
 
 
 def _timestamp(epoch: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    when = datetime.fromtimestamp(epoch, timezone.utc)
+    when = datetime.fromtimestamp(epoch, UTC)
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
 
 
@@ -449,7 +452,10 @@ def test_tls_verification_off_accepts_any_certificate(make_server, project, tls_
 
 def test_system_hooks_get_project_events_and_pushes(make_server, project, listener):
     server = make_server(
-        system_hooks=[SystemHook(f"{listener.url}/system", token="system-secret"), f"{listener.url}/quiet,push_events=false"]
+        system_hooks=[
+            SystemHook(f"{listener.url}/system", token="system-secret"),
+            f"{listener.url}/quiet,push_events=false",
+        ]
     )
     hooks = server.hooks
     hooks.project_event("project_create", project, USER)
@@ -496,7 +502,9 @@ def test_system_hook_spec_and_cli_option():
         "https://hooks.example/in", "abc", False, True,
     )  # fmt: skip
     assert "abc" not in repr(hook)
-    args = build_parser().parse_args(["serve", "--root", "r", "--system-hook", "http://h/x,enable_ssl_verification=false"])
+    args = build_parser().parse_args(
+        ["serve", "--root", "r", "--system-hook", "http://h/x,enable_ssl_verification=false"]
+    )
     assert args.system_hook == [SystemHook("http://h/x", enable_ssl_verification=False)]
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "--root", "r", "--system-hook", "http://h/x,colour=red"])
@@ -577,8 +585,17 @@ def test_a_git_push_by_a_developer_is_delivered_to_the_project_hook_within_two_s
     work = tmp_path / "work"
     git("clone", f"{server.url}/{project['path_with_namespace']}.git", str(work), env=env)
     (work / "item.json").write_text(json.dumps({"id": 1, "workflow": {"workflowStatusCode": "Approved"}}) + "\n")
-    git("-c", "user.name=Dee Developer", "-c", "user.email=dee@example.org", "commit", "-qam", "Approve", env=env,
-        cwd=work)
+    git(
+        "-c",
+        "user.name=Dee Developer",
+        "-c",
+        "user.email=dee@example.org",
+        "commit",
+        "-qam",
+        "Approve",
+        env=env,
+        cwd=work,
+    )
     sha = git("rev-parse", "HEAD", env=env, cwd=work).stdout.strip()
     git("push", "-q", "origin", "main", env=env, cwd=work)
     pushed_at = time.monotonic()

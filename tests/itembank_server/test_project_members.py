@@ -98,10 +98,24 @@ def test_adding_members_answers_as_gitlab(server, bank, setup):
         ("keeper", {"user_id": 9999, "access_level": GUEST}, 404, {"message": "404 User Not Found"}),
         ("keeper", {"user_id": keeper["id"], "access_level": GUEST}, 409, {"message": "Member already exists"}),
         ("keeper", {"user_id": outsider["id"]}, 400, {"error": "access_level is missing"}),
-        ("keeper", {"user_id": outsider["id"], "access_level": 35}, 400,
-         {"message": {"access_level": ["is not included in the list"]}}),
-        ("keeper", {"user_id": reader_id, "access_level": GUEST}, 400, {"message": {"access_level": [
-            f"should be greater than or equal to Reporter inherited membership from group {GROUP}"]}}),
+        (
+            "keeper",
+            {"user_id": outsider["id"], "access_level": 35},
+            400,
+            {"message": {"access_level": ["is not included in the list"]}},
+        ),
+        (
+            "keeper",
+            {"user_id": reader_id, "access_level": GUEST},
+            400,
+            {
+                "message": {
+                    "access_level": [
+                        f"should be greater than or equal to Reporter inherited membership from group {GROUP}"
+                    ]
+                }
+            },
+        ),
         ("reader", {"user_id": outsider["id"], "access_level": GUEST}, 403, FORBIDDEN),
     ]
     for name, payload, status, body in cases:

@@ -265,9 +265,12 @@ def test_listing_pages_count_only_the_visible_projects(server, bank):
         assert response.headers["X-Next-Page"] == ("" if page >= 3 else str(page + 1))
         seen += [p["path"] for p in response.json()]
     assert seen == visible
-    keyset = [p.path for p in client(server, OUTSIDER).groups.get(GROUP, lazy=True).projects.list(
-        iterator=True, pagination="keyset", order_by="id", sort="asc", per_page=4
-    )]
+    keyset = [
+        p.path
+        for p in client(server, OUTSIDER)
+        .groups.get(GROUP, lazy=True)
+        .projects.list(iterator=True, pagination="keyset", order_by="id", sort="asc", per_page=4)
+    ]
     assert keyset == visible
 
 
@@ -280,8 +283,19 @@ def test_git_reads_follow_visibility_and_pushes_need_developer(server, bank, int
     assert "refs/heads/main" in internal.stdout
     run_git("clone", "--quiet", git_url(server, internal_group["open"]), str(home / "open"), env=outsider_env)
     (home / "open" / "item.json").write_text('{"id": 9}')
-    run_git("commit", "-qam", "edit", env={**outsider_env, "GIT_AUTHOR_NAME": "o", "GIT_AUTHOR_EMAIL": "o@x",
-            "GIT_COMMITTER_NAME": "o", "GIT_COMMITTER_EMAIL": "o@x"}, cwd=home / "open")
+    run_git(
+        "commit",
+        "-qam",
+        "edit",
+        env={
+            **outsider_env,
+            "GIT_AUTHOR_NAME": "o",
+            "GIT_AUTHOR_EMAIL": "o@x",
+            "GIT_COMMITTER_NAME": "o",
+            "GIT_COMMITTER_EMAIL": "o@x",
+        },
+        cwd=home / "open",
+    )
     push = run_git("push", "origin", "main", env=outsider_env, cwd=home / "open", check=False)
     assert push.returncode != 0 and "You are not allowed to push code to this project." in push.stderr
     hidden = run_git("ls-remote", git_url(server, internal_group["private"]), env=outsider_env, check=False)
@@ -289,8 +303,9 @@ def test_git_reads_follow_visibility_and_pushes_need_developer(server, bank, int
 
     guest = person(bank, "guest", "glpat-guest")
     bank.add_project_member(internal_group["private"], guest["id"], GUEST)
-    as_guest = run_git("ls-remote", git_url(server, internal_group["private"]), env=git_env(home, "glpat-guest"),
-                       check=False)
+    as_guest = run_git(
+        "ls-remote", git_url(server, internal_group["private"]), env=git_env(home, "glpat-guest"), check=False
+    )
     assert as_guest.returncode != 0 and "You are not allowed to download code from this project." in as_guest.stderr
     assert run_git("ls-remote", git_url(server, internal_group["internal"]), env=git_env(home, "glpat-guest")).stdout
 
@@ -312,7 +327,13 @@ def test_hook_payloads_carry_the_projects_visibility(bank, internal_group):
 
 def test_serve_sets_the_group_and_generated_items_visibility(tmp_path):
     process, announced = start(
-        tmp_path / "bank", "--generate", "2", "--visibility", "internal", "--token", "t",
+        tmp_path / "bank",
+        "--generate",
+        "2",
+        "--visibility",
+        "internal",
+        "--token",
+        "t",
         env={**os.environ, "ITEMBANK_TOKENS": ""},
     )
     try:

@@ -26,10 +26,20 @@ from devstack.bench.runners import run_phases
 
 def result(case="b", mode="dag", wall=25.0, **overrides) -> CaseResult:
     values = dict(
-        size=2000, case=case, mode=mode, wall=wall, status="COMPLETED", expectation="ok", listed=1995, changed=20,
+        size=2000,
+        case=case,
+        mode=mode,
+        wall=wall,
+        status="COMPLETED",
+        expectation="ok",
+        listed=1995,
+        changed=20,
         rest={"GET /api/v4/projects/:id/hooks": 2000, "GET /api/v4/groups/:id/projects": 20},
-        git={"git info/refs": 2000}, rows={"item": 20, "item_git": 20, "project_lock": 40},
-        mapped_tis=20, memory={"airflow": 1024**3, "stack": 2 * 1024**3}, fingerprint="abc (1995 items)",
+        git={"git info/refs": 2000},
+        rows={"item": 20, "item_git": 20, "project_lock": 40},
+        mapped_tis=20,
+        memory={"airflow": 1024**3, "stack": 2 * 1024**3},
+        fingerprint="abc (1995 items)",
         reference="yes",
     )
     values.update(overrides)
@@ -100,8 +110,13 @@ def test_which_targets_apply():
 
 def test_expected_plan_problems():
     counts = nightly_counts(2000)
-    plan_b = {"total_ids": 1995, "to_sync": list(range(20)), "to_delete": list(range(5)),
-              "missing_webhook": list(range(10)), "deletion_blocked": ""}
+    plan_b = {
+        "total_ids": 1995,
+        "to_sync": list(range(20)),
+        "to_delete": list(range(5)),
+        "missing_webhook": list(range(10)),
+        "deletion_blocked": "",
+    }
     assert expected_plan_problems("b", plan_b, 1995, counts, first=False) == []
     plan_c = {**plan_b, "to_sync": [1], "to_delete": [], "missing_webhook": []}
     assert expected_plan_problems("c", plan_c, 1995, counts, first=False) == ["to sync 1 not 0"]
@@ -114,7 +129,8 @@ def test_expected_plan_problems():
 
 def test_writes_delta_and_fingerprints():
     assert writes_delta({"item": 5, "item_git": 2}, {"item": 7, "item_git": 2, "item_log": 3}) == {
-        "item": 2, "item_log": 3,
+        "item": 2,
+        "item_log": 3,
     }
     same = [result(mode="dag"), result(mode="direct")]
     assert fingerprint_mismatches(same) == []
@@ -146,8 +162,15 @@ def test_run_phases_from_task_instances():
 def test_render_markdown_has_the_table_the_readme_takes():
     results = [
         result(case="a", mode="dag", wall=240.0, changed=2000, listed=2000),
-        result(case="a", mode="direct", wall=100.0, changed=2000, listed=2000, mapped_tis=None,
-               memory={"process": 200 * 1024**2, "stack": 400 * 1024**2}),
+        result(
+            case="a",
+            mode="direct",
+            wall=100.0,
+            changed=2000,
+            listed=2000,
+            mapped_tis=None,
+            memory={"process": 200 * 1024**2, "stack": 400 * 1024**2},
+        ),
         result(case="b", mode="dag", wall=25.0),
     ]
     report = render_markdown({"date": "2026-01-01 00:00 UTC", "args": "--sizes 2000", "machine": "2 cores"}, results)

@@ -13,8 +13,8 @@ import jwt
 import pytest
 
 from imrt_compat import alerts, guardrails
-from imrt_compat.assets import ITEM_DATA
 from imrt_compat import settings as imrt_settings
+from imrt_compat.assets import ITEM_DATA
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GITLAB_TASKS = ("list_ids", "sync", "dispatch_webhooks")
@@ -37,8 +37,10 @@ def test_timeouts_are_sized_for_20000_items(dag):
     assert dag.dagrun_timeout == timedelta(hours=3)
     timeouts = {task.task_id: task.execution_timeout for task in dag.tasks}
     assert timeouts == {
-        "list_ids": timedelta(minutes=45), "sync": timedelta(minutes=30),
-        "dispatch_webhooks": timedelta(minutes=60), "summary": timedelta(minutes=15),
+        "list_ids": timedelta(minutes=45),
+        "sync": timedelta(minutes=30),
+        "dispatch_webhooks": timedelta(minutes=60),
+        "summary": timedelta(minutes=15),
     }
     assert all(timeout < dag.dagrun_timeout for timeout in timeouts.values())
 
@@ -145,8 +147,10 @@ def variable_reads(monkeypatch):
 def test_a_task_reads_each_variable_once(monkeypatch, variable_reads):
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_GROUP", "iat-dev")
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_URL", "https://imrt.example.org/webHook")
-    monkeypatch.setenv("AIRFLOW_CONN_GITLAB_DEFAULT", '{"conn_type": "http", "host": "https://gitlab.example.org", '
-                                                      '"password": "glpat-x"}')
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_GITLAB_DEFAULT",
+        '{"conn_type": "http", "host": "https://gitlab.example.org", "password": "glpat-x"}',
+    )
     values = imrt_settings.read_variables()
     for _ in range(2):  # what list_ids does on the real-time path: settings, GitLab, and two engines
         imrt_settings.sync_settings(values)

@@ -72,7 +72,8 @@ def test_relative_links_resolve_inside_the_repository(document):
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_nothing_points_outside_the_clone(document):
     outside = [
-        mention for mention in path_mentions(document)
+        mention
+        for mention in path_mentions(document)
         if mention.startswith("../") or "/shared/" in mention or mention.startswith("shared/")
     ]
     assert not outside, outside

@@ -96,8 +96,9 @@ ERRORS: dict[str, Callable[[], BaseException]] = {
     "GitLab answer not JSON": lambda: gitlab_failure((200, b"<html>sign in</html>", {})),
     "GitLab page shorter than X-Total": lambda: gitlab_failure((200, [HOOK], {"X-Total": "2"})),
     "GitLab pagination link to another host": lambda: gitlab_failure((200, [HOOK], {"Link": ELSEWHERE})),
-    "group not readable": lambda: gitlab_failure((404, {"message": "404 Group Not Found"}, {}),
-                                                 lambda gitlab: gitlab.group(SCOPE.group)),
+    "group not readable": lambda: gitlab_failure(
+        (404, {"message": "404 Group Not Found"}, {}), lambda gitlab: gitlab.group(SCOPE.group)
+    ),
     "access to every project not proven": lambda: AccessNotProven(SCOPE, "imrt-sync is not a member of group iat"),
     "listed but answering 404": lambda: ListedButNotFound(PROJECT, SCOPE),
     "run refused": lambda: pipeline.RunRefused("GitLab group iat is not readable; deleted nothing"),
@@ -121,36 +122,36 @@ STEPS = ("listing", "item sync", "item deletion", "hook repair", "task services"
 # answer that is not JSON, a link to another host) and a bad setting now fail at once in every step.
 RETRIED: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     #                                           listing  item sync  item deletion  hook repair  task services
-    "item.json invalid":                        (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab 401":                               (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab 403":                               (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab 404":                               (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab 409":                               (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab 429 after the client's retries":    (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab 500 after the client's retries":    (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab 502 after the client's retries":    (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab 503 after the client's retries":    (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab 504 after the client's retries":    (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab not reachable":                     (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab timed out":                         (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab certificate does not verify":       (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab redirect":                          (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab answer not JSON":                   (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "GitLab page shorter than X-Total":         (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "GitLab pagination link to another host":   (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "group not readable":                       (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "access to every project not proven":       (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "listed but answering 404":                 (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "run refused":                              (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "setting missing":                          (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "plain http GitLab URL":                    (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "schema not ready":                         (FAIL,   FAIL,      FAIL,          FAIL,        FAIL),
-    "project lock held":                        (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "git fetch failed":                         (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "git repository not found":                 (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "database unreachable":                     (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "requests error outside the client":        (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
-    "unexpected bug":                           (RETRY,  RETRY,     RETRY,         RETRY,       RETRY),
+    "item.json invalid": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab 401": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab 403": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab 404": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab 409": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab 429 after the client's retries": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab 500 after the client's retries": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab 502 after the client's retries": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab 503 after the client's retries": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab 504 after the client's retries": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab not reachable": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab timed out": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab certificate does not verify": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab redirect": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab answer not JSON": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "GitLab page shorter than X-Total": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "GitLab pagination link to another host": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "group not readable": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "access to every project not proven": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "listed but answering 404": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "run refused": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "setting missing": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "plain http GitLab URL": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "schema not ready": (FAIL, FAIL, FAIL, FAIL, FAIL),
+    "project lock held": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "git fetch failed": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "git repository not found": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "database unreachable": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "requests error outside the client": (RETRY, RETRY, RETRY, RETRY, RETRY),
+    "unexpected bug": (RETRY, RETRY, RETRY, RETRY, RETRY),
 }
 CASES = [(kind, step, retried) for kind, by_step in RETRIED.items() for step, retried in zip(STEPS, by_step)]
 
@@ -230,8 +231,13 @@ def task_services(error: BaseException) -> None:
         pass
 
 
-STEP = {"listing": listing, "item sync": item_sync, "item deletion": item_deletion, "hook repair": hook_repair,
-        "task services": task_services}
+STEP = {
+    "listing": listing,
+    "item sync": item_sync,
+    "item deletion": item_deletion,
+    "hook repair": hook_repair,
+    "task services": task_services,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -257,11 +263,14 @@ def test_which_errors_each_step_retries(kind, step, expected):
     assert retried(lambda: STEP[step](error)) is expected
 
 
-@pytest.mark.parametrize(("first", "second", "expected"), [
-    ("GitLab 403", "item.json invalid", FAIL),
-    ("GitLab 403", "GitLab 503 after the client's retries", RETRY),
-    ("project lock held", "item.json invalid", RETRY),
-])
+@pytest.mark.parametrize(
+    ("first", "second", "expected"),
+    [
+        ("GitLab 403", "item.json invalid", FAIL),
+        ("GitLab 403", "GitLab 503 after the client's retries", RETRY),
+        ("project lock held", "item.json invalid", RETRY),
+    ],
+)
 def test_a_unit_is_retried_when_any_of_its_items_failures_may_pass(first, second, expected):
     """Items that landed change nothing when the instance runs again."""
     unit = {"label": "1..2 (2 items)", "sync": [1, 2], "delete": []}
@@ -277,8 +286,9 @@ def test_a_transient_listing_failure_is_raised_as_it_is_for_airflow_and_publishe
     with pytest.raises(GitLabError) as raised:
         dag_tasks.listing_failed(error)
     assert raised.value is error
-    assert ti.pushed == {"outcome": {"error": f"GitLab GET /api/v4/projects/{PROJECT}/hooks answered 503: "
-                                              "503 Service Unavailable"}}
+    assert ti.pushed == {
+        "outcome": {"error": f"GitLab GET /api/v4/projects/{PROJECT}/hooks answered 503: 503 Service Unavailable"}
+    }
 
 
 def test_every_domain_error_class_is_under_the_one_base():
@@ -300,8 +310,9 @@ def exception_classes() -> dict[str, list[str]]:
             for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
                 if isinstance(node, ast.ClassDef):
                     classes[node.name] = [ast.unparse(base).rsplit(".", 1)[-1] for base in node.bases]
-    errors = {name for name, value in vars(builtins).items() if isinstance(value, type)
-              and issubclass(value, BaseException)}
+    errors = {
+        name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+    }
     while grown := {name for name, names in classes.items() if name not in errors and errors & set(names)}:
         errors |= grown
     return {name: names for name, names in classes.items() if name in errors}

@@ -30,15 +30,30 @@ from imrt_compat.api import (
 TRACE_MARKERS = ("traceback", 'file "/', "sqlalchemy.", "psycopg", "site-packages", ".py")
 
 
-def call(app, method: str, path: str, *, headers: dict[str, str] | None = None, chunks: tuple[bytes, ...] = (),
-         root_path: str = "") -> tuple[int, bytes]:
+def call(
+    app,
+    method: str,
+    path: str,
+    *,
+    headers: dict[str, str] | None = None,
+    chunks: tuple[bytes, ...] = (),
+    root_path: str = "",
+) -> tuple[int, bytes]:
     """One HTTP request through ``app`` as an ASGI server makes it: the body arrives in ``chunks``; returns the
     status and the body of the answer."""
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
-        "path": path, "raw_path": path.encode(), "root_path": root_path, "query_string": b"",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": root_path,
+        "query_string": b"",
         "headers": [(name.lower().encode(), value.encode()) for name, value in (headers or {}).items()],
-        "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
     }
     messages = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
     messages.append({"type": "http.request", "body": b"", "more_body": False})
@@ -235,7 +250,10 @@ def answer(app) -> tuple[int, dict]:
 def test_a_route_past_the_deadline_answers_503_and_may_change_nothing_after(deadline):
     route = SlowRoute()
     status, body = answer(guarded_app(route))
-    assert (status, body) == (503, {"detail": f"the imrt database did not answer within {deadline:g} s; try again later"})
+    assert (status, body) == (
+        503,
+        {"detail": f"the imrt database did not answer within {deadline:g} s; try again later"},
+    )
     assert not route.finished.is_set()
 
     route.release.set()
@@ -290,5 +308,6 @@ def test_an_unavailable_dag_answers_its_own_status(deadline, code, detail):
 
 def test_a_route_answer_passes_through_unchanged(deadline):
     assert answer(guarded_app(lambda: JSONResponse({"detail": "no job execution 9"}, status_code=404))) == (
-        404, {"detail": "no job execution 9"}
+        404,
+        {"detail": "no job execution 9"},
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import pickle
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -26,7 +26,7 @@ from imrt_sync.mapping import (
 from itembank_server.item_documents import ALL_TYPES, make_item_document
 
 PROJECT = 17
-UTC = timezone.utc
+UTC = UTC
 
 # A full multiple-choice item in the shape of the legacy fixtures (good-item.json, item_with_admin_data.json,
 # item-with-duplicate-asl-filenames.json, math-all-standard-ids.json), plus fields the mapping does not know.
@@ -97,7 +97,9 @@ FULL_ITEM: dict[str, Any] = {
                 {
                     "administrationId": "345.sss",
                     "fieldTestData": {"itemDifficultyQuintile": "2"},
-                    "forms": [{"assessmentType": "Summative", "exposures": None, "formId": "form.345.FT", "formType": None}],
+                    "forms": [
+                        {"assessmentType": "Summative", "exposures": None, "formId": "form.345.FT", "formType": None}
+                    ],
                 },
             ],
         },
@@ -403,10 +405,25 @@ def test_minimal_document_with_null_sections():
         ("core.testAdministration.administrations[0].forms[0].exposures", 100.0, "exposures_count", 125),
         ("core.testAdministration.administrations[0].forms[0].exposures", " 7 ", "exposures_count", 32),
         ("core.testAdministration.administrations[0].forms[0].exposures", "", "exposures_count", 25),
-        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", 5, "item_difficulty_quintile", 5),
-        ("core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile", None, "item_difficulty_quintile", None),
+        (
+            "core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile",
+            5,
+            "item_difficulty_quintile",
+            5,
+        ),
+        (
+            "core.testAdministration.administrations[1].fieldTestData.itemDifficultyQuintile",
+            None,
+            "item_difficulty_quintile",
+            None,
+        ),
         ("core.testAdministration.administrations[1].fieldTestData", None, "item_difficulty_quintile", None),
-        ("core.testAdministration.fieldTestAdministrationId", "no-such-administration", "item_difficulty_quintile", None),
+        (
+            "core.testAdministration.fieldTestAdministrationId",
+            "no-such-administration",
+            "item_difficulty_quintile",
+            None,
+        ),
         ("core.testAdministration.fieldTestAdministrationId", None, "item_difficulty_quintile", None),
         ("core.testAdministration.administrations", [], "exposures_count", None),
         ("core.testAdministration.administrations", [], "form_count", None),
@@ -421,7 +438,9 @@ def test_field_values(path, value, column, expected):
 
 
 def test_a_quintile_in_an_administration_that_is_not_the_field_test_is_not_read():
-    document = mutated(FULL_ITEM, "core.testAdministration.administrations[0].fieldTestData.itemDifficultyQuintile", "x")
+    document = mutated(
+        FULL_ITEM, "core.testAdministration.administrations[0].fieldTestData.itemDifficultyQuintile", "x"
+    )
     assert map_item(document, PROJECT).columns["item_difficulty_quintile"] == 2
 
 
@@ -587,7 +606,9 @@ def test_parse_item_json():
     assert parse_item_json(b"\xef\xbb\xbf" + raw, PROJECT) == FULL_ITEM  # a UTF-8 byte order mark is ignored
     assert parse_item_json(bytearray(raw), PROJECT) == FULL_ITEM
     assert parse_item_json(memoryview(raw), PROJECT) == FULL_ITEM
-    assert map_item(parse_item_json(raw, PROJECT), PROJECT).columns == map_item(copy.deepcopy(FULL_ITEM), PROJECT).columns
+    assert (
+        map_item(parse_item_json(raw, PROJECT), PROJECT).columns == map_item(copy.deepcopy(FULL_ITEM), PROJECT).columns
+    )
 
 
 @pytest.mark.parametrize(
@@ -658,7 +679,11 @@ def test_item_validation_error():
     error = ItemValidationError(17, "core.metadata.intendedGrade must be a string or null, got list", "205030")
     assert isinstance(error, ValueError)
     assert str(error) == "project 17 (item 205030): core.metadata.intendedGrade must be a string or null, got list"
-    assert (error.project_id, error.item_id, error.problem) == (17, "205030", "core.metadata.intendedGrade must be a string or null, got list")
+    assert (error.project_id, error.item_id, error.problem) == (
+        17,
+        "205030",
+        "core.metadata.intendedGrade must be a string or null, got list",
+    )
 
     without_item = ItemValidationError(17, "item.json is not valid JSON: Expecting value at line 1 column 1")
     assert str(without_item) == "project 17: item.json is not valid JSON: Expecting value at line 1 column 1"
@@ -692,8 +717,10 @@ _KNOWN_KEYS = [
 ]  # fmt: skip
 structured_values = st.recursive(
     _scalars,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(_KNOWN_KEYS) | st.text(max_size=6), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(_KNOWN_KEYS) | st.text(max_size=6), children, max_size=6)
+    ),
     max_leaves=40,
 )
 
@@ -813,7 +840,9 @@ def test_provided_columns_of_a_missing_section_are_empty_text(section):
     assert columns_of({**LEGACY_ITEM, section: None})[column] == ""
 
 
-@pytest.mark.parametrize(("provided", "expected"), [(True, "true"), (False, "false"), ("true", "true"), ("false", "false")])
+@pytest.mark.parametrize(
+    ("provided", "expected"), [(True, "true"), (False, "false"), ("true", "true"), ("false", "false")]
+)
 def test_provided_columns_hold_the_boolean_as_text(provided, expected):
     # IIS@0.1.46:model/ItemRevisionImpl.java:142 String.valueOf(item.getAsl().isAslProvided())
     assert columns_of({**LEGACY_ITEM, "asl": {"isAslProvided": provided}})["asl_provided"] == expected
@@ -861,8 +890,18 @@ def administered(quintile: Any, *, field_test_id: Any = "1.sss", administration_
 @pytest.mark.parametrize(
     ("quintile", "expected"),
     [
-        ("2", 2), (2, 2), ("-1", -1), ("007", 7),
-        ("+2", None), (" 2", None), ("2.0", None), (2.0, None), ("two", None), ("", None), ("  ", None), (True, None),
+        ("2", 2),
+        (2, 2),
+        ("-1", -1),
+        ("007", 7),
+        ("+2", None),
+        (" 2", None),
+        ("2.0", None),
+        (2.0, None),
+        ("two", None),
+        ("", None),
+        ("  ", None),
+        (True, None),
         ("99999999999", None),
     ],
 )
@@ -880,7 +919,9 @@ def test_difficulty_quintile_of_the_last_matching_administration():
 
 def test_difficulty_quintile_null_field_test_id_matches_a_null_administration_id():
     # IIS@0.1.46:model/ItemRevisionImpl.java:234 StringUtils.equals(null, null) is true
-    assert columns_of(administered("5", field_test_id=None, administration_ids=(None,)))["item_difficulty_quintile"] == 5
+    assert (
+        columns_of(administered("5", field_test_id=None, administration_ids=(None,)))["item_difficulty_quintile"] == 5
+    )
     assert columns_of(administered("5", field_test_id=None))["item_difficulty_quintile"] is None
 
 
@@ -938,7 +979,9 @@ def test_organisation_and_author_json_names():
     metadata = {"organizationTypeId": "smarterBalanced", "organizationName": "SB", "itemAuthor": "An User"}
     columns = columns_of({**LEGACY_ITEM, "core": {"metadata": metadata}})
     assert (columns["organization_type_id"], columns["organization_name"], columns["item_author"]) == (
-        "smarterBalanced", "SB", "An User",
+        "smarterBalanced",
+        "SB",
+        "An User",
     )
 
 
@@ -966,20 +1009,7 @@ def test_attachment_without_uploaded_date_is_stored_with_a_null_date_where_legac
 # item-with-duplicate-asl-filenames.json (ms, iat-10: order and classes of an item), item-with-content-reqd-and-
 # attachments.json (stim, iat-11.2: images, audio, cc associations) and stim.json/tutorial.json (core of a stimulus).
 
-MODEL_METADATA = (
-    "accessibilityLanguageComplexity algebraDescriptor1 algebraDescriptor2 allowCalculator claim2Category "
-    "claim2SubCategory contentTaskModel copyrightHolder copyrightHolderOther depthOfKnowledge easyListeningFormula "
-    "estimatedQuintile evidenceStatement intendedGrade itemAuthor languageFeatures maxGrade maximumPoints "
-    "meaningPurpose minGrade organizationTypeId organizationName performanceTask performanceTaskPosition "
-    "presentationFormat primaryClaim primaryCommonCoreStandard primaryContentDomain primaryEmphasis "
-    "primaryMathematicalPractice primaryTarget primaryTargetSet quaternaryClaim quaternaryCommonCoreStandard "
-    "quaternaryContentDomain quaternaryMathematicalPractice quaternaryTarget readabilityFleschKincaid "
-    "readabilityLexile scoringEngine scorePoints secondaryMathematicalPractice secondaryClaim "
-    "secondaryCommonCoreStandard secondaryContentDomain secondaryTarget specificationVersion stimulusFormat "
-    "stimulusGenre stimulusLength stimulusName stimulusLiteraryCategory stimulusLiteraryKnowledgeDemands structure "
-    "subject tertiaryMathematicalPractice tertiaryClaim tertiaryCommonCoreStandard tertiaryContentDomain "
-    "tertiaryTarget testCategory version wordCount writingPurpose"
-).split()
+MODEL_METADATA = ["accessibilityLanguageComplexity", "algebraDescriptor1", "algebraDescriptor2", "allowCalculator", "claim2Category", "claim2SubCategory", "contentTaskModel", "copyrightHolder", "copyrightHolderOther", "depthOfKnowledge", "easyListeningFormula", "estimatedQuintile", "evidenceStatement", "intendedGrade", "itemAuthor", "languageFeatures", "maxGrade", "maximumPoints", "meaningPurpose", "minGrade", "organizationTypeId", "organizationName", "performanceTask", "performanceTaskPosition", "presentationFormat", "primaryClaim", "primaryCommonCoreStandard", "primaryContentDomain", "primaryEmphasis", "primaryMathematicalPractice", "primaryTarget", "primaryTargetSet", "quaternaryClaim", "quaternaryCommonCoreStandard", "quaternaryContentDomain", "quaternaryMathematicalPractice", "quaternaryTarget", "readabilityFleschKincaid", "readabilityLexile", "scoringEngine", "scorePoints", "secondaryMathematicalPractice", "secondaryClaim", "secondaryCommonCoreStandard", "secondaryContentDomain", "secondaryTarget", "specificationVersion", "stimulusFormat", "stimulusGenre", "stimulusLength", "stimulusName", "stimulusLiteraryCategory", "stimulusLiteraryKnowledgeDemands", "structure", "subject", "tertiaryMathematicalPractice", "tertiaryClaim", "tertiaryCommonCoreStandard", "tertiaryContentDomain", "tertiaryTarget", "testCategory", "version", "wordCount", "writingPurpose"]
 """core.metadata as item-with-duplicate-asl-filenames.json has it, in its order."""
 
 
@@ -988,7 +1018,13 @@ def model_file(name: str | None, uploaded: str | None) -> dict:
 
 
 def model_content(**content: Any) -> dict:
-    return {**content, "updatedDate": "2018-05-18T20:42:19.246Z", "isRequired": "true", "isManagedByIat": True, "isProvided": True}
+    return {
+        **content,
+        "updatedDate": "2018-05-18T20:42:19.246Z",
+        "isRequired": "true",
+        "isManagedByIat": True,
+        "isProvided": True,
+    }
 
 
 MODEL_WRITTEN_ITEM: dict[str, Any] = {
@@ -1000,7 +1036,7 @@ MODEL_WRITTEN_ITEM: dict[str, Any] = {
         "tutorialId": "67775",
         "enemyItems": [],
         "testAdministration": None,  # not in the iat-10 file; read by IIS 0.1.46 (model/ItemRevisionImpl.java:216)
-        "metadata": {name: "" for name in MODEL_METADATA} | {"presentationFormat": [], "primaryEmphasis": None},
+        "metadata": dict.fromkeys(MODEL_METADATA, "") | {"presentationFormat": [], "primaryEmphasis": None},
         "scoring": {"rubric": "", "defaultScore": 0, "variables": [], "rules": []},
         "en": model_content(
             prompt="<p>Thomas bakes specialty cakes.</p>",

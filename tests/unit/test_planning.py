@@ -25,7 +25,11 @@ def test_new_stale_unchanged_gone_and_missing_hook_are_told_apart():
 
 def test_full_mode_resyncs_unchanged_items():
     plan = plan_run(
-        [project(1, "a"), project(2, "b")], {1: "a", 2: "b"}, full=True, guard=GUARD, listing_complete=True,
+        [project(1, "a"), project(2, "b")],
+        {1: "a", 2: "b"},
+        full=True,
+        guard=GUARD,
+        listing_complete=True,
         items_total=2,
     )
     assert plan.to_sync == (1, 2)
@@ -48,7 +52,7 @@ def test_empty_listing_never_deletes_even_below_the_guard():
     [(20, 5, True), (20, 6, False), (100, 10, True), (100, 11, False), (1000, 100, True), (1000, 101, False)],
 )
 def test_deletion_guard_allows_max_of_minimum_and_ratio(recorded, gone, allowed):
-    heads = {pid: "h" for pid in range(recorded)}
+    heads = dict.fromkeys(range(recorded), "h")
     listed = [project(pid) for pid in range(gone, recorded)]
     plan = plan_run(listed, heads, full=False, guard=GUARD, listing_complete=True, items_total=recorded)
     assert plan.gone == tuple(range(gone))
@@ -70,8 +74,13 @@ def test_targeted_run_deletes_a_requested_project_that_is_gone():
 def test_the_guard_of_a_targeted_run_counts_over_every_item_in_item_git(items_total, gone, allowed):
     requested = tuple(range(1, gone + 1))  # every requested project answers 404 (webhook or item_ids run)
     plan = plan_run(
-        [], {pid: "h" for pid in requested}, full=False, guard=GUARD, listing_complete=True,
-        items_total=items_total, only_ids=requested,
+        [],
+        dict.fromkeys(requested, "h"),
+        full=False,
+        guard=GUARD,
+        listing_complete=True,
+        items_total=items_total,
+        only_ids=requested,
     )
     assert plan.gone == requested
     if allowed:
@@ -84,7 +93,12 @@ def test_the_guard_of_a_targeted_run_counts_over_every_item_in_item_git(items_to
 def test_a_project_that_could_not_be_read_is_skipped_reported_and_blocks_every_deletion():
     projects = [project(1, "a2"), project(3, "c")]
     plan = plan_run(
-        projects, {1: "a1", 2: "b", 3: "c", 9: "z"}, full=False, guard=GUARD, listing_complete=True, items_total=4,
+        projects,
+        {1: "a1", 2: "b", 3: "c", 9: "z"},
+        full=False,
+        guard=GUARD,
+        listing_complete=True,
+        items_total=4,
         unreadable={2: "project 2 (200002): GitFetchError: git ls-remote failed (HTTP 503)"},
     )
     assert plan.to_sync == (1,) and plan.unchanged == (3,)
@@ -132,7 +146,7 @@ def test_batches_above_the_bound_stay_within_it_and_cover_every_item_once():
     covered = [pid for u in units for pid in u["sync"] + u["delete"]]
     assert sorted(covered) == ids
     assert units[0]["label"] == "item1..item4 (4 items)"
-    assert units[-1]["delete"] == ids[-(1000 % 4 or 4):]
+    assert units[-1]["delete"] == ids[-(1000 % 4 or 4) :]
 
 
 def test_no_work_no_units():
@@ -161,11 +175,23 @@ def test_work_within_the_bound_stays_one_item_per_unit_whatever_the_batch_size()
 def test_an_item_being_created_is_synced_when_its_create_branch_moves_though_the_default_branch_did_not():
     creating = [ProjectState(1, "200001", "main", "d", True, "s2"), ProjectState(2, "200002", "main", "d", True, "s1")]
     plan = plan_run(
-        creating + [project(3, "h")], {1: "d", 2: "d", 3: "h"}, full=False, guard=GUARD, listing_complete=True,
-        items_total=3, recorded_source_heads={1: "s1", 2: "s1"},
+        creating + [project(3, "h")],
+        {1: "d", 2: "d", 3: "h"},
+        full=False,
+        guard=GUARD,
+        listing_complete=True,
+        items_total=3,
+        recorded_source_heads={1: "s1", 2: "s1"},
     )
     assert plan.to_sync == (1,)
     assert plan.unchanged == (2, 3)
     gone_branch = ProjectState(1, "200001", "main", "d", True, None)  # the create branch was deleted
-    assert plan_run([gone_branch], {1: "d"}, full=False, guard=GUARD, listing_complete=True, items_total=1,
-                    recorded_source_heads={1: "s1"}).to_sync == (1,)
+    assert plan_run(
+        [gone_branch],
+        {1: "d"},
+        full=False,
+        guard=GUARD,
+        listing_complete=True,
+        items_total=1,
+        recorded_source_heads={1: "s1"},
+    ).to_sync == (1,)

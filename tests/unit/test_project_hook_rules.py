@@ -3,23 +3,38 @@ GitLab documents them (https://docs.gitlab.com/api/project_webhooks/#get-a-proje
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from imrt_sync.projecthooks import (
-    CREATE, NONE, REPLACE, UPDATE, HookRepair, hook_is_current, hook_is_disabled, repair_for, secret_fingerprint,
+    CREATE,
+    NONE,
+    REPLACE,
+    UPDATE,
+    HookRepair,
+    hook_is_current,
+    hook_is_disabled,
+    repair_for,
+    secret_fingerprint,
 )
 
 URL = "https://imrt.example.org/webHook"
-NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CURRENT = secret_fingerprint("new-secret")
 PREVIOUS = secret_fingerprint("old-secret")
 
 
 def hook(hook_id: int, url: str = URL, **changes) -> dict:
-    return {"id": hook_id, "url": url, "push_events": True, "enable_ssl_verification": True,
-            "alert_status": "executable", "disabled_until": None, **changes}
+    return {
+        "id": hook_id,
+        "url": url,
+        "push_events": True,
+        "enable_ssl_verification": True,
+        "alert_status": "executable",
+        "disabled_until": None,
+        **changes,
+    }
 
 
 def test_the_fingerprint_tells_secrets_apart_without_containing_them():

@@ -16,8 +16,11 @@ def advertisement(*lines: str) -> bytes:
 
 
 def test_refs_are_read_with_capabilities_after_the_first_one():
-    body = advertisement(f"{SHA_A} HEAD\0multi_ack side-band-64k symref=HEAD:refs/heads/main\n",
-                         f"{SHA_A} refs/heads/main\n", f"{SHA_B} refs/heads/feature\n")
+    body = advertisement(
+        f"{SHA_A} HEAD\0multi_ack side-band-64k symref=HEAD:refs/heads/main\n",
+        f"{SHA_A} refs/heads/main\n",
+        f"{SHA_B} refs/heads/feature\n",
+    )
     assert list(_advertised_refs(body)) == [(SHA_A, "HEAD"), (SHA_A, "refs/heads/main"), (SHA_B, "refs/heads/feature")]
 
 
@@ -28,8 +31,13 @@ def test_an_empty_repository_advertises_no_refs():
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"garbage", pkt("# service=git-upload-pack\n")[:-3], advertisement("not-a-sha refs/heads/main\n"),
-     pkt(f"{SHA_A} refs/heads/main\n")],
+    [
+        b"",
+        b"garbage",
+        pkt("# service=git-upload-pack\n")[:-3],
+        advertisement("not-a-sha refs/heads/main\n"),
+        pkt(f"{SHA_A} refs/heads/main\n"),
+    ],
     ids=["empty", "garbage", "truncated", "bad-sha", "no-service-line"],
 )
 def test_a_malformed_advertisement_is_an_error(body):

@@ -7,7 +7,13 @@ import pytest
 
 from imrt_compat.gitlab_connection import CLIENT_EXTRAS, base_url
 from imrt_compat.settings import (
-    DEFAULTS, SettingsError, _default_cache_dir, _string_list, gitlab_settings, imrt_option, sync_settings,
+    DEFAULTS,
+    SettingsError,
+    _default_cache_dir,
+    _string_list,
+    gitlab_settings,
+    imrt_option,
+    sync_settings,
 )
 from imrt_sync import gitrepo
 from imrt_sync.config import GitLabSettings, ImrtOptions, RunParams, SyncSettings, field_defaults, origin
@@ -140,7 +146,9 @@ def test_git_access_and_services_reprs_hide_the_token():
     access = GitAccess(token, 30, origin="https://gitlab.example.org")
     services = Services(
         SyncSettings(group="iat-dev", webhook_url="https://imrt.example.org/webHook", webhook_secret="hook-secret-x"),
-        None, None, access,  # type: ignore[arg-type]  # only the reprs are under test
+        None,
+        None,
+        access,  # type: ignore[arg-type]  # only the reprs are under test
     )
     assert token not in repr(access) and token not in repr(services) and "hook-secret-x" not in repr(services)
     assert "gitlab.example.org" in repr(access)
@@ -214,7 +222,7 @@ def documented_defaults(heading: str) -> dict[str, str]:
     cells of each row, where ``| `a` / `b` | `1` / `2` |`` documents two names."""
     lines = CONFIGURATION_DOC.read_text(encoding="utf-8").splitlines()
     defaults: dict[str, str] = {}
-    for line in lines[lines.index(heading) + 1:]:
+    for line in lines[lines.index(heading) + 1 :]:
         if line.startswith("#"):
             break
         cells = [cell.strip() for cell in line.strip("|").split("|")]
@@ -236,8 +244,11 @@ def same_default(documented: str, default) -> bool:
 
 def differences(documented: dict[str, str], code: dict) -> list[str]:
     assert documented.keys() == code.keys()
-    return [f"{name}: documented {documented[name]}, code {code[name]!r}" for name in code
-            if not same_default(documented[name], code[name])]
+    return [
+        f"{name}: documented {documented[name]}, code {code[name]!r}"
+        for name in code
+        if not same_default(documented[name], code[name])
+    ]
 
 
 def test_the_documented_imrt_options_match_the_code():

@@ -41,8 +41,12 @@ def body(document) -> bytes:
 def test_push_event_is_read_from_gitlabs_documented_payload():
     event = parse_event("Push Hook", body(payload("push")), "6a2a4c8f-uuid")
     assert event == HookEvent(
-        "push", 15, "mike/diaspora", ref="refs/heads/master",
-        commit_sha="da1560886d4f094c3e6c9ef40349f7d38b5d27d7", default_branch="master",
+        "push",
+        15,
+        "mike/diaspora",
+        ref="refs/heads/master",
+        commit_sha="da1560886d4f094c3e6c9ef40349f7d38b5d27d7",
+        default_branch="master",
         gitlab_event_uuid="6a2a4c8f-uuid",
     )
 
@@ -52,7 +56,10 @@ def test_system_hook_project_create_and_destroy_are_read():
     destroyed = parse_event("System Hook", body(payload("project_destroy")))
     assert (created.event_type, created.project_id, created.project_path) == ("project_create", 74, "jsmith/storecloud")
     assert (destroyed.event_type, destroyed.project_id, destroyed.project_path) == (
-        "project_destroy", 73, "jsmith/underscore")
+        "project_destroy",
+        73,
+        "jsmith/underscore",
+    )
 
 
 def test_a_system_hook_push_is_a_push():
@@ -111,7 +118,12 @@ def test_push_to_the_default_branch_of_a_group_project_is_acted_on():
         ({"ref": "refs/heads/feature"}, "mike", [], "not to the default branch master"),
         ({"ref": "refs/tags/v1"}, "mike", [], "not to the default branch master"),
         ({}, "iat-prod", [], "not in the group iat-prod and its subgroups"),
-        ({}, "mik", [], "not in the group mik and its subgroups"),  # no prefix match (the legacy service matched prefixes)
+        (
+            {},
+            "mik",
+            [],
+            "not in the group mik and its subgroups",
+        ),  # no prefix match (the legacy service matched prefixes)
         ({}, "mike", ["diaspora"], "imrt_ignore_projects"),
     ],
 )
@@ -166,7 +178,6 @@ def test_event_runs_are_named_apart_from_other_runs():
     run_id = webhook_run_id()
     assert is_webhook_run(run_id)
     assert not is_webhook_run("legacy__12") and not is_webhook_run("scheduled__2026-01-01T09:00:00+00:00")
-
 
 
 def test_during_a_rotation_both_secrets_are_accepted_and_nothing_else():
@@ -237,8 +248,14 @@ def test_retry_settings_are_read_from_the_variables_and_a_bad_one_is_named():
     ],
 )
 def test_a_project_transfer_is_acted_on_when_it_enters_or_leaves_the_item_bank(old, new, status):
-    document = {"event_name": "project_transfer", "project_id": 74, "path_with_namespace": new,
-                "old_path_with_namespace": old, "path": "200123", "name": "200123"}
+    document = {
+        "event_name": "project_transfer",
+        "project_id": 74,
+        "path_with_namespace": new,
+        "old_path_with_namespace": old,
+        "path": "200123",
+        "name": "200123",
+    }
     event = parse_event("System Hook", body(document))
     assert (event.project_id, event.project_path, event.old_project_path) == (74, new, old)
     assert triage(event, GroupScope("mike"), []).status == status

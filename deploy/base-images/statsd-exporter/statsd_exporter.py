@@ -131,7 +131,7 @@ def serve_udp(registry: Registry, address: tuple[str, int]) -> None:
 
 def http_handler(registry: Registry, path: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             if self.path.split("?")[0] == path:
                 body, content_type = registry.exposition().encode(), "text/plain; version=0.0.4; charset=utf-8"
             elif self.path == "/":

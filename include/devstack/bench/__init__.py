@@ -29,4 +29,3 @@ peak memory (PSS, sampled every 0.5 s) of the Airflow processes and of the whole
 direct mode, plus PostgreSQL and the item bank server). The final markdown table is also written to
 ``<data-dir>/bench-report.md`` (raw figures: ``bench-results.json``).
 """
-

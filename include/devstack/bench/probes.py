@@ -75,7 +75,7 @@ class MemorySampler:
         for name, pids_of in self._groups.items():
             try:
                 pids = set(pids_of()) - seen
-            except Exception:  # noqa: BLE001 - a process ending mid-sample is not an error
+            except Exception:
                 continue
             seen |= pids
             size = sum(filter(None, (pss_bytes(pid) for pid in pids)))
@@ -121,9 +121,9 @@ def table_writes(admin_url, database: str) -> dict[str, int]:
     engine = sa.create_engine(sqlalchemy_url(admin_url, database), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(sa.text(
-                "SELECT relname, n_tup_ins + n_tup_upd + n_tup_del AS n FROM pg_stat_user_tables"
-            ))
+            rows = conn.execute(
+                sa.text("SELECT relname, n_tup_ins + n_tup_upd + n_tup_del AS n FROM pg_stat_user_tables")
+            )
             return {row.relname: int(row.n) for row in rows}
     finally:
         engine.dispose()
@@ -154,6 +154,7 @@ def imrt_snapshot(url) -> imrt_snapshot_module.Snapshot:
         return imrt_snapshot_module.take(engine)
     finally:
         engine.dispose()
+
 
 def postmaster_pids(pgdata: Path) -> set[int]:
     try:

@@ -224,7 +224,9 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
         wall = "-"
         if dag is not None:
             check = wall_check(dag)
-            wall = fmt_seconds(dag.wall) + (f" (≤ {fmt_seconds(WALL_TARGETS[(size, case)])}: {_short(check)})" if check else "")
+            wall = fmt_seconds(dag.wall) + (
+                f" (≤ {fmt_seconds(WALL_TARGETS[(size, case)])}: {_short(check)})" if check else ""
+            )
             if dag.status != "COMPLETED" or dag.expectation != "ok":
                 wall += f" [{dag.status}, {dag.expectation}]"
         direct_wall = fmt_seconds(direct.wall) if direct else "-"
@@ -253,8 +255,13 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
             f"| {size:,} | ({case}) {CASES[case]} | {wall} | {direct_wall} | {ratio_text} | {rest} | {git} | {rows} "
             f"| {tis} | {airflow_peak} | {stack} | {others} |"
         )
-    lines += ["", "Requests by endpoint and phases:", "", "| items | case | mode | GitLab REST | git | phases |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "Requests by endpoint and phases:",
+        "",
+        "| items | case | mode | GitLab REST | git | phases |",
+        "|---|---|---|---|---|---|",
+    ]
     for result in sorted(results, key=lambda r: (r.size, r.case, MODES.index(r.mode))):
         phases = ", ".join(f"{k} {fmt_seconds(v)}" for k, v in result.phases.items()) or "-"
         lines.append(
@@ -262,12 +269,20 @@ def render_markdown(meta: Mapping[str, str], results: Sequence[CaseResult]) -> s
             f"| {fmt_endpoints(result.git)} | {phases} |"
         )
     mismatched = fingerprint_mismatches(results)
-    lines += ["", "Same end state in both modes (every imrt row): " + ("yes" if not mismatched else
-              "NO for " + ", ".join(f"{s:,} ({c})" for s, c in mismatched))]
+    lines += [
+        "",
+        "Same end state in both modes (every imrt row): "
+        + ("yes" if not mismatched else "NO for " + ", ".join(f"{s:,} ({c})" for s, c in mismatched)),
+    ]
     off_reference = [r for r in results if r.reference != "yes"]
-    lines += ["Same end state as one full sync of the same bank (every case and mode): " + (
-        "yes" if not off_reference else
-        "NO for " + "; ".join(f"{r.size:,} ({r.case}) {r.mode}: {r.reference}" for r in off_reference))]
+    lines += [
+        "Same end state as one full sync of the same bank (every case and mode): "
+        + (
+            "yes"
+            if not off_reference
+            else "NO for " + "; ".join(f"{r.size:,} ({r.case}) {r.mode}: {r.reference}" for r in off_reference)
+        )
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -286,7 +301,9 @@ def fingerprint_mismatches(results: Sequence[CaseResult]) -> list[tuple[int, str
     return sorted(key for key, values in prints.items() if len(values) > 1)
 
 
-def expected_plan_problems(case: str, plan: Mapping, size_now: int, counts: Mapping[str, int], *, first: bool) -> list[str]:
+def expected_plan_problems(
+    case: str, plan: Mapping, size_now: int, counts: Mapping[str, int], *, first: bool
+) -> list[str]:
     """What differs from the plan the case must produce (empty: as expected)."""
     problems = []
     to_sync, deleted = len(plan.get("to_sync", ())), len(plan.get("to_delete", ()))

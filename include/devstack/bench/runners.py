@@ -148,16 +148,30 @@ class ModeRunner:
         writes_after = settled_table_writes(self.admin_url, self.imrt_db)
         rest, git = split_counters(counters)
         problems = expected_plan_problems(case, plan, size_now, nightly_counts_, first=first)
-        memory = {("airflow" if self.mode == "dag" else "process") if k == "own" else k: v for k, v in sampler.peaks.items()}
+        memory = {
+            ("airflow" if self.mode == "dag" else "process") if k == "own" else k: v for k, v in sampler.peaks.items()
+        }
         snapshot = imrt_snapshot(self.imrt_url)
         assert self.references is not None
         return CaseResult(
-            size=self.size, case=case, mode=self.mode, wall=wall, status=verdict.get("status", "?"),
-            expectation="ok" if not problems else "; ".join(problems), listed=int(plan.get("total_ids", size_now)),
-            changed=changed, rest=rest, git=git, rows=writes_delta(writes_before, writes_after), mapped_tis=mapped,
-            memory=memory, phases=phases, fingerprint=imrt_snapshot_module.digest(snapshot),
+            size=self.size,
+            case=case,
+            mode=self.mode,
+            wall=wall,
+            status=verdict.get("status", "?"),
+            expectation="ok" if not problems else "; ".join(problems),
+            listed=int(plan.get("total_ids", size_now)),
+            changed=changed,
+            rest=rest,
+            git=git,
+            rows=writes_delta(writes_before, writes_after),
+            mapped_tis=mapped,
+            memory=memory,
+            phases=phases,
+            fingerprint=imrt_snapshot_module.digest(snapshot),
             reference=self.references.compare(self, snapshot),
-            load=(load_start, os.getloadavg()[0]), foreign_cpu=foreign,
+            load=(load_start, os.getloadavg()[0]),
+            foreign_cpu=foreign,
         )
 
 
@@ -190,8 +204,13 @@ def direct_run(
     from imrt_sync.migrate import prepare_database
 
     settings = SyncSettings(
-        group=GROUP, webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET, map_bound=options.map_bound,
-        batch_size=options.batch_size, concurrency=options.concurrency, git_cache_dir=git_cache,
+        group=GROUP,
+        webhook_url=WEBHOOK_URL,
+        webhook_secret=WEBHOOK_SECRET,
+        map_bound=options.map_bound,
+        batch_size=options.batch_size,
+        concurrency=options.concurrency,
+        git_cache_dir=git_cache,
     )
     gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN, allow_http=True)
     run = RunContext(f"bench__{case}__{time.time_ns()}", RunParams(mode=CASE_MODE[case]))
@@ -199,7 +218,10 @@ def direct_run(
     started = time.time()
     # As the DAG's tasks build theirs (imrt_compat.engine.task_engine): psycopg 3, pre-ping.
     engine = sa.create_engine(
-        imrt_url, pool_pre_ping=True, pool_size=max(4, options.parallelism), connect_args={"connect_timeout": 10},
+        imrt_url,
+        pool_pre_ping=True,
+        pool_size=max(4, options.parallelism),
+        connect_args={"connect_timeout": 10},
     )
     try:
         mark = time.time()
@@ -243,16 +265,23 @@ class DagRunner(ModeRunner):
         metadata_url = ensure_database(self.admin_url, f"bench_airflow_{self.size}", recreate=True)
         prepare_imrt_database(self.imrt_url)
         env = sync_environment(
-            gitlab_url=self.server.url, gitlab_token=TOKEN, group=GROUP, imrt_url=self.imrt_url,
-            git_cache_dir=self.work / "git-cache", webhook_url=WEBHOOK_URL, webhook_secret=WEBHOOK_SECRET,
+            gitlab_url=self.server.url,
+            gitlab_token=TOKEN,
+            group=GROUP,
+            imrt_url=self.imrt_url,
+            git_cache_dir=self.work / "git-cache",
+            webhook_url=WEBHOOK_URL,
+            webhook_secret=WEBHOOK_SECRET,
         )
-        env.update({
-            "AIRFLOW_VAR_IMRT_CONCURRENCY": str(self.options.concurrency),
-            "AIRFLOW_VAR_IMRT_MAP_BOUND": str(self.options.map_bound),
-            "AIRFLOW_VAR_IMRT_BATCH_SIZE": str(self.options.batch_size),
-            # No scheduled run: every measured run is a REST-triggered one, alone (see the module doc).
-            "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-        })
+        env.update(
+            {
+                "AIRFLOW_VAR_IMRT_CONCURRENCY": str(self.options.concurrency),
+                "AIRFLOW_VAR_IMRT_MAP_BOUND": str(self.options.map_bound),
+                "AIRFLOW_VAR_IMRT_BATCH_SIZE": str(self.options.batch_size),
+                # No scheduled run: every measured run is a REST-triggered one, alone (see the module doc).
+                "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+            }
+        )
         self.stack = project_stack(home, metadata_url, env, parallelism=self.options.parallelism)
         say(f"  starting Airflow (parallelism {self.options.parallelism}) ...")
         self.stack.start()
@@ -329,14 +358,17 @@ def run_phases(triggered: float, run: Mapping, tis: Sequence[Mapping]) -> dict[s
     last_end = None
     for task_id in ("list_ids", "sync", "dispatch_webhooks", "summary"):
         spans = [
-            (_timestamp(ti.get("start_date")), _timestamp(ti.get("end_date")))
-            for ti in tis if ti["task_id"] == task_id
+            (_timestamp(ti.get("start_date")), _timestamp(ti.get("end_date"))) for ti in tis if ti["task_id"] == task_id
         ]
         spans = [(s, e) for s, e in spans if s and e]
         if not spans:
             continue
         first, last = min(s for s, _ in spans), max(e for _, e in spans)
-        name = task_id if len(spans) == 1 else f"{task_id} ({len(spans)} TIs, mean {sum(e - s for s, e in spans) / len(spans):.1f} s)"
+        name = (
+            task_id
+            if len(spans) == 1
+            else f"{task_id} ({len(spans)} TIs, mean {sum(e - s for s, e in spans) / len(spans):.1f} s)"
+        )
         if last_end is not None:
             phases[f"gap before {task_id}"] = max(0.0, first - last_end)
         phases[name] = last - first

@@ -89,11 +89,17 @@ def check_up_and_healthy(compose: engine.Compose, expected: set[str], started: f
         compose("up", "--detach", timeout=900)
         states = wait_until_healthy(compose, expected)
     except (engine.EngineError, RuntimeError, TimeoutError) as error:
-        return Check("every service healthy (one-shot jobs exited 0)", False,
-                     f"{str(error)[-800:]}\n{failed_service_logs(compose)}")
+        return Check(
+            "every service healthy (one-shot jobs exited 0)",
+            False,
+            f"{str(error)[-800:]}\n{failed_service_logs(compose)}",
+        )
     shown = ", ".join(f"{name}: {state}" for name, state in states.items())
-    return Check("every service healthy (one-shot jobs exited 0)", True,
-                 f"{len(states)} services, {time.monotonic() - started:.0f} s after `up`: {shown}")
+    return Check(
+        "every service healthy (one-shot jobs exited 0)",
+        True,
+        f"{len(states)} services, {time.monotonic() - started:.0f} s after `up`: {shown}",
+    )
 
 
 def check_image_code_runs(compose: engine.Compose, deployment: Deployment) -> Check:
@@ -115,16 +121,24 @@ def check_image_code_runs(compose: engine.Compose, deployment: Deployment) -> Ch
         if leaked:
             problems.append(f"{service}: {len(leaked)} secret value(s) in its environment")
     scheduler = compose.container_ids()["airflow-scheduler"]
-    where = engine.docker("exec", scheduler, "python", "-c",
-                          "import imrt_sync, imrt_compat, os; print(imrt_sync.__file__); print(imrt_compat.__file__); "
-                          "print(os.environ.get('PYTHONPATH', '(not set)'))").splitlines()
+    where = engine.docker(
+        "exec",
+        scheduler,
+        "python",
+        "-c",
+        "import imrt_sync, imrt_compat, os; print(imrt_sync.__file__); print(imrt_compat.__file__); "
+        "print(os.environ.get('PYTHONPATH', '(not set)'))",
+    ).splitlines()
     if not all("/home/airflow/.local/lib/" in path for path in where[:2]):
         problems.append(f"the scheduler imports {where[:2]}")
-    evidence = (f"mounts: {volumes} named volumes, {secret_files} secret files, no other bind mount; scheduler "
-                f"imports {where[0]} and {where[1]}; PYTHONPATH {where[2]}; no secret value in any container's "
-                f"environment")
-    return Check("the image's code runs (no bind mounts, secrets only as files)", not problems,
-                 "; ".join(problems) or evidence)
+    evidence = (
+        f"mounts: {volumes} named volumes, {secret_files} secret files, no other bind mount; scheduler "
+        f"imports {where[0]} and {where[1]}; PYTHONPATH {where[2]}; no secret value in any container's "
+        f"environment"
+    )
+    return Check(
+        "the image's code runs (no bind mounts, secrets only as files)", not problems, "; ".join(problems) or evidence
+    )
 
 
 # ------------------------------------------------------------------------------------------------ database
@@ -133,15 +147,20 @@ def check_image_code_runs(compose: engine.Compose, deployment: Deployment) -> Ch
 def check_imrt_bootstrapped(compose: engine.Compose, imrt: Sql) -> Check:
     flyway = imrt.value("SELECT count(*) FROM flyway_schema_history WHERE success")
     revision = imrt.value("SELECT version_num FROM imrt_alembic_version")
-    legacy = imrt.value("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND "
-                        "table_name IN ('item', 'item_git', 'item_log', 'stim_link', 'project_lock', "
-                        "'item_attachment', 'item_form', 'batch_job_execution')")
+    legacy = imrt.value(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND "
+        "table_name IN ('item', 'item_git', 'item_log', 'stim_link', 'project_lock', "
+        "'item_attachment', 'item_form', 'batch_job_execution')"
+    )
     ids = compose.container_ids()
     exits = {name: service_state(ids[name]) for name in ("imrt-bootstrap", "imrt-migrate")}
     ok = flyway == "20" and legacy == "8" and bool(revision) and set(exits.values()) == {"exited 0"}
-    return Check("imrt bootstrapped and migrated by the deployment (one-shot services)", ok,
-                 f"{exits}; flyway_schema_history: {flyway} applied versions; legacy tables: {legacy}/8; "
-                 f"imrt_alembic_version: {revision}")
+    return Check(
+        "imrt bootstrapped and migrated by the deployment (one-shot services)",
+        ok,
+        f"{exits}; flyway_schema_history: {flyway} applied versions; legacy tables: {legacy}/8; "
+        f"imrt_alembic_version: {revision}",
+    )
 
 
 def row_counts(imrt: Sql, metadata: Sql) -> dict[str, str]:
@@ -166,8 +185,9 @@ def unpause(airflow: Airflow) -> None:
 
 def active_runs(airflow: Airflow) -> list[dict]:
     admin = airflow.token(ADMIN, "airflow_admin_password")
-    answer = airflow.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", admin,
-                          params={"state": ["queued", "running"], "limit": 50})
+    answer = airflow.call(
+        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", admin, params={"state": ["queued", "running"], "limit": 50}
+    )
     answer.raise_for_status()
     return answer.json()["dag_runs"]
 
@@ -210,11 +230,18 @@ def check_sync(airflow: Airflow, imrt: Sql, say) -> tuple[Check, int]:
     row = imrt.rows(f"SELECT status, exit_code, exit_message FROM batch_job_execution WHERE job_execution_id = {job}")
     status, exit_code, message = row[0] if row else ("?", "?", "?")
     items = imrt.value("SELECT count(*) FROM item")
-    ok = (ended["status"] == "COMPLETED" and exit_code == "COMPLETED" and "Total item bank ids: 300" in message
-          and items == "300")
-    return Check("POST /sync with the automation account's token -> a completed run over the demo bank", ok,
-                 f"job execution {job} {ended['status']} in {time.monotonic() - started:.0f} s; batch_job_execution: "
-                 f"status {status}, exit_code {exit_code}, exit_message {message!r}; {items} rows in item"), job
+    ok = (
+        ended["status"] == "COMPLETED"
+        and exit_code == "COMPLETED"
+        and "Total item bank ids: 300" in message
+        and items == "300"
+    )
+    return Check(
+        "POST /sync with the automation account's token -> a completed run over the demo bank",
+        ok,
+        f"job execution {job} {ended['status']} in {time.monotonic() - started:.0f} s; batch_job_execution: "
+        f"status {status}, exit_code {exit_code}, exit_message {message!r}; {items} rows in item",
+    ), job
 
 
 # ------------------------------------------------------------------------------------------------ pushes
@@ -231,9 +258,12 @@ class Bank:
         self.git = DeveloperGit(self.url, self.token, deployment.work_dir / "git")
 
     def projects(self, count: int) -> list[dict]:
-        answer = requests.get(f"{self.url}/api/v4/groups/{GROUP}/projects", timeout=30,
-                              headers={"PRIVATE-TOKEN": self.token},
-                              params={"per_page": count, "order_by": "id", "sort": "asc", "include_subgroups": "true"})
+        answer = requests.get(
+            f"{self.url}/api/v4/groups/{GROUP}/projects",
+            timeout=30,
+            headers={"PRIVATE-TOKEN": self.token},
+            params={"per_page": count, "order_by": "id", "sort": "asc", "include_subgroups": "true"},
+        )
         answer.raise_for_status()
         return answer.json()
 
@@ -257,16 +287,24 @@ def recorded_sha(imrt: Sql, project_id: int) -> str | None:
 def check_push_to_row(bank: Bank, imrt: Sql, project: dict) -> Check:
     sha = bank.push(project, edited(bank.item_json(project), f"Deploy test {int(time.time())}"), "deploy test edit")
     pushed = time.monotonic()
-    wait_for(f"project {project['id']}'s row at {sha[:10]}", lambda: recorded_sha(imrt, project["id"]) == sha,
-             PUSH_TO_ROW_WITHIN, 0.5)
+    wait_for(
+        f"project {project['id']}'s row at {sha[:10]}",
+        lambda: recorded_sha(imrt, project["id"]) == sha,
+        PUSH_TO_ROW_WITHIN,
+        0.5,
+    )
     latency = time.monotonic() - pushed
-    event = imrt.rows("SELECT id, event_type, status, run_id FROM imrt_webhook_event WHERE commit_sha = "
-                      f"'{sha}' ORDER BY id")
+    event = imrt.rows(
+        f"SELECT id, event_type, status, run_id FROM imrt_webhook_event WHERE commit_sha = '{sha}' ORDER BY id"
+    )
     ok = latency < PUSH_TO_ROW_WITHIN and bool(event)
-    return Check("git push -> GitLab's hook to /webHook over the compose network -> the item's row", ok,
-                 f"pushed {sha[:10]} to {project['path_with_namespace']} (project {project['id']}); "
-                 f"item_git.current_commit_hash = {sha[:10]} {latency:.1f} s later; hook event(s) received through "
-                 f"the proxy: {event}")
+    return Check(
+        "git push -> GitLab's hook to /webHook over the compose network -> the item's row",
+        ok,
+        f"pushed {sha[:10]} to {project['path_with_namespace']} (project {project['id']}); "
+        f"item_git.current_commit_hash = {sha[:10]} {latency:.1f} s later; hook event(s) received through "
+        f"the proxy: {event}",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ alerts
@@ -275,9 +313,11 @@ def check_push_to_row(bank: Bank, imrt: Sql, project: dict) -> Check:
 def maildir_messages(compose: engine.Compose) -> dict[str, email.message.EmailMessage]:
     """The mail sink's messages by their Maildir key."""
     container = compose.container_ids()["mailsink"]
-    script = ("import mailbox, os, sys; root = '/var/lib/mailsink/Maildir'; "
-              "[os.makedirs(os.path.join(root, sub), exist_ok=True) for sub in ('cur', 'new', 'tmp')]; "
-              "sys.stdout.write('\\n\\x00\\n'.join(k + '\\x01' + m.as_string() for k, m in mailbox.Maildir(root).items()))")
+    script = (
+        "import mailbox, os, sys; root = '/var/lib/mailsink/Maildir'; "
+        "[os.makedirs(os.path.join(root, sub), exist_ok=True) for sub in ('cur', 'new', 'tmp')]; "
+        "sys.stdout.write('\\n\\x00\\n'.join(k + '\\x01' + m.as_string() for k, m in mailbox.Maildir(root).items()))"
+    )
     out = engine.docker("exec", container, "python3", "-c", script)
     pairs = (raw.split("\x01", 1) for raw in out.split("\n\x00\n") if raw.strip())
     return {key: email.message_from_string(raw, policy=policy.default) for key, raw in pairs}
@@ -315,10 +355,13 @@ def check_failure_alert(bank: Bank, compose: engine.Compose, airflow: Airflow, p
     run = airflow.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}", admin)
     state = run.json().get("state") if run.status_code == 200 else f"HTTP {run.status_code}"
     ok = ALERT_TO in alert["To"] and page is not None and page.status_code == 200 and state == "failed"
-    return Check("a forced failure -> the alert e-mail at the SMTP server, with a working link", ok,
-                 f"{latency:.0f} s after the push, mail to {alert['To']} from {alert['From']}: {alert['Subject']!r}, "
-                 f"exit message {exit_message.group(1) if exit_message else '?'!r}; link {link} -> "
-                 f"HTTP {page.status_code if page is not None else '-'} through the proxy; run {run_id} is {state}")
+    return Check(
+        "a forced failure -> the alert e-mail at the SMTP server, with a working link",
+        ok,
+        f"{latency:.0f} s after the push, mail to {alert['To']} from {alert['From']}: {alert['Subject']!r}, "
+        f"exit message {exit_message.group(1) if exit_message else '?'!r}; link {link} -> "
+        f"HTTP {page.status_code if page is not None else '-'} through the proxy; run {run_id} is {state}",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ metrics, proxy
@@ -327,10 +370,15 @@ def check_failure_alert(bank: Bank, compose: engine.Compose, airflow: Airflow, p
 def check_statsd_metrics(deployment: Deployment) -> Check:
     text = requests.get(f"http://127.0.0.1:{deployment.ports.statsd_exporter}/metrics", timeout=30).text
     imrt = sorted({line.split("{")[0].split()[0] for line in text.splitlines() if line.startswith("airflow_imrt_")})
-    airflow = [line for line in text.splitlines() if line.startswith("airflow_") and not line.startswith("airflow_imrt")]
+    airflow = [
+        line for line in text.splitlines() if line.startswith("airflow_") and not line.startswith("airflow_imrt")
+    ]
     synced = next((line for line in text.splitlines() if line.startswith("airflow_imrt_items_synced")), "")
-    return Check("StatsD metrics at the exporter", bool(imrt) and bool(airflow),
-                 f"{len(airflow)} Airflow series; imrt metrics {imrt}; {synced}")
+    return Check(
+        "StatsD metrics at the exporter",
+        bool(imrt) and bool(airflow),
+        f"{len(airflow)} Airflow series; imrt metrics {imrt}; {synced}",
+    )
 
 
 def check_login_through_proxy(airflow: Airflow) -> Check:
@@ -342,18 +390,22 @@ def check_login_through_proxy(airflow: Airflow) -> Check:
     password_form = 'type="password"' in page.text
     health = airflow.get(f"{airflow.url}/api/v2/monitor/health").json()
     ok = page.status_code == 200 and button and not password_form
-    return Check("the UI login page through the TLS reverse proxy", ok,
-                 f"GET {airflow.url}/auth/login/ -> {page.status_code}, the {OIDC_PROVIDER} button: {button}, a "
-                 f"password form: {password_form}, server {page.headers.get('Server')}; GET / -> {root.status_code} "
-                 f"{root.headers.get('Location', '')}; TLS certificate verified for the external name; health "
-                 f"{health.get('metadatabase', {}).get('status')}")
+    return Check(
+        "the UI login page through the TLS reverse proxy",
+        ok,
+        f"GET {airflow.url}/auth/login/ -> {page.status_code}, the {OIDC_PROVIDER} button: {button}, a "
+        f"password form: {password_form}, server {page.headers.get('Server')}; GET / -> {root.status_code} "
+        f"{root.headers.get('Location', '')}; TLS certificate verified for the external name; health "
+        f"{health.get('metadatabase', {}).get('status')}",
+    )
 
 
 # ------------------------------------------------------------------------------------------------ restarts
 
 
-def check_down_up_keeps_rows(compose: engine.Compose, expected: set[str], airflow: Airflow, imrt: Sql, metadata: Sql,
-                             say) -> Check:
+def check_down_up_keeps_rows(
+    compose: engine.Compose, expected: set[str], airflow: Airflow, imrt: Sql, metadata: Sql, say
+) -> Check:
     wait_for("no active run", lambda: not active_runs(airflow), RUN_WITHIN, 3)  # counts of a quiet deployment
     before = row_counts(imrt, metadata)
     say(f"    rows before: {before}")
@@ -362,14 +414,21 @@ def check_down_up_keeps_rows(compose: engine.Compose, expected: set[str], airflo
     compose("up", "--detach", timeout=900)
     wait_until_healthy(compose, expected)
     after = row_counts(imrt, metadata)
-    return Check("`down` then `up` keeps every row (named volumes)", before == after,
-                 f"healthy again {time.monotonic() - started:.0f} s after `up`; rows after: {after}")
+    return Check(
+        "`down` then `up` keeps every row (named volumes)",
+        before == after,
+        f"healthy again {time.monotonic() - started:.0f} s after `up`; rows after: {after}",
+    )
 
 
 def running_sync_instances(airflow: Airflow, run_id: str) -> int:
     admin = airflow.token(ADMIN, "airflow_admin_password")
-    answer = airflow.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}/taskInstances",
-                          admin, params={"limit": 1000})
+    answer = airflow.call(
+        "GET",
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}/taskInstances",
+        admin,
+        params={"limit": 1000},
+    )
     answer.raise_for_status()
     return sum(1 for ti in answer.json()["task_instances"] if ti["state"] == "running" and ti["task_id"] == "sync")
 
@@ -386,8 +445,9 @@ def trigger_full_run(airflow: Airflow) -> str:
     """A full run (every item rewritten), triggered through Airflow's REST API by the automation account."""
     wait_for("no active run", lambda: not active_runs(airflow), RUN_WITHIN, 3)
     token = airflow.token(AUTOMATION, "imrt_automation_password")
-    answer = airflow.call("POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token,
-                          json={"logical_date": None, "conf": {"mode": "full"}})
+    answer = airflow.call(
+        "POST", f"/api/v2/dags/{DAG_ID}/dagRuns", token, json={"logical_date": None, "conf": {"mode": "full"}}
+    )
     answer.raise_for_status()
     return answer.json()["dag_run_id"]
 
@@ -401,14 +461,19 @@ def dag_run(airflow: Airflow, run_id: str) -> dict:
 
 def retried_instances(airflow: Airflow, run_id: str) -> int:
     admin = airflow.token(ADMIN, "airflow_admin_password")
-    answer = airflow.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}/taskInstances",
-                          admin, params={"limit": 1000})
+    answer = airflow.call(
+        "GET",
+        f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}/taskInstances",
+        admin,
+        params={"limit": 1000},
+    )
     answer.raise_for_status()
     return sum(1 for ti in answer.json()["task_instances"] if (ti.get("try_number") or 0) > 1)
 
 
-def check_killed_container_recovers(compose: engine.Compose, expected: set[str], airflow: Airflow, imrt: Sql,
-                                    service: str, say) -> Check:
+def check_killed_container_recovers(
+    compose: engine.Compose, expected: set[str], airflow: Airflow, imrt: Sql, service: str, say
+) -> Check:
     run_id = trigger_full_run(airflow)
     wait_for("running sync instances", lambda: running_sync_instances(airflow, run_id) > 0, 300, 0.5)
     container = compose.container_ids()[service]
@@ -417,19 +482,26 @@ def check_killed_container_recovers(compose: engine.Compose, expected: set[str],
     say(f"    killed {service} (pid {pid}) during run {run_id}")
     wait_for(f"{service} restarted", lambda: inspect(container)["RestartCount"] > restarts, 120, 1)
     states = wait_until_healthy(compose, expected)
-    run = wait_for(f"run {run_id} ended", lambda: (lambda r: r if r["state"] in ("success", "failed") else None)(
-        dag_run(airflow, run_id)), RUN_WITHIN, 3)
+    run = wait_for(
+        f"run {run_id} ended",
+        lambda: (lambda r: r if r["state"] in ("success", "failed") else None)(dag_run(airflow, run_id)),
+        RUN_WITHIN,
+        3,
+    )
     # Items whose writes met the dead database are reported failed by that run (by design: only they fail); the
     # next run, the runbook's POST /sync, must complete and leave every item in place.
     job = int(post_sync(airflow, say)["jobExecutionId"])
     after = follow_sync(airflow, job)
     items = imrt.value("SELECT count(*) FROM item")
     ok = states[service] == "healthy" and after["status"] == "COMPLETED" and items == "300"
-    return Check(f"a container killed mid-run recovers ({service})", ok,
-                 f"{service} restarted by its restart policy (restart count {inspect(container)['RestartCount']}) "
-                 f"and healthy; the full run it was killed in: {run['state']} ({retried_instances(airflow, run_id)} "
-                 f"task instance(s) retried); the next POST /sync: job execution {job} {after['status']}: "
-                 f"{after.get('exitMessage')!r}; {items} items in imrt")
+    return Check(
+        f"a container killed mid-run recovers ({service})",
+        ok,
+        f"{service} restarted by its restart policy (restart count {inspect(container)['RestartCount']}) "
+        f"and healthy; the full run it was killed in: {run['state']} ({retried_instances(airflow, run_id)} "
+        f"task instance(s) retried); the next POST /sync: job execution {job} {after['status']}: "
+        f"{after.get('exitMessage')!r}; {items} items in imrt",
+    )
 
 
 def expected_services(compose: engine.Compose) -> set[str]:

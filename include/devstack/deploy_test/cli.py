@@ -24,11 +24,18 @@ def say(text: str) -> None:
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="deploy-test", description=__doc__)
-    parser.add_argument("--work-dir", type=Path, default=ROOT / ".data" / "deploy-test",
-                        help="logs, the run's .env and secrets, the git clones (default .data/deploy-test)")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=ROOT / ".data" / "deploy-test",
+        help="logs, the run's .env and secrets, the git clones (default .data/deploy-test)",
+    )
     parser.add_argument("--https-port", type=int, default=settings.Ports.https)
-    parser.add_argument("--keep-running", action="store_true",
-                        help="leave the containers and the daemon running at the end (for a look around)")
+    parser.add_argument(
+        "--keep-running",
+        action="store_true",
+        help="leave the containers and the daemon running at the end (for a look around)",
+    )
     return parser.parse_args(argv)
 
 
@@ -51,7 +58,7 @@ class Run:
         started = time.monotonic()
         try:
             result = action()
-        except Exception as error:  # noqa: BLE001 - any failure is reported as this check's, and the run goes on
+        except Exception as error:
             result = Check(name, False, f"{type(error).__name__}: {error}")
         self.results.append(result)
         self.timings.append((result.name, time.monotonic() - started))
@@ -70,10 +77,14 @@ class Run:
         deployment = settings.write_deployment(self.work_dir, ports)
         compose = engine.Compose(ROOT, deployment.env_file)
         try:
-            self.timed("base images (stand-ins, deploy/base-images)",
-                       lambda: images.build_base_images(ROOT, self.work_dir, say))
-            self.timed("project images (docker-compose build)",
-                       lambda: images.build_project_images(compose, self.work_dir, say))
+            self.timed(
+                "base images (stand-ins, deploy/base-images)",
+                lambda: images.build_base_images(ROOT, self.work_dir, say),
+            )
+            self.timed(
+                "project images (docker-compose build)",
+                lambda: images.build_project_images(compose, self.work_dir, say),
+            )
             self.check(lambda: image_lock.check_image_is_the_lock(ROOT), image_lock.NAME)
             self.run_checks(compose, deployment)
         finally:
@@ -88,8 +99,9 @@ class Run:
         compose("down", "--volumes", "--remove-orphans", timeout=600)  # what an interrupted run left
         expected = checks.expected_services(compose)
         up_started = time.monotonic()
-        healthy = self.check(lambda: checks.check_up_and_healthy(compose, expected, up_started),
-                             "every service healthy")
+        healthy = self.check(
+            lambda: checks.check_up_and_healthy(compose, expected, up_started), "every service healthy"
+        )
         if not healthy.ok:
             return
         airflow = Airflow(deployment)
@@ -107,14 +119,16 @@ class Run:
             self.check(lambda: idp_login.check_idp_login(deployment, airflow), "login through the identity provider")
         self.check(lambda: checks.check_statsd_metrics(deployment), "StatsD metrics")
         self.check(lambda: checks.check_down_up_keeps_rows(compose, expected, airflow, imrt, metadata, say), "down/up")
-        self.check(lambda: checks.check_killed_container_recovers(compose, expected, airflow, imrt, KILLED_SERVICE,
-                                                                  say), "killed container")
+        self.check(
+            lambda: checks.check_killed_container_recovers(compose, expected, airflow, imrt, KILLED_SERVICE, say),
+            "killed container",
+        )
 
     def save_logs(self, compose: engine.Compose) -> None:
         try:
             logs = compose("logs", "--no-color", "--timestamps", timeout=300, check=False)
             checks.write_text(self.work_dir / "logs" / "compose.log", logs)
-        except Exception as error:  # noqa: BLE001 - logs are a courtesy
+        except Exception as error:
             say(f"   (could not save the containers' logs: {error})")
 
     def stop(self, compose: engine.Compose, daemon: engine.Daemon) -> None:
@@ -130,8 +144,10 @@ class Run:
         for name, spent in self.timings:
             say(f"  {spent:6.0f} s  {name}")
         passed = sum(result.ok for result in self.results)
-        say(f"deploy test: {passed} passed, {len(self.results) - passed} failed in {seconds:.0f} s "
-            f"(logs: {self.work_dir / 'logs'})")
+        say(
+            f"deploy test: {passed} passed, {len(self.results) - passed} failed in {seconds:.0f} s "
+            f"(logs: {self.work_dir / 'logs'})"
+        )
         return 0 if self.results and passed == len(self.results) else 1
 
 

@@ -20,10 +20,24 @@ class EngineError(RuntimeError):
     """A docker, compose or apt command failed; the message holds its output's tail."""
 
 
-def run(args: list[str], *, env: dict[str, str] | None = None, timeout: float = 1800, check: bool = True,
-        capture: bool = True, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd, text=True,
-                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None)
+def run(
+    args: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 1800,
+    check: bool = True,
+    capture: bool = True,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        args,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        cwd=cwd,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.STDOUT if capture else None,
+    )
     if check and result.returncode != 0:
         tail = (result.stdout or "")[-4000:]
         raise EngineError(f"{' '.join(args[:4])} ... exited {result.returncode}\n{tail}")
@@ -75,8 +89,9 @@ class Daemon:
             return
         self.work_dir.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
-            process = subprocess.Popen(["dockerd", "--pidfile", str(self.pid_file)], stdout=log, stderr=log,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                ["dockerd", "--pidfile", str(self.pid_file)], stdout=log, stderr=log, start_new_session=True
+            )
         self.pid, self.started = process.pid, True
         deadline = time.monotonic() + DAEMON_READY_SECONDS
         while not self.answers():
@@ -133,17 +148,35 @@ class Compose:
     def command(self, *args: str) -> list[str]:
         profiles = [part for profile in self.profiles for part in ("--profile", profile)]
         files = [part for name in self.files for part in ("--file", str(self.root / name))]
-        return [COMPOSE, "--project-name", self.project, "--project-directory", str(self.root),
-                *files, "--env-file", str(self.env_file), *profiles, *args]
+        return [
+            COMPOSE,
+            "--project-name",
+            self.project,
+            "--project-directory",
+            str(self.root),
+            *files,
+            "--env-file",
+            str(self.env_file),
+            *profiles,
+            *args,
+        ]
 
     def __call__(self, *args: str, timeout: float = 1800, check: bool = True, capture: bool = True) -> str:
         env = {"COMPOSE_HTTP_TIMEOUT": "300", **self.extra_env}
-        return run(self.command(*args), env=env, timeout=timeout, check=check, capture=capture, cwd=self.root).stdout or ""
+        return (
+            run(self.command(*args), env=env, timeout=timeout, check=check, capture=capture, cwd=self.root).stdout or ""
+        )
 
     def container_ids(self) -> dict[str, str]:
         """Service name -> container id, for every container of the project (running or not)."""
-        out = docker("ps", "-a", "--filter", f"label=com.docker.compose.project={self.project}",
-                     "--format", '{{.ID}} {{.Label "com.docker.compose.service"}}')
+        out = docker(
+            "ps",
+            "-a",
+            "--filter",
+            f"label=com.docker.compose.project={self.project}",
+            "--format",
+            '{{.ID}} {{.Label "com.docker.compose.service"}}',
+        )
         return {service: cid for cid, service in (line.split() for line in out.splitlines() if line.strip())}
 
 

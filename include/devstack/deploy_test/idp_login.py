@@ -33,11 +33,14 @@ def roles(airflow: Airflow, username: str) -> set[str]:
 def rights(airflow: Airflow, token: str) -> dict[str, int]:
     """What the logged-in user may do, as HTTP statuses: read the DAG, pause it, read connections, start a run
     (a dry run, which writes nothing; a started one is followed to its end)."""
-    started = airflow.call("POST", f"{DAG}/dagRuns", token=token, json={"logical_date": None, "conf": {"dry_run": True}})
+    started = airflow.call(
+        "POST", f"{DAG}/dagRuns", token=token, json={"logical_date": None, "conf": {"dry_run": True}}
+    )
     if started.status_code == 200:
         run_id = started.json()["dag_run_id"]
-        wait_for(f"dry run {run_id} ended", lambda: dag_run(airflow, run_id)["state"] in ("success", "failed"),
-                 RUN_WITHIN, 3)
+        wait_for(
+            f"dry run {run_id} ended", lambda: dag_run(airflow, run_id)["state"] in ("success", "failed"), RUN_WITHIN, 3
+        )
     return {
         "read the DAG": airflow.call("GET", DAG, token=token).status_code,
         "pause it": airflow.call("PATCH", DAG, token=token, json={"is_paused": True}).status_code,
@@ -59,15 +62,28 @@ def check_idp_login(deployment: Deployment, airflow: Airflow) -> Check:
     with chromium(host_map={EXTERNAL_HOST: "127.0.0.1", IDP_HOST: "127.0.0.1"}) as browser:
         for username in EXPECTED_ROLES:
             # The browser does not know the run's CA; requests (the API checks) verifies the certificate against it.
-            login = log_in_through_idp(browser, deployment.external_url, f"/dags/{DAG_ID}", OIDC_PROVIDER,
-                                       deployment.idp_issuer, username, deployment.idp_password(username),
-                                       ignore_https_errors=True)
+            login = log_in_through_idp(
+                browser,
+                deployment.external_url,
+                f"/dags/{DAG_ID}",
+                OIDC_PROVIDER,
+                deployment.idp_issuer,
+                username,
+                deployment.idp_password(username),
+                ignore_https_errors=True,
+            )
             came_back = any(url.startswith(callback) and "code=" in url for url in login.visited)
             got_roles = roles(airflow, username) if login.tokens else set()
             got_rights = rights(airflow, login.tokens[0]) if len(login.tokens) == 1 else {}
-            held = (came_back and len(login.tokens) == 1 and got_roles == EXPECTED_ROLES[username]
-                    and got_rights == EXPECTED_RIGHTS[username])
+            held = (
+                came_back
+                and len(login.tokens) == 1
+                and got_roles == EXPECTED_ROLES[username]
+                and got_rights == EXPECTED_RIGHTS[username]
+            )
             ok = ok and held
-            evidence.append(f"{username}: back through {callback[:-1]}: {came_back}, Airflow token: "
-                            f"{len(login.tokens) == 1}, roles {sorted(got_roles)}, rights {got_rights}")
+            evidence.append(
+                f"{username}: back through {callback[:-1]}: {came_back}, Airflow token: "
+                f"{len(login.tokens) == 1}, roles {sorted(got_roles)}, rights {got_rights}"
+            )
     return Check("login through the identity provider", ok, "; ".join(evidence))

@@ -40,8 +40,11 @@ def image_differences(root: Path, freeze: str) -> list[str]:
 
 def image_python(tag: str, *args: str) -> subprocess.CompletedProcess:
     """``python ARGS`` in a throwaway container of ``tag`` (no network, the image's own user and environment)."""
-    return engine.run([engine.DOCKER, "run", "--rm", "--network", "none", "--entrypoint", "python", tag, *args],
-                      check=False, timeout=300)
+    return engine.run(
+        [engine.DOCKER, "run", "--rm", "--network", "none", "--entrypoint", "python", tag, *args],
+        check=False,
+        timeout=300,
+    )
 
 
 def check_image_is_the_lock(root: Path, tag: str = PROJECT_IMAGE) -> Check:
@@ -58,10 +61,14 @@ def check_image_is_the_lock(root: Path, tag: str = PROJECT_IMAGE) -> Check:
     tools = ", ".join(f"{name} {versions[name]}" for name in sorted(ENVIRONMENT_TOOLS & set(versions)))
     if differences:
         return Check(NAME, False, f"{tag} departs from requirements.txt:\n         " + "\n         ".join(differences))
-    return Check(NAME, True, f"pip freeze --all in {tag}: the {len(lock)} distributions of requirements.txt at their "
-                             f"locked versions (apache-airflow {lock['apache-airflow'].version}, sqlalchemy "
-                             f"{lock['sqlalchemy'].version}, fastapi {lock['fastapi'].version}), nothing else but "
-                             f"{tools} and {project_distribution(root)}; pip check: {check_output}")
+    return Check(
+        NAME,
+        True,
+        f"pip freeze --all in {tag}: the {len(lock)} distributions of requirements.txt at their "
+        f"locked versions (apache-airflow {lock['apache-airflow'].version}, sqlalchemy "
+        f"{lock['sqlalchemy'].version}, fastapi {lock['fastapi'].version}), nothing else but "
+        f"{tools} and {project_distribution(root)}; pip check: {check_output}",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,7 +24,9 @@ STATSD_EXPORTER = "prom/statsd-exporter:v0.28.0"
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 HOST_LOCAL_CAS = Path("/usr/local/share/ca-certificates")
 HOST_APT_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
-REQUIREMENT = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)(?P<marker>\s*;[^\\#]*)?")
+REQUIREMENT = re.compile(
+    r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)(?P<marker>\s*;[^\\#]*)?"
+)
 # The compose services whose `build` sections make the project's images (one per image).
 COMPOSE_BUILDS = ("airflow-init", "itembank", "mailsink", "proxy")
 
@@ -53,8 +55,9 @@ def build_debian_base(work_dir: Path, log: Path) -> None:
     rootfs = work_dir / "rootfs"
     shutil.rmtree(rootfs, ignore_errors=True)
     with log.open("w") as out:
-        result = engine.run(["debootstrap", "--variant=minbase", "bookworm", str(rootfs), debian_mirror()],
-                            timeout=900, check=False)
+        result = engine.run(
+            ["debootstrap", "--variant=minbase", "bookworm", str(rootfs), debian_mirror()], timeout=900, check=False
+        )
         out.write(result.stdout or "")
     if result.returncode != 0:
         raise engine.EngineError(f"debootstrap failed; see {log}")

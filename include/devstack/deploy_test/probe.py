@@ -43,16 +43,21 @@ class Airflow:
 
     def token(self, username: str, password_secret: str) -> str:
         if username not in self._tokens:
-            answer = self.session.post(f"{self.url}/auth/token", timeout=30, verify=self.verify,
-                                       json={"username": username, "password": self.deployment.secret(password_secret)})
+            answer = self.session.post(
+                f"{self.url}/auth/token",
+                timeout=30,
+                verify=self.verify,
+                json={"username": username, "password": self.deployment.secret(password_secret)},
+            )
             answer.raise_for_status()
             self._tokens[username] = answer.json()["access_token"]
         return self._tokens[username]
 
     def call(self, method: str, path: str, token: str | None = None, **kwargs: Any) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return self.session.request(method, f"{self.url}{path}", headers=headers, timeout=60, verify=self.verify,
-                                    **kwargs)
+        return self.session.request(
+            method, f"{self.url}{path}", headers=headers, timeout=60, verify=self.verify, **kwargs
+        )
 
     def get(self, url: str, **kwargs: Any) -> requests.Response:
         return self.session.get(url, timeout=30, verify=self.verify, **kwargs)
@@ -81,8 +86,22 @@ class Sql:
 
     def rows(self, statement: str) -> list[list[str]]:
         container = self.compose.container_ids()[self.service]
-        out = engine.docker("exec", container, "psql", "-X", "-U", self.user, "-d", self.database, "-tA",
-                            "-F", "\t", "-c", statement, timeout=60)
+        out = engine.docker(
+            "exec",
+            container,
+            "psql",
+            "-X",
+            "-U",
+            self.user,
+            "-d",
+            self.database,
+            "-tA",
+            "-F",
+            "\t",
+            "-c",
+            statement,
+            timeout=60,
+        )
         return [line.split("\t") for line in out.splitlines() if line.strip()]
 
     def value(self, statement: str) -> str | None:

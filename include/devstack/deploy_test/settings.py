@@ -104,11 +104,24 @@ def idp_config(ports: Ports) -> dict:
     user per mapped group, with fresh passwords."""
     return {
         "realm": IDP_REALM,
-        "clients": [{"client_id": OIDC_CLIENT_ID, "client_secret_file": "/run/secrets/imrt_oidc_client_secret",
-                     "redirect_uris": [redirect_uri(f"https://{EXTERNAL_HOST}:{ports.https}", OIDC_PROVIDER)]}],
-        "users": [{"username": username, "password": token(), "groups": [group],
-                   "email": f"{username}@example.org", "given_name": username.split(".")[0].title(),
-                   "family_name": "Tester"} for username, group in IDP_USERS.items()],
+        "clients": [
+            {
+                "client_id": OIDC_CLIENT_ID,
+                "client_secret_file": "/run/secrets/imrt_oidc_client_secret",
+                "redirect_uris": [redirect_uri(f"https://{EXTERNAL_HOST}:{ports.https}", OIDC_PROVIDER)],
+            }
+        ],
+        "users": [
+            {
+                "username": username,
+                "password": token(),
+                "groups": [group],
+                "email": f"{username}@example.org",
+                "given_name": username.split(".")[0].title(),
+                "family_name": "Tester",
+            }
+            for username, group in IDP_USERS.items()
+        ],
     }
 
 
@@ -134,12 +147,26 @@ def env_lines(secrets_dir: Path, ports: Ports) -> list[str]:
 
 def connections(imrt_password: str, itembank_token: str) -> dict:
     return {
-        "gitlab_default": {"conn_type": "http", "host": "http://itembank:8929", "password": itembank_token,
-                           "extra": {"timeout": 60}},
-        "imrt_default": {"conn_type": "postgres", "host": "imrt-db", "port": 5432, "login": "imrt",
-                         "password": imrt_password, "schema": "imrt"},
-        "smtp_default": {"conn_type": "smtp", "host": "mailsink", "port": 1025,
-                         "extra": {"from_email": ALERT_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 30}},
+        "gitlab_default": {
+            "conn_type": "http",
+            "host": "http://itembank:8929",
+            "password": itembank_token,
+            "extra": {"timeout": 60},
+        },
+        "imrt_default": {
+            "conn_type": "postgres",
+            "host": "imrt-db",
+            "port": 5432,
+            "login": "imrt",
+            "password": imrt_password,
+            "schema": "imrt",
+        },
+        "smtp_default": {
+            "conn_type": "smtp",
+            "host": "mailsink",
+            "port": 1025,
+            "extra": {"from_email": ALERT_FROM, "disable_tls": True, "disable_ssl": True, "timeout": 30},
+        },
     }
 
 
@@ -199,14 +226,23 @@ def write_deployment(work_dir: Path, ports: Ports) -> Deployment:
     secrets_dir.mkdir(parents=True, exist_ok=True)
     secrets_dir.chmod(0o750)
     values = {
-        "airflow_db_password": token(), "imrt_db_password": token(), "airflow_fernet_key": fernet_key(),
-        "airflow_jwt_secret": token(48), "airflow_api_secret_key": token(48), "airflow_admin_password": token(),
-        "imrt_automation_password": token(), "itembank_tokens": token(), "imrt_oidc_client_secret": token(32),
+        "airflow_db_password": token(),
+        "imrt_db_password": token(),
+        "airflow_fernet_key": fernet_key(),
+        "airflow_jwt_secret": token(48),
+        "airflow_api_secret_key": token(48),
+        "airflow_admin_password": token(),
+        "imrt_automation_password": token(),
+        "itembank_tokens": token(),
+        "imrt_oidc_client_secret": token(32),
     }
     for name, value in values.items():
         write_secret(secrets_dir, name, value)
-    write_secret(secrets_dir, "airflow_connections.json",
-                 json.dumps(connections(values["imrt_db_password"], values["itembank_tokens"]), indent=2))
+    write_secret(
+        secrets_dir,
+        "airflow_connections.json",
+        json.dumps(connections(values["imrt_db_password"], values["itembank_tokens"]), indent=2),
+    )
     write_secret(secrets_dir, "airflow_variables.json", json.dumps({"imrt_webhook_secret": token()}, indent=2))
     write_secret(secrets_dir, "imrt_idp_config.json", json.dumps(idp_config(ports), indent=2))
     ca_file = tls_files(secrets_dir)

@@ -125,7 +125,12 @@ class OidcProvider:
     """
 
     def __init__(
-        self, config_file: Path, state_dir: Path, *, host: str = "127.0.0.1", port: int | None = None,
+        self,
+        config_file: Path,
+        state_dir: Path,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
         issuer: str = "",
     ) -> None:
         self.config_file = Path(config_file).resolve()
@@ -150,8 +155,16 @@ class OidcProvider:
         return f"{self.issuer}/.well-known/openid-configuration"
 
     def _command(self, action: str) -> list[str]:
-        return [sys.executable, "-m", "devstack.oidc_provider", action,
-                "--config", str(self.config_file), "--state-dir", str(self.state_dir)]
+        return [
+            sys.executable,
+            "-m",
+            "devstack.oidc_provider",
+            action,
+            "--config",
+            str(self.config_file),
+            "--state-dir",
+            str(self.state_dir),
+        ]
 
     def __enter__(self) -> OidcProvider:
         self.start()
@@ -169,8 +182,9 @@ class OidcProvider:
         if self.issuer_option:
             command += ["--issuer", self.issuer_option]
         with open(self.log_file, "ab") as out:
-            self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                            start_new_session=True)
+            self.process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         deadline = time.monotonic() + timeout
         while True:
             if self.process.poll() is not None:
@@ -189,8 +203,9 @@ class OidcProvider:
 
     def apply(self, timeout: float = 60) -> None:
         """Make the running provider's users and clients what the configuration file now says."""
-        result = subprocess.run(self._command("apply"), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=timeout)
+        result = subprocess.run(
+            self._command("apply"), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout
+        )
         if result.returncode != 0:
             raise OidcProviderError(f"apply failed ({result.returncode}):\n{result.stdout}{result.stderr}")
 
@@ -223,6 +238,11 @@ def redirect_uri(airflow_url: str, provider: str) -> str:
 
 
 __all__ = [
-    "IdpClient", "IdpConfig", "IdpUser", "OidcProvider", "OidcProviderError", "read_config", "redirect_uri",
+    "IdpClient",
+    "IdpConfig",
+    "IdpUser",
+    "OidcProvider",
+    "OidcProviderError",
+    "read_config",
+    "redirect_uri",
 ]
-

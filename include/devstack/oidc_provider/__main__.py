@@ -11,8 +11,9 @@ from . import DEFAULT_REALM, read_config
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devstack.oidc_provider",
-                                     description="A local OpenID Connect identity provider for login tests.")
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.oidc_provider", description="A local OpenID Connect identity provider for login tests."
+    )
     actions = parser.add_subparsers(dest="action", required=True)
     for name, text in (("serve", "make the users and clients, then serve"), ("apply", "make the users and clients")):
         action = actions.add_parser(name, help=text)
@@ -21,8 +22,9 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             action.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 in a container)")
             action.add_argument("--port", type=int, default=8180)
-            action.add_argument("--issuer", default="",
-                                help="fixed issuer URL (default: from the host each request names)")
+            action.add_argument(
+                "--issuer", default="", help="fixed issuer URL (default: from the host each request names)"
+            )
     return parser
 
 

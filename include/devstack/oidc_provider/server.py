@@ -134,8 +134,11 @@ def _urlconf(realm: str) -> types.ModuleType:
     prefix = realm_prefix(realm)
     endpoints = f"{prefix}protocol/openid-connect/"
     oidc = [
-        path(f"{prefix}.well-known/openid-configuration", views.ConnectDiscoveryInfoView.as_view(),
-             name="oidc-connect-discovery-info"),
+        path(
+            f"{prefix}.well-known/openid-configuration",
+            views.ConnectDiscoveryInfoView.as_view(),
+            name="oidc-connect-discovery-info",
+        ),
         path(f"{endpoints}auth", views.AuthorizationView.as_view(), name="authorize"),
         path(f"{endpoints}token", views.TokenView.as_view(), name="token"),
         path(f"{endpoints}userinfo", views.UserInfoView.as_view(), name="user-info"),

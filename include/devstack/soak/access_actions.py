@@ -64,8 +64,11 @@ def visibility(world: World) -> Entry:
     """Flip a project, or a group, between private and internal; mostly changes GitLab allows (a project may be
     internal only in an internal group, a group private only when nothing in it is internal), now and then one it
     refuses."""
-    flippable = [p for p in world.projects_in_scope()
-                 if p.get("visibility_level", 0) > 0 or p["namespace"].get("visibility_level", 0) > 0]
+    flippable = [
+        p
+        for p in world.projects_in_scope()
+        if p.get("visibility_level", 0) > 0 or p["namespace"].get("visibility_level", 0) > 0
+    ]
     if flippable and world.rng.random() < 0.7:
         project = world.rng.choice(flippable)
         now = "private" if project.get("visibility_level", 0) == 0 else "internal"
@@ -80,5 +83,4 @@ def visibility(world: World) -> Entry:
 
 
 def answered(world: World, answer, detail: str, project_id: int | None = None) -> Entry:
-    return world.journal.record("visibility", DONE if answer.ok else REFUSED, f"{detail}: {answer.short()}",
-                                project_id)
+    return world.journal.record("visibility", DONE if answer.ok else REFUSED, f"{detail}: {answer.short()}", project_id)

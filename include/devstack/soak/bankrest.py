@@ -49,8 +49,11 @@ class BankRest:
         return Answer(response.status_code, body)
 
     def create_project(self, namespace_id: int, path: str) -> Answer:
-        return self._call("POST", "/projects", data={"namespace_id": namespace_id, "path": path, "name": path,
-                                                     "default_branch": "main"})
+        return self._call(
+            "POST",
+            "/projects",
+            data={"namespace_id": namespace_id, "path": path, "name": path, "default_branch": "main"},
+        )
 
     def delete_project(self, project_id: int) -> Answer:
         return self._call("DELETE", f"/projects/{project_id}")
@@ -74,5 +77,6 @@ class BankRest:
         return self._call("DELETE", f"/groups/{group_id}/members/{user_id}")
 
     def add_member(self, group_id: int, user_id: int, access_level: int) -> Answer:
-        return self._call("POST", f"/groups/{group_id}/members",
-                          data={"user_id": user_id, "access_level": access_level})
+        return self._call(
+            "POST", f"/groups/{group_id}/members", data={"user_id": user_id, "access_level": access_level}
+        )

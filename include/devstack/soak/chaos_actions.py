@@ -36,8 +36,11 @@ def fault_window(world: World) -> Entry:
         return world.journal.record("fault", SKIPPED, f"a window is open: {world.fault_window}")
     route = world.rng.choice(FAULT_ROUTES)
     kind = world.rng.choice(("status", "latency", "drop"))
-    params = {"status": {"status": world.rng.choice((500, 502, 503))},
-              "latency": {"seconds": round(world.rng.uniform(2, 5), 1)}, "drop": {}}[kind]
+    params = {
+        "status": {"status": world.rng.choice((500, 502, 503))},
+        "latency": {"seconds": round(world.rng.uniform(2, 5), 1)},
+        "drop": {},
+    }[kind]
     world.stack.server.faults.add(route, kind, **params)
     seconds = world.rng.uniform(5, 15)
     world.fault_window = f"{kind} {params} on {route}"
@@ -58,8 +61,11 @@ def running_sync_instances(world: World) -> list[dict]:
     found = []
     for run in world.active_runs():
         if run["state"] == "running":
-            found += [ti for ti in world.stack.airflow.task_instances(DAG_ID, run["dag_run_id"])
-                      if ti["task_id"] == "sync" and ti["state"] == "running"]
+            found += [
+                ti
+                for ti in world.stack.airflow.task_instances(DAG_ID, run["dag_run_id"])
+                if ti["task_id"] == "sync" and ti["state"] == "running"
+            ]
     return found
 
 
@@ -97,16 +103,18 @@ def kill_task(world: World) -> Entry:
     killed = kill_running_sync(world)
     if killed:
         return world.journal.record("kill_task", DONE, killed)
-    world.stack.server.faults.add(SYNC_HOLD["endpoint"], SYNC_HOLD["kind"], seconds=SYNC_HOLD["seconds"],
-                                  times=SYNC_HOLD["times"])
+    world.stack.server.faults.add(
+        SYNC_HOLD["endpoint"], SYNC_HOLD["kind"], seconds=SYNC_HOLD["seconds"], times=SYNC_HOLD["times"]
+    )
     run_id = None
     if not world.active_runs():
         run_id = world.stack.airflow.trigger(DAG_ID, conf={"mode": "full"})
         world.journal.record("dagrun_full", DONE, f"{run_id}, for kill_task")
     hunt_until = world.journal.elapsed() + HUNT_SECONDS
     world.follow_ups.add(0.5, "hunt_sync_task", lambda: hunt(world, run_id, hunt_until))
-    return world.journal.record("kill_task", SKIPPED, f"no sync task running now: hunting in "
-                                f"{run_id or 'the active runs'}")
+    return world.journal.record(
+        "kill_task", SKIPPED, f"no sync task running now: hunting in {run_id or 'the active runs'}"
+    )
 
 
 def hunt(world: World, run_id: str | None, until: float) -> None:

@@ -21,11 +21,10 @@ from .latency import RowWatcher, summarize
 from .oracle import read_bank
 from .quiesce import quiesce
 from .report import SoakResult, render, tree_state
+from .row_history import went_back, wrong_deletions
 from .schedule import run_actions
 from .stack import GROUP, StackOptions, first_sync, remove_work_dir, soak_stack
-from .row_history import went_back, wrong_deletions
 from .world import World
-
 
 JOURNAL_FILE = "soak-journal.txt"
 
@@ -64,36 +63,52 @@ def say(message: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devstack.soak", description=SOAK_DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack.soak",
+        description=SOAK_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--minutes", type=float, default=30.0, help="how long actions go on (default 30)")
     parser.add_argument("--seed", type=int, default=None, help="the random seed (default: a new one, printed)")
     parser.add_argument("--items", type=int, default=24, help="generated items in the group (default 24)")
     parser.add_argument("--subgroup-items", type=int, default=3, help="generated items in a subgroup (default 3)")
     parser.add_argument("--parallelism", type=int, default=4, help="Airflow [core] parallelism (default 4)")
-    parser.add_argument("--quiesce-minutes", type=float, default=4.0,
-                        help="deadline for each wait of quiescence and for the final run (default 4)")
-    parser.add_argument("--data-dir", type=Path, default=None,
-                        help="work directory (default: a temporary one, removed at the end)")
+    parser.add_argument(
+        "--quiesce-minutes",
+        type=float,
+        default=4.0,
+        help="deadline for each wait of quiescence and for the final run (default 4)",
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=None, help="work directory (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, bank, databases)")
-    parser.add_argument("--database-url", default=None,
-                        help="admin URL of a PostgreSQL server to use instead of an embedded one")
+    parser.add_argument(
+        "--database-url", default=None, help="admin URL of a PostgreSQL server to use instead of an embedded one"
+    )
     return parser
 
 
 def options_from(args: argparse.Namespace) -> SoakOptions:
     return SoakOptions(
-        minutes=args.minutes, seed=args.seed if args.seed is not None else secrets.randbelow(10**6),
-        items=args.items, subgroup_items=args.subgroup_items, parallelism=args.parallelism,
-        quiesce_minutes=args.quiesce_minutes, work_dir=args.data_dir, keep=args.keep, admin_url=args.database_url,
+        minutes=args.minutes,
+        seed=args.seed if args.seed is not None else secrets.randbelow(10**6),
+        items=args.items,
+        subgroup_items=args.subgroup_items,
+        parallelism=args.parallelism,
+        quiesce_minutes=args.quiesce_minutes,
+        work_dir=args.data_dir,
+        keep=args.keep,
+        admin_url=args.database_url,
     )
 
 
 def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
     """The whole soak on a stack built in ``work_dir``; the result, not yet printed."""
     log(f"seed {options.seed} (replay: --seed {options.seed}); {options.minutes:g} min of actions; work dir {work_dir}")
-    stack_options = StackOptions(work_dir, options.seed, options.items, options.subgroup_items,
-                                 options.parallelism, options.admin_url)
+    stack_options = StackOptions(
+        work_dir, options.seed, options.items, options.subgroup_items, options.parallelism, options.admin_url
+    )
     clock = PhaseClock()
     with soak_stack(stack_options, log) as stack:
         clock.lap("stack start")
@@ -102,9 +117,14 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
         log(f"first sync {run_id}: {state}")
         journal = Journal()
         rest = BankRest(stack.server.url, stack.tokens.root)
-        world = World(stack, random.Random(options.seed), journal,
-                      DeveloperGit(stack.server.url, stack.tokens.developer, work_dir), rest,
-                      ends_at=journal.started + options.minutes * 60)
+        world = World(
+            stack,
+            random.Random(options.seed),
+            journal,
+            DeveloperGit(stack.server.url, stack.tokens.developer, work_dir),
+            rest,
+            ends_at=journal.started + options.minutes * 60,
+        )
         locate = lambda project_id: (stack.bank.find_project(project_id) or {}).get("path_with_namespace")  # noqa: E731
         try:
             with RowWatcher(stack.imrt, locate) as watcher:
@@ -121,11 +141,18 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
         clock.lap("comparison")
         write_journal(journal, work_dir)
         return SoakResult(
-            seed=options.seed, minutes=options.minutes, tree=tree_state(), first_sync=f"{run_id}: {state}",
-            journal=journal, latency=summarize(journal.pushes, watcher.first_seen), quiet=quiet,
-            comparison=comparison, malformed_heads=dict(world.malformed),
+            seed=options.seed,
+            minutes=options.minutes,
+            tree=tree_state(),
+            first_sync=f"{run_id}: {state}",
+            journal=journal,
+            latency=summarize(journal.pushes, watcher.first_seen),
+            quiet=quiet,
+            comparison=comparison,
+            malformed_heads=dict(world.malformed),
             wrong_deletions=wrong_deletions(watcher.vanished, journal),
-            went_back=went_back(watcher.moves, journal.pushes, journal), timings=clock.with_total(),
+            went_back=went_back(watcher.moves, journal.pushes, journal),
+            timings=clock.with_total(),
         )
 
 

@@ -41,11 +41,18 @@ class Difference:
     actual: Row | None
 
     def describe(self) -> str:
-        want = (f"expected {self.expected.full_path} at {self.expected.sha[:10]} by {self.expected.author}"
-                f"{' (head malformed: last well-formed commit)' if self.expected.head_malformed else ''}"
-                if self.expected else "expected no row")
-        have = (f"row: project {self.actual.project_id} at {(self.actual.sha or '-')[:10]}, item_git by "
-                f"{self.actual.git_author}, item by {self.actual.item_author}" if self.actual else "no row")
+        want = (
+            f"expected {self.expected.full_path} at {self.expected.sha[:10]} by {self.expected.author}"
+            f"{' (head malformed: last well-formed commit)' if self.expected.head_malformed else ''}"
+            if self.expected
+            else "expected no row"
+        )
+        have = (
+            f"row: project {self.actual.project_id} at {(self.actual.sha or '-')[:10]}, item_git by "
+            f"{self.actual.git_author}, item by {self.actual.item_author}"
+            if self.actual
+            else "no row"
+        )
         return f"{self.category}: item {self.item_id}: {want}; {have}"
 
 

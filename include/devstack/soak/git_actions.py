@@ -13,6 +13,7 @@ import itertools
 import json
 
 import sqlalchemy as sa
+
 from itembank_server.item_documents import AUTHORS, WORKFLOW_STATUSES
 
 from .gitclient import GitFailed
@@ -112,8 +113,9 @@ def row_shows_last_commit(world: World, project: dict) -> str | None:
     if not commits:
         return None
     with world.stack.imrt.connect() as conn:
-        recorded = conn.scalar(sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"),
-                               {"p": project["id"]})
+        recorded = conn.scalar(
+            sa.text("SELECT current_commit_hash FROM item_git WHERE project_id = :p"), {"p": project["id"]}
+        )
     return recorded if recorded == commits[0]["sha"] else None
 
 
@@ -133,8 +135,9 @@ def push_malformed(world: World) -> Entry:
         return world.journal.record("push_malformed", REFUSED, str(error), project["id"])
     world.malformed[project["id"]] = good_sha
     world.journal.pushed(project["id"], sha, expects_row=False)
-    return world.journal.record("push_malformed", DONE, f"{sha[:10]} malformed item.json by {author} "
-                                f"(row at {good_sha[:10]})", project["id"])
+    return world.journal.record(
+        "push_malformed", DONE, f"{sha[:10]} malformed item.json by {author} (row at {good_sha[:10]})", project["id"]
+    )
 
 
 def fix_malformed(world: World) -> Entry:
@@ -146,8 +149,9 @@ def fix_malformed(world: World) -> Entry:
     good = world.bank.read_file(project["id"], "item.json", ref=world.malformed[project["id"]])
     document = json.loads(good)
     status = edit_status(document, world)
-    entry = push_document(world, "fix_malformed", project, document, world.rng.choice(AUTHOR_NAMES),
-                          f"fixed, status {status}")
+    entry = push_document(
+        world, "fix_malformed", project, document, world.rng.choice(AUTHOR_NAMES), f"fixed, status {status}"
+    )
     if entry.outcome == DONE:
         del world.malformed[project["id"]]
     return entry

@@ -31,11 +31,18 @@ class DeveloperGit:
         home.mkdir(parents=True, exist_ok=True)
         basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
         self._env = {
-            **os.environ, "HOME": str(home), "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "", "SSH_ASKPASS": "",
-            "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+            **os.environ,
+            "HOME": str(home),
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "",
+            "SSH_ASKPASS": "",
+            "GIT_CONFIG_COUNT": "1",
+            "GIT_CONFIG_KEY_0": "http.extraHeader",
             "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
-            "GIT_COMMITTER_NAME": username, "GIT_COMMITTER_EMAIL": f"{username}@example.org",
+            "GIT_COMMITTER_NAME": username,
+            "GIT_COMMITTER_EMAIL": f"{username}@example.org",
         }
 
     def remote_url(self, project: dict) -> str:
@@ -96,8 +103,14 @@ class DeveloperGit:
         return self._git("rev-parse", "HEAD", cwd=path)
 
     def _git(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-        result = subprocess.run(["git", *args], cwd=cwd, env={**self._env, **(env or {})}, capture_output=True,
-                                text=True, timeout=GIT_TIMEOUT)
+        result = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            env={**self._env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=GIT_TIMEOUT,
+        )
         if result.returncode != 0:
             raise GitFailed(f"git {args[0]} failed ({result.returncode}): {result.stderr.strip()[-300:]}")
         return result.stdout.strip()

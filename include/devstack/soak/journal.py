@@ -51,8 +51,9 @@ class Journal:
     def elapsed(self) -> float:
         return time.monotonic() - self.started
 
-    def record(self, kind: str, outcome: str, detail: str = "", project_id: int | tuple[int, ...] | None = None
-               ) -> Entry:
+    def record(
+        self, kind: str, outcome: str, detail: str = "", project_id: int | tuple[int, ...] | None = None
+    ) -> Entry:
         """``project_id``: the project the action touched, or a tuple of them."""
         projects = () if project_id is None else project_id if isinstance(project_id, tuple) else (project_id,)
         entry = Entry(round(self.elapsed(), 1), kind, outcome, detail, projects)

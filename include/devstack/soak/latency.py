@@ -101,8 +101,10 @@ class Latency:
     def describe(self) -> str:
         if not self.measured:
             return f"no push reached a row ({self.unseen} never seen)"
-        return (f"p50 {self.p50:.1f} s, p95 {self.p95:.1f} s, max {self.worst:.1f} s over {self.measured} pushes "
-                f"({self.unseen} pushes never seen in a row)")
+        return (
+            f"p50 {self.p50:.1f} s, p95 {self.p95:.1f} s, max {self.worst:.1f} s over {self.measured} pushes "
+            f"({self.unseen} pushes never seen in a row)"
+        )
 
 
 def push_latencies(pushes: list[Push], first_seen: dict[tuple[int, str], float]) -> tuple[list[float], int]:

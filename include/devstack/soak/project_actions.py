@@ -42,11 +42,16 @@ def create(world: World) -> Entry:
     try:
         sha = world.git.commit_and_push(project, {"item.json": document_bytes(document)}, "Create item", author)
     except GitFailed as error:
-        return world.journal.record("create", REFUSED, f"created {project['path_with_namespace']}, first push "
-                                    f"failed: {error}", project["id"])
+        return world.journal.record(
+            "create", REFUSED, f"created {project['path_with_namespace']}, first push failed: {error}", project["id"]
+        )
     world.journal.pushed(project["id"], sha, expects_row=True)
-    return world.journal.record("create", DONE, f"{project['path_with_namespace']}, item {item_id}, first push "
-                                f"{sha[:10]} by {author}", project["id"])
+    return world.journal.record(
+        "create",
+        DONE,
+        f"{project['path_with_namespace']}, item {item_id}, first push {sha[:10]} by {author}",
+        project["id"],
+    )
 
 
 def delete(world: World) -> Entry:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -87,7 +87,7 @@ def settle(world: World, timeout: float) -> float | None:
 
 
 def verdict_message(world: World, run_id: str) -> str:
-    path = (f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/summary/xcomEntries/outcome")
+    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/summary/xcomEntries/outcome"
     response = world.stack.airflow.api("GET", path)
     if response.status_code != 200:
         return f"(no summary outcome: {response.status_code})"
@@ -99,8 +99,9 @@ def verdict_message(world: World, run_id: str) -> str:
 def all_runs(world: World) -> list[dict]:
     found: list[dict] = []
     while True:
-        page = world.stack.airflow.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns",
-                                       params={"limit": 100, "offset": len(found)}).json()
+        page = world.stack.airflow.api(
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100, "offset": len(found)}
+        ).json()
         found += page["dag_runs"]
         if not page["dag_runs"] or len(found) >= page["total_entries"]:
             return found
@@ -134,8 +135,11 @@ def quiesce(world: World, timeout: float, say) -> Quiet:
         say(f"quiescence: {step}")
     quiet.settle_seconds = settle(world, timeout)
     settled = quiet.settle_seconds
-    say(f"quiescence: quiet after {settled:.0f} s" if settled is not None else f"quiescence: NOT quiet after "
-        f"{timeout:.0f} s")
+    say(
+        f"quiescence: quiet after {settled:.0f} s"
+        if settled is not None
+        else f"quiescence: NOT quiet after {timeout:.0f} s"
+    )
     quiet.final_run = world.stack.airflow.trigger(DAG_ID, conf={"mode": "incremental"})
     try:
         quiet.final_state = world.stack.airflow.wait_for_run(DAG_ID, quiet.final_run, timeout=timeout)

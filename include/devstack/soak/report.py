@@ -17,8 +17,19 @@ from .row_history import WentBack, WrongDeletion
 PRODUCT_PATHS = ("dags", "plugins", "include/imrt_sync", "include/imrt_compat", "include/itembank_server")
 HISTORY_LINES = 25
 CONTEXT_SECONDS = 30.0
-CONTEXT_KINDS = frozenset({"access_flap", "access_narrow", "restore_access", "visibility", "fault", "close_faults",
-                           "restart_scheduler", "start_scheduler", "kill_task"})
+CONTEXT_KINDS = frozenset(
+    {
+        "access_flap",
+        "access_narrow",
+        "restore_access",
+        "visibility",
+        "fault",
+        "close_faults",
+        "restart_scheduler",
+        "start_scheduler",
+        "kill_task",
+    }
+)
 
 
 @dataclass
@@ -73,6 +84,7 @@ class SoakResult:
 
 def tree_state() -> str:
     """The commit the stack ran, and how many product files differed from it (other engineers' work in progress)."""
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True).stdout.strip()
 
@@ -117,20 +129,27 @@ def wrong_deletion_lines(result: SoakResult) -> list[str]:
     lines = []
     for wrong in result.wrong_deletions:
         history = result.journal.history(wrong.vanished.project_id)
-        context = [e for e in result.journal.entries
-                   if e.kind in CONTEXT_KINDS and wrong.at - CONTEXT_SECONDS <= e.at <= wrong.at]
-        lines += [f"  {wrong.describe()}", f"    history of project {wrong.vanished.project_id}:",
-                  *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
-                  f"    access, visibility, faults and processes in the {CONTEXT_SECONDS:.0f} s before:",
-                  *(f"      {entry.line()}" for entry in context)]
+        context = [
+            e
+            for e in result.journal.entries
+            if e.kind in CONTEXT_KINDS and wrong.at - CONTEXT_SECONDS <= e.at <= wrong.at
+        ]
+        lines += [
+            f"  {wrong.describe()}",
+            f"    history of project {wrong.vanished.project_id}:",
+            *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
+            f"    access, visibility, faults and processes in the {CONTEXT_SECONDS:.0f} s before:",
+            *(f"      {entry.line()}" for entry in context),
+        ]
     return lines
 
 
 def render(result: SoakResult) -> str:
     quiet, comparison = result.quiet, result.comparison
     counts = result.counts()
-    malformed = sum(1 for difference in comparison.differences if difference.expected
-                    and difference.expected.head_malformed)
+    malformed = sum(
+        1 for difference in comparison.differences if difference.expected and difference.expected.head_malformed
+    )
     lines = [
         f"== chaos soak: seed {result.seed}, {result.minutes:g} min of actions, tree {result.tree}",
         "phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.timings.items()),
@@ -157,14 +176,19 @@ def render(result: SoakResult) -> str:
         lines += ["rows that went back to an older commit:"]
         for back in result.went_back:
             history = result.journal.history(back.moved.project_id)
-            lines += [f"  {back.describe()}", f"    history of project {back.moved.project_id}:",
-                      *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:])]
+            lines += [
+                f"  {back.describe()}",
+                f"    history of project {back.moved.project_id}:",
+                *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
+            ]
     if result.final_run_unexpected_failures():
-        lines += ["the final run failed, other than for malformed heads: "
-                  + "; ".join(result.final_run_unexpected_failures())]
+        lines += [
+            "the final run failed, other than for malformed heads: " + "; ".join(result.final_run_unexpected_failures())
+        ]
     if result.errors():
         lines += ["soak errors:", *(f"  {e.line()}" for e in result.errors())]
-    lines.append(f"verdict: {'PASS' if result.passed else 'FAIL'}"
-                 + ("" if result.passed else f" ({sum(1 for n in counts.values() if n)} non-zero counts)"))
+    lines.append(
+        f"verdict: {'PASS' if result.passed else 'FAIL'}"
+        + ("" if result.passed else f" ({sum(1 for n in counts.values() if n)} non-zero counts)")
+    )
     return "\n".join(lines)
-

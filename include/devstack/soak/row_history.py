@@ -27,8 +27,10 @@ class WrongDeletion:
     at: float  # soak seconds
 
     def describe(self) -> str:
-        return (f"item_git row of project {self.vanished.project_id} (at {self.vanished.sha[:10]}) deleted at "
-                f"{self.at:.1f} s while the project was at {self.vanished.project_path}")
+        return (
+            f"item_git row of project {self.vanished.project_id} (at {self.vanished.sha[:10]}) deleted at "
+            f"{self.at:.1f} s while the project was at {self.vanished.project_path}"
+        )
 
 
 def in_scope(path: str | None) -> bool:
@@ -36,8 +38,7 @@ def in_scope(path: str | None) -> bool:
 
 
 def was_moved_out(journal: Journal, project_id: int, before: float) -> bool:
-    return any(e.kind == "transfer_out" and e.outcome == DONE and e.at <= before
-               for e in journal.history(project_id))
+    return any(e.kind == "transfer_out" and e.outcome == DONE and e.at <= before for e in journal.history(project_id))
 
 
 def wrong_deletions(vanished: list[Vanished], journal: Journal) -> list[WrongDeletion]:
@@ -55,8 +56,10 @@ class WentBack:
     at: float  # soak seconds
 
     def describe(self) -> str:
-        return (f"item_git row of project {self.moved.project_id} went back from {self.moved.before[:10]} to the "
-                f"older push {self.moved.after[:10]} at {self.at:.1f} s")
+        return (
+            f"item_git row of project {self.moved.project_id} went back from {self.moved.before[:10]} to the "
+            f"older push {self.moved.after[:10]} at {self.at:.1f} s"
+        )
 
 
 def went_back(moves: list[Moved], pushes: list[Push], journal: Journal) -> list[WentBack]:

@@ -87,14 +87,23 @@ KINDS = (
     Kind("access_narrow", access_actions.access_narrow, 1, access_change_allowed),
     Kind("visibility", access_actions.visibility, 1.5),
     Kind("fault", chaos_actions.fault_window, 1.5, lambda w: calm_allows(w) and not w.fault_window),
-    Kind("kill_task", chaos_actions.kill_task, 1,
-         lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task")),
-    Kind("restart_scheduler", chaos_actions.restart_scheduler, 0.5,
-         lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task")),
+    Kind(
+        "kill_task",
+        chaos_actions.kill_task,
+        1,
+        lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task"),
+    ),
+    Kind(
+        "restart_scheduler",
+        chaos_actions.restart_scheduler,
+        0.5,
+        lambda w: process_chaos_allowed(w) and not w.follow_ups.has("hunt_sync_task"),
+    ),
     Kind("sync_item", triggers.sync_item, 1),
     Kind("dagrun_full", triggers.dagrun_full, 0.7, lambda w: rest_trigger_allowed(w, "dagrun_full")),
-    Kind("dagrun_incremental", triggers.dagrun_incremental, 0.7,
-         lambda w: rest_trigger_allowed(w, "dagrun_incremental")),
+    Kind(
+        "dagrun_incremental", triggers.dagrun_incremental, 0.7, lambda w: rest_trigger_allowed(w, "dagrun_incremental")
+    ),
     Kind("dagrun_item_ids", triggers.dagrun_item_ids, 1, lambda w: rest_trigger_allowed(w, "dagrun_item_ids")),
 )
 KIND_NAMES = tuple(kind.name for kind in KINDS)
@@ -117,15 +126,16 @@ def choose(world: World) -> Kind:
 def run_one(world: World, kind: Kind) -> None:
     try:
         kind.run(world)
-    except Exception as error:  # noqa: BLE001 - the soak goes on; the report lists every error
-        world.journal.record(kind.name, ERROR, f"{type(error).__name__}: {error} "
-                             f"at {traceback.extract_tb(error.__traceback__)[-1].name}")
+    except Exception as error:
+        world.journal.record(
+            kind.name, ERROR, f"{type(error).__name__}: {error} at {traceback.extract_tb(error.__traceback__)[-1].name}"
+        )
 
 
 def run_follow_ups(world: World, everything: bool = False) -> None:
     try:
         world.follow_ups.run_all() if everything else world.follow_ups.run_due()
-    except Exception as error:  # noqa: BLE001
+    except Exception as error:
         world.journal.record("follow_up", ERROR, f"{type(error).__name__}: {error}")
         if everything:
             run_follow_ups(world, everything=True)
@@ -140,7 +150,9 @@ def run_actions(world: World, say: Callable[[str], None]) -> None:
         if time.monotonic() - last_said > 30:
             last_said = time.monotonic()
             done = world.journal.done_kinds() & set(KIND_NAMES)
-            say(f"{world.journal.elapsed():.0f} s: {len(world.journal.entries)} actions, "
-                f"{len(done)} of {len(KINDS)} kinds done")
+            say(
+                f"{world.journal.elapsed():.0f} s: {len(world.journal.entries)} actions, "
+                f"{len(done)} of {len(KINDS)} kinds done"
+            )
         time.sleep(min(world.rng.uniform(0.2, 1.5), max(world.remaining(), 0)))
     run_follow_ups(world, everything=True)

@@ -107,8 +107,14 @@ def build_bank(root: Path, seed: int, items: int, subgroup_items: int) -> ItemBa
         bank.create_group(group)
     generate_bank(bank, GROUP, count=items, seed=seed, start_id=FIRST_ITEM_ID, being_created_share=0.0)
     if subgroup_items:
-        generate_bank(bank, SUBGROUPS[0], count=subgroup_items, seed=seed + 1, start_id=SUBGROUP_FIRST_ITEM_ID,
-                      being_created_share=0.0)
+        generate_bank(
+            bank,
+            SUBGROUPS[0],
+            count=subgroup_items,
+            seed=seed + 1,
+            start_id=SUBGROUP_FIRST_ITEM_ID,
+            being_created_share=0.0,
+        )
     return bank
 
 
@@ -155,16 +161,23 @@ def soak_stack(options: StackOptions, say=print) -> Iterator[SoakStack]:
         imrt = sa.create_engine(imrt_url, pool_pre_ping=True)
         cleanup.callback(imrt.dispose)
         env = sync_environment(
-            gitlab_url=server.url, gitlab_token=tokens.sync, group=GROUP, imrt_url=imrt_url,
-            git_cache_dir=options.work_dir / "git-cache", webhook_url=f"{receiver}/webHook",
+            gitlab_url=server.url,
+            gitlab_token=tokens.sync,
+            group=GROUP,
+            imrt_url=imrt_url,
+            git_cache_dir=options.work_dir / "git-cache",
+            webhook_url=f"{receiver}/webHook",
             webhook_secret=tokens.webhook_secret,
         )
         env.update(SOAK_SETTINGS)
         metadata_url = database_url(admin_url, "airflow_soak")
-        airflow = project_stack(options.work_dir / "airflow", metadata_url, env, api_port=api_port,
-                                parallelism=options.parallelism)
-        say(f"item bank server {server.url}: {options.items} items in {GROUP}, {options.subgroup_items} in "
-            f"{SUBGROUPS[0]}; users {SYNC_USER} (Maintainer, syncs), {DEVELOPER_USER} (Developer, pushes), root")
+        airflow = project_stack(
+            options.work_dir / "airflow", metadata_url, env, api_port=api_port, parallelism=options.parallelism
+        )
+        say(
+            f"item bank server {server.url}: {options.items} items in {GROUP}, {options.subgroup_items} in "
+            f"{SUBGROUPS[0]}; users {SYNC_USER} (Maintainer, syncs), {DEVELOPER_USER} (Developer, pushes), root"
+        )
         say("soak settings: " + ", ".join(f"{k}={v}" for k, v in SOAK_SETTINGS.items()))
         airflow.start()
         cleanup.callback(airflow.stop)
@@ -177,8 +190,11 @@ def first_sync(stack: SoakStack, timeout: float = 300) -> tuple[str, str]:
     """Unpause the DAG: the scheduler starts the latest scheduled run, the first full sync, which also hooks every
     project it lists. Wait until it ends; return its run id and state."""
     stack.airflow.unpause(DAG_ID)
-    runs = poll_until(lambda: stack.airflow.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"],
-                      60, "the first scheduled run")
+    runs = poll_until(
+        lambda: stack.airflow.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"],
+        60,
+        "the first scheduled run",
+    )
     run_id = runs[0]["dag_run_id"]
     return run_id, stack.airflow.wait_for_run(DAG_ID, run_id, timeout=timeout)
 

@@ -32,13 +32,13 @@ def legacy_post(world: World, kind: str, path: str, project_id: int | None = Non
         except DeadlinePassed:
             pass  # ask anyway: a 409 is an answer too
     airflow = world.stack.airflow
-    response = requests.post(f"{airflow.url}{path}", headers={"Authorization": f"Bearer {airflow.token()}"},
-                             timeout=60)
+    response = requests.post(f"{airflow.url}{path}", headers={"Authorization": f"Bearer {airflow.token()}"}, timeout=60)
     if response.status_code == 200:
         execution = response.json()["jobExecutionId"]
         return world.journal.record(kind, DONE, f"POST {path} -> 200, legacy__{execution}", project_id)
-    return world.journal.record(kind, REFUSED, f"POST {path} -> {response.status_code} {response.text[:80]}",
-                                project_id)
+    return world.journal.record(
+        kind, REFUSED, f"POST {path} -> {response.status_code} {response.text[:80]}", project_id
+    )
 
 
 def sync_all(world: World) -> Entry:

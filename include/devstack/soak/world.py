@@ -100,7 +100,8 @@ class World:
         if max_age and time.monotonic() - cached_at <= max_age:
             return runs
         response = self.stack.airflow.api(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": list(ACTIVE_RUN_STATES), "limit": 100})
+            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": list(ACTIVE_RUN_STATES), "limit": 100}
+        )
         response.raise_for_status()
         self._active_runs_cache = (time.monotonic(), response.json()["dag_runs"])
         return self._active_runs_cache[1]

@@ -2,10 +2,24 @@
 
 from .mirror import SpringBatchMirror
 from .model import (
-    FINAL_STATUSES, JOB_KEY, JOB_NAME, STEP_NAME, AbandonResult, Execution, RunAlreadyLinkedError, cut_exit_message,
+    FINAL_STATUSES,
+    JOB_KEY,
+    JOB_NAME,
+    STEP_NAME,
+    AbandonResult,
+    Execution,
+    RunAlreadyLinkedError,
+    cut_exit_message,
 )
 
 __all__ = [
-    "FINAL_STATUSES", "JOB_KEY", "JOB_NAME", "STEP_NAME", "AbandonResult", "Execution", "RunAlreadyLinkedError",
-    "SpringBatchMirror", "cut_exit_message",
+    "FINAL_STATUSES",
+    "JOB_KEY",
+    "JOB_NAME",
+    "STEP_NAME",
+    "AbandonResult",
+    "Execution",
+    "RunAlreadyLinkedError",
+    "SpringBatchMirror",
+    "cut_exit_message",
 ]

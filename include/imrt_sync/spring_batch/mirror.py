@@ -52,12 +52,33 @@ import sqlalchemy as sa
 
 from .. import schema
 from .model import (
-    FINAL_STATUSES, JOB_NAME, AbandonResult, Execution, RunAlreadyLinkedError, cut_exit_message, naive_utc, parse_context,
-    run_id_of, utcnow,
+    FINAL_STATUSES,
+    JOB_NAME,
+    AbandonResult,
+    Execution,
+    RunAlreadyLinkedError,
+    cut_exit_message,
+    naive_utc,
+    parse_context,
+    run_id_of,
+    utcnow,
 )
 from .rows import (
-    by_run, counts, ensure_instance, ensure_step, execution_select, finish, insert_execution,
-    lock_execution, lock_job, lock_run, reload, reopen, step_of, to_execution, upsert_context,
+    by_run,
+    counts,
+    ensure_instance,
+    ensure_step,
+    execution_select,
+    finish,
+    insert_execution,
+    lock_execution,
+    lock_job,
+    lock_run,
+    reload,
+    reopen,
+    step_of,
+    to_execution,
+    upsert_context,
 )
 
 _REPAIRED_STATES = {"success": "COMPLETED", "failed": "FAILED"}
@@ -366,8 +387,16 @@ class SpringBatchMirror:
             if row is None or row.end_time is not None:  # finished (or deleted) meanwhile
                 return False
             recorded = row.exit_message or ""
-            finish(conn, job_execution_id, status, recorded or message, counts=None, end=None,
-                    start=row.start_time, now=now)
+            finish(
+                conn,
+                job_execution_id,
+                status,
+                recorded or message,
+                counts=None,
+                end=None,
+                start=row.start_time,
+                now=now,
+            )
             return True
 
     @contextmanager

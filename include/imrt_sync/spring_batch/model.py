@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .. import DAG_ID
 from ..errors import PermanentError
@@ -89,11 +89,11 @@ def run_id_of(short_context: str | None) -> str | None:
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def naive_utc(value: datetime | None) -> datetime | None:
     """The timestamp as the legacy columns hold it: naive UTC (``TIMESTAMP`` without time zone)."""
     if value is None or value.tzinfo is None:
         return value
-    return value.astimezone(timezone.utc).replace(tzinfo=None)
+    return value.astimezone(UTC).replace(tzinfo=None)

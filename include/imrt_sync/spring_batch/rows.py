@@ -13,7 +13,14 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from .. import DAG_ID, schema
 from .model import (
-    CONTEXT_PREFIX, JOB_KEY, JOB_NAME, STEP_NAME, Execution, context_json, cut_exit_message, run_id_of,
+    CONTEXT_PREFIX,
+    JOB_KEY,
+    JOB_NAME,
+    STEP_NAME,
+    Execution,
+    context_json,
+    cut_exit_message,
+    run_id_of,
 )
 
 RUN_LOCK_CLASS = 0x494D5242  # "IMRB": advisory lock (class, hash of run id) per run
@@ -23,6 +30,7 @@ _J = schema.batch_job_execution
 _S = schema.batch_step_execution
 _C = schema.batch_job_execution_context
 _I = schema.batch_job_instance
+
 
 def execution_select() -> sa.Select:
     return sa.select(
@@ -74,7 +82,8 @@ def lock_job(conn: sa.Connection) -> None:
 
 
 def advisory_xact_lock(conn: sa.Connection, class_id: int, object_id: int) -> None:
-    # The (int4, int4) key space, which does not overlap the bigint one of the schema lock (imrt_sync.schema.SCHEMA_LOCK_KEY).
+    # The (int4, int4) key space, which does not overlap the bigint one of the schema lock
+    # (imrt_sync.schema.SCHEMA_LOCK_KEY).
     conn.execute(
         sa.select(
             sa.func.pg_advisory_xact_lock(
@@ -225,8 +234,10 @@ def finish(
         )
 
     step_start = job.start_time or start
-    step = step_of(conn, job_execution_id) if step_start is None else ensure_step(
-        conn, job_execution_id, min(step_start, job_end), now
+    step = (
+        step_of(conn, job_execution_id)
+        if step_start is None
+        else ensure_step(conn, job_execution_id, min(step_start, job_end), now)
     )
     if step is None:
         return
