@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from devstack.deploy_test import images, settings
+from devstack.deploy_test import engine, images, settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = ROOT / "deploy" / "base-images"
@@ -22,6 +22,17 @@ BASE = ROOT / "deploy" / "base-images"
 def test_the_airflow_stand_in_is_the_tag_the_project_image_builds_on():
     froms = re.findall(r"^FROM\s+(\S+)", (ROOT / "Dockerfile").read_text(), flags=re.MULTILINE)
     assert froms == [images.airflow_tag(ROOT)]
+
+
+def test_the_deploy_test_builds_every_image_the_compose_files_build():
+    """One service per built image in images.COMPOSE_BUILDS (the Airflow services share the project image)."""
+    built_images = {}
+    for name in engine.Compose(ROOT, ROOT / ".env").files:
+        for service, spec in yaml.safe_load((ROOT / name).read_text())["services"].items():
+            if "build" in spec:
+                built_images.setdefault(spec["image"], set()).add(service)
+    chosen = {service: image for image, services in built_images.items() for service in services}
+    assert sorted(chosen[service] for service in images.COMPOSE_BUILDS) == sorted(built_images)
 
 
 def test_the_airflow_stand_in_keeps_the_published_image_conventions():

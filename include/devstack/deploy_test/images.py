@@ -28,7 +28,7 @@ REQUIREMENT = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==(?P<version>[^\s;\\]+)(?P<marker>\s*;[^\\#]*)?"
 )
 # The compose services whose `build` sections make the project's images (one per image).
-COMPOSE_BUILDS = ("airflow-init", "itembank", "mailsink", "proxy")
+COMPOSE_BUILDS = ("airflow-init", "itembank", "mailsink", "proxy", "idp")
 
 
 @dataclass(frozen=True)
@@ -146,8 +146,8 @@ def build_base_images(root: Path, work_dir: Path, report: Callable[[str], None])
 
 
 def build_project_images(compose: engine.Compose, work_dir: Path, report: Callable[[str], None]) -> Built:
-    """The project image (Dockerfile), the demo item bank, the mail sink and the proxy, as the compose file
-    builds them."""
+    """The project image (Dockerfile), the demo item bank, the mail sink, the proxy and the demo identity provider, as
+    the compose files build them."""
     log = work_dir / "logs" / "build-compose.log"
 
     def build() -> None:
