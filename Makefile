@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The images' pip (deploy/base-images: PIP_VERSION, AIRFLOW_PIP_VERSION; devstack.locks.PIP_VERSION).
 PIP_VERSION := 26.1.2
 
-.PHONY: install test run bench soak lock deploy-test
+.PHONY: install check test run bench soak lock deploy-test
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_path('purelib'), 'imrt-dev.pth').write_text('$(CURDIR)/include\n')"
 	$(BIN)/pip check
 	touch $@
+
+# The quick gate, stopping at the first failure: ruff's lint and format check over the repository, mypy over
+# imrt_sync and imrt_compat (configured in pyproject.toml), then the fast tests (no end-to-end module: those start
+# Airflow). About 4 minutes; `make test` runs the whole suite.
+check: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest -m "not e2e"
 
 test: install
 	$(BIN)/python -m pytest

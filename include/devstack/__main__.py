@@ -8,6 +8,7 @@ shows its progress and summary, and keeps the stack up until Ctrl-C. Data stays 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TextIO
 
 import requests
 
@@ -81,18 +83,23 @@ def say(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
 
 
-def hold_single_instance_lock(data_dir: Path):
+def hold_single_instance_lock(data_dir: Path) -> TextIO:
+    """The open, locked ``devstack.lock``, holding our pid; the lock lasts while the file stays open (the caller
+    keeps it). Closed again when another stack holds it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / "devstack.lock", "a+")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    with contextlib.ExitStack() as on_failure:
+        handle = on_failure.enter_context(open(data_dir / "devstack.lock", "a+"))
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "?"
+            raise SystemExit(f"a local stack is already running on {data_dir} (pid {holder})") from None
         handle.seek(0)
-        raise SystemExit(f"a local stack is already running on {data_dir} (pid {handle.read().strip() or '?'})")
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        on_failure.pop_all()  # kept open: the caller holds the lock
     return handle
 
 
@@ -288,7 +295,8 @@ def run(args: argparse.Namespace) -> int:
     imrt_url = ensure_database(admin_url, "imrt")
     created = prepare_imrt_database(imrt_url)
     say(
-        f"imrt database: legacy tables {'created' if created else 'present'}; own tables migrated to the newest revision"
+        f"imrt database: legacy tables {'created' if created else 'present'}; "
+        "own tables migrated to the newest revision"
     )
     receiver = os.environ.get("IMRT_WEBHOOK_URL", f"http://127.0.0.1:{args.api_port}/webHook")
     webhook_secret = os.environ.get("IMRT_WEBHOOK_SECRET") or kept_secret(data_dir / "webhook-secret")
@@ -321,7 +329,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if server is not None:
             say(
-                f"push a change as an item author does: docs/real-time-path.md, 'Try it: push a change and watch it arrive'; "
+                "push a change as an item author does: docs/real-time-path.md, "
+                "'Try it: push a change and watch it arrive'; "
                 f"then: python -m devstack item <item id> --data-dir {data_dir}"
             )
         say("the stack stays up; press Ctrl-C to stop it (data is kept)")

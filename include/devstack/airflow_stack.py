@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +76,9 @@ def _describe(proc: psutil.Process) -> str:
         return "?"
 
 
-@contextlib.contextmanager
-def _suppress_gone() -> Iterator[None]:
-    try:
-        yield
-    except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
-        pass
+def _suppress_gone() -> contextlib.suppress:
+    """A process that went away (or is no longer ours to signal) is not an error while stopping."""
+    return contextlib.suppress(ProcessLookupError, PermissionError, psutil.NoSuchProcess)
 
 
 class AirflowStack(AirflowRestClient):

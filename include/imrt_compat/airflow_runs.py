@@ -86,6 +86,8 @@ def trigger(dag_id: str, run_id: str, conf: dict, user_name: str | None, session
         note=note,
         session=session,
     )
+    if dag_run is None:  # typed Optional; Airflow 3.3's trigger_dag returns the run it created or raises
+        raise RuntimeError(f"Airflow created no run {run_id} of DAG {dag_id}")
     session.commit()
     return dag_run.run_id
 

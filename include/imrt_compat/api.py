@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import sqlalchemy as sa
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
@@ -33,12 +33,15 @@ from . import airflow_runs, settings
 from .engine import server_engine
 from .legacy_responses import abandon_response, already_running_message, execution_view, started_response
 
+if TYPE_CHECKING:
+    from airflow.api_fastapi.auth.managers.base_auth_manager import ResourceMethod
+
 log = logging.getLogger(__name__)
 
 SYNC_LOCK_KEY = 0x494D5254_53594E43  # "IMRTSYNC": serialises concurrent POST /sync across API server workers
 
 
-def _access(method: str) -> list:
+def _access(method: ResourceMethod) -> list:
     return [Depends(requires_access_dag(method=method, access_entity=DagAccessEntity.RUN, param_dag_id=DAG_ID))]
 
 

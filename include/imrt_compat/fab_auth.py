@@ -58,13 +58,19 @@ class ImrtFabAuthManager(FabAuthManager):
         access_entity: DagAccessEntity | None = None,
         details: DagDetails | None = None,
     ) -> bool:
-        triggering = method == "POST" and access_entity == DagAccessEntity.RUN and details is not None and details.id
-        if triggering and self._may_trigger(user, details):
+        if (
+            method == "POST"
+            and access_entity == DagAccessEntity.RUN
+            and details is not None
+            and details.id
+            and self._may_trigger(user, details.id, details)
+        ):
             return True
         return super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
 
-    def _may_trigger(self, user: User, details: DagDetails) -> bool:
+    def _may_trigger(self, user: User, dag_id: str, details: DagDetails) -> bool:
+        """May ``user`` trigger ``dag_id`` (``details.id``) without ``can_edit`` on it."""
         permissions = getattr(user, "perms", None) or set()  # FAB's User.perms: {(action, resource)}
-        return trigger_permission(details.id) in permissions and super().is_authorized_dag(
+        return trigger_permission(dag_id) in permissions and super().is_authorized_dag(
             method="GET", user=user, details=details
         )

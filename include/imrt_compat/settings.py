@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from imrt_sync.config import (
     EventRetryPolicy,
@@ -232,29 +233,41 @@ def imrt_default(name: str) -> bool | int | float | str:
     return field_defaults(ImrtOptions)[name]
 
 
+_Option = TypeVar("_Option", bool, int, float, str)
+
+
+def _typed_option(name: str, kind: type[_Option]) -> _Option:
+    """``imrt_option(name)`` as ``kind``, the type its accessor returns: the type of its default in
+    :class:`~imrt_sync.config.ImrtOptions` (TypeError if the two ever disagree)."""
+    value = imrt_option(name)
+    if not isinstance(value, kind):
+        raise TypeError(f"[{SECTION}] {name} is read as {type(value).__name__}, not {kind.__name__}")
+    return value
+
+
 def allow_anonymous_sync() -> bool:
     """Opt-in, insecure: let legacy in-cluster cron jobs call ``POST /sync`` without a token."""
-    return imrt_option("allow_anonymous_sync")
+    return _typed_option("allow_anonymous_sync", bool)
 
 
 def api_deadline_seconds() -> float:
     """A legacy route answers 503 when it has not finished by then."""
-    return imrt_option("api_deadline_seconds")
+    return _typed_option("api_deadline_seconds", float)
 
 
 def webhook_path() -> str:
     """An extra path for the hook receiver besides ``/webHook``, without a trailing slash; empty when none."""
-    return imrt_option("webhook_path").rstrip("/")
+    return _typed_option("webhook_path", str).rstrip("/")
 
 
 def webhook_sweep_seconds() -> float:
     """How often the hook receiver's sweeper looks for pending events."""
-    return imrt_option("webhook_sweep_seconds")
+    return _typed_option("webhook_sweep_seconds", float)
 
 
 def task_timeout(name: str) -> timedelta:
     """One of the DAG's ``*_timeout_minutes`` options as a duration; ValueError when it is not positive."""
-    minutes = imrt_option(name)
+    minutes = _typed_option(name, int)
     if minutes <= 0:
         raise ValueError(f"[{SECTION}] {name} must be a positive number of minutes, not {minutes}")
     return timedelta(minutes=minutes)
@@ -262,22 +275,22 @@ def task_timeout(name: str) -> timedelta:
 
 def gitlab_pool() -> str:
     """The pool of the tasks that call GitLab."""
-    return imrt_option("gitlab_pool")
+    return _typed_option("gitlab_pool", str)
 
 
 def gitlab_pool_slots() -> int:
     """The slots of that pool when the plugin creates it."""
-    return imrt_option("gitlab_pool_slots")
+    return _typed_option("gitlab_pool_slots", int)
 
 
 def failure_notifier() -> str:
     """The notifier class of the failure alert (its import path); the default when set empty."""
-    return imrt_option("failure_notifier") or imrt_default("failure_notifier")
+    return _typed_option("failure_notifier", str) or str(imrt_default("failure_notifier"))
 
 
 def failure_notifier_kwargs() -> dict:
     """The notifier's arguments: a JSON object (ValueError otherwise); ``{}`` when set empty."""
-    configured = imrt_option("failure_notifier_kwargs") or imrt_default("failure_notifier_kwargs")
+    configured = _typed_option("failure_notifier_kwargs", str) or str(imrt_default("failure_notifier_kwargs"))
     kwargs = json.loads(configured)
     if not isinstance(kwargs, dict):
         raise ValueError(f"[{SECTION}] failure_notifier_kwargs must be a JSON object, not {configured!r}")
@@ -286,12 +299,12 @@ def failure_notifier_kwargs() -> dict:
 
 def alert_recipients() -> list[str]:
     """``alert_email_to``'s comma-separated addresses."""
-    return [address.strip() for address in imrt_option("alert_email_to").split(",") if address.strip()]
+    return [address.strip() for address in _typed_option("alert_email_to", str).split(",") if address.strip()]
 
 
 def alert_email_from() -> str:
-    return imrt_option("alert_email_from")
+    return _typed_option("alert_email_from", str)
 
 
 def alert_smtp_conn_id() -> str:
-    return imrt_option("alert_smtp_conn_id")
+    return _typed_option("alert_smtp_conn_id", str)

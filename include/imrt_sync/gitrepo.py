@@ -281,7 +281,8 @@ class ItemRepository:
         repo = self._open()
         if since == head:
             return ItemHistory((), incremental=True)
-        if since and self._has_commit(since) and repo.is_ancestor(since, head):
+        # GitPython types is_ancestor's arguments as Commit; it hands them to git merge-base, which takes any rev.
+        if since and self._has_commit(since) and repo.is_ancestor(since, head):  # type: ignore[arg-type]
             return ItemHistory(_oldest_first(repo.iter_commits(f"{since}..{head}", paths=path)), incremental=True)
         return ItemHistory(_oldest_first(repo.iter_commits(head, paths=path)), incremental=False)
 

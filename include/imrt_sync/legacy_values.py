@@ -56,6 +56,7 @@ class JsonFloat(float):
     read into a Java ``String`` is ``"5.0"``, ``1e2`` is ``"1e2"``). Serializes like any float."""
 
     __slots__ = ("text",)
+    text: str
 
     def __new__(cls, text: str) -> JsonFloat:
         number = super().__new__(cls, text)

@@ -238,7 +238,7 @@ def _stimulus_id(document: dict) -> int | None:
 
 _Converter = Callable[[Any, str], Any]
 
-_METADATA = ("core", "metadata")
+_METADATA_PATH = ("core", "metadata")
 _ORDINALS = ("primary", "secondary", "tertiary", "quaternary")
 _STANDARD_FIELDS = (
     ("claim", "Claim"),
@@ -253,21 +253,21 @@ ingest items"); the item.json the 0.1.46-era model wrote says ``"primaryTarget"`
 
 FIELD_COLUMNS: tuple[tuple[str, tuple[str, ...], _Converter], ...] = (
     ("workflow_status", ("workflow", "workflowStatusCode"), text_or_empty),
-    ("subject", (*_METADATA, "subject"), text_or_empty),
+    ("subject", (*_METADATA_PATH, "subject"), text_or_empty),
     # ItemRevisionImpl.java:104 reads getIntendedGrade(); JSON "intendedGrade" since IIS 90379de (see _STANDARD_FIELDS)
-    ("grade", (*_METADATA, "intendedGrade"), text_or_empty),
-    ("dok", (*_METADATA, "depthOfKnowledge"), text_or_empty),
+    ("grade", (*_METADATA_PATH, "intendedGrade"), text_or_empty),
+    ("dok", (*_METADATA_PATH, "depthOfKnowledge"), text_or_empty),
     # JSON names: IIS src/test/resources/json/good-item-with-org-fields.json:55,57, asserted by
     # src/test/java/.../service/ItemRevisionImplTest.java:301-307 (IIS@0.1.46)
-    ("organization_type_id", (*_METADATA, "organizationTypeId"), text_or_empty),
-    ("organization_name", (*_METADATA, "organizationName"), text_or_empty),
-    ("content_task_model", (*_METADATA, "contentTaskModel"), text_or_empty),
-    ("performance_task", (*_METADATA, "performanceTask"), text_or_empty),
-    ("writing_purpose", (*_METADATA, "writingPurpose"), text_or_empty),
+    ("organization_type_id", (*_METADATA_PATH, "organizationTypeId"), text_or_empty),
+    ("organization_name", (*_METADATA_PATH, "organizationName"), text_or_empty),
+    ("content_task_model", (*_METADATA_PATH, "contentTaskModel"), text_or_empty),
+    ("performance_task", (*_METADATA_PATH, "performanceTask"), text_or_empty),
+    ("writing_purpose", (*_METADATA_PATH, "writingPurpose"), text_or_empty),
     # JSON name: IIS src/test/resources/json/math-all-standard-ids.json:113, compared by ItemRevisionImplTest.java:481
-    ("item_author", (*_METADATA, "itemAuthor"), text_or_empty),
+    ("item_author", (*_METADATA_PATH, "itemAuthor"), text_or_empty),
     *(
-        (f"{ordinal}_{column}", (*_METADATA, f"{ordinal}{field}"), text_or_empty)
+        (f"{ordinal}_{column}", (*_METADATA_PATH, f"{ordinal}{field}"), text_or_empty)
         for ordinal in _ORDINALS
         for column, field in _STANDARD_FIELDS
     ),
@@ -377,13 +377,15 @@ def _administrations(document: dict) -> list[_Administration]:
     return administrations
 
 
-def _forms(administration: dict, administration_path: str) -> tuple[dict[str, Any], ...]:
+def _forms(administration: Mapping[str, Any], administration_path: str) -> tuple[dict[str, Any], ...]:
     path = f"{administration_path}.forms"
     forms = []
     for index, element in enumerate(_array(administration.get("forms"), path)):
         form_path = f"{path}[{index}]"
         form = _element(element, form_path)
-        row = {column: text_or_none(form.get(field), f"{form_path}.{field}") for column, field in _FORM_TEXT_FIELDS}
+        row: dict[str, str | int | None] = {
+            column: text_or_none(form.get(field), f"{form_path}.{field}") for column, field in _FORM_TEXT_FIELDS
+        }
         row["exposures"] = integer_or_none(form.get("exposures"), f"{form_path}.exposures")
         forms.append(row)
     return tuple(forms)

@@ -60,7 +60,10 @@ def _scripts() -> ScriptDirectory:
 
 def head_revision() -> str:
     """The newest revision of this service's own tables."""
-    return _scripts().get_current_head()
+    head = _scripts().get_current_head()
+    if head is None:  # no migration scripts: an incomplete install, never a database at "no revision" yet
+        raise RuntimeError("imrt_sync.migrations holds no revision: the package is incomplete")
+    return head
 
 
 def _revision_of(conn: sa.Connection) -> str | None:

@@ -60,11 +60,13 @@ def hook_is_disabled(hook: Mapping, now: datetime) -> bool:
 
 def hook_is_current(hook: Mapping, url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime) -> bool:
     """Our URL, push events, enabled, and recorded by IMRT with the current secret."""
+    hook_id = hook.get("id")
     return (
         hook.get("url") == url
         and hook.get("push_events") is True
         and not hook_is_disabled(hook, now)
-        and hmac.compare_digest(recorded.get(hook.get("id"), ""), fingerprint)
+        and isinstance(hook_id, int)
+        and hmac.compare_digest(recorded.get(hook_id, ""), fingerprint)
     )
 
 
@@ -137,7 +139,7 @@ class HookRegistry:
         """Recorded hooks carrying another secret than the one with this fingerprint."""
         c = imrt_project_hook.c
         with self.engine.connect() as conn:
-            return conn.scalar(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint))
+            return conn.execute(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint)).scalar_one()
 
 
 class HookKeeper:
@@ -159,14 +161,18 @@ class HookKeeper:
         hooks = self.gitlab.hooks(project_id)
         recorded = self.registry.recorded([project_id]).get(project_id, {})
         fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(UTC))
-        kept = fix.hook_id
-        if fix.action == UPDATE:
-            self.gitlab.update_hook(project_id, fix.hook_id, self.url, self._secret)
-        elif fix.action in (CREATE, REPLACE):
+        stale = fix.redundant
+        if fix.hook_id is None:  # CREATE: no hook of ours
             kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
+        elif fix.action == REPLACE:
+            stale += (fix.hook_id,)
+            kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
+        else:  # NONE or UPDATE: the hook stays
+            kept = fix.hook_id
+            if fix.action == UPDATE:
+                self.gitlab.update_hook(project_id, kept, self.url, self._secret)
         if fix.action != NONE:
             self.registry.remember(project_id, kept, self.fingerprint)
-        stale = fix.redundant + ((fix.hook_id,) if fix.action == REPLACE else ())
         for hook_id in stale:
             self.gitlab.delete_hook(project_id, hook_id)
         remaining = {hook["id"] for hook in hooks} - set(stale) | {kept}

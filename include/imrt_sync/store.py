@@ -144,7 +144,7 @@ class ItemStore:
     def recorded_count(self) -> int:
         """How many items ``item_git`` records: what the deletion guard counts over."""
         with self._engine.connect() as conn:
-            return conn.scalar(sa.select(sa.func.count()).select_from(schema.item_git))
+            return conn.execute(sa.select(sa.func.count()).select_from(schema.item_git)).scalar_one()
 
     def item_ids(self, project_ids: Iterable[int]) -> dict[int, str]:
         """The item id of each synced project, for labels and messages."""
@@ -216,36 +216,36 @@ def _write_revision(conn: sa.Connection, revision: Revision, *, full: bool) -> I
         sa.select(schema.item_git).where(schema.item_git.c.project_id == revision.project_id).with_for_update()
     ).first()
     first_observed = _record_head(conn, revision)
-    unchanged = (
-        revision.item is None
+    mapped = revision.item
+    if (
+        mapped is None
         or not revision.commits
         or (git_row is not None and git_row.current_commit_hash == revision.last.sha and not full)
-    )
-    if unchanged:
+    ):
         return _adopted(conn, git_row) if git_row is not None and first_observed else None
-    previous = _previous_item(conn, revision, git_row)
-    key = _upsert_item(conn, revision, previous, full=full)
-    _replace_children(conn, key, revision)
-    _link_stimulus(conn, key, revision.item, revision.last.author_name)
+    previous = _previous_item(conn, revision, mapped, git_row)
+    key = _upsert_item(conn, revision, mapped, previous, full=full)
+    _replace_children(conn, key, revision, mapped)
+    _link_stimulus(conn, key, mapped, revision.last.author_name)
     _upsert_item_git(conn, key, revision)
     _append_item_log(conn, key, revision)
     kind = "ITEM_CREATED" if previous is None else "ITEM_UPDATED"
-    return ItemEvent(kind, key, revision.item.item_id, revision.project_id)
+    return ItemEvent(kind, key, mapped.item_id, revision.project_id)
 
 
-def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row | None:
+def _previous_item(conn: sa.Connection, revision: Revision, mapped: MappedItem, git_row) -> sa.Row | None:
     item = schema.item
     if git_row is not None:
         return conn.execute(sa.select(item).where(item.c.key == git_row.item_key)).first()
-    same_id = conn.execute(sa.select(item).where(item.c.id == revision.item.item_id).with_for_update()).first()
+    same_id = conn.execute(sa.select(item).where(item.c.id == mapped.item_id).with_for_update()).first()
     if same_id is None:
         return None
     owner = conn.scalar(sa.select(schema.item_git.c.project_id).where(schema.item_git.c.item_key == same_id.key))
     if owner is not None and owner != revision.project_id:
         raise ItemValidationError(
             revision.project_id,
-            f"item id {revision.item.item_id} is already synced from project {owner}",
-            str(revision.item.item_id),
+            f"item id {mapped.item_id} is already synced from project {owner}",
+            str(mapped.item_id),
         )
     return same_id
 
@@ -253,7 +253,7 @@ def _previous_item(conn: sa.Connection, revision: Revision, git_row) -> sa.Row |
 def _adopted(conn: sa.Connection, git_row) -> ItemEvent:
     """An item synced by the legacy service, seen by this service for the first time with its last ``item.json``
     commit already recorded: its rows stay as they are, only its branch head is recorded."""
-    item_id = conn.scalar(sa.select(schema.item.c.id).where(schema.item.c.key == git_row.item_key))
+    item_id = conn.execute(sa.select(schema.item.c.id).where(schema.item.c.key == git_row.item_key)).scalar_one()
     return ItemEvent(ITEM_ADOPTED, git_row.item_key, item_id, git_row.project_id)
 
 
@@ -272,9 +272,9 @@ def _record_head(conn: sa.Connection, revision: Revision) -> bool:
     return conn.execute(statement.returning(sa.literal_column("xmax") == 0)).scalar_one()
 
 
-def _upsert_item(conn: sa.Connection, revision: Revision, previous: sa.Row | None, *, full: bool) -> int:
-    mapped = revision.item
-    assert mapped is not None
+def _upsert_item(
+    conn: sa.Connection, revision: Revision, mapped: MappedItem, previous: sa.Row | None, *, full: bool
+) -> int:
     values = {
         **mapped.columns,
         "item_json": mapped.stored_item_json,
@@ -316,29 +316,29 @@ def status_changed_at(
     return changed_at
 
 
-def _replace_children(conn: sa.Connection, key: int, revision: Revision) -> None:
+def _replace_children(conn: sa.Connection, key: int, revision: Revision, mapped: MappedItem) -> None:
     audit = {"item_key": key, "updated_by": revision.last.author_name}
     # Forms are replaced, as the legacy writer did (IIS 0.1.46 service/ItemRevisionWriterImpl.java:79-82).
     conn.execute(sa.delete(schema.item_form).where(schema.item_form.c.item_key == key))
-    if revision.item.forms:
-        conn.execute(sa.insert(schema.item_form), [{**form, **audit} for form in revision.item.forms])
-    _write_attachments(conn, key, revision)
+    if mapped.forms:
+        conn.execute(sa.insert(schema.item_form), [{**form, **audit} for form in mapped.forms])
+    _write_attachments(conn, key, revision, mapped)
 
 
-def _write_attachments(conn: sa.Connection, key: int, revision: Revision) -> None:
+def _write_attachments(conn: sa.Connection, key: int, revision: Revision, mapped: MappedItem) -> None:
     """The item's attachments as its ``item.json`` lists them now: a listed one keeps its row (``created_at``), a
     removed one is deleted (docs/legacy-differences.md, "Attachments")."""
-    rows = _attachment_rows(key, revision)
+    rows = _attachment_rows(key, revision, mapped)
     _delete_unlisted_attachments(conn, key, rows)
     if rows:
         _upsert_attachments(conn, rows)
 
 
-def _attachment_rows(key: int, revision: Revision) -> list[dict]:
+def _attachment_rows(key: int, revision: Revision, mapped: MappedItem) -> list[dict]:
     # V15 has uploaded_at NOT NULL: an attachment without uploadedDate gets the date of the item.json commit.
     uploaded = revision.last.committed_at
     audit = {"item_key": key, "updated_by": revision.last.author_name}
-    return [{**a, **audit, "uploaded_at": a["uploaded_at"] or uploaded} for a in revision.item.attachments]
+    return [{**a, **audit, "uploaded_at": a["uploaded_at"] or uploaded} for a in mapped.attachments]
 
 
 def _delete_unlisted_attachments(conn: sa.Connection, key: int, rows: list[dict]) -> None:

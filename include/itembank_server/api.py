@@ -80,7 +80,7 @@ class Route:
         if len(expected) != len(actual):
             return None
         params = {}
-        for want, got in zip(expected, actual):
+        for want, got in zip(expected, actual, strict=True):
             if want.startswith(":"):
                 if not got:
                     return None

@@ -62,9 +62,7 @@ class Fault:
     def matches(self, endpoint: str, path: str) -> bool:
         if self.endpoint is not None and self.endpoint != endpoint:
             return False
-        if self.path_regex is not None and not self.path_regex.search(path):
-            return False
-        return True
+        return self.path_regex is None or bool(self.path_regex.search(path))
 
     def describe(self) -> dict:
         return {

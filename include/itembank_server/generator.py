@@ -64,15 +64,14 @@ def generate_items(count: int, seed: int = 0, *, start_id: int = 200000) -> list
     rng = random.Random(seed)
     types = _plan_types(count, rng)
     ids = [str(start_id + n) for n in range(count)]
-    subjects = {item_id: SUBJECT_OF_TYPE.get(t) or rng.choice(SUBJECTS) for item_id, t in zip(ids, types)}
+    typed = list(zip(ids, types, strict=True))  # one planned type per id
+    subjects = {item_id: SUBJECT_OF_TYPE.get(t) or rng.choice(SUBJECTS) for item_id, t in typed}
     grades = {item_id: rng.choice(GRADES) for item_id in ids}
-    stimuli = {
-        subject: [i for i, t in zip(ids, types) if t == STIMULUS and subjects[i] == subject] for subject in SUBJECTS
-    }
-    tutorials = [i for i, t in zip(ids, types) if t == TUTORIAL]
-    plain_items = [i for i, t in zip(ids, types) if t in ITEM_TYPES]
+    stimuli = {subject: [i for i, t in typed if t == STIMULUS and subjects[i] == subject] for subject in SUBJECTS}
+    tutorials = [i for i, t in typed if t == TUTORIAL]
+    plain_items = [i for i, t in typed if t in ITEM_TYPES]
     generated = []
-    for item_id, item_type in zip(ids, types):
+    for item_id, item_type in typed:
         subject = subjects[item_id]
         links = _draw_links(item_id, item_type, rng, stimuli[subject], tutorials, plain_items, subject)
         if links.get("stimulus_id"):

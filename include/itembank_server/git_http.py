@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import logging
 import re
 import subprocess
@@ -176,10 +177,8 @@ def _feed(process: subprocess.Popen, body: Iterable[bytes]) -> None:
     except Exception:  # the client went away mid-body; the response side will notice too
         logger.debug("request body ended early", exc_info=True)
     finally:
-        try:
+        with contextlib.suppress(OSError):
             process.stdin.close()  # type: ignore[union-attr]
-        except OSError:
-            pass
 
 
 def _read_cgi_head(process: subprocess.Popen) -> tuple[int, str, list[tuple[str, str]], bytes]:

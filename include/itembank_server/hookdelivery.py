@@ -318,9 +318,12 @@ class HookDispatcher:
     # -- sending ---------------------------------------------------------------------------------------------
 
     def _deliver(self, delivery: Delivery) -> dict:
-        if delivery.hook_id is not None and not delivery.force:
-            if not executable(self.bank.hook_state(delivery.hook_id), self.clock()):
-                return {}
+        if (
+            delivery.hook_id is not None
+            and not delivery.force
+            and not executable(self.bank.hook_state(delivery.hook_id), self.clock())
+        ):
+            return {}
         body = json.dumps(delivery.payload)
         headers = self._headers(delivery)
         started = time.monotonic()

@@ -20,8 +20,8 @@ class ProjectMoves:
     ) -> list[str]:
         """Which of ``name`` (exact) and ``path`` (any case) another project of the group already has."""
         taken = []
-        others = [p for p in self._rows("SELECT id, name, path FROM projects WHERE group_id = ?", (group_id,))]
-        others = [p for p in others if p["id"] != excluding]
+        rows = self._rows("SELECT id, name, path FROM projects WHERE group_id = ?", (group_id,))
+        others = [p for p in rows if p["id"] != excluding]
         if name is not None and any(p["name"] == name for p in others):
             taken.append("name")
         if path is not None and any(p["path"].lower() == path.lower() for p in others):

@@ -11,6 +11,7 @@ administrator's token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -159,10 +160,8 @@ class _HttpServer(ThreadingHTTPServer):
         with self._active_lock:
             active = dict(self._active)
         for sock in active:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
         deadline = time.monotonic() + timeout
         for thread in active.values():
             thread.join(max(0.0, deadline - time.monotonic()))

@@ -59,7 +59,7 @@ def test_the_constraints_come_from_the_locks_without_extras_or_hashes():
     text = images.constraints_from_locks(ROOT)
     lines = [line for line in text.splitlines() if not line.startswith("#")]
     assert images.airflow_tag(ROOT).split(":")[1].split("-")[0] in next(
-        l for l in lines if l.startswith("apache-airflow==")
+        line for line in lines if line.startswith("apache-airflow==")
     )
     assert not [line for line in lines if "[" in line or "--hash" in line or line.startswith("-")]
     names = [re.split(r"==", line)[0].lower() for line in lines]

@@ -690,9 +690,14 @@ def helm_secret_problems(helm: dict) -> list[str]:
         where = "/".join(map(str, path))
         if isinstance(value, str) and _looks_like_secret(value):
             problems.append(f"{where}: looks like a literal secret: {value!r}")
-        if path and isinstance(path[-1], str) and SENSITIVE_KEY.search(path[-1]) and isinstance(value, str):
-            if not re.search(r"(secretName|SecretName|secretKey|_conn_id)$", path[-1]):
-                problems.append(f"{where}: a string under a secret-like key: {value!r}")
+        if (
+            path
+            and isinstance(path[-1], str)
+            and SENSITIVE_KEY.search(path[-1])
+            and isinstance(value, str)
+            and not re.search(r"(secretName|SecretName|secretKey|_conn_id)$", path[-1])
+        ):
+            problems.append(f"{where}: a string under a secret-like key: {value!r}")
     return problems
 
 

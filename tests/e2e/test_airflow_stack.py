@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import textwrap
 import uuid
 from urllib.parse import quote
@@ -178,10 +179,8 @@ def test_reducer_log_has_the_task_line(stack, finished_run, marker):
 def test_stop_ends_every_process(stack, finished_run):
     processes = []
     for pid in stack.pids():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             processes.append(psutil.Process(pid))  # remembers the start time: immune to pid reuse
-        except psutil.NoSuchProcess:
-            pass
     assert len(processes) >= 3
     stack.stop()
     alive = []

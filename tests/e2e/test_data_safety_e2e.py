@@ -12,6 +12,7 @@ out of the listing, the answer that a readable group once made IMRT take for "go
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import statistics
@@ -426,7 +427,7 @@ def test_events_back_off_and_stop_while_access_is_lost_then_a_new_push_recovers(
             time.sleep(SWEEP_SECONDS)
         tried = attempt_runs(stack, started)
         assert len(tried) == event["attempts"] == MAX_ATTEMPTS
-        for attempt, (earlier, later) in enumerate(zip(tried, tried[1:]), start=1):
+        for attempt, (earlier, later) in enumerate(itertools.pairwise(tried), start=1):
             delay = min(RETRY_BASE_SECONDS * 2 ** (attempt - 1), RETRY_MAX_SECONDS)
             # The back-off holds when the event is claimed, by the later run's list_ids (a run may be queued
             # earlier, while the previous one runs: max_active_runs=1 keeps it waiting).

@@ -17,7 +17,7 @@ import tempfile
 import threading
 import time
 import uuid
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from pathlib import Path
 
@@ -515,10 +515,8 @@ class PrivatePostgres:
             yield
         finally:
             for proc in stopped:
-                try:
+                with suppress(psutil.NoSuchProcess):
                     proc.send_signal(signal.SIGCONT)
-                except psutil.NoSuchProcess:
-                    pass
 
     def close(self) -> None:
         self._server.cleanup()
@@ -879,10 +877,8 @@ def test_post_sync_answers_503_in_bounded_time_while_the_imrt_database_hangs(liv
     answer, elapsed = None, None
     with postgres.frozen():
         started = time.monotonic()
-        try:
+        with suppress(requests.Timeout):
             answer = requests.post(f"{stack.url}/sync", headers=headers, timeout=30)
-        except requests.Timeout:
-            pass
         elapsed = time.monotonic() - started
     assert answer is not None, f"POST /sync did not answer in {elapsed:.0f} s while the imrt database hung"
     assert answer.status_code == 503

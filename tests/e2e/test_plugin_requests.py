@@ -9,6 +9,7 @@ every row of every table of the imrt database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import threading
 import time
@@ -140,10 +141,9 @@ def send(
         sent = {"Connection": "close", **(headers or {})}
         if token:
             sent["Authorization"] = f"Bearer {token}"
-        try:
+        # The server may answer before reading the whole body: its answer is still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             conn.request(method, path, body=body, headers=sent)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered before reading the whole body: its answer is still there to read
         response = conn.getresponse()
         return Answer(
             response.status,

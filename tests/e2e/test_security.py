@@ -228,9 +228,8 @@ STACK = RealStack(
 def item_bank(item_bank):
     """The module's bank, one item of it broken."""
     broken = item_bank.projects[BROKEN]
-    item_bank.bank.push_commit(
-        broken["id"], files={"item.json": '{"id": "%s", "type": ' % broken["path"]}, message="broken"
-    )
+    path = broken["path"]
+    item_bank.bank.push_commit(broken["id"], files={"item.json": f'{{"id": "{path}", "type": '}, message="broken")
     return item_bank
 
 

@@ -23,7 +23,14 @@ BANK = {GROUP: [str(300000 + n) for n in range(PROJECTS)], "iat-client-old": ["3
 
 
 def client(server, token=TOKEN, **overrides) -> GitLabClient:
-    settings = dict(base_url=server.url, token=token, read_timeout=5, retries=4, backoff_factor=0.01, allow_http=True)
+    settings = {
+        "base_url": server.url,
+        "token": token,
+        "read_timeout": 5,
+        "retries": 4,
+        "backoff_factor": 0.01,
+        "allow_http": True,
+    }
     return GitLabClient(GitLabSettings(**{**settings, **overrides}))
 
 

@@ -67,9 +67,11 @@ def test_wrong_token_fails_clearly_without_revealing_any_token(bank, server, tmp
         remote_heads(repo_url(server, project), GitAccess(wrong, timeout=30, origin=server.url))
     assert wrong not in str(error.value) and TOKEN not in str(error.value)
     wrong_access = GitAccess(wrong, origin=server.url)
-    with ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), wrong_access) as repo:
-        with pytest.raises(GitFetchError, match="failed"):
-            repo.fetch("main")
+    with (
+        ItemRepository(tmp_path / "cache", project["id"], repo_url(server, project), wrong_access) as repo,
+        pytest.raises(GitFetchError, match="failed"),
+    ):
+        repo.fetch("main")
 
 
 def test_a_fetch_that_fails_once_is_retried_from_a_clean_clone(bank, server, tmp_path):

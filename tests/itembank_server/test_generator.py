@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from collections import Counter
@@ -104,7 +105,7 @@ def test_histories_mix_item_json_commits_with_other_files(items):
         dates = [c.committed_at for c in item.commits]
         assert dates == sorted(dates)
         authors = [c.author_email for c in item.item_json_commits]
-        assert all(a != b for a, b in zip(authors, authors[1:])), "consecutive revisions have different authors"
+        assert all(a != b for a, b in itertools.pairwise(authors)), "consecutive revisions have different authors"
         assert item.item_json_commits[-1].files["item.json"] == item.document
     assert len({c.author_name for i in items for c in i.commits}) >= 8
 
@@ -132,7 +133,7 @@ def test_generate_bank_writes_the_generated_history_into_git(tmp_path):
     items = generate_items(40, seed=7)
     assert [p["path"] for p in projects] == [i.item_id for i in items]
     assert bank.count_projects(bank.group(GROUP)["id"]) == 40
-    for project, item in zip(projects, items):
+    for project, item in zip(projects, items, strict=True):
         assert json.loads(bank.read_file(project["id"], "item.json")) == item.document
         item_log = bank.log(project["id"], path="item.json")
         expected = [(c.author_name, c.author_email, c.committed_at) for c in reversed(item.item_json_commits)]

@@ -25,23 +25,23 @@ from devstack.bench.runners import run_phases
 
 
 def result(case="b", mode="dag", wall=25.0, **overrides) -> CaseResult:
-    values = dict(
-        size=2000,
-        case=case,
-        mode=mode,
-        wall=wall,
-        status="COMPLETED",
-        expectation="ok",
-        listed=1995,
-        changed=20,
-        rest={"GET /api/v4/projects/:id/hooks": 2000, "GET /api/v4/groups/:id/projects": 20},
-        git={"git info/refs": 2000},
-        rows={"item": 20, "item_git": 20, "project_lock": 40},
-        mapped_tis=20,
-        memory={"airflow": 1024**3, "stack": 2 * 1024**3},
-        fingerprint="abc (1995 items)",
-        reference="yes",
-    )
+    values = {
+        "size": 2000,
+        "case": case,
+        "mode": mode,
+        "wall": wall,
+        "status": "COMPLETED",
+        "expectation": "ok",
+        "listed": 1995,
+        "changed": 20,
+        "rest": {"GET /api/v4/projects/:id/hooks": 2000, "GET /api/v4/groups/:id/projects": 20},
+        "git": {"git info/refs": 2000},
+        "rows": {"item": 20, "item_git": 20, "project_lock": 40},
+        "mapped_tis": 20,
+        "memory": {"airflow": 1024**3, "stack": 2 * 1024**3},
+        "fingerprint": "abc (1995 items)",
+        "reference": "yes",
+    }
     values.update(overrides)
     return CaseResult(**values)
 

@@ -54,9 +54,12 @@ def gitlab_failure(answer: Exception | tuple[int, object, dict], call=lambda git
         return http_answer(method, url, *answer)
 
     settings = GitLabSettings(base_url=GITLAB, token="glpat-taxonomy-token")
-    with mock.patch.object(requests.Session, "request", request), GitLabClient(settings) as gitlab:
-        with pytest.raises(GitLabError) as raised:
-            call(gitlab)
+    with (
+        mock.patch.object(requests.Session, "request", request),
+        GitLabClient(settings) as gitlab,
+        pytest.raises(GitLabError) as raised,
+    ):
+        call(gitlab)
     return raised.value
 
 
@@ -153,7 +156,9 @@ RETRIED: dict[str, tuple[bool, bool, bool, bool, bool]] = {
     "requests error outside the client": (RETRY, RETRY, RETRY, RETRY, RETRY),
     "unexpected bug": (RETRY, RETRY, RETRY, RETRY, RETRY),
 }
-CASES = [(kind, step, retried) for kind, by_step in RETRIED.items() for step, retried in zip(STEPS, by_step)]
+CASES = [
+    (kind, step, retried) for kind, by_step in RETRIED.items() for step, retried in zip(STEPS, by_step, strict=True)
+]
 
 # ------------------------------------------------------------------------------------------------ the steps
 

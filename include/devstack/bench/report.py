@@ -316,7 +316,9 @@ def expected_plan_problems(
         "c": (0, 0, 0),
         "d": (size_now, 0, 0),
     }[case]
-    for name, got, want in zip(("to sync", "to delete", "missing webhook"), (to_sync, deleted, missing), wanted):
+    for name, got, want in zip(
+        ("to sync", "to delete", "missing webhook"), (to_sync, deleted, missing), wanted, strict=True
+    ):
         if got != want:
             problems.append(f"{name} {got} not {want}")
     if plan.get("deletion_blocked"):

@@ -6,6 +6,7 @@ Each build's output goes to ``<work>/logs/build-<name>.log``; Docker's layer cac
 
 from __future__ import annotations
 
+import functools
 import re
 import shutil
 import time
@@ -76,7 +77,8 @@ def build_debian_base(work_dir: Path, log: Path) -> None:
                 shutil.rmtree(child, ignore_errors=True)
             elif child.name != "lock":
                 child.unlink(missing_ok=True)
-    tar = f"tar -C {rootfs} -c . | {engine.DOCKER} import --change 'CMD [\"bash\"]' --change 'ENV LANG=C.UTF-8' - {DEBIAN}"
+    changes = "--change 'CMD [\"bash\"]' --change 'ENV LANG=C.UTF-8'"
+    tar = f"tar -C {rootfs} -c . | {engine.DOCKER} import {changes} - {DEBIAN}"
     engine.run(["bash", "-o", "pipefail", "-c", tar], timeout=600)
     shutil.rmtree(rootfs, ignore_errors=True)
 
@@ -141,8 +143,13 @@ def build_base_images(root: Path, work_dir: Path, report: Callable[[str], None])
         (STATSD_EXPORTER, lambda: base / "statsd-exporter", "statsd-exporter"),
     ]
     for tag, context, name in steps:
-        built.append(timed(tag, lambda: docker_build(tag, context(), logs / f"build-{name}.log"), report))
+        built.append(timed(tag, functools.partial(_build_in, tag, context, logs / f"build-{name}.log"), report))
     return built
+
+
+def _build_in(tag: str, context: Callable[[], Path], log: Path) -> None:
+    """``docker_build`` of the directory ``context()`` makes (timed with the build: Airflow's is assembled)."""
+    docker_build(tag, context(), log)
 
 
 def build_project_images(compose: engine.Compose, work_dir: Path, report: Callable[[str], None]) -> Built:

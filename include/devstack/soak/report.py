@@ -150,6 +150,7 @@ def render(result: SoakResult) -> str:
     malformed = sum(
         1 for difference in comparison.differences if difference.expected and difference.expected.head_malformed
     )
+    settled = f"{quiet.settle_seconds:.0f} s" if quiet.settle_seconds is not None else "deadline passed"
     lines = [
         f"== chaos soak: seed {result.seed}, {result.minutes:g} min of actions, tree {result.tree}",
         "phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.timings.items()),
@@ -160,8 +161,7 @@ def render(result: SoakResult) -> str:
         *run_lines(quiet),
         "hook events: " + ", ".join(f"{n} {status}" for status, n in quiet.events.items()),
         f"push-to-row latency: {result.latency.describe()}",
-        f"quiescence: {'%.0f s' % quiet.settle_seconds if quiet.settle_seconds is not None else 'deadline passed'}; "
-        f"final incremental run {quiet.final_run}: {quiet.final_state}",
+        f"quiescence: {settled}; final incremental run {quiet.final_run}: {quiet.final_state}",
         f"  its exit message: {quiet.final_message[:600]}",
         f"malformed heads at the end (expected to keep their rows): {len(result.malformed_heads)}"
         + (f" ({malformed} of them differ)" if malformed else ""),

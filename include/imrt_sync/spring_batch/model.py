@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import overload
 
 from .. import DAG_ID
 from ..errors import PermanentError
@@ -92,6 +93,10 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+@overload
+def naive_utc(value: datetime) -> datetime: ...
+@overload
+def naive_utc(value: None) -> None: ...
 def naive_utc(value: datetime | None) -> datetime | None:
     """The timestamp as the legacy columns hold it: naive UTC (``TIMESTAMP`` without time zone)."""
     if value is None or value.tzinfo is None:

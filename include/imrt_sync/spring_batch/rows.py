@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime
+from typing import overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
@@ -103,7 +104,7 @@ def ensure_instance(conn: sa.Connection) -> int:
             .values(job_instance_id=schema.batch_job_seq.next_value(), version=0, job_name=JOB_NAME, job_key=JOB_KEY)
             .on_conflict_do_nothing(constraint="job_inst_un")
         )
-        instance_id = conn.scalar(query)
+        instance_id = conn.execute(query).scalar_one()  # ours or a racing caller's row
     return int(instance_id)
 
 
@@ -149,14 +150,19 @@ def upsert_context(conn: sa.Connection, job_execution_id: int, run_id: str | Non
     )
 
 
-def step_of(conn: sa.Connection, job_execution_id: int) -> sa.Row | None:
-    return conn.execute(
+def _step_select(job_execution_id: int) -> sa.Select:
+    """The execution's step row (the first, should there be two), locked."""
+    return (
         sa.select(_S)
         .where(_S.c.job_execution_id == job_execution_id, _S.c.step_name == STEP_NAME)
         .order_by(_S.c.step_execution_id)
         .limit(1)
         .with_for_update()
-    ).first()
+    )
+
+
+def step_of(conn: sa.Connection, job_execution_id: int) -> sa.Row | None:
+    return conn.execute(_step_select(job_execution_id)).first()
 
 
 def ensure_step(conn: sa.Connection, job_execution_id: int, start: datetime, now: datetime) -> sa.Row:
@@ -185,7 +191,7 @@ def ensure_step(conn: sa.Connection, job_execution_id: int, start: datetime, now
             last_updated=max(now, start),
         )
     )
-    return step_of(conn, job_execution_id)
+    return conn.execute(_step_select(job_execution_id)).one()
 
 
 def reopen(conn: sa.Connection, job_execution_id: int, start: datetime, now: datetime) -> None:
@@ -262,6 +268,12 @@ def counts(read_count: int | None, write_count: int | None, skip_count: int | No
     return {column: value for column, value in given.items() if value is not None}
 
 
+@overload
+def to_execution(row: sa.Row) -> Execution: ...
+@overload
+def to_execution(row: None) -> None: ...
+@overload
+def to_execution(row: sa.Row | None) -> Execution | None: ...
 def to_execution(row: sa.Row | None) -> Execution | None:
     if row is None:
         return None
