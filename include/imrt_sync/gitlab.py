@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 import requests
@@ -27,6 +28,23 @@ from .transport import RETRY_STATUSES, tls_failure
 log = logging.getLogger(__name__)
 
 PER_PAGE = 100
+
+
+class GitLabNamespace(TypedDict):
+    """The fields of a project's ``namespace`` this service reads (GitLab sends more)."""
+
+    full_path: str  # the group or subgroup the project is in, e.g. ``iat/science``
+
+
+class GitLabProject(TypedDict):
+    """The fields of a GitLab project this service reads (GitLab sends many more):
+    https://docs.gitlab.com/api/projects/#get-a-single-project"""
+
+    id: int
+    path: str
+    default_branch: str | None  # None for an empty repository
+    http_url_to_repo: str
+    namespace: GitLabNamespace
 
 
 class GitLabError(RuntimeError, ImrtError):
@@ -97,7 +115,7 @@ class GitLabClient:
             raise GitLabError(f"GitLab returned group {group.get('full_path')!r} for {full_path!r}")
         return group
 
-    def group_projects(self, scope: GroupScope) -> Iterator[dict]:
+    def group_projects(self, scope: GroupScope) -> Iterator[GitLabProject]:
         """Every project of the scope's group (with ``include_subgroups``: of its subgroups too) that the token's
         user can see, archived ones included, in id order. Projects shared with the group from other namespaces
         (GitLab lists them too, ``with_shared``) are left out.
@@ -135,7 +153,7 @@ class GitLabClient:
             return None
         return _json(_checked(response))
 
-    def project(self, project_id: int) -> dict | None:
+    def project(self, project_id: int) -> GitLabProject | None:
         """The project, or None when GitLab answers 404: the project does not exist, or the token's user cannot see
         it (GitLab answers both the same, so a None proves nothing while the group is not readable)."""
         response = self._request(self._reads, "GET", f"/projects/{project_id}")
@@ -156,7 +174,8 @@ class GitLabClient:
     def _get_json(self, path: str, params: dict | None = None):
         return _json(_checked(self._request(self._reads, "GET", path, params=params)))
 
-    def _paginate(self, path: str, params: dict) -> Iterator[dict]:
+    def _paginate(self, path: str, params: dict) -> Iterator[Any]:
+        """The records of every page, as GitLab sent them (JSON: the caller knows their shape)."""
         response = _checked(self._request(self._reads, "GET", path, params=params))
         announced = response.headers.get("X-Total")
         seen = 0

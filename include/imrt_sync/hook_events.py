@@ -371,6 +371,18 @@ class EventLog:
                 return pruned
 
 
+def webhook_backlog(engine: sa.Engine) -> tuple[int, float]:
+    """Hook events waiting for a run (``pending``) and the age in seconds of the oldest (0.0 when none)."""
+    t = imrt_webhook_event
+    query = sa.select(
+        sa.func.count(),
+        sa.func.coalesce(sa.func.extract("epoch", sa.func.now() - sa.func.min(t.c.received_at)), 0),
+    ).where(t.c.status == "pending")
+    with engine.connect() as conn:
+        pending, oldest = conn.execute(query).one()
+    return int(pending), float(oldest)
+
+
 def _due(table: sa.FromClause = imrt_webhook_event):
     t = table.c
     return sa.or_(t.next_attempt_at.is_(None), t.next_attempt_at <= sa.func.now())

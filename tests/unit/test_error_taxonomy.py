@@ -33,6 +33,7 @@ from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitlab import GitLabClient, GitLabError
 from imrt_sync.gitrepo import GitFetchError, RepositoryNotFound
 from imrt_sync.migrate import SchemaNotReady
+from imrt_sync.pipeline import hooks as pipeline_hooks
 from imrt_sync.scope import GroupScope
 from imrt_sync.store import ProjectLockedError
 
@@ -247,7 +248,7 @@ STEP = {
 
 @pytest.fixture(autouse=True)
 def task_context(monkeypatch):
-    monkeypatch.setattr(pipeline, "HookRegistry", NothingRecorded)
+    monkeypatch.setattr(pipeline_hooks, "HookRegistry", NothingRecorded)
     monkeypatch.setattr(dag_tasks, "get_current_context", lambda: {"ti": XComs()})
 
 

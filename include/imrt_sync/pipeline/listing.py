@@ -1,0 +1,204 @@
+"""The listing: :func:`list_ids` lists the group's projects, reads each one's head and hooks, compares them with
+IMRT and plans the run (docs/how-a-run-works.md, the ``list_ids`` task).
+
+A run whose group is not readable is refused (:class:`RunRefused`); :func:`describe_listing_failure` is what a
+failed listing publishes for the exit message.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ..absence import AccessNotProven, prove_full_access
+from ..config import RunParams
+from ..contracts import PlanView, WorkUnit
+from ..errors import PermanentError
+from ..gitlab import GitLabError, GitLabProject, GroupNotReadable
+from ..gitrepo import RepositoryNotFound, remote_heads
+from ..planning import Plan, ProjectState, plan_run, work_units
+from ..store import BeingCreated
+from .hooks import hook_keeper
+from .services import Services
+
+log = logging.getLogger(__name__)
+
+LISTING_ERROR_LIMIT = 1000
+
+# What reading one project gave: its state, why it could not be read, or the 404 of a project listed meanwhile gone.
+ReadResult = ProjectState | str | Exception
+
+
+class RunRefused(RuntimeError, PermanentError):
+    """The run cannot go on safely and trying again will not help (e.g. the group is not readable)."""
+
+
+def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[WorkUnit]]:
+    """List the group's projects, compare them with IMRT and plan the run: the plan and its work units."""
+    settings = services.settings
+    if params.webhook_events and not params.item_ids:
+        log.info("no pending GitLab hook events: nothing to do")
+        return Plan(0, (), (), (), (), ()).as_dict(), []
+    log.info("getting item bank ids from source control")
+    started = time.monotonic()
+    _require_readable_group(services)
+    projects = _projects_in_scope(services, params)
+    log.info("retrieved %d item bank ids from source control in %d seconds", len(projects), time.monotonic() - started)
+    being_created = services.store.items_being_created(params.item_ids or None)
+    states, unreadable, vanished = _project_states(services, projects, being_created)
+    recorded = services.store.recorded_heads(params.item_ids or None)
+    unreadable.update({pid: message for pid, message in vanished.items() if pid in recorded})
+    plan = plan_run(
+        states,
+        recorded,
+        full=params.mode == "full",
+        guard=settings.deletion_guard,
+        listing_complete=True,  # every page to the end, X-Total checked when sent; deletions are re-checked
+        items_total=services.store.recorded_count(),
+        only_ids=params.item_ids,
+        unreadable=unreadable,
+        recorded_source_heads={pid: created.source_head for pid, created in being_created.items()},
+    )
+    plan = _withhold_unproven_deletions(services, plan)
+    _log_plan(plan, params)
+    names = _unit_names(services, plan, projects)
+    units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names, settings.batch_size)
+    return plan.as_dict(), units
+
+
+def describe_listing_failure(exc: BaseException) -> str:
+    """What ``list_ids`` publishes when it fails, for the exit message: the error, never a secret (our errors name
+    paths and statuses, not tokens)."""
+    text = str(exc) if isinstance(exc, (RunRefused, GitLabError)) else f"{type(exc).__name__}: {exc}"
+    return text if len(text) <= LISTING_ERROR_LIMIT else text[: LISTING_ERROR_LIMIT - 3] + "..."
+
+
+def _require_readable_group(services: Services) -> None:
+    """A project's 404 proves its absence only while the group answers: check the group before trusting any."""
+    try:
+        services.gitlab.group(services.settings.group)
+    except GroupNotReadable as exc:
+        raise RunRefused(f"{exc}; deleted nothing") from None
+
+
+def _withhold_unproven_deletions(services: Services, plan: Plan) -> Plan:
+    """A plan with items whose project is missing keeps their deletion only when GitLab shows that the sync user sees
+    every project of the group (:mod:`imrt_sync.absence`); otherwise each such item fails, naming why."""
+    if not plan.gone:
+        return plan
+    try:
+        prove_full_access(services.gitlab, services.settings.scope)
+    except AccessNotProven as exc:
+        log.error("not deleting the %d items whose project is missing: %s", len(plan.gone), exc)
+        return plan.without_deletions(str(exc))
+    return plan
+
+
+def _projects_in_scope(services: Services, params: RunParams) -> list[GitLabProject]:
+    """The projects of the group and, when in scope, its subgroups (a targeted run: the requested ones still in
+    scope; one that answers 404 or now belongs to a namespace out of scope is left out, so its item is planned for
+    deletion and re-checked then)."""
+    settings, gitlab = services.settings, services.gitlab
+    if params.item_ids:
+        found = (gitlab.project(pid) for pid in params.item_ids)
+        projects = [p for p in found if p is not None and settings.scope.contains(_namespace(p))]
+    else:
+        projects = list(gitlab.group_projects(settings.scope))
+    return [p for p in projects if p["path"] not in settings.ignore_projects]
+
+
+def _namespace(project: GitLabProject) -> str | None:
+    namespace = project.get("namespace")
+    return namespace.get("full_path") if namespace else None
+
+
+def _project_states(
+    services: Services, projects: list[GitLabProject], being_created: dict[int, BeingCreated]
+) -> tuple[list[ProjectState], dict[int, str], dict[int, str]]:
+    """Each project's head and webhook (and, for an item still being created, the head of its create branch, from
+    the same ref advertisement); a project whose reads keep failing is left out and named with its error; a listed
+    project that answers 404 when read is left out and named in the third mapping (for the caller: an item of such a
+    project is not deleted this run, since GitLab both listed it and denies it)."""
+    hooks = hook_keeper(services)
+    recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
+
+    def state(project: GitLabProject) -> ProjectState:
+        branch = project.get("default_branch")
+        heads = remote_heads(project["http_url_to_repo"], services.git_access) if branch else {}
+        created = being_created.get(project["id"])
+        source_head = heads.get(created.branch) if created is not None else None
+        has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
+        head = heads.get(branch) if branch else None
+        return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook, source_head)
+
+    def isolated(project: GitLabProject) -> ReadResult:
+        try:
+            return state(project)
+        except (RepositoryNotFound, GitLabError) as exc:
+            return exc if _vanished(exc) else _read_failure(project, exc)
+        except Exception as exc:
+            return _read_failure(project, exc)
+
+    with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
+        results = list(pool.map(isolated, projects))
+    return _split_reads(projects, results)
+
+
+def _split_reads(
+    projects: list[GitLabProject], results: list[ReadResult]
+) -> tuple[list[ProjectState], dict[int, str], dict[int, str]]:
+    """The projects' reads split: the states, the failures by project id, the vanished projects by project id."""
+    states = [result for result in results if isinstance(result, ProjectState)]
+    failed = {
+        project["id"]: result for project, result in zip(projects, results, strict=True) if isinstance(result, str)
+    }
+    vanished = {
+        project["id"]: _vanished_message(project, result)
+        for project, result in zip(projects, results, strict=True)
+        if isinstance(result, Exception)
+    }
+    return states, failed, vanished
+
+
+def _vanished(exc: Exception) -> bool:
+    return isinstance(exc, RepositoryNotFound) or (isinstance(exc, GitLabError) and exc.status == 404)
+
+
+def _vanished_message(project: GitLabProject, exc: Exception) -> str:
+    log.warning("project %s (%s) was listed, then answered 404: %s", project["id"], project["path"], exc)
+    return (
+        f"project {project['id']} ({project['path']}): listed by GitLab, then not found when read ({exc}): deleted "
+        "or access lost meanwhile; not deleted this run, the next run decides"
+    )
+
+
+def _read_failure(project: GitLabProject, exc: Exception) -> str:
+    log.error("reading project %s (%s) failed: %s", project["id"], project["path"], exc)
+    return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
+
+
+def _log_plan(plan: Plan, params: RunParams) -> None:
+    prefix = "DRY RUN: would sync" if params.dry_run else "to sync"
+    log.info(
+        "%s %d items (mode %s), %d unchanged, %d empty repositories, %d to delete, %d projects without the webhook",
+        prefix,
+        len(plan.to_sync),
+        params.mode,
+        len(plan.unchanged),
+        len(plan.empty),
+        len(plan.to_delete),
+        len(plan.missing_webhook),
+    )
+    for message in plan.failed.values():
+        log.error("skipped: %s", message)
+    if plan.deletion_blocked:
+        log.error("deletion guard: %s", plan.deletion_blocked)
+
+
+def _unit_names(services: Services, plan: Plan, projects: list[GitLabProject]) -> dict[int, str]:
+    """What the work units' labels name the items by: the project's path, or the item id of one to delete."""
+    names = {p["id"]: str(p["path"]) for p in projects}
+    if plan.to_delete:
+        names.update(services.store.item_ids(plan.to_delete))
+    return names
