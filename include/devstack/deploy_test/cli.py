@@ -32,6 +32,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--https-port", type=int, default=settings.Ports.https)
     parser.add_argument(
+        "--images-only",
+        action="store_true",
+        help="only install the engine and build every image, then stop (a later run finds them in Docker's store)",
+    )
+    parser.add_argument(
         "--keep-running",
         action="store_true",
         help="leave the containers and the daemon running at the end (for a look around)",
@@ -85,10 +90,13 @@ class Run:
                 "project images (docker-compose build)",
                 lambda: images.build_project_images(compose, self.work_dir, say),
             )
+            if self.args.images_only:
+                return self.report_images(time.monotonic() - started)
             self.check(lambda: image_lock.check_image_is_the_lock(ROOT), image_lock.NAME)
             self.run_checks(compose, deployment)
         finally:
-            self.save_logs(compose)
+            if not self.args.images_only:
+                self.save_logs(compose)
             if self.args.keep_running:
                 say(f"-- left running: docker-compose -p {compose.project} --env-file {deployment.env_file} ...")
             else:
@@ -135,6 +143,13 @@ class Run:
         compose("down", "--volumes", "--remove-orphans", timeout=600, check=False)
         daemon.stop()
         say(f"   containers, network and volumes removed; dockerd {'stopped' if daemon.pid else 'left as found'}")
+
+    def report_images(self, seconds: float) -> int:
+        say("== deploy test images: built ==")
+        for name, spent in self.timings:
+            say(f"  {spent:6.0f} s  {name}")
+        say(f"deploy test images built in {seconds:.0f} s (no check run: make deploy-test runs them)")
+        return 0
 
     def report(self, seconds: float) -> int:
         say("\n== deploy test: what was checked ==")
