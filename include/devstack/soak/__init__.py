@@ -17,5 +17,5 @@ status is non-zero when any count is.
 Modules: ``stack`` (building the stack), ``gitclient`` (the developer's git), ``world`` (what the actions share),
 ``journal`` (what happened), ``git_actions``, ``project_actions``, ``chaos_actions``, ``triggers`` (the actions),
 ``schedule`` (choosing them), ``latency`` and ``row_history`` (watching ``item_git`` during the soak), ``quiesce``,
-``oracle``, ``compare``, ``report`` and ``cli``.
+``oracle``, ``compare``, ``unseen`` (why a push was never seen in a row), ``report`` and ``cli``.
 """

@@ -17,13 +17,14 @@ from .bankrest import BankRest
 from .compare import compare, read_rows
 from .gitclient import DeveloperGit
 from .journal import Journal
-from .latency import RowWatcher, summarize
+from .latency import RowWatcher, push_latencies, summarize
 from .oracle import read_bank
 from .quiesce import quiesce
 from .report import SoakResult, render, tree_state
 from .row_history import went_back, wrong_deletions
 from .schedule import run_actions
 from .stack import GROUP, StackOptions, first_sync, remove_work_dir, soak_stack
+from .unseen import EndState, Unseen, classify_unseen
 from .world import World
 
 JOURNAL_FILE = "soak-journal.txt"
@@ -137,9 +138,12 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
             rest.close()
         project_id_of = lambda path: (stack.bank.find_project(path) or {}).get("id")  # noqa: E731
         expected = read_bank(stack.repos_dir, GROUP, project_id_of)
-        comparison = compare(expected, read_rows(stack.imrt))
+        rows = read_rows(stack.imrt)
+        comparison = compare(expected, rows)
+        _, never_seen = push_latencies(journal.pushes, watcher.first_seen)
+        unseen = classify_unseen(never_seen, journal, EndState.of(expected, rows))
         clock.lap("comparison")
-        write_journal(journal, work_dir)
+        write_journal(journal, work_dir, unseen)
         return SoakResult(
             seed=options.seed,
             minutes=options.minutes,
@@ -152,6 +156,7 @@ def run_soak(options: SoakOptions, work_dir: Path, log=say) -> SoakResult:
             malformed_heads=dict(world.malformed),
             wrong_deletions=wrong_deletions(watcher.vanished, journal),
             went_back=went_back(watcher.moves, journal.pushes, journal),
+            unseen=unseen,
             timings=clock.with_total(),
         )
 
@@ -174,10 +179,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if result.passed else 1
 
 
-def write_journal(journal: Journal, work_dir: Path) -> Path:
-    """Every action, one per line, in the work directory (kept with --keep or --data-dir)."""
+def write_journal(journal: Journal, work_dir: Path, unseen: list[Unseen]) -> Path:
+    """Every action, one per line, then every push never seen in a row with its reason, in the work directory (kept
+    with --keep or --data-dir)."""
     path = work_dir / JOURNAL_FILE
-    path.write_text("\n".join(entry.line() for entry in journal.entries) + "\n")
+    lines = [entry.line() for entry in journal.entries]
+    lines += [f"never seen in a row: {u.describe()}" for u in unseen]
+    path.write_text("\n".join(lines) + "\n")
     return path
 
 

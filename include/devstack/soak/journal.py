@@ -33,12 +33,14 @@ class Entry:
 @dataclass(frozen=True)
 class Push:
     """One ``git push`` that landed. ``expects_row``: it changed ``item.json`` to a well-formed document, so a row
-    is expected to show this commit (or a later one of the same project)."""
+    is expected to show this commit (or a later one of the same project). ``position``: how many journal entries
+    were recorded before it (the entries from that index on came after the push)."""
 
     project_id: int
     sha: str
     returned_at: float  # time.monotonic() when git push returned
     expects_row: bool
+    position: int
 
 
 class Journal:
@@ -63,7 +65,7 @@ class Journal:
 
     def pushed(self, project_id: int, sha: str, *, expects_row: bool) -> None:
         with self._lock:
-            self.pushes.append(Push(project_id, sha, time.monotonic(), expects_row))
+            self.pushes.append(Push(project_id, sha, time.monotonic(), expects_row, len(self.entries)))
 
     def done_kinds(self) -> set[str]:
         with self._lock:
@@ -77,7 +79,7 @@ class Journal:
                 found[entry.kind][entry.outcome] += 1
         return dict(found)
 
-    def history(self, project_id: int) -> list[Entry]:
-        """Every entry that touched the project, oldest first."""
+    def history(self, project_id: int, since: int = 0) -> list[Entry]:
+        """Every entry that touched the project, oldest first; ``since``: from that index of the entries on."""
         with self._lock:
-            return [e for e in self.entries if project_id in e.projects]
+            return [e for e in self.entries[since:] if project_id in e.projects]

@@ -2,8 +2,8 @@
 commit (or a later push of the same project, which absorbs it: its content is live once a later commit is).
 
 A watcher thread polls ``item_git`` every ``PERIOD`` seconds for the whole soak, quiescence included. Only pushes
-that changed item.json to a well-formed document count; a push no row ever showed is counted apart (the
-comparison says why: a project out of IMRT's reach, a push followed by a delete, ...).
+that changed item.json to a well-formed document count; a push no row ever showed is counted apart, and
+:mod:`devstack.soak.unseen` says why (its project deleted or moved out of scope before IMRT showed it, ...).
 
 The same watcher notes every ``item_git`` row that disappears, with where its project was in the bank at that
 moment (``locate``: the project's full path, None when the bank no longer has it), and every change of a row's
@@ -107,22 +107,45 @@ class Latency:
         )
 
 
-def push_latencies(pushes: list[Push], first_seen: dict[tuple[int, str], float]) -> tuple[list[float], int]:
+@dataclass(frozen=True)
+class Counted:
+    """A push the latency counts, with the shas whose row would show it: its own and those of the later counted
+    pushes of its project (whose content is live once theirs is)."""
+
+    push: Push
+    shown_by: tuple[str, ...]
+
+
+def counted_pushes(pushes: list[Push]) -> list[Counted]:
     counted = [push for push in pushes if push.expects_row]
-    latencies, unseen = [], 0
-    for index, push in enumerate(counted):
-        later = [p.sha for p in counted[index:] if p.project_id == push.project_id]
-        seen = [first_seen[(push.project_id, sha)] for sha in later if (push.project_id, sha) in first_seen]
-        if seen:
-            latencies.append(max(0.0, min(seen) - push.returned_at))
+    return [
+        Counted(push, tuple(p.sha for p in counted[index:] if p.project_id == push.project_id))
+        for index, push in enumerate(counted)
+    ]
+
+
+def first_shown(counted: Counted, first_seen: dict[tuple[int, str], float]) -> float | None:
+    """When a row first showed the push or a later one of its project; None: never."""
+    project_id = counted.push.project_id
+    seen = [first_seen[(project_id, sha)] for sha in counted.shown_by if (project_id, sha) in first_seen]
+    return min(seen) if seen else None
+
+
+def push_latencies(pushes: list[Push], first_seen: dict[tuple[int, str], float]) -> tuple[list[float], list[Counted]]:
+    """The latency of every counted push a row showed, and the counted pushes no row ever showed."""
+    latencies, unseen = [], []
+    for counted in counted_pushes(pushes):
+        shown = first_shown(counted, first_seen)
+        if shown is None:
+            unseen.append(counted)
         else:
-            unseen += 1
+            latencies.append(max(0.0, shown - counted.push.returned_at))
     return latencies, unseen
 
 
 def summarize(pushes: list[Push], first_seen: dict[tuple[int, str], float]) -> Latency:
     latencies, unseen = push_latencies(pushes, first_seen)
     if not latencies:
-        return Latency(0, unseen, None, None, None)
+        return Latency(0, len(unseen), None, None, None)
     p95 = statistics.quantiles(latencies, n=20, method="inclusive")[18] if len(latencies) > 1 else latencies[0]
-    return Latency(len(latencies), unseen, statistics.median(latencies), p95, max(latencies))
+    return Latency(len(latencies), len(unseen), statistics.median(latencies), p95, max(latencies))

@@ -13,6 +13,7 @@ from .journal import DONE, ERROR, Entry, Journal
 from .latency import Latency
 from .quiesce import Quiet
 from .row_history import WentBack, WrongDeletion
+from .unseen import UNEXPLAINED, WATCHER_MISSED, Unseen, breakdown, count
 
 PRODUCT_PATHS = ("dags", "plugins", "include/imrt_sync", "include/imrt_compat", "include/itembank_server")
 HISTORY_LINES = 25
@@ -45,6 +46,7 @@ class SoakResult:
     malformed_heads: dict[int, str] = field(default_factory=dict)
     wrong_deletions: list[WrongDeletion] = field(default_factory=list)
     went_back: list[WentBack] = field(default_factory=list)
+    unseen: list[Unseen] = field(default_factory=list)  # the pushes no row ever showed, each with its reason
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase
 
     def errors(self) -> list[Entry]:
@@ -68,6 +70,8 @@ class SoakResult:
             "duplicate_item_ids": len(self.comparison.duplicate_ids),
             "deleted_while_in_scope": len(self.wrong_deletions),
             "rows_went_back": len(self.went_back),
+            "unseen_pushes_unexplained": count(self.unseen, UNEXPLAINED),
+            "unseen_pushes_missed_by_watcher": count(self.unseen, WATCHER_MISSED),
             "hook_events_left_due": self.quiet.events_left_due,
             "runs_left_running": len(self.quiet.active_runs),
             "final_run_unexpected_failures": len(self.final_run_unexpected_failures()),
@@ -91,6 +95,10 @@ def tree_state() -> str:
     changed = [line for line in git("status", "--porcelain", "--", *PRODUCT_PATHS).splitlines() if line]
     head = git("rev-parse", "--short", "HEAD") or "(not a git checkout)"
     return head + (f" + {len(changed)} uncommitted product files" if changed else "")
+
+
+def settled(quiet: Quiet) -> str:
+    return f"{quiet.settle_seconds:.0f} s" if quiet.settle_seconds is not None else "deadline passed"
 
 
 def action_lines(journal: Journal) -> list[str]:
@@ -144,13 +152,28 @@ def wrong_deletion_lines(result: SoakResult) -> list[str]:
     return lines
 
 
+def unseen_lines(result: SoakResult) -> list[str]:
+    """Each push never seen in a row that is unexplained (IMRT lost it) or that the watcher missed, with its
+    project's history."""
+    lines = []
+    for unseen in result.unseen:
+        if unseen.reason not in (UNEXPLAINED, WATCHER_MISSED):
+            continue
+        history = result.journal.history(unseen.counted.push.project_id)
+        lines += [
+            f"  {unseen.describe()}",
+            f"    history of project {unseen.counted.push.project_id}:",
+            *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
+        ]
+    return lines
+
+
 def render(result: SoakResult) -> str:
     quiet, comparison = result.quiet, result.comparison
     counts = result.counts()
     malformed = sum(
         1 for difference in comparison.differences if difference.expected and difference.expected.head_malformed
     )
-    settled = f"{quiet.settle_seconds:.0f} s" if quiet.settle_seconds is not None else "deadline passed"
     lines = [
         f"== chaos soak: seed {result.seed}, {result.minutes:g} min of actions, tree {result.tree}",
         "phases: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in result.timings.items()),
@@ -161,7 +184,8 @@ def render(result: SoakResult) -> str:
         *run_lines(quiet),
         "hook events: " + ", ".join(f"{n} {status}" for status, n in quiet.events.items()),
         f"push-to-row latency: {result.latency.describe()}",
-        f"quiescence: {settled}; final incremental run {quiet.final_run}: {quiet.final_state}",
+        f"  {breakdown(result.unseen)}",
+        f"quiescence: {settled(quiet)}; final incremental run {quiet.final_run}: {quiet.final_state}",
         f"  its exit message: {quiet.final_message[:600]}",
         f"malformed heads at the end (expected to keep their rows): {len(result.malformed_heads)}"
         + (f" ({malformed} of them differ)" if malformed else ""),
@@ -181,6 +205,8 @@ def render(result: SoakResult) -> str:
                 f"    history of project {back.moved.project_id}:",
                 *(f"      {entry.line()}" for entry in history[-HISTORY_LINES:]),
             ]
+    if unseen_lines(result):
+        lines += ["pushes never seen in a row, unexplained or missed by the watcher:", *unseen_lines(result)]
     if result.final_run_unexpected_failures():
         lines += [
             "the final run failed, other than for malformed heads: " + "; ".join(result.final_run_unexpected_failures())
