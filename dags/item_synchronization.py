@@ -1,9 +1,11 @@
 """The ``item_synchronization`` DAG: keeps the IMRT database in step with the GitLab item bank.
 
 A thin shell over the run protocol of ``imrt_sync.pipeline``: every task calls one pipeline function
-(``open_run``, ``sync_unit``, ``dispatch_webhooks``, ``close_run``) with the settings it reads when it runs (one
-read of each variable per task; DAG parsing does no I/O: the guardrails come from Airflow's configuration, see
-``imrt_compat.guardrails``) and reports through XCom (``imrt_compat.dag_tasks``).
+(``open_run``, ``sync_unit``, ``dispatch_webhooks``, ``close_run``) with its run and services
+(``imrt_compat.dag_tasks.task_run``: the settings it reads when it runs, one read of each variable per task; DAG
+parsing does no I/O: the guardrails come from Airflow's configuration, see ``imrt_compat.guardrails``). A task gets
+what other tasks published as its arguments, and publishes through the XComs named in
+``imrt_compat.task_contract``: the wiring at the end of ``item_synchronization`` shows every data edge.
 """
 
 from __future__ import annotations
@@ -14,13 +16,25 @@ from typing import TYPE_CHECKING
 import pendulum
 from airflow.sdk import Param, dag, task
 
-from imrt_compat import alerts, guardrails, metrics
+from imrt_compat import alerts, guardrails
 from imrt_compat.assets import ITEM_DATA
+from imrt_compat.task_contract import (
+    DISPATCH_WEBHOOKS,
+    HOOKS_OUTCOME,
+    LIST_IDS,
+    LISTING_FAILURE,
+    PLAN,
+    SUMMARY,
+    SYNC,
+    UNIT_OUTCOME,
+)
 from imrt_sync import DAG_ID
-from imrt_sync.config import ITEM_ID_LINE
+from imrt_sync.config import ITEM_ID_LINE, RUN_MODES
 
 if TYPE_CHECKING:
-    from imrt_sync.contracts import WorkUnit
+    from collections.abc import Sequence
+
+    from imrt_sync.contracts import HooksOutcome, ListingFailure, PlanView, UnitOutcome, WorkUnit
 
 DOC_MD = """
 # Item synchronization
@@ -34,6 +48,13 @@ at the root of its default branch. Replaces the legacy `itemSynchronizationJob` 
 | `sync` (one per item, or per range of items above `imrt_map_bound`) | fetches the repository, reads `item.json` at the head and writes `item`, `item_git`, `item_log`, `item_attachment`, `item_form`, `stim_link` in one transaction under `project_lock`; deletes items whose project is confirmed gone (asked again just before) | the `item-update` / `item-delete` consumers |
 | `dispatch_webhooks` | creates the project hook where it is missing, fixes it where it is disabled, lacks push events or the current secret | "number of items requiring project webhook" |
 | `summary` | logs the legacy exit message; fails the run if any item failed | "Item Synchronization Process complete." |
+
+**Data flow** (XComs): `list_ids` returns the work units `sync` is mapped over and publishes the `plan` (and
+`jobExecutionId`; `listing_failure` instead when it cannot plan); each `sync` instance publishes its `unit_outcome`;
+`dispatch_webhooks` reads the `plan` and publishes its `hooks_outcome`; `summary` reads all of them and publishes the
+run's verdict as `outcome`. `dispatch_webhooks` and `summary` run whatever failed before them; what a failed task did
+not publish reaches them as nothing: without a plan `dispatch_webhooks` fails at once, and `summary` says why the
+run failed.
 
 **Params**: `mode` (`incremental`: only new items and items whose head moved since their last sync; `full`: re-ingest
 every item), `item_ids` (GitLab project ids: sync only these), `dry_run` (plan and log, write nothing, create no
@@ -54,7 +75,7 @@ PARAMS = {
     "mode": Param(
         "incremental",
         type="string",
-        enum=["incremental", "full"],
+        enum=list(RUN_MODES),
         title="Mode",
         description="incremental: only items whose default-branch head changed; full: re-ingest every item.",
     ),
@@ -100,80 +121,89 @@ GITLAB_POOL = guardrails.gitlab_pool()
     },
 )
 def item_synchronization():
-    @task(multiple_outputs=False, execution_timeout=TIMEOUTS.list_ids, pool=GITLAB_POOL)
-    def list_ids(ti=None, params=None, run_id=None) -> list[WorkUnit]:
-        """Start and plan the run; return the work units the ``sync`` task is mapped over."""
-        from imrt_compat import dag_tasks, settings
+    @task(task_id=LIST_IDS, multiple_outputs=False, execution_timeout=TIMEOUTS.list_ids, pool=GITLAB_POOL)
+    def list_ids() -> list[WorkUnit]:
+        """Start and plan the run; return the work units ``sync`` is mapped over (the plan beside them)."""
+        from imrt_compat import dag_tasks
         from imrt_sync import pipeline
 
-        values = settings.read_variables()
-        run = dag_tasks.run_context(params, run_id)
-        try:
-            with dag_tasks.task_database(values) as engine:
-                planned = pipeline.open_run(run, engine, dag_tasks.settings_reader(values))
-        except Exception as exc:
-            dag_tasks.listing_failed(exc)
-        ti.xcom_push(key="plan", value=planned["plan"])
-        if planned["job_execution_id"] is not None:
-            ti.xcom_push(key="jobExecutionId", value=planned["job_execution_id"])
-        return planned["units"]
+        with dag_tasks.task_run(failed=dag_tasks.listing_failed) as task:
+            planned = pipeline.open_run(task.run, task.engine, task.read_settings)
+        return dag_tasks.report_planned(planned)
 
     @task(
+        task_id=SYNC,
         map_index_template="{{ task.op_kwargs['unit']['label'] }}",
         multiple_outputs=False,
         execution_timeout=TIMEOUTS.sync,
         pool=GITLAB_POOL,
     )
-    def sync(unit: WorkUnit, params=None, run_id=None) -> None:
-        from imrt_compat import dag_tasks, settings
+    def sync(unit: WorkUnit) -> None:
+        from imrt_compat import dag_tasks
         from imrt_sync import pipeline
 
-        run = dag_tasks.run_context(params, run_id)
-        with dag_tasks.task_services(settings.read_variables()) as services:
-            outcome = pipeline.sync_unit(services, unit, run.params)
+        with dag_tasks.task_run() as task:
+            outcome = pipeline.sync_unit(task.services, unit, task.params)
         dag_tasks.report_unit(outcome)
 
     @task(
-        trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.dispatch_webhooks, pool=GITLAB_POOL
+        task_id=DISPATCH_WEBHOOKS,
+        trigger_rule="all_done",
+        multiple_outputs=False,
+        execution_timeout=TIMEOUTS.dispatch_webhooks,
+        pool=GITLAB_POOL,
     )
-    def dispatch_webhooks(ti=None, params=None, run_id=None) -> None:
-        """Fix the hooks of the projects the plan found without one. The plan is pulled here, not passed as an
-        argument: after a failed ``list_ids`` Airflow would fail the argument's resolution (``XComNotFound``, before
-        this body runs) and retry it twice before ``summary`` could say why the run failed."""
-        from imrt_compat import dag_tasks, settings
+    def dispatch_webhooks(plan: PlanView | None) -> None:
+        """Fix the hooks of the projects the plan found without one. Runs after failed ``sync`` instances too; with no
+        plan (``list_ids`` failed) it fails at once, and ``summary`` says why."""
+        from imrt_compat import dag_tasks
         from imrt_sync import pipeline
 
-        plan = ti.xcom_pull(task_ids="list_ids", key="plan")
-        if plan is None:
-            dag_tasks.fail_task("list_ids did not produce a plan: nothing to do", transient=False)
-        run = dag_tasks.run_context(params, run_id)
-        with dag_tasks.task_services(settings.read_variables()) as services:
-            outcome = pipeline.dispatch_webhooks(services, plan, run.params)
+        plan = dag_tasks.required_plan(plan)
+        with dag_tasks.task_run() as task:
+            outcome = pipeline.dispatch_webhooks(task.services, plan, task.params)
         dag_tasks.report_hooks(outcome)
 
-    @task(trigger_rule="all_done", multiple_outputs=False, execution_timeout=TIMEOUTS.summary, outlets=[ITEM_DATA])
-    def summary(ti=None, params=None, run_id=None, outlet_events=None) -> None:
-        """Close the run (``pipeline.close_run``) and publish its verdict as the XCom ``outcome``, which the failure
-        alert reads. Returns nothing, so no ``return_value`` XCom."""
-        from imrt_compat import dag_tasks, settings
+    @task(
+        task_id=SUMMARY,
+        trigger_rule="all_done",
+        multiple_outputs=False,
+        execution_timeout=TIMEOUTS.summary,
+        outlets=[ITEM_DATA],
+    )
+    def summary(
+        plan: PlanView | None,
+        units: list[WorkUnit] | None,
+        listing_failure: ListingFailure | None,
+        unit_outcomes: Sequence[UnitOutcome] | None,
+        hooks: HooksOutcome | None,
+        outlet_events=None,
+    ) -> None:
+        """Close the run (``pipeline.close_run``) with what the other tasks published (None where a task published
+        nothing) and publish its verdict, which the failure alert reads. Returns nothing, so no ``return_value``."""
+        from imrt_compat import dag_tasks
         from imrt_sync import pipeline
 
-        run = dag_tasks.run_context(params, run_id)
-        with dag_tasks.task_services(settings.read_variables()) as services:
-            verdict = pipeline.close_run(services, run, dag_tasks.pull_results(ti))
-            metrics.report_run(verdict, run.started_at, pendulum.now("UTC"))
-            metrics.report_backlog(*pipeline.webhook_backlog(services.engine))
-        outlet_events[ITEM_DATA].extra = {
-            "run_id": run_id,
-            "dry_run": run.params.dry_run,
-            "synced": verdict["synced_count"],
-            "deleted": verdict["deleted_count"],
-            "failed": verdict["failed_count"],
-        }  # emitted only when summary succeeds, i.e. the run completed
-        dag_tasks.report(verdict, verdict["message"] if verdict["status"] != "COMPLETED" else None)
+        results = dag_tasks.run_results(plan, units, listing_failure, unit_outcomes, hooks)
+        with dag_tasks.task_run() as task:
+            verdict = pipeline.close_run(task.services, task.run, results)
+            dag_tasks.report_metrics(task, verdict)
+        outlet_events[ITEM_DATA].extra = dag_tasks.item_data_extra(task.run, verdict)  # emitted only on success
+        dag_tasks.report_verdict(verdict)
 
-    synced = sync.expand(unit=list_ids())
-    synced >> dispatch_webhooks() >> summary()
+    # The data edges: each argument is what a task published (task_contract: None where it published nothing).
+    listed = list_ids()  # its return value: the work units
+    plan = PLAN.arg(listed)
+    synced = sync.expand(unit=listed)
+    hooks = dispatch_webhooks(plan=plan)
+    synced >> hooks  # the hooks once the items are in (an order, not data)
+    summary(
+        plan=plan,
+        units=listed,
+        listing_failure=LISTING_FAILURE.arg(listed),
+        unit_outcomes=UNIT_OUTCOME.arg(synced),
+        hooks=HOOKS_OUTCOME.arg(hooks),
+    )
 
 
 item_synchronization()

@@ -22,6 +22,7 @@ from typing import TextIO
 
 import requests
 
+from imrt_compat.task_contract import SYNC, UNITS, VERDICT
 from imrt_sync import DAG_ID
 
 from .airflow_stack import AirflowStack
@@ -198,7 +199,7 @@ def follow_run(stack: AirflowStack, run_id: str, *, until_overtaken: bool = Fals
             running = next_active(active_runs(stack))
             if running is not None and running["state"] == "running" and running["dag_run_id"] != run_id:
                 return None
-        units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync" and ti["map_index"] >= 0]
+        units = [ti for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == SYNC and ti["map_index"] >= 0]
         if units and sizes is None:
             sizes = unit_sizes(stack, run_id)
         done = [ti["map_index"] for ti in units if ti["state"] in ("success", "failed", "upstream_failed", "skipped")]
@@ -214,21 +215,17 @@ def follow_run(stack: AirflowStack, run_id: str, *, until_overtaken: bool = Fals
 
 def unit_sizes(stack: AirflowStack, run_id: str) -> dict[int, int]:
     """Items per mapped ``sync`` instance, from the work units ``list_ids`` returned."""
-    response = stack.api(
-        "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/list_ids/xcomEntries/return_value"
-    )
+    response = stack.api("GET", UNITS.rest_path(run_id))
     if response.status_code != 200:
         return {}
-    units = response.json()["value"]
-    units = json.loads(units) if isinstance(units, str) else units
+    units = UNITS.rest_value(response.json())
     return {index: len(unit["sync"]) + len(unit["delete"]) for index, unit in enumerate(units)}
 
 
 def print_summary(stack: AirflowStack, run_id: str) -> None:
-    response = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/summary/xcomEntries/outcome")
+    response = stack.api("GET", VERDICT.rest_path(run_id))
     if response.status_code == 200:
-        verdict = response.json()["value"]
-        verdict = json.loads(verdict) if isinstance(verdict, str) else verdict
+        verdict = VERDICT.rest_value(response.json())
         say(f"exit status: {verdict['status']}")
         say(f"exit message: {verdict['message']}")
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from airflow.sdk import BaseNotifier
 
 from . import settings
+from .task_contract import LISTING_FAILURE, VERDICT
 
 SMTP_NOTIFIER = settings.imrt_default("failure_notifier")  # the default notifier: Airflow's SmtpNotifier
 SUBJECT = "[IMRT] item synchronization failed: {{ imrt_run_id }}"
@@ -40,13 +41,15 @@ def exit_message(context) -> str:
     ti = context.get("ti")
     if ti is not None:
         try:
-            outcome = ti.xcom_pull(task_ids="summary", key="outcome", map_indexes=-1) or {}
-            listing = ti.xcom_pull(task_ids="list_ids", key="outcome", map_indexes=-1) or {}
+            verdict, listing = VERDICT.pull(ti), LISTING_FAILURE.pull(ti)
         except ImportError:  # no task channel in this process
-            outcome, listing = {"message": _recorded_exit_message(context)}, {}
-        if outcome.get("message"):
-            return outcome["message"]
-        if listing.get("error"):
+            verdict, listing = None, None
+            recorded = _recorded_exit_message(context)
+            if recorded:
+                return recorded
+        if verdict and verdict.get("message"):
+            return verdict["message"]
+        if listing and listing.get("error"):
             return f"Listing the item bank failed: {listing['error']}"
     return f"The run ended ({context.get('reason') or 'failed'}) before its summary task reported"
 

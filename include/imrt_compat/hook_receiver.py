@@ -41,6 +41,7 @@ from imrt_sync.hook_events import (
 from . import airflow_runs
 from .engine import server_engine
 from .settings import SettingsError, receiver_settings, webhook_sweep_seconds
+from .task_contract import LIST_IDS
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +81,7 @@ def will_claim(run: airflow_runs.ActiveRun, claiming: set[str], session) -> bool
     no events claimed by it yet."""
     if run.state == QUEUED:
         return True
-    return run.run_id not in claiming and airflow_runs.task_not_finished(DAG_ID, run.run_id, "list_ids", session)
+    return run.run_id not in claiming and airflow_runs.task_not_finished(DAG_ID, run.run_id, LIST_IDS, session)
 
 
 def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) -> int:

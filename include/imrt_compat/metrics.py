@@ -11,6 +11,10 @@ Names (StatsD adds ``[metrics] statsd_prefix``, ``airflow.`` by default):
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from imrt_sync.contracts import Verdict
 
 ITEMS_SYNCED = "imrt.items.synced"
 ITEMS_FAILED = "imrt.items.failed"
@@ -20,7 +24,7 @@ BACKLOG_PENDING = "imrt.webhook_backlog.pending"
 BACKLOG_OLDEST_AGE = "imrt.webhook_backlog.oldest_age_seconds"
 
 
-def report_run(verdict: dict, started_at: datetime | None, ended_at: datetime) -> None:
+def report_run(verdict: Verdict, started_at: datetime | None, ended_at: datetime) -> None:
     from airflow.sdk.observability import stats
 
     stats.incr(ITEMS_SYNCED, count=verdict["synced_count"])

@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from .errors import PermanentError
@@ -213,18 +213,29 @@ def _is_project_id(value: Any) -> bool:
     return whole and value >= 1
 
 
+RunMode = Literal["incremental", "full"]
+"""``incremental``: only new items and items whose head moved since their last sync; ``full``: re-ingest every item."""
+RUN_MODES: tuple[RunMode, ...] = get_args(RunMode)
+
+
+def run_mode(value: Any) -> RunMode:
+    """``value`` as a mode; ValueError when it names none."""
+    if value not in RUN_MODES:
+        raise ValueError(f"mode must be 'incremental' or 'full', not {value!r}")
+    return value
+
+
 @dataclass(frozen=True)
 class RunParams:
     """What the operator asked for: the DAG's params."""
 
-    mode: str = "incremental"
+    mode: RunMode = "incremental"
     item_ids: tuple[int, ...] = ()
     dry_run: bool = False
     webhook_events: bool = False  # a run started by the hook receiver: its items are the pending events' projects
 
     def __post_init__(self) -> None:
-        if self.mode not in ("incremental", "full"):
-            raise ValueError(f"mode must be 'incremental' or 'full', not {self.mode!r}")
+        run_mode(self.mode)
 
     @classmethod
     def from_mapping(cls, params: dict) -> RunParams:

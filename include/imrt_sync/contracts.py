@@ -1,17 +1,22 @@
 """What the steps of a run hand each other: small JSON values (they travel between task instances), typed.
 
 A run is ``open_run`` -> ``sync_unit`` per :class:`WorkUnit` -> ``dispatch_webhooks`` -> ``close_run``
-(:mod:`imrt_sync.pipeline`); every value here is a plain ``dict`` at run time, so it serialises as it is.
+(:mod:`imrt_sync.pipeline`); every value here is a plain ``dict`` of plain values at run time (kinds are ``Literal``
+strings), so it serialises as it is. Where each travels between the workflow's tasks: ``imrt_compat.task_contract``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
     from .config import RunParams
+
+
+VerdictStatus = Literal["COMPLETED", "FAILED"]
+"""How a run ended, in Spring Batch's words (``batch_job_execution.exit_code``)."""
 
 
 class WorkUnit(TypedDict):
@@ -46,6 +51,13 @@ class Planned(TypedDict):
     job_execution_id: int | None
 
 
+class ListingFailure(TypedDict):
+    """Why ``open_run`` could not plan the run (:func:`imrt_sync.pipeline.describe_listing_failure`): the summary puts
+    it in the exit message."""
+
+    error: str
+
+
 class UnitOutcome(TypedDict):
     """What one work unit did: the item events written by project id, the failures by project id (with their
     messages), and whether a failure may go away on a retry."""
@@ -72,7 +84,7 @@ class Verdict(TypedDict):
     """The run's end: ``COMPLETED`` or ``FAILED``, the legacy exit message, the Spring Batch step counts, and the
     counts the metrics and the asset event carry."""
 
-    status: str
+    status: VerdictStatus
     message: str
     read_count: int
     write_count: int

@@ -29,6 +29,7 @@ import hmac
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,7 +39,17 @@ from .schema import imrt_project_hook
 
 _FINGERPRINT_KEY = b"imrt-project-hook-secret-fingerprint-v1"
 
-CREATE, UPDATE, REPLACE, NONE = "create", "update", "replace", "none"
+
+class HookAction(StrEnum):
+    """What a project's hooks need (:func:`repair_for`)."""
+
+    NONE = "none"  # a hook counts already
+    CREATE = "create"  # no hook with our URL
+    UPDATE = "update"  # an enabled hook with our URL that does not count: edited
+    REPLACE = "replace"  # only disabled hooks with our URL: a new one, the disabled one deleted
+
+
+CREATE, UPDATE, REPLACE, NONE = HookAction.CREATE, HookAction.UPDATE, HookAction.REPLACE, HookAction.NONE
 
 
 def secret_fingerprint(secret: str) -> str:
@@ -60,13 +71,12 @@ def hook_is_disabled(hook: Mapping, now: datetime) -> bool:
 
 def hook_is_current(hook: Mapping, url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime) -> bool:
     """Our URL, push events, enabled, and recorded by IMRT with the current secret."""
-    hook_id = hook.get("id")
     return (
         hook.get("url") == url
         and hook.get("push_events") is True
         and not hook_is_disabled(hook, now)
-        and isinstance(hook_id, int)
-        and hmac.compare_digest(recorded.get(hook_id, ""), fingerprint)
+        and hook.get("id") in recorded
+        and hmac.compare_digest(recorded[hook["id"]], fingerprint)
     )
 
 
@@ -75,9 +85,14 @@ class HookRepair:
     """What a project's hooks need: ``action`` on hook ``hook_id`` (the one to edit or to replace), then delete
     ``redundant``."""
 
-    action: str  # NONE | CREATE | UPDATE | REPLACE
+    action: HookAction
     hook_id: int | None = None
     redundant: tuple[int, ...] = ()
+
+    @property
+    def replaced(self) -> tuple[int, ...]:
+        """The disabled hook a replacement deletes once the new one exists."""
+        return (self.hook_id,) if self.action == REPLACE and self.hook_id is not None else ()
 
 
 def repair_for(
@@ -139,7 +154,7 @@ class HookRegistry:
         """Recorded hooks carrying another secret than the one with this fingerprint."""
         c = imrt_project_hook.c
         with self.engine.connect() as conn:
-            return conn.execute(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint)).scalar_one()
+            return conn.scalar(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint)) or 0
 
 
 class HookKeeper:
@@ -156,25 +171,27 @@ class HookKeeper:
         now = now or datetime.now(UTC)
         return any(hook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
 
-    def repair(self, project_id: int) -> str:
-        """Make the project hooked; return what it took (NONE, CREATE, UPDATE or REPLACE)."""
+    def repair(self, project_id: int) -> HookAction:
+        """Make the project hooked; return what it took."""
         hooks = self.gitlab.hooks(project_id)
         recorded = self.registry.recorded([project_id]).get(project_id, {})
         fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(UTC))
-        stale = fix.redundant
-        if fix.hook_id is None:  # CREATE: no hook of ours
-            kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
-        elif fix.action == REPLACE:
-            stale += (fix.hook_id,)
-            kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
-        else:  # NONE or UPDATE: the hook stays
-            kept = fix.hook_id
-            if fix.action == UPDATE:
-                self.gitlab.update_hook(project_id, kept, self.url, self._secret)
-        if fix.action != NONE:
-            self.registry.remember(project_id, kept, self.fingerprint)
+        kept = self._apply(project_id, fix)
+        stale = fix.redundant + fix.replaced
         for hook_id in stale:
             self.gitlab.delete_hook(project_id, hook_id)
         remaining = {hook["id"] for hook in hooks} - set(stale) | {kept}
         self.registry.forget_all_but(project_id, remaining)
         return fix.action
+
+    def _apply(self, project_id: int, fix: HookRepair) -> int:
+        """Create or edit the hook ``fix`` calls for and record it; the id of the hook that counts from now on."""
+        if fix.action in (CREATE, REPLACE) or fix.hook_id is None:
+            kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]
+        else:
+            kept = fix.hook_id
+            if fix.action == UPDATE:
+                self.gitlab.update_hook(project_id, kept, self.url, self._secret)
+        if fix.action != NONE:
+            self.registry.remember(project_id, kept, self.fingerprint)
+        return kept

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from e2e_helpers import dag_test_environment, last_item_json_commit, reset_mirror_listener, run_dag, xcom
 
+from imrt_compat.task_contract import SYNC, UNIT_OUTCOME
 from imrt_sync.config import SyncSettings
 from imrt_sync.mapping import legacy_item_json
 from imrt_sync.migrate import prepare_database
@@ -125,7 +126,7 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
         index, ti = sync[path]
         assert (ti["state"], ti["try_number"]) == ("failed", 1), (path, ti)  # permanent: not retried
         project_id = bad[path]["id"]
-        outcome = xcom(dag_run, "sync", "outcome", index)
+        outcome = xcom(dag_run, SYNC, UNIT_OUTCOME.key, index)
         assert outcome["events"] == {} and list(outcome["failed"]) == [str(project_id)]
         message = outcome["failed"][str(project_id)]
         assert message.startswith(f"project {project_id}"), message
@@ -133,7 +134,7 @@ def test_bad_items_fail_alone_with_their_problem_and_write_nothing(dag, configur
     for path in {p["path"] for p in good} | set(ACCEPTED):
         index, ti = sync[path]
         assert ti["state"] == "success", (path, ti)
-        assert xcom(dag_run, "sync", "outcome", index)["failed"] == {}
+        assert xcom(dag_run, SYNC, UNIT_OUTCOME.key, index)["failed"] == {}
     assert tis[("dispatch_webhooks", -1)]["state"] == "success"
     assert tis[("summary", -1)]["state"] == "failed"
 

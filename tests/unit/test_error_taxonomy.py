@@ -1,8 +1,8 @@
 """One error taxonomy: which failures each step retries, decided by ``imrt_sync.errors.is_transient`` alone.
 
 Every step is driven through the functions the DAG's tasks call (``dag_tasks.listing_failed``, ``pipeline.sync_unit``
-then ``dag_tasks.report_unit``, ``pipeline.dispatch_webhooks`` then ``dag_tasks.report_hooks``,
-``dag_tasks.task_services``), with GitLab, the database and the task context stubbed; a step "retries" when its
+then ``dag_tasks.report_unit``, ``pipeline.dispatch_webhooks`` then ``dag_tasks.report_hooks``, the services
+of ``dag_tasks.task_run``), with GitLab, the database and the task context stubbed; a step "retries" when its
 task ends with anything but ``AirflowFailException``, which Airflow does not retry. GitLab's errors are the real
 client's, raised from stubbed HTTP answers. No database, no GitLab.
 """
@@ -26,9 +26,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from imrt_compat import dag_tasks
 from imrt_compat.settings import SettingsError
+from imrt_compat.task_contract import LISTING_FAILURE
 from imrt_sync import pipeline
 from imrt_sync.absence import AccessNotProven, ListedButNotFound
 from imrt_sync.config import GitLabSettings, InsecureGitLabURL, RunParams
+from imrt_sync.contracts import RunContext
 from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitlab import GitLabClient, GitLabError
 from imrt_sync.gitrepo import GitFetchError, RepositoryNotFound
@@ -230,11 +232,12 @@ def task_services(error: BaseException) -> None:
         raise error
 
     with (
+        mock.patch.object(dag_tasks, "current_run", lambda: RunContext("manual__1", RunParams())),
         mock.patch.object(dag_tasks, "task_database", lambda values: nullcontext()),
         mock.patch.object(dag_tasks, "settings_reader", lambda values: read_settings),
-        dag_tasks.task_services({}),
+        dag_tasks.task_run() as task,
     ):
-        pass
+        assert task.services is not None  # opening them reads the settings
 
 
 STEP = {
@@ -293,7 +296,9 @@ def test_a_transient_listing_failure_is_raised_as_it_is_for_airflow_and_publishe
         dag_tasks.listing_failed(error)
     assert raised.value is error
     assert ti.pushed == {
-        "outcome": {"error": f"GitLab GET /api/v4/projects/{PROJECT}/hooks answered 503: 503 Service Unavailable"}
+        LISTING_FAILURE.key: {
+            "error": f"GitLab GET /api/v4/projects/{PROJECT}/hooks answered 503: 503 Service Unavailable"
+        }
     }
 
 

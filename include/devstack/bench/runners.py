@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import shutil
 import time
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from imrt_compat.task_contract import DISPATCH_WEBHOOKS, LIST_IDS, PLAN, SUMMARY, SYNC, TASK_IDS, VERDICT, XComSlot
 from imrt_sync import DAG_ID
 
 from .. import imrt_snapshot as imrt_snapshot_module
@@ -227,17 +227,17 @@ def direct_run(
         mark = time.time()
         prepare_database(engine)
         planned = pipeline.open_run(run, engine, lambda: (settings, gitlab_settings))
-        phases["list_ids"] = time.time() - mark
+        phases[LIST_IDS] = time.time() - mark
         with pipeline.Services.open(settings, gitlab_settings, engine) as services:
             mark = time.time()
             with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
                 outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, run.params), planned["units"]))
-            phases[f"sync ({len(planned['units'])} units)"] = time.time() - mark
+            phases[f"{SYNC} ({len(planned['units'])} units)"] = time.time() - mark
             hooks = no_hooks()
             if create_hooks:
                 mark = time.time()
                 hooks = pipeline.dispatch_webhooks(services, planned["plan"], run.params)
-                phases["dispatch_webhooks"] = time.time() - mark
+                phases[DISPATCH_WEBHOOKS] = time.time() - mark
             results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
             verdict = pipeline.close_run(services, run, results)
     finally:
@@ -303,14 +303,11 @@ class DagRunner(ModeRunner):
     def _runs(self) -> list[dict]:
         return self.stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"]
 
-    def _xcom(self, run_id: str, task_id: str, key: str):
-        response = self.stack.api(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{url_segment(run_id)}/taskInstances/{task_id}/xcomEntries/{key}"
-        )
+    def _xcom(self, run_id: str, slot: XComSlot):
+        response = self.stack.api("GET", slot.rest_path(run_id))
         if response.status_code != 200:
             return None
-        value = response.json()["value"]
-        return json.loads(value) if isinstance(value, str) else value
+        return slot.rest_value(response.json())
 
     def execute(self, case: str) -> tuple[dict, dict, dict[str, float], int | None]:
         stack = self.stack
@@ -320,7 +317,7 @@ class DagRunner(ModeRunner):
         # The wall time is the run's end_date, so polling only has to notice the end. GET dagRun costs the API server
         # ~70 ms of CPU on a run with 250 mapped instances (it loads every instance's DAG version), so the run is
         # watched through its last task instance (cheap) and read only once that one has ended.
-        summary = f"/api/v2/dags/{DAG_ID}/dagRuns/{url_segment(run_id)}/taskInstances/summary"
+        summary = f"/api/v2/dags/{DAG_ID}/dagRuns/{url_segment(run_id)}/taskInstances/{SUMMARY}"
         for poll in itertools.count():
             stack.check_alive()
             response = stack.api("GET", summary)
@@ -334,11 +331,11 @@ class DagRunner(ModeRunner):
             time.sleep(0.5)
         ended = _timestamp(run.get("end_date")) or time.time()
         tis = stack.task_instances(DAG_ID, run_id)
-        plan = self._xcom(run_id, "list_ids", "plan") or {}
-        verdict = self._xcom(run_id, "summary", "outcome") or {"status": f"run {run['state']}"}
+        plan = self._xcom(run_id, PLAN) or {}
+        verdict = self._xcom(run_id, VERDICT) or {"status": f"run {run['state']}"}
         if run["state"] != "success" and verdict.get("status") == "COMPLETED":
             verdict = {**verdict, "status": f"COMPLETED but run {run['state']}"}
-        mapped = [ti for ti in tis if ti["task_id"] == "sync" and ti["map_index"] >= 0]
+        mapped = [ti for ti in tis if ti["task_id"] == SYNC and ti["map_index"] >= 0]
         return plan, verdict, {"wall": ended - started, **run_phases(started, run, tis)}, len(mapped)
 
 
@@ -356,7 +353,7 @@ def run_phases(triggered: float, run: Mapping, tis: Sequence[Mapping]) -> dict[s
     if run_start:
         phases["queued"] = run_start - triggered
     last_end = None
-    for task_id in ("list_ids", "sync", "dispatch_webhooks", "summary"):
+    for task_id in TASK_IDS:
         spans = [
             (_timestamp(ti.get("start_date")), _timestamp(ti.get("end_date"))) for ti in tis if ti["task_id"] == task_id
         ]

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import requests
 
+from imrt_compat.task_contract import SYNC
+
 from . import engine
 from .probe import DAG_ID, Airflow, Sql, wait_for
 from .settings import ADMIN, ALERT_TO, AUTOMATION, GROUP, OIDC_PROVIDER, Deployment, secret_values
@@ -430,7 +432,7 @@ def running_sync_instances(airflow: Airflow, run_id: str) -> int:
         params={"limit": 1000},
     )
     answer.raise_for_status()
-    return sum(1 for ti in answer.json()["task_instances"] if ti["state"] == "running" and ti["task_id"] == "sync")
+    return sum(1 for ti in answer.json()["task_instances"] if ti["state"] == "running" and ti["task_id"] == SYNC)
 
 
 def kill_container(container: str) -> int:

@@ -11,6 +11,7 @@ import signal
 
 import psutil
 
+from imrt_compat.task_contract import SYNC
 from imrt_sync import DAG_ID
 
 from .journal import DONE, SKIPPED, Entry
@@ -64,7 +65,7 @@ def running_sync_instances(world: World) -> list[dict]:
             found += [
                 ti
                 for ti in world.stack.airflow.task_instances(DAG_ID, run["dag_run_id"])
-                if ti["task_id"] == "sync" and ti["state"] == "running"
+                if ti["task_id"] == SYNC and ti["state"] == "running"
             ]
     return found
 

@@ -8,15 +8,14 @@ Events left open at the end are counted as "left due".
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import quote
 
 import sqlalchemy as sa
 
+from imrt_compat.task_contract import VERDICT
 from imrt_sync import DAG_ID
 from itembank_server.users import MAINTAINER
 
@@ -87,12 +86,10 @@ def settle(world: World, timeout: float) -> float | None:
 
 
 def verdict_message(world: World, run_id: str) -> str:
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/summary/xcomEntries/outcome"
-    response = world.stack.airflow.api("GET", path)
+    response = world.stack.airflow.api("GET", VERDICT.rest_path(run_id))
     if response.status_code != 200:
         return f"(no summary outcome: {response.status_code})"
-    value = response.json()["value"]
-    verdict = json.loads(value) if isinstance(value, str) else value
+    verdict = VERDICT.rest_value(response.json())
     return verdict.get("message", "") if isinstance(verdict, dict) else str(verdict)
 
 

@@ -11,7 +11,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..config import RunParams
 from ..contracts import HooksOutcome, PlanView, no_hooks
 from ..errors import is_transient
-from ..projecthooks import CREATE, NONE, REPLACE, UPDATE, HookKeeper, HookRegistry
+from ..projecthooks import CREATE, NONE, REPLACE, UPDATE, HookAction, HookKeeper, HookRegistry
 from .services import Services
 
 log = logging.getLogger(__name__)
@@ -42,7 +42,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
     return outcome
 
 
-def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[str]]) -> None:
+def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[HookAction]]) -> None:
     """Put each project's repair in ``outcome``: created, updated, replaced (nothing when its hook was fine), or
     failed with the error."""
     done = {CREATE: outcome["created"], UPDATE: outcome["updated"], REPLACE: outcome["replaced"]}

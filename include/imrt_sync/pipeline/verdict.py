@@ -5,7 +5,7 @@ message and the counts: docs/how-a-run-works.md, the ``summary`` task); :func:`f
 
 from __future__ import annotations
 
-from ..contracts import HooksOutcome, PlanView, RunResults, UnitOutcome, Verdict, WorkUnit
+from ..contracts import HooksOutcome, PlanView, RunResults, UnitOutcome, Verdict, VerdictStatus, WorkUnit
 from ..spring_batch import cut_exit_message
 from ..store import ITEM_ADOPTED
 
@@ -50,7 +50,7 @@ def unsynced_items(results: RunResults) -> dict[int, str]:
 
 
 def _verdict(
-    status: str, message: str, *, read: int = 0, written: int = 0, deleted: int = 0, failed: int = 0
+    status: VerdictStatus, message: str, *, read: int = 0, written: int = 0, deleted: int = 0, failed: int = 0
 ) -> Verdict:
     """A verdict with the Spring Batch step counts (read, written, skipped: the failed items) and the metrics'."""
     return {
