@@ -3,17 +3,17 @@ creation of the DAG's GitLab pool when Airflow's jobs start (see ``include/imrt_
 
 from airflow.plugins_manager import AirflowPlugin
 
-from imrt_compat import api, guardrails, hook_receiver, listener
+from imrt_compat import guardrails, legacy_api, listener, webhook_receiver
 
 
 class ImrtCompatPlugin(AirflowPlugin):
     name = "imrt_compat"
     fastapi_apps = [
-        {"app": api.sync_app, "url_prefix": "/sync", "name": "IMRT legacy /sync"},
-        {"app": api.abandon_app, "url_prefix": "/abandon", "name": "IMRT legacy /abandon"},
-        {"app": hook_receiver.webhook_app, "url_prefix": "/webHook", "name": "IMRT GitLab webhook receiver"},
+        {"app": legacy_api.sync_app, "url_prefix": "/sync", "name": "IMRT legacy /sync"},
+        {"app": legacy_api.abandon_app, "url_prefix": "/abandon", "name": "IMRT legacy /abandon"},
+        {"app": webhook_receiver.webhook_app, "url_prefix": "/webHook", "name": "IMRT GitLab webhook receiver"},
     ]
     fastapi_root_middlewares = [
-        {"middleware": api.LegacyPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy paths"},
+        {"middleware": legacy_api.LegacyPathMiddleware, "args": [], "kwargs": {}, "name": "IMRT legacy paths"},
     ]
     listeners = [listener, guardrails]

@@ -132,8 +132,8 @@ def item_bank_source(args, data_dir: Path, system_hook_url: str, webhook_secret:
             "group": os.environ["IMRT_GITLAB_GROUP"],
         }
     from itembank_server import ItemBank, ItemBankServer, generate_bank
-    from itembank_server.hookdelivery import SystemHook
     from itembank_server.users import DEVELOPER, MAINTAINER
+    from itembank_server.webhook_delivery import SystemHook
 
     bank = ItemBank(data_dir / "itembank")
     group = bank.create_group(DEMO_GROUP)

@@ -55,7 +55,7 @@ def prepare_imrt_database(imrt_url) -> list[str]:
     Returns the legacy objects created. The DAG and the plugin refuse a database that is not ready, and change no
     schema themselves (docs/deployment.md, "Database migrations").
     """
-    from imrt_sync.migrate import prepare_database
+    from imrt_sync.schema_migrations import prepare_database
 
     engine = sa.create_engine(imrt_url)
     try:

@@ -34,7 +34,7 @@ def task_engine(values: Mapping[str, str] | None = None) -> sa.Engine:
 def server_engine() -> sa.Engine:
     """The API server's and the scheduler's engine, one per process; checks the schema once (no DDL here: the
     migration command does it; if the check raises, nothing is cached)."""
-    from imrt_sync.migrate import require_current_schema
+    from imrt_sync.schema_migrations import require_current_schema
 
     engine = connection_engine(
         variable("imrt_db_conn_id"),

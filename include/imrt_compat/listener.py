@@ -1,6 +1,6 @@
 """Mirror every run of the DAG into the Spring Batch tables, whatever started it (schedule, UI, REST API, /sync);
 the runs the GitLab hook receiver starts are not the sync job: the receiver's sweeper gives the events such a run
-left unclosed their failed attempt (it knows the retry settings; ``imrt_compat.hook_receiver.release_ended_claims``).
+left unclosed their failed attempt (it knows the retry settings; ``imrt_compat.webhook_receiver.release_ended_claims``).
 
 The hooks run in the scheduler loop (and in the API server for manual state changes), so they only enqueue: one
 daemon thread per process does the database work with short timeouts. A lost event is repaired by the reconciler
@@ -58,7 +58,7 @@ def _submit(event: Callable[[], None]) -> None:
 
 def _mirrored(dag_run) -> bool:
     """Runs of the sync job; the real-time path's runs are recorded in ``imrt_webhook_event`` instead."""
-    from imrt_sync.hook_events import is_webhook_run
+    from imrt_sync.webhook_events import is_webhook_run
 
     return dag_run.dag_id == DAG_ID and not is_webhook_run(dag_run.run_id)
 

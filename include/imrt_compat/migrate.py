@@ -7,7 +7,7 @@
 
 The database is the Airflow connection the DAG uses (``imrt_default``; ``--conn-id`` names another), read the
 way Airflow reads it (``AIRFLOW_CONN_IMRT_DEFAULT``, a secrets backend), so no password is put on a command line.
-The migrations themselves are :mod:`imrt_sync.migrate`'s.
+The migrations themselves are :mod:`imrt_sync.schema_migrations`'s.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 from imrt_sync.legacy_bootstrap import bootstrap_legacy
-from imrt_sync.migrate import (
+from imrt_sync.schema_migrations import (
     VERSION_TABLE,
     SchemaNotReady,
     current_revision,

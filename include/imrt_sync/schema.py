@@ -303,7 +303,7 @@ item_form = sa.Table(  # V19
 
 # ------------------------------------------------------------------------- this service's own (not legacy)
 
-imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what became of it (imrt_sync.hook_events)
+imrt_webhook_event = sa.Table(  # every GitLab hook event received, and what became of it (imrt_sync.webhook_events)
     "imrt_webhook_event",
     metadata,
     sa.Column("id", sa.BigInteger, sa.Identity(), primary_key=True),

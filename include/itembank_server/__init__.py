@@ -4,13 +4,13 @@ One GitLab project per test item (``item.json`` at the root of the default branc
 documented REST v4 subset the product uses and git smart HTTP, with request counters and injectable faults.
 """
 
+from .bank_repos import CommitSpec
+from .bank_store import ItemBank, NotFoundError, ProjectExistsError, ProjectSpec
 from .faults import FAULT_KINDS, Counters, Fault, Faults
 from .generator import generate_bank, generate_items
-from .gitrepo import CommitSpec
 from .item_documents import make_item_document
 from .item_histories import GeneratedItem
 from .server import ItemBankServer
-from .store import ItemBank, NotFoundError, ProjectExistsError, ProjectSpec
 
 __all__ = [
     "FAULT_KINDS",

@@ -11,13 +11,13 @@ import threading
 import time
 from pathlib import Path
 
+from .bank_store import ItemBank
 from .generator import generate_bank
-from .hookdelivery import DEFAULT_TIMEOUT, SystemHook
 from .pagination import COUNT_LIMIT
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
-from .store import ItemBank
 from .users import ROLES
 from .visibility import LEVELS
+from .webhook_delivery import DEFAULT_TIMEOUT, SystemHook
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,10 +6,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from .bank_store import PROJECT_ORDER_COLUMNS, ItemBank
 from .faults import Faults
 from .grouproutes import GroupRoutes
-from .hookdelivery import HookDispatcher
-from .hookstore import HOOK_DEFAULTS
 from .pagination import (
     COUNT_LIMIT,
     DEFAULT_PER_PAGE,
@@ -25,8 +24,9 @@ from .projectroutes import ProjectRoutes
 from .requestparams import body_params as _body_params
 from .requestparams import parse_bool, parse_int, parse_optional_int
 from .responses import ApiError, Response, invalid_param, json_response, not_found_message
-from .store import PROJECT_ORDER_COLUMNS, ItemBank
 from .visibility import name_of
+from .webhook_delivery import WebhookDispatcher
+from .webhook_store import HOOK_DEFAULTS
 
 API_PREFIX = "/api/v4"
 _HOOK_BOOLEANS = [name for name, default in HOOK_DEFAULTS.items() if isinstance(default, bool)]
@@ -191,7 +191,7 @@ class RestApi(GroupRoutes, ProjectRoutes):
         bank: ItemBank,
         base_url: Callable[[], str],
         faults: Faults,
-        hooks: HookDispatcher,
+        hooks: WebhookDispatcher,
         *,
         count_limit: int = COUNT_LIMIT,
         keyset_group_projects: bool = True,

@@ -2,7 +2,7 @@
 
 :func:`generate_items` draws the items (which types, subjects and grades, which items link to which stimuli,
 tutorials and enemies, each item's document and history) from one seed; :func:`generate_bank` writes them as
-projects of an :class:`~itembank_server.store.ItemBank`. The documents are :mod:`itembank_server.item_documents`,
+projects of an :class:`~itembank_server.bank_store.ItemBank`. The documents are :mod:`itembank_server.item_documents`,
 the histories :mod:`itembank_server.item_histories`, the unpublished items :mod:`itembank_server.items_being_created`.
 """
 
@@ -12,6 +12,7 @@ import random
 from dataclasses import replace
 from typing import Any
 
+from .bank_store import ItemBank, ProjectSpec
 from .item_documents import (
     ALL_TYPES,
     AUTHORS,
@@ -25,7 +26,6 @@ from .item_documents import (
 )
 from .item_histories import GeneratedItem, commit_history
 from .items_being_created import BEING_CREATED_SHARE, choose_items_being_created, push_create_branches
-from .store import ItemBank, ProjectSpec
 
 
 def generate_bank(

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .gitrepo import git_env
+from .bank_repos import git_env
 from .responses import Response, text_response
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import gitrepo
+from . import bank_repos
 
 BLANK_SHA = "0" * 40
 _BRANCH_PREFIX = "refs/heads/"
@@ -71,9 +71,9 @@ def root_ref(branches: Sequence[str], head: str | None) -> str | None:
 def apply_push(bank, project: Mapping, repo: Path, changes: Sequence[RefChange], refs_after: Mapping[str, str]) -> dict:
     """Update HEAD and the project row after a push; return the project as it is now."""
     branches = sorted(ref.removeprefix(_BRANCH_PREFIX) for ref in refs_after if ref.startswith(_BRANCH_PREFIX))
-    head = gitrepo.head_target(repo)
+    head = bank_repos.head_target(repo)
     default = root_ref(branches, head)
     created = {change.ref for change in changes if change.created}
     if default and f"{_BRANCH_PREFIX}{default}" in created and head != f"{_BRANCH_PREFIX}{default}":
-        gitrepo.set_head(repo, default)
+        bank_repos.set_head(repo, default)
     return bank.record_git_push(project["id"], has_branches=bool(branches), default_branch=default)

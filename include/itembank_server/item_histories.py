@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 
-from .gitrepo import CommitSpec
+from .bank_repos import CommitSpec
 from .item_documents import AUTHORS, BANK_EPOCH, WORKFLOW_STATUSES
 
 ITEM_JSON = "item.json"

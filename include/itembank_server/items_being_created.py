@@ -7,10 +7,10 @@ import random
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .gitrepo import CommitSpec
+from .bank_repos import CommitSpec
+from .bank_store import ItemBank, ProjectSpec
 from .item_documents import AUTHORS, ITEM_TYPES
 from .item_histories import GeneratedItem
-from .store import ItemBank, ProjectSpec
 
 BEING_CREATED_SHARE = 0.02
 """The share of a generated bank's items still being created (item.json on a create_<user> branch only)."""

@@ -25,8 +25,8 @@ from .responses import ApiError, Response, json_response, not_found_message
 from .users import OWNER, ROLES, MemberExistsError
 
 if TYPE_CHECKING:
+    from .bank_store import ItemBank
     from .pagination import PageResult
-    from .store import ItemBank
 
 FORBIDDEN = ApiError(403, {"message": "403 Forbidden"})
 NOT_FOUND = ApiError(404, {"message": "404 Not found"})

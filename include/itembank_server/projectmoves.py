@@ -1,7 +1,7 @@
 """Renaming and transferring projects: the row and the repository directory move together.
 
 These are store-level changes: they fire no hook. Only changes made through the server's HTTP front ends do (the REST
-routes call ``HookDispatcher.project_event``), as GitLab's system hooks follow its services, not its database.
+routes call ``WebhookDispatcher.project_event``), as GitLab's system hooks follow its services, not its database.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each answers as ``lib/api/projects.rb`` does (https://docs.gitlab.com/api/projects/), checks the acting user's role
 as ``app/policies/project_policy.rb`` grants it, and fires the system hook GitLab fires for the change
-(https://docs.gitlab.com/administration/system_hooks/) through ``HookDispatcher.project_event``.
+(https://docs.gitlab.com/administration/system_hooks/) through ``WebhookDispatcher.project_event``.
 """
 
 from __future__ import annotations

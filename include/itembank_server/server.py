@@ -25,14 +25,14 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api, git_http, git_push, gitrepo
+from . import api, bank_repos, git_http, git_push
 from .access import AccessControlledApi
+from .bank_store import ItemBank
 from .faults import Counters, Fault, Faults
-from .hookdelivery import DEFAULT_TIMEOUT, HookDispatcher, SystemHook
 from .pagination import COUNT_LIMIT
 from .responses import Response, dump_json, json_response, status_line, text_response
-from .store import ItemBank
 from .users import DEVELOPER, ROOT_USERNAME
+from .webhook_delivery import DEFAULT_TIMEOUT, SystemHook, WebhookDispatcher
 
 logger = logging.getLogger(__name__)
 
@@ -214,7 +214,7 @@ class ItemBankServer:
         self.port = self._httpd.server_address[1]
         scheme = "https" if tls_cert else "http"
         self.url = (external_url or f"{scheme}://{_url_host(host)}:{self.port}").rstrip("/")
-        self.hooks = HookDispatcher(
+        self.hooks = WebhookDispatcher(
             bank, lambda: self.url, system_hooks, timeout=hook_timeout, ca_bundle=hook_ca_bundle
         )
         self.api = AccessControlledApi(
@@ -268,7 +268,7 @@ class ItemBankServer:
 
 
 @dataclass(frozen=True)
-class GitAccess:
+class AllowedGitRequest:
     """A git request let through: the project, the user, and whether it pushes."""
 
     project: dict
@@ -425,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
             cgi = run_cgi()
             self._send_stream(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
-    def _receive_pack(self, access: GitAccess, repo, run_cgi) -> None:
+    def _receive_pack(self, access: AllowedGitRequest, repo, run_cgi) -> None:
         """Run a push under the repository lock, record what it changed and fire the push hooks, then answer.
 
         The CGI's answer (the small report-status) is held back until the project row is updated and the hooks
@@ -434,12 +434,12 @@ class _Handler(BaseHTTPRequestHandler):
         project, changes = access.project, []
         try:
             with self.app.bank.repository_lock(project["id"]):
-                refs_before = gitrepo.list_refs(repo)
+                refs_before = bank_repos.list_refs(repo)
                 try:
                     cgi = run_cgi()
                     answer = b"".join(cgi.body)
                 finally:
-                    refs_after = gitrepo.list_refs(repo)
+                    refs_after = bank_repos.list_refs(repo)
                     changes = git_push.ref_changes(refs_before, refs_after)
                     if changes:
                         project = git_push.apply_push(self.app.bank, project, repo, changes, refs_after)
@@ -448,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.app.hooks.push(project, access.user, change.before, change.after, change.ref)
         self._send_stream(cgi.status, cgi.reason, cgi.headers, iter([answer]))
 
-    def _git_access(self, target: git_http.GitTarget, query: str) -> tuple[GitAccess | None, Response | None]:
+    def _git_access(self, target: git_http.GitTarget, query: str) -> tuple[AllowedGitRequest | None, Response | None]:
         """Who may do what to which project, or the answer refusing the request (``Gitlab::GitAccess``'s order:
         authentication, project visibility, archived, push/download access; lib/gitlab/git_access.rb)."""
         credentials = git_http.basic_credentials(self.headers)
@@ -475,7 +475,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not target.has_suffix and target.action == "info/refs":
             location = f"{self.app.url}/{target.project}.git/info/refs" + (f"?{query}" if query else "")
             return None, text_response(301, f"Redirecting to {location}\n", [("Location", location)])
-        return GitAccess(project, user, push), None
+        return AllowedGitRequest(project, user, push), None
 
     # -- test control --------------------------------------------------------------------------------
 

@@ -70,7 +70,7 @@ def token_digest(token: str) -> str:
 
 
 class UserStore:
-    """The users part of :class:`~itembank_server.store.ItemBank` (mixed in; uses its connection and lock)."""
+    """The users part of :class:`~itembank_server.bank_store.ItemBank` (mixed in; uses its connection and lock)."""
 
     def create_user(
         self, username: str, *, name: str | None = None, email: str | None = None, admin: bool = False

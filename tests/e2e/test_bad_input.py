@@ -18,7 +18,7 @@ from e2e_helpers import dag_test_environment, last_item_json_commit, reset_mirro
 from imrt_compat.task_contract import SYNC, UNIT_OUTCOME
 from imrt_sync.config import SyncSettings
 from imrt_sync.mapping import legacy_item_json
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank, make_item_document
 
 pytestmark = pytest.mark.e2e

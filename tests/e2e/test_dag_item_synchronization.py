@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from e2e_helpers import dag_test_environment, last_item_json_commit, run_dag, xcom
 
 from imrt_sync.mapping import legacy_item_json
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e

@@ -7,7 +7,7 @@ import pytest
 import sqlalchemy as sa
 from e2e_helpers import dag_test_environment, load_dag, reset_mirror_listener, run_dag
 
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 pytestmark = pytest.mark.e2e

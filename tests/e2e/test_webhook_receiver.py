@@ -1,6 +1,6 @@
 """The GitLab hook receiver through the real API server, scheduler and DAG processor (issue 6).
 
-Requests carry GitLab's documented payload shapes (tests/fixtures/gitlab_hooks) filled in with the item bank's
+Requests carry GitLab's documented payload shapes (tests/fixtures/gitlab_webhooks) filled in with the item bank's
 projects; every test reads ``imrt_webhook_event`` and the item tables back with SQL.
 """
 
@@ -28,7 +28,7 @@ SECRET = "whsec-hooks-" + uuid.uuid4().hex
 PREVIOUS_SECRET = "whsec-hooks-previous-" + uuid.uuid4().hex  # a rotation in progress
 BANK_SIZE = 6
 HOOK_URL = "https://imrt.example.org/webHook"
-PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_hooks"
+PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab_webhooks"
 STACK = RealStack(
     name="hooks",
     group=GROUP,

@@ -16,8 +16,8 @@ import sqlalchemy as sa
 
 from imrt_compat.legacy_responses import abandon_response, already_running_message, execution_view, started_response
 from imrt_sync import DAG_ID
-from imrt_sync.migrate import prepare_database
 from imrt_sync.schema import EXIT_MESSAGE_LIMIT
+from imrt_sync.schema_migrations import prepare_database
 from imrt_sync.spring_batch import JOB_KEY, JOB_NAME, STEP_NAME, RunAlreadyLinkedError, SpringBatchMirror
 
 RUN = "manual__2024-05-01T09:00:00+00:00"

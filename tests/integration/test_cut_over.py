@@ -22,8 +22,8 @@ from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.migrate import current_revision, prepare_database
 from imrt_sync.schema import OWN_TABLES
+from imrt_sync.schema_migrations import current_revision, prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 TOKEN = "glpat-cut-over-admin"

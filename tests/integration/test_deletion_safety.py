@@ -22,7 +22,7 @@ from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.contracts import RunResults, no_hooks
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 TOKEN = "glpat-deletion-safety-token"  # the administrator's: the test's own control calls

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitrepo import Commit
 from imrt_sync.mapping import map_item
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from imrt_sync.store import BeingCreated, ItemStore, ProjectLockedError, Revision
 
 T0 = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)

@@ -21,7 +21,7 @@ from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.contracts import PlanView, RunContext, RunResults, Verdict
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 from itembank_server.users import REPORTER
 

@@ -1,4 +1,4 @@
-"""The Alembic migrations of this service's own tables, the run-time schema check and the ``imrt_sync.migrate``
+"""The Alembic migrations of this service's own tables, the run-time schema check and the ``imrt_sync.schema_migrations``
 command, on real PostgreSQL databases (docs/deployment.md, "Database migrations")."""
 
 from __future__ import annotations
@@ -14,9 +14,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from devstack.postgres import airflow_connection
-from imrt_sync import migrate, schema
+from imrt_sync import schema, schema_migrations
 from imrt_sync.legacy_bootstrap import FLYWAY_TABLE, bootstrap_legacy
-from imrt_sync.migrate import SchemaNotReady, current_revision, head_revision, prepare_database, require_current_schema
+from imrt_sync.schema_migrations import (
+    SchemaNotReady,
+    current_revision,
+    head_revision,
+    prepare_database,
+    require_current_schema,
+)
 
 OWN_TABLES = {"imrt_webhook_event", "imrt_webhook_ignored_count", "imrt_project_hook", "imrt_project_head"}
 LEGACY_TABLES = {table.name for table in schema.LEGACY_TABLES}
@@ -44,7 +50,7 @@ def differences_from_the_model(engine: sa.Engine) -> list:
     """What Alembic's autogenerate would change in the own tables to match ``imrt_sync.schema``."""
     with engine.connect() as conn:
         context = MigrationContext.configure(
-            conn, opts={"include_object": migrate.include_object, "compare_type": True}
+            conn, opts={"include_object": schema_migrations.include_object, "compare_type": True}
         )
         return compare_metadata(context, schema.metadata)
 
@@ -69,7 +75,7 @@ def catalog(engine: sa.Engine) -> list[tuple]:
 def test_upgrade_from_empty_creates_the_own_tables_at_head_in_their_own_version_table(imrt_engine):
     assert current_revision(imrt_engine) is None
 
-    assert migrate.upgrade(imrt_engine) == head_revision() == "0001"
+    assert schema_migrations.upgrade(imrt_engine) == head_revision() == "0001"
 
     assert table_names(imrt_engine) == OWN_TABLES | {"imrt_alembic_version"}  # no legacy table, no alembic_version
     assert current_revision(imrt_engine) == head_revision()
@@ -78,7 +84,7 @@ def test_upgrade_from_empty_creates_the_own_tables_at_head_in_their_own_version_
 
 
 def test_the_migrated_own_tables_are_the_model_in_imrt_sync_schema(imrt_engine):
-    migrate.upgrade(imrt_engine)
+    schema_migrations.upgrade(imrt_engine)
 
     assert differences_from_the_model(imrt_engine) == []
 
@@ -95,7 +101,7 @@ def test_upgrade_adopts_a_database_created_by_the_last_ensure_schema_keeping_its
         conn.execute(schema.imrt_project_hook.insert().values(project_id=7, hook_id=3, secret_fingerprint="f" * 64))
     before = catalog(imrt_engine)
 
-    migrate.upgrade(imrt_engine)
+    schema_migrations.upgrade(imrt_engine)
 
     assert current_revision(imrt_engine) == head_revision()
     assert [row for row in catalog(imrt_engine) if not row[0].startswith("imrt_alembic_version")] == before  # kept
@@ -117,7 +123,7 @@ def test_upgrade_brings_tables_of_an_older_ensure_schema_to_the_model_keeping_th
         )
         conn.execute(sa.text("INSERT INTO imrt_project_head (project_id, head_sha) VALUES (4, 'c0ffee')"))
 
-    migrate.upgrade(imrt_engine)
+    schema_migrations.upgrade(imrt_engine)
 
     assert differences_from_the_model(imrt_engine) == []
     assert table_names(imrt_engine) == OWN_TABLES | {"imrt_alembic_version"}
@@ -131,10 +137,10 @@ def test_upgrade_brings_tables_of_an_older_ensure_schema_to_the_model_keeping_th
 
 
 def test_a_second_upgrade_changes_nothing(imrt_engine):
-    migrate.upgrade(imrt_engine)
+    schema_migrations.upgrade(imrt_engine)
     before = catalog(imrt_engine)
 
-    migrate.upgrade(imrt_engine)
+    schema_migrations.upgrade(imrt_engine)
 
     assert catalog(imrt_engine) == before
     with imrt_engine.connect() as conn:
@@ -143,7 +149,7 @@ def test_a_second_upgrade_changes_nothing(imrt_engine):
 
 def test_concurrent_upgrades_all_succeed_and_migrate_once(at_once, imrt_engine):
     """Two init containers (API server, scheduler) may start together."""
-    at_once(3, migrate.upgrade)
+    at_once(3, schema_migrations.upgrade)
     assert current_revision(imrt_engine) == head_revision()
     with imrt_engine.connect() as conn:
         assert conn.scalar(sa.text("SELECT count(*) FROM imrt_alembic_version")) == 1

@@ -1,4 +1,4 @@
-"""Project hook bookkeeping (imrt_sync.projecthooks, pipeline.dispatch_webhooks) against the GitLab-compatible
+"""Project hook bookkeeping (imrt_sync.project_webhooks, pipeline.dispatch_webhooks) against the GitLab-compatible
 item bank server and a real PostgreSQL database.
 
 The tests marked NEEDS_PUT edit a hook (``PUT /projects/:id/hooks/:hook_id``,
@@ -17,10 +17,10 @@ from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
 from imrt_sync.contracts import PlanView
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.migrate import prepare_database
 from imrt_sync.pipeline import Services, dispatch_webhooks
 from imrt_sync.planning import Plan
-from imrt_sync.projecthooks import CREATE, NONE, UPDATE, HookKeeper, HookRegistry, secret_fingerprint
+from imrt_sync.project_webhooks import CREATE, NONE, UPDATE, WebhookKeeper, WebhookRegistry, secret_fingerprint
+from imrt_sync.schema_migrations import prepare_database
 
 TOKEN = "glpat-project-hooks-token"
 GROUP = "iat-hooks"
@@ -43,7 +43,7 @@ def gitlab(server):
 @pytest.fixture
 def registry(imrt_engine):
     prepare_database(imrt_engine)
-    return HookRegistry(imrt_engine)
+    return WebhookRegistry(imrt_engine)
 
 
 def project_ids(bank) -> list[int]:
@@ -71,7 +71,7 @@ def test_a_project_without_the_hook_gets_one_recorded_with_a_fingerprint_not_the
     gitlab, registry, bank, project, imrt_engine
 ):
     other = bank.add_hook(project, "https://ci.example.org/hook", token="ci-secret")
-    keeper = HookKeeper(gitlab, registry, URL, SECRET)
+    keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
     assert not keeper.is_hooked(gitlab.hooks(project), registry.recorded([project]).get(project, {}))
     assert keeper.repair(project) == CREATE
     created = [h for h in bank.hooks(project) if h["url"] == URL]
@@ -90,7 +90,7 @@ def test_a_project_without_the_hook_gets_one_recorded_with_a_fingerprint_not_the
 
 
 def test_a_duplicate_hook_with_our_url_is_removed_while_the_recorded_one_is_kept(gitlab, registry, bank, project):
-    keeper = HookKeeper(gitlab, registry, URL, SECRET)
+    keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
     keeper.repair(project)
     [kept] = bank.hooks(project)
     duplicate = bank.add_hook(project, URL, token="unknown")
@@ -101,7 +101,7 @@ def test_a_duplicate_hook_with_our_url_is_removed_while_the_recorded_one_is_kept
 
 
 def test_records_of_hooks_deleted_in_gitlab_are_dropped(gitlab, registry, bank, project):
-    keeper = HookKeeper(gitlab, registry, URL, SECRET)
+    keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
     keeper.repair(project)
     bank.remove_hooks(project)  # someone deleted it in GitLab
     assert keeper.repair(project) == CREATE
@@ -111,7 +111,7 @@ def test_records_of_hooks_deleted_in_gitlab_are_dropped(gitlab, registry, bank, 
 
 def test_an_unrecorded_hook_with_our_url_is_edited_to_carry_the_secret_NEEDS_PUT(gitlab, registry, bank, project):
     legacy = bank.add_hook(project, URL, token=None, push_events=False)  # made by the legacy service, say
-    keeper = HookKeeper(gitlab, registry, URL, SECRET)
+    keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
     assert keeper.repair(project) == UPDATE
     [hook] = bank.hooks(project)
     assert (hook["id"], hook["token"], hook["push_events"]) == (legacy["id"], SECRET, True)
@@ -129,7 +129,7 @@ def test_a_secret_rotation_edits_every_hook_and_counts_those_left_NEEDS_PUT(
     assert (sorted(first["created"]), first["failed"], first["on_other_secret"]) == (sorted(ids), {}, 0)
 
     rotated = services(gitlab, imrt_engine, tmp_path, SECRET)
-    keeper = HookKeeper(gitlab, registry, URL, SECRET)
+    keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
     assert not any(keeper.is_hooked(gitlab.hooks(pid), registry.recorded([pid]).get(pid, {})) for pid in ids)
     assert registry.count_not_on(secret_fingerprint(SECRET)) == len(ids)  # all still on the previous secret
     partial = dispatch_webhooks(rotated, needing_hooks(ids[:2]), RunParams())

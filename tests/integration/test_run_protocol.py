@@ -14,11 +14,11 @@ import sqlalchemy as sa
 from imrt_sync import DAG_ID, pipeline
 from imrt_sync.config import EventRetryPolicy, GitLabSettings, RunParams, SyncSettings
 from imrt_sync.contracts import RunContext, RunResults
-from imrt_sync.hook_events import EventLog, parse_event, triage
-from imrt_sync.migrate import SchemaNotReady, head_revision, prepare_database
+from imrt_sync.schema_migrations import SchemaNotReady, head_revision, prepare_database
 from imrt_sync.scope import GroupScope
+from imrt_sync.webhook_events import EventLog, parse_event, triage
 from itembank_server import ItemBank, ItemBankServer, generate_bank
-from itembank_server.hookpayloads import push_payload
+from itembank_server.webhook_payloads import push_payload
 
 TOKEN = "glpat-run-protocol-token"
 GROUP = "iat-protocol"

@@ -16,7 +16,7 @@ from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, SyncSettings
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
 from itembank_server import ItemBank, ItemBankServer, generate_bank
 
 TOKEN = "glpat-subgroups-admin"

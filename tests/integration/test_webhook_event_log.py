@@ -1,4 +1,4 @@
-"""The record of GitLab hook events (imrt_sync.hook_events.EventLog) on a real PostgreSQL database: claims, attempts
+"""The record of GitLab hook events (imrt_sync.webhook_events.EventLog) on a real PostgreSQL database: claims, attempts
 with back-off, failure after the last attempt, retention and the counts of ignored events."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ import pytest
 import sqlalchemy as sa
 
 from imrt_sync.config import EventRetryPolicy
-from imrt_sync.hook_events import OTHER_BRANCH, OUTSIDE_GROUP, Closed, EventLog, HookEvent, Verdict
-from imrt_sync.migrate import prepare_database
+from imrt_sync.schema_migrations import prepare_database
+from imrt_sync.webhook_events import OTHER_BRANCH, OUTSIDE_GROUP, Closed, EventLog, Triage, WebhookEvent
 
 POLICY = EventRetryPolicy(base_seconds=60, max_seconds=300, max_attempts=3, retention_days=30)
 
 
-def push(project_id: int, sha: str = "a" * 40) -> HookEvent:
-    return HookEvent(
+def push(project_id: int, sha: str = "a" * 40) -> WebhookEvent:
+    return WebhookEvent(
         "push", project_id, f"iat/{project_id}", ref="refs/heads/master", commit_sha=sha, default_branch="master"
     )
 
@@ -76,7 +76,7 @@ def new_log(engine) -> EventLog:
 def test_an_event_is_recorded_with_what_gitlab_sent(imrt_engine):
     log = new_log(imrt_engine)
     event_id = log.record(
-        HookEvent("push", 7, "iat/7", "refs/heads/master", "b" * 40, "master", "uuid-1"), Verdict("pending")
+        WebhookEvent("push", 7, "iat/7", "refs/heads/master", "b" * 40, "master", "uuid-1"), Triage("pending")
     )
     with imrt_engine.connect() as conn:
         row = (
@@ -97,15 +97,15 @@ def test_an_event_is_recorded_with_what_gitlab_sent(imrt_engine):
 
 def test_a_run_claims_every_due_event_once_and_a_retry_claims_the_same(imrt_engine):
     log = new_log(imrt_engine)
-    ids = [log.record(push(pid), Verdict("pending")) for pid in (1, 2, 1)]
-    log.record(push(3), Verdict("ignored", "push to refs/heads/x", OTHER_BRANCH))
+    ids = [log.record(push(pid), Triage("pending")) for pid in (1, 2, 1)]
+    log.record(push(3), Triage("ignored", "push to refs/heads/x", OTHER_BRANCH))
     first = log.claim("webhook__r1")
     assert [e.id for e in first] == ids
     assert log.claim("webhook__r2") == []  # nothing left for another run
     assert [e.id for e in log.claim("webhook__r1")] == ids  # the retried list_ids of r1
     assert [a for _, _, a, _ in attempts(imrt_engine)] == [1, 1, 1, 0]  # a retried task is not another attempt
     assert not log.has_due()
-    late = log.record(push(2), Verdict("pending"))
+    late = log.record(push(2), Triage("pending"))
     assert log.has_due()
     assert [e.id for e in log.claim("webhook__r2")] == [late]
 
@@ -113,7 +113,7 @@ def test_a_run_claims_every_due_event_once_and_a_retry_claims_the_same(imrt_engi
 def test_closing_marks_failed_items_for_a_later_attempt_and_the_rest_synced(imrt_engine):
     log = new_log(imrt_engine)
     for pid in (1, 2, 2):
-        log.record(push(pid), Verdict("pending"))
+        log.record(push(pid), Triage("pending"))
     log.claim("webhook__r1")
     assert log.close("webhook__r1", {2: "project 2: GitLab answered 503"}, POLICY) == Closed(1, 2, 0)
     assert [(pid, status, run_id, detail) for _, pid, status, run_id, detail, _, _ in rows(imrt_engine)] == [
@@ -132,7 +132,7 @@ def test_closing_marks_failed_items_for_a_later_attempt_and_the_rest_synced(imrt
 
 def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(imrt_engine):
     log = new_log(imrt_engine)
-    [event_id] = [log.record(push(5), Verdict("pending"))]
+    [event_id] = [log.record(push(5), Triage("pending"))]
     waits = []
     for attempt in range(1, POLICY.max_attempts + 1):
         assert [e.id for e in log.claim(f"webhook__r{attempt}")] == [event_id]
@@ -149,7 +149,7 @@ def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(im
     [(_, _, status, run_id, detail, _, finished)] = rows(imrt_engine)
     assert (status, detail, finished) == ("failed", "project 5: attempt 3 failed", True)
     assert not log.has_due() and log.claim("webhook__r9") == []  # it waits for a new push
-    recovery = log.record(push(5, "c" * 40), Verdict("pending"))
+    recovery = log.record(push(5, "c" * 40), Triage("pending"))
     assert [e.id for e in log.claim("webhook__r10")] == [recovery]
     assert log.close("webhook__r10", {}, POLICY) == Closed(1, 0, 0)
 
@@ -165,7 +165,7 @@ def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(im
 def test_the_delay_doubles_from_the_base_up_to_the_maximum(imrt_engine, policy, expected):
     """The wait after each failed attempt, as the SQL of ``EventLog.close`` sets ``next_attempt_at``."""
     log = new_log(imrt_engine)
-    log.record(push(6), Verdict("pending"))
+    log.record(push(6), Triage("pending"))
     waits = []
     for attempt in range(1, len(expected) + 1):
         log.claim(f"webhook__r{attempt}")
@@ -177,12 +177,12 @@ def test_the_delay_doubles_from_the_base_up_to_the_maximum(imrt_engine, policy, 
 
 def test_a_new_push_is_due_at_once_and_takes_the_waiting_events_of_its_project_along(imrt_engine):
     log = new_log(imrt_engine)
-    waiting = log.record(push(1), Verdict("pending"))
-    other = log.record(push(2), Verdict("pending"))
+    waiting = log.record(push(1), Triage("pending"))
+    other = log.record(push(2), Triage("pending"))
     log.claim("webhook__r1")
     log.close("webhook__r1", {1: "failed", 2: "failed"}, POLICY)
     assert not log.has_due()
-    fresh = log.record(push(1, "d" * 40), Verdict("pending"))
+    fresh = log.record(push(1, "d" * 40), Triage("pending"))
     assert log.has_due()
     assert [e.id for e in log.claim("webhook__r2")] == [waiting, fresh]  # project 2 keeps waiting
     assert [(i, status, n) for i, status, n, _ in attempts(imrt_engine)] == [
@@ -194,8 +194,8 @@ def test_a_new_push_is_due_at_once_and_takes_the_waiting_events_of_its_project_a
 
 def test_events_of_a_run_that_ended_unclosed_cost_an_attempt(imrt_engine):
     log = new_log(imrt_engine)
-    log.record(push(1), Verdict("pending"))
-    log.record(push(2), Verdict("pending"))
+    log.record(push(1), Triage("pending"))
+    log.record(push(2), Triage("pending"))
     log.claim("webhook__r1")
     assert log.claiming_runs() == ["webhook__r1"]
     assert log.release(["webhook__r1"], "run webhook__r1 ended without closing its events", POLICY) == Closed(0, 2, 0)
@@ -213,8 +213,8 @@ def test_events_of_a_run_that_ended_unclosed_cost_an_attempt(imrt_engine):
 def test_ignored_events_are_counted_per_day_and_reason_and_outlive_pruning(imrt_engine):
     log = new_log(imrt_engine)
     for _ in range(3):
-        log.record(push(9), Verdict("ignored", "push to refs/heads/x", OTHER_BRANCH))
-    log.record(push(9), Verdict("ignored", "not in the group", OUTSIDE_GROUP))
+        log.record(push(9), Triage("ignored", "push to refs/heads/x", OTHER_BRANCH))
+    log.record(push(9), Triage("ignored", "not in the group", OUTSIDE_GROUP))
     with imrt_engine.connect() as conn:
         today = conn.scalar(sa.text("SELECT (now() AT TIME ZONE 'UTC')::date")).isoformat()
     assert ignored_counts(imrt_engine) == {(today, OTHER_BRANCH): 3, (today, OUTSIDE_GROUP): 1}
@@ -228,10 +228,10 @@ def test_ignored_events_are_counted_per_day_and_reason_and_outlive_pruning(imrt_
 def test_pruning_removes_only_closed_events_past_the_retention(imrt_engine):
     log = new_log(imrt_engine)
     ids = {
-        name: log.record(push(n), Verdict("pending"))
+        name: log.record(push(n), Triage("pending"))
         for n, name in enumerate(["synced", "failed", "pending", "claimed", "recent"], start=1)
     }
-    ignored = log.record(push(7), Verdict("ignored", "x", OTHER_BRANCH))
+    ignored = log.record(push(7), Triage("ignored", "x", OTHER_BRANCH))
     with imrt_engine.begin() as conn:
         for name in ("synced", "failed", "pending", "claimed"):
             conn.execute(

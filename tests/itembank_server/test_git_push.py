@@ -12,8 +12,8 @@ from itembank_helpers import GROUP, TOKEN, basic_auth_header, git_env, run_git, 
 
 from itembank_server import ItemBank
 from itembank_server.git_push import BLANK_SHA
-from itembank_server.hookdelivery import HookDispatcher
 from itembank_server.users import DEVELOPER, GUEST, REPORTER
+from itembank_server.webhook_delivery import WebhookDispatcher
 
 DEVELOPER_TOKEN = "glpat-developer-token"
 REPORTER_TOKEN = "glpat-reporter-token"
@@ -22,7 +22,7 @@ ITEM = {"id": "205030", "type": "mc", "workflow": {"workflowStatusCode": "Draft"
 LONG_AGO = utc(2019, 3, 4, 10, 30, 15)
 
 
-class RecordingHooks(HookDispatcher):
+class RecordingHooks(WebhookDispatcher):
     """The server's hook interface, keeping each push call instead of delivering it."""
 
     def __init__(self, bank, base_url) -> None:

@@ -19,8 +19,8 @@ from itembank_helpers import GROUP, TOKEN
 
 from itembank_server import CommitSpec, ItemBank, ItemBankServer
 from itembank_server.__main__ import build_parser
-from itembank_server.gitrepo import fast_import, run_git
-from itembank_server.hookdelivery import SystemHook
+from itembank_server.bank_repos import fast_import, run_git
+from itembank_server.webhook_delivery import SystemHook
 
 USER = {"id": 7, "username": "jdoe", "name": "Jane Doe", "email": "jane@example.com", "admin": False}
 BLANK = "0" * 40

@@ -1,7 +1,7 @@
 """Projects change through the REST API as users change them, driven with the official ``python-gitlab`` client.
 
 https://docs.gitlab.com/api/projects/: create, edit (rename), transfer, archive/unarchive and delete; each change
-fires its system hook (https://docs.gitlab.com/administration/system_hooks/) through ``HookDispatcher``.
+fires its system hook (https://docs.gitlab.com/administration/system_hooks/) through ``WebhookDispatcher``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from itembank_helpers import GROUP, TOKEN, git_env, run_git, utc
 
 from itembank_server import ItemBank, ItemBankServer
-from itembank_server.hookdelivery import HookDispatcher
+from itembank_server.webhook_delivery import WebhookDispatcher
 
 ITEM = {"id": "400100", "type": "mc", "version": "iat-5"}
 PATH_FORMAT = (
@@ -23,7 +23,7 @@ PATH_FORMAT = (
 TAKEN = ["has already been taken"]
 
 
-class RecordingHooks(HookDispatcher):
+class RecordingHooks(WebhookDispatcher):
     """Records the project events the REST routes fire, instead of delivering them."""
 
     def __init__(self, bank: ItemBank, base_url):

@@ -20,9 +20,9 @@ from itembank_helpers import GROUP, TOKEN, git_env, run_git
 from test_cli import start, stop
 
 from itembank_server import ItemBank
-from itembank_server.hookpayloads import project_event_payload, project_hook_attrs
 from itembank_server.users import DEVELOPER, GUEST, MAINTAINER, OWNER, REPORTER
 from itembank_server.visibility import VisibilityError
+from itembank_server.webhook_payloads import project_event_payload, project_hook_attrs
 
 OUTSIDER = "glpat-outsider"
 NOT_FOUND_PROJECT = {"message": "404 Project Not Found"}

@@ -1,4 +1,4 @@
-"""The HTTP plumbing of the legacy job API (``imrt_compat.api``), driven as ASGI apps in this process: the legacy
+"""The HTTP plumbing of the legacy job API (``imrt_compat.legacy_api``), driven as ASGI apps in this process: the legacy
 paths middleware, the no-body rule of the legacy routes and the JSON errors and deadline of ``json_errors``.
 
 The end-to-end modules (tests/e2e/test_legacy_api.py, test_plugin_requests.py) cover the same code through the real
@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from imrt_compat.airflow_runs import DagUnavailable
-from imrt_compat.api import (
+from imrt_compat.legacy_api import (
     LARGE_BODY_BYTES,
     NO_BODY,
     LegacyPathMiddleware,

@@ -1,4 +1,4 @@
-"""Which project hooks count, and how a project's hooks are fixed (imrt_sync.projecthooks), on hooks shaped as
+"""Which project hooks count, and how a project's hooks are fixed (imrt_sync.project_webhooks), on hooks shaped as
 GitLab documents them (https://docs.gitlab.com/api/project_webhooks/#get-a-project-webhook)."""
 
 from __future__ import annotations
@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imrt_sync.projecthooks import (
+from imrt_sync.project_webhooks import (
     CREATE,
     NONE,
     REPLACE,
     UPDATE,
-    HookRepair,
-    hook_is_current,
-    hook_is_disabled,
+    WebhookRepair,
     repair_for,
     secret_fingerprint,
+    webhook_is_current,
+    webhook_is_disabled,
 )
 
 URL = "https://imrt.example.org/webHook"
@@ -58,32 +58,32 @@ def test_a_hook_is_disabled_when_gitlab_says_so_or_until_a_future_time(changes, 
     entity = hook(1, **changes)
     if "alert_status" in changes and changes["alert_status"] is None:
         del entity["alert_status"]
-    assert hook_is_disabled(entity, NOW) is disabled
+    assert webhook_is_disabled(entity, NOW) is disabled
 
 
 def test_only_our_url_with_push_events_enabled_and_the_current_secret_counts():
     recorded = {1: CURRENT}
-    assert hook_is_current(hook(1), URL, recorded, CURRENT, NOW)
-    assert not hook_is_current(hook(1, url=URL + "/"), URL, recorded, CURRENT, NOW)
-    assert not hook_is_current(hook(1, push_events=False), URL, recorded, CURRENT, NOW)
-    assert not hook_is_current(hook(1, alert_status="disabled"), URL, recorded, CURRENT, NOW)
-    assert not hook_is_current(hook(1), URL, {1: PREVIOUS}, CURRENT, NOW)  # still on the previous secret
-    assert not hook_is_current(hook(1), URL, {}, CURRENT, NOW)  # not created by IMRT: token unknown
-    assert not hook_is_current(hook(2), URL, recorded, CURRENT, NOW)
+    assert webhook_is_current(hook(1), URL, recorded, CURRENT, NOW)
+    assert not webhook_is_current(hook(1, url=URL + "/"), URL, recorded, CURRENT, NOW)
+    assert not webhook_is_current(hook(1, push_events=False), URL, recorded, CURRENT, NOW)
+    assert not webhook_is_current(hook(1, alert_status="disabled"), URL, recorded, CURRENT, NOW)
+    assert not webhook_is_current(hook(1), URL, {1: PREVIOUS}, CURRENT, NOW)  # still on the previous secret
+    assert not webhook_is_current(hook(1), URL, {}, CURRENT, NOW)  # not created by IMRT: token unknown
+    assert not webhook_is_current(hook(2), URL, recorded, CURRENT, NOW)
 
 
 @pytest.mark.parametrize(
     ("hooks", "recorded", "expected"),
     [
-        ([], {}, HookRepair(CREATE)),
-        ([hook(1, url="https://ci.example.org/hook")], {}, HookRepair(CREATE)),  # other hooks are left alone
-        ([hook(1)], {1: CURRENT}, HookRepair(NONE, 1)),
-        ([hook(1)], {}, HookRepair(UPDATE, 1)),  # ours by URL, secret unknown
-        ([hook(1)], {1: PREVIOUS}, HookRepair(UPDATE, 1)),  # rotation
-        ([hook(1, push_events=False)], {1: CURRENT}, HookRepair(UPDATE, 1)),
-        ([hook(1, alert_status="disabled")], {1: CURRENT}, HookRepair(REPLACE, 1)),
-        ([hook(1, alert_status="disabled"), hook(2)], {1: CURRENT}, HookRepair(UPDATE, 2, (1,))),
-        ([hook(1), hook(2)], {2: CURRENT}, HookRepair(NONE, 2, (1,))),  # one delivery per push
+        ([], {}, WebhookRepair(CREATE)),
+        ([hook(1, url="https://ci.example.org/hook")], {}, WebhookRepair(CREATE)),  # other hooks are left alone
+        ([hook(1)], {1: CURRENT}, WebhookRepair(NONE, 1)),
+        ([hook(1)], {}, WebhookRepair(UPDATE, 1)),  # ours by URL, secret unknown
+        ([hook(1)], {1: PREVIOUS}, WebhookRepair(UPDATE, 1)),  # rotation
+        ([hook(1, push_events=False)], {1: CURRENT}, WebhookRepair(UPDATE, 1)),
+        ([hook(1, alert_status="disabled")], {1: CURRENT}, WebhookRepair(REPLACE, 1)),
+        ([hook(1, alert_status="disabled"), hook(2)], {1: CURRENT}, WebhookRepair(UPDATE, 2, (1,))),
+        ([hook(1), hook(2)], {2: CURRENT}, WebhookRepair(NONE, 2, (1,))),  # one delivery per push
     ],
 )
 def test_what_a_projects_hooks_need(hooks, recorded, expected):

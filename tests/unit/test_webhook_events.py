@@ -1,4 +1,4 @@
-"""GitLab hook requests read and triaged (imrt_sync.hook_events), with GitLab's documented payload shapes."""
+"""GitLab hook requests read and triaged (imrt_sync.webhook_events), with GitLab's documented payload shapes."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ import pytest
 
 from imrt_compat.settings import DEFAULTS, SettingsError, parse_event_retry_policy
 from imrt_sync.config import EventRetryPolicy
-from imrt_sync.hook_events import (
+from imrt_sync.scope import GroupScope
+from imrt_sync.webhook_events import (
     MAX_BODY_BYTES,
     OTHER_BRANCH,
     OUTSIDE_GROUP,
     EventRejected,
-    HookEvent,
+    WebhookEvent,
     is_webhook_run,
     parse_event,
     sanitized,
@@ -23,9 +24,8 @@ from imrt_sync.hook_events import (
     triage,
     webhook_run_id,
 )
-from imrt_sync.scope import GroupScope
 
-PAYLOADS = Path(__file__).parents[1] / "fixtures" / "gitlab_hooks"
+PAYLOADS = Path(__file__).parents[1] / "fixtures" / "gitlab_webhooks"
 
 
 def payload(name: str, **changes) -> dict:
@@ -40,7 +40,7 @@ def body(document) -> bytes:
 
 def test_push_event_is_read_from_gitlabs_documented_payload():
     event = parse_event("Push Hook", body(payload("push")), "6a2a4c8f-uuid")
-    assert event == HookEvent(
+    assert event == WebhookEvent(
         "push",
         15,
         "mike/diaspora",
@@ -129,9 +129,9 @@ def test_push_to_the_default_branch_of_a_group_project_is_acted_on():
 )
 def test_pushes_elsewhere_are_ignored_with_the_reason(changes, group, ignored, reason):
     event = parse_event("Push Hook", body(payload("push", **changes)))
-    verdict = triage(event, GroupScope(group), ignored)
-    assert verdict.status == "ignored"
-    assert reason in verdict.detail
+    triaged = triage(event, GroupScope(group), ignored)
+    assert triaged.status == "ignored"
+    assert reason in triaged.detail
 
 
 def test_project_events_outside_the_group_are_ignored():
@@ -153,9 +153,9 @@ def test_a_push_to_a_subgroup_project_is_acted_on_unless_subgroups_are_left_out(
     document["project"] = {**document["project"], "path_with_namespace": "mike/grade-3/math/200123"}
     event = parse_event("Push Hook", body(document))
     assert triage(event, GroupScope("mike"), []).status == "pending"
-    verdict = triage(event, GroupScope("mike", include_subgroups=False), [])
-    assert (verdict.status, verdict.reason) == ("ignored", OUTSIDE_GROUP)
-    assert "not in the group mike" in verdict.detail
+    triaged = triage(event, GroupScope("mike", include_subgroups=False), [])
+    assert (triaged.status, triaged.reason) == ("ignored", OUTSIDE_GROUP)
+    assert "not in the group mike" in triaged.detail
 
 
 @pytest.mark.parametrize("look_alike", ["mike-old/200123", "mikey/200123", "mike.archive/sub/200123"])
@@ -198,9 +198,9 @@ def test_control_characters_never_reach_the_table_or_the_log():
     assert event.ref == "refs/heads/mas\ufffdter\ufffdFAKE LOG LINE"
     assert event.project_path == "mike/dia\ufffdspora\ufffd"
     assert event.gitlab_event_uuid == "uuid\ufffd\ufffd"
-    verdict = triage(event, GroupScope("mike"), [])
-    assert verdict.status == "ignored" and verdict.reason == OTHER_BRANCH
-    assert not any(ch in verdict.detail for ch in "\r\n\x1b\x9b")
+    triaged = triage(event, GroupScope("mike"), [])
+    assert triaged.status == "ignored" and triaged.reason == OTHER_BRANCH
+    assert not any(ch in triaged.detail for ch in "\r\n\x1b\x9b")
 
 
 def test_ignored_verdicts_carry_a_countable_reason():

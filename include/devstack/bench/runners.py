@@ -201,7 +201,7 @@ def direct_run(
     from imrt_sync import pipeline
     from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
     from imrt_sync.contracts import RunContext, RunResults, no_hooks
-    from imrt_sync.migrate import prepare_database
+    from imrt_sync.schema_migrations import prepare_database
 
     settings = SyncSettings(
         group=GROUP,

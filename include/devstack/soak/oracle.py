@@ -31,7 +31,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from itembank_server.gitrepo import GIT_ENV_ISOLATION
+from itembank_server.bank_repos import GIT_ENV_ISOLATION
 
 FIELD, RECORD = "\x1f", "\x1e"
 

@@ -31,8 +31,8 @@ import sqlalchemy as sa
 
 from imrt_sync import DAG_ID
 from itembank_server import ItemBank, ItemBankServer, generate_bank
-from itembank_server.hookdelivery import SystemHook
 from itembank_server.users import DEVELOPER, MAINTAINER
+from itembank_server.webhook_delivery import SystemHook
 
 from ..airflow_stack import AirflowStack, free_port
 from ..postgres import ensure_database, start_embedded_postgres

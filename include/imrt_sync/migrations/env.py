@@ -1,10 +1,10 @@
-"""Alembic environment: the connection comes from :func:`imrt_sync.migrate.upgrade`, already in a transaction and
-holding the schema lock; only this service's own tables are the migrations' business."""
+"""Alembic environment: the connection comes from :func:`imrt_sync.schema_migrations.upgrade`, already in a
+transaction and holding the schema lock; only this service's own tables are the migrations' business."""
 
 from alembic import context
 
 from imrt_sync import schema
-from imrt_sync.migrate import VERSION_TABLE, include_object
+from imrt_sync.schema_migrations import VERSION_TABLE, include_object
 
 if context.is_offline_mode():
     raise RuntimeError("offline (--sql) migrations are not supported: run python -m imrt_compat.migrate upgrade")

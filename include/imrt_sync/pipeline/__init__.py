@@ -18,10 +18,10 @@ Each phase is a module of its own (docs/how-a-run-works.md, "The four tasks and 
 - :mod:`.services`: ``Services``, what every step works with.
 
 This module only gathers their public names; ``webhook_backlog`` (the summary's metrics) is the hook-event log's,
-:mod:`imrt_sync.hook_events`.
+:mod:`imrt_sync.webhook_events`.
 """
 
-from ..hook_events import webhook_backlog
+from ..webhook_events import webhook_backlog
 from .hooks import dispatch_webhooks
 from .items import sync_unit
 from .lifecycle import LEGACY_COMPLETE, LEGACY_START, SettingsReader, claim_events, close_events, close_run, open_run

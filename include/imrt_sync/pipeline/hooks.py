@@ -1,6 +1,6 @@
 """Hook repair: :func:`dispatch_webhooks` gives every project the plan found without a working project hook one
 (docs/how-a-run-works.md, the ``dispatch_webhooks`` task; when a hook counts and how it is fixed:
-:mod:`imrt_sync.projecthooks`).
+:mod:`imrt_sync.project_webhooks`).
 """
 
 from __future__ import annotations
@@ -11,22 +11,24 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from ..config import RunParams
 from ..contracts import HooksOutcome, PlanView, no_hooks
 from ..errors import is_transient
-from ..projecthooks import CREATE, NONE, REPLACE, UPDATE, HookAction, HookKeeper, HookRegistry
+from ..project_webhooks import CREATE, NONE, REPLACE, UPDATE, WebhookAction, WebhookKeeper, WebhookRegistry
 from .services import Services
 
 log = logging.getLogger(__name__)
 
 
-def hook_keeper(services: Services) -> HookKeeper:
+def hook_keeper(services: Services) -> WebhookKeeper:
     """The project hooks' keeper, with the hook URL and secret of the settings (the listing asks it too whether a
     project is hooked)."""
     settings = services.settings
-    return HookKeeper(services.gitlab, HookRegistry(services.engine), settings.webhook_url, settings.webhook_secret)
+    return WebhookKeeper(
+        services.gitlab, WebhookRegistry(services.engine), settings.webhook_url, settings.webhook_secret
+    )
 
 
 def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> HooksOutcome:
     """Give every project the plan found without a working hook one (created, edited or replaced: see
-    ``imrt_sync.projecthooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
+    ``imrt_sync.project_webhooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
     another secret than ``imrt_webhook_secret`` (during a rotation: the previous one)."""
     project_ids = plan["missing_webhook"]
     outcome = no_hooks(len(project_ids))
@@ -42,7 +44,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
     return outcome
 
 
-def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[HookAction]]) -> None:
+def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[WebhookAction]]) -> None:
     """Put each project's repair in ``outcome``: created, updated, replaced (nothing when its hook was fine), or
     failed with the error."""
     done = {CREATE: outcome["created"], UPDATE: outcome["updated"], REPLACE: outcome["replaced"]}

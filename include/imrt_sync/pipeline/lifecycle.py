@@ -1,7 +1,7 @@
 """The run's start and end: :func:`open_run` and :func:`close_run` (docs/how-a-run-works.md).
 
 A run of the GitLab hook events claims its events when it starts and closes them when it ends
-(:class:`~imrt_sync.hook_events.EventLog`); any other run is recorded in the Spring Batch mirror
+(:class:`~imrt_sync.webhook_events.EventLog`); any other run is recorded in the Spring Batch mirror
 (:class:`~imrt_sync.spring_batch.SpringBatchMirror`), with the legacy start and completion log lines. Between the two,
 ``open_run`` plans through :func:`~imrt_sync.pipeline.listing.list_ids` and ``close_run`` judges through
 :func:`~imrt_sync.pipeline.verdict.summarize`.
@@ -17,9 +17,9 @@ import sqlalchemy as sa
 
 from ..config import GitLabSettings, RunParams, SyncSettings
 from ..contracts import Planned, RunContext, RunResults, Verdict
-from ..hook_events import EventLog
-from ..migrate import require_current_schema
+from ..schema_migrations import require_current_schema
 from ..spring_batch import SpringBatchMirror
+from ..webhook_events import EventLog
 from .listing import list_ids
 from .services import Services
 from .verdict import failed_items, summarize

@@ -1,4 +1,4 @@
-"""The project hooks IMRT keeps on every item's project: when one counts, and how a missing or broken one is fixed.
+"""The project webhooks IMRT keeps on every item's project: when one counts, and how a missing or broken one is fixed.
 
 A project is hooked when one of its hooks points at ``imrt_webhook_url``, sends push events, is not disabled and
 carries the current secret. GitLab never returns a hook's token ("the token isn't returned in the response",
@@ -40,7 +40,7 @@ from .schema import imrt_project_hook
 _FINGERPRINT_KEY = b"imrt-project-hook-secret-fingerprint-v1"
 
 
-class HookAction(StrEnum):
+class WebhookAction(StrEnum):
     """What a project's hooks need (:func:`repair_for`)."""
 
     NONE = "none"  # a hook counts already
@@ -49,7 +49,7 @@ class HookAction(StrEnum):
     REPLACE = "replace"  # only disabled hooks with our URL: a new one, the disabled one deleted
 
 
-CREATE, UPDATE, REPLACE, NONE = HookAction.CREATE, HookAction.UPDATE, HookAction.REPLACE, HookAction.NONE
+CREATE, UPDATE, REPLACE, NONE = WebhookAction.CREATE, WebhookAction.UPDATE, WebhookAction.REPLACE, WebhookAction.NONE
 
 
 def secret_fingerprint(secret: str) -> str:
@@ -57,7 +57,7 @@ def secret_fingerprint(secret: str) -> str:
     return hmac.new(_FINGERPRINT_KEY, secret.encode(), hashlib.sha256).hexdigest()
 
 
-def hook_is_disabled(hook: Mapping, now: datetime) -> bool:
+def webhook_is_disabled(hook: Mapping, now: datetime) -> bool:
     if hook.get("alert_status", "executable") not in (None, "executable"):
         return True
     until = hook.get("disabled_until")
@@ -69,23 +69,23 @@ def hook_is_disabled(hook: Mapping, now: datetime) -> bool:
         return True  # a date we cannot read: do not trust the hook
 
 
-def hook_is_current(hook: Mapping, url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime) -> bool:
+def webhook_is_current(hook: Mapping, url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime) -> bool:
     """Our URL, push events, enabled, and recorded by IMRT with the current secret."""
     return (
         hook.get("url") == url
         and hook.get("push_events") is True
-        and not hook_is_disabled(hook, now)
+        and not webhook_is_disabled(hook, now)
         and hook.get("id") in recorded
         and hmac.compare_digest(recorded[hook["id"]], fingerprint)
     )
 
 
 @dataclass(frozen=True)
-class HookRepair:
+class WebhookRepair:
     """What a project's hooks need: ``action`` on hook ``hook_id`` (the one to edit or to replace), then delete
     ``redundant``."""
 
-    action: HookAction
+    action: WebhookAction
     hook_id: int | None = None
     redundant: tuple[int, ...] = ()
 
@@ -97,10 +97,10 @@ class HookRepair:
 
 def repair_for(
     hooks: Iterable[Mapping], url: str, recorded: Mapping[int, str], fingerprint: str, now: datetime
-) -> HookRepair:
+) -> WebhookRepair:
     ours = [hook for hook in hooks if hook.get("url") == url]
-    current = [hook for hook in ours if hook_is_current(hook, url, recorded, fingerprint, now)]
-    enabled = [hook for hook in ours if not hook_is_disabled(hook, now)]
+    current = [hook for hook in ours if webhook_is_current(hook, url, recorded, fingerprint, now)]
+    enabled = [hook for hook in ours if not webhook_is_disabled(hook, now)]
     if current:
         action, kept = NONE, current[0]
     elif enabled:
@@ -108,11 +108,11 @@ def repair_for(
     elif ours:
         action, kept = REPLACE, ours[0]
     else:
-        return HookRepair(CREATE)
-    return HookRepair(action, kept["id"], tuple(hook["id"] for hook in ours if hook is not kept))
+        return WebhookRepair(CREATE)
+    return WebhookRepair(action, kept["id"], tuple(hook["id"] for hook in ours if hook is not kept))
 
 
-class HookRegistry:
+class WebhookRegistry:
     """``imrt_project_hook``: the hooks IMRT created or updated, and the fingerprint of the secret each carries."""
 
     def __init__(self, engine: sa.Engine):
@@ -157,10 +157,10 @@ class HookRegistry:
             return conn.scalar(sa.select(sa.func.count()).where(c.secret_fingerprint != fingerprint)) or 0
 
 
-class HookKeeper:
+class WebhookKeeper:
     """Creates, edits or replaces a project's hook so that it counts (see the module docstring)."""
 
-    def __init__(self, gitlab: GitLabClient, registry: HookRegistry, url: str, secret: str):
+    def __init__(self, gitlab: GitLabClient, registry: WebhookRegistry, url: str, secret: str):
         self.gitlab = gitlab
         self.registry = registry
         self.url = url
@@ -169,9 +169,9 @@ class HookKeeper:
 
     def is_hooked(self, hooks: Iterable[Mapping], recorded: Mapping[int, str], now: datetime | None = None) -> bool:
         now = now or datetime.now(UTC)
-        return any(hook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
+        return any(webhook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
 
-    def repair(self, project_id: int) -> HookAction:
+    def repair(self, project_id: int) -> WebhookAction:
         """Make the project hooked; return what it took."""
         hooks = self.gitlab.hooks(project_id)
         recorded = self.registry.recorded([project_id]).get(project_id, {})
@@ -184,7 +184,7 @@ class HookKeeper:
         self.registry.forget_all_but(project_id, remaining)
         return fix.action
 
-    def _apply(self, project_id: int, fix: HookRepair) -> int:
+    def _apply(self, project_id: int, fix: WebhookRepair) -> int:
         """Create or edit the hook ``fix`` calls for and record it; the id of the hook that counts from now on."""
         if fix.action in (CREATE, REPLACE) or fix.hook_id is None:
             kept = self.gitlab.create_hook(project_id, self.url, self._secret)["id"]

@@ -1,4 +1,4 @@
-"""The persistent item bank: groups, projects and hooks in SQLite, one bare git repository per project."""
+"""The persistent item bank: groups, projects and project webhooks in SQLite, one bare git repository per project."""
 
 from __future__ import annotations
 
@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from . import gitrepo
+from . import bank_repos
+from .bank_repos import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
 from .bankrules import ProjectExistsError
 from .bankrules import validate_segment as _validate_segment
-from .gitrepo import DEFAULT_AUTHOR_EMAIL, DEFAULT_AUTHOR_NAME, CommitSpec, FileContent
-from .hookstore import HOOK_SCHEMA, HookStore
 from .projectmembers import PROJECT_MEMBERS_SCHEMA, ProjectMemberStore
 from .projectmoves import ProjectMoves
 from .records import NotFoundError, timestamp
@@ -31,6 +30,7 @@ from .visibility import (
     name_of,
     visible_projects_clause,
 )
+from .webhook_store import HOOK_SCHEMA, WebhookStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS groups (
@@ -88,7 +88,7 @@ class ProjectSpec:
     visibility: str = "private"
 
 
-class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, ProjectMoves):
+class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, ProjectMoves):
     """Groups, projects and hooks of a GitLab-like item bank, persisted under ``root``."""
 
     def __init__(self, root: Path | str):
@@ -264,8 +264,8 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
     def _write_new_repo(self, group: dict, spec: ProjectSpec) -> None:
         repo = self.repos_dir / group["full_path"] / f"{spec.path}.git"
         shutil.rmtree(repo, ignore_errors=True)  # a stale directory without a project row is garbage
-        gitrepo.init_bare_repo(repo, spec.default_branch)
-        gitrepo.fast_import(repo, spec.default_branch, spec.commits, want_shas=False)
+        bank_repos.init_bare_repo(repo, spec.default_branch)
+        bank_repos.fast_import(repo, spec.default_branch, spec.commits, want_shas=False)
 
     def _insert_projects(self, group: dict, specs: Sequence[ProjectSpec]) -> list[dict]:
         created = []
@@ -461,7 +461,7 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
     def delete_project(self, project_id: int | str) -> None:
         """Remove the project, its hooks and its repository: it is a 404 on the API and over git afterwards.
 
-        Fires no hook: only changes made through the HTTP front ends do (they call ``HookDispatcher``).
+        Fires no hook: only changes made through the HTTP front ends do (they call ``WebhookDispatcher``).
         """
         project = self.project(project_id)
         with self._repo_lock(project["id"]):
@@ -480,10 +480,10 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
     def ensure_repo(self, project: Mapping) -> Path:
         """The project's bare repository, created empty if the project has none yet."""
         repo = self.repo_path(project)
-        if not gitrepo.is_repo(repo):
+        if not bank_repos.is_repo(repo):
             with self._repo_lock(project["id"]):
-                if not gitrepo.is_repo(repo):
-                    gitrepo.init_bare_repo(repo, project["default_branch"])
+                if not bank_repos.is_repo(repo):
+                    bank_repos.init_bare_repo(repo, project["default_branch"])
         return repo
 
     def push_commit(
@@ -512,10 +512,10 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
         branch = branch or project["default_branch"]
         repo = self.ensure_repo(project)
         with self._repo_lock(project["id"]):
-            parent = gitrepo.resolve_ref(repo, f"refs/heads/{branch}") or gitrepo.resolve_ref(
+            parent = bank_repos.resolve_ref(repo, f"refs/heads/{branch}") or bank_repos.resolve_ref(
                 repo, f"refs/heads/{project['default_branch']}"
             )
-            shas = gitrepo.fast_import(repo, branch, commits, parent=parent)
+            shas = bank_repos.fast_import(repo, branch, commits, parent=parent)
         self._record_push(project, [c.committed_at for c in commits])
         return shas
 
@@ -561,19 +561,19 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, HookStore, Projec
         """The sha at the tip of ``branch`` (default branch if None), None if the branch has no commits."""
         project = self.project(project_id)
         ref = f"refs/heads/{branch or project['default_branch']}"
-        return gitrepo.resolve_ref(self.repo_path(project), ref)
+        return bank_repos.resolve_ref(self.repo_path(project), ref)
 
     def read_file(self, project_id: int | str, path: str, ref: str | None = None) -> bytes | None:
         """The content of ``path`` at ``ref`` (default branch if None), None if absent."""
         project = self.project(project_id)
         repo = self.repo_path(project)
-        if not gitrepo.is_repo(repo) or project["empty_repo"]:
+        if not bank_repos.is_repo(repo) or project["empty_repo"]:
             return None
-        return gitrepo.read_blob(repo, ref or f"refs/heads/{project['default_branch']}", path)
+        return bank_repos.read_blob(repo, ref or f"refs/heads/{project['default_branch']}", path)
 
     def log(self, project_id: int | str, path: str | None = None, ref: str | None = None) -> list[dict]:
         """Commits of ``ref`` (default branch if None), newest first, optionally only those touching ``path``."""
         project = self.project(project_id)
         if project["empty_repo"]:
             return []
-        return gitrepo.log(self.repo_path(project), ref or f"refs/heads/{project['default_branch']}", path)
+        return bank_repos.log(self.repo_path(project), ref or f"refs/heads/{project['default_branch']}", path)

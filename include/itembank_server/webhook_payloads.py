@@ -1,4 +1,4 @@
-"""GitLab's hook payloads, built from the bank's bare repositories with plain git.
+"""GitLab's webhook payloads, built from the bank's bare repositories with plain git.
 
 - Push events (project hooks): https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events,
   built like ``Gitlab::DataBuilder::Push.build`` with the commits ``Git::BranchHooksService`` picks: on a new default
@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import gitrepo
+from . import bank_repos
 
 BLANK_SHA = "0" * 40
 MAX_LISTED_COMMITS = 20  # Gitlab::DataBuilder::Push: "maximum 20 latest commits"
@@ -134,7 +134,7 @@ def push_payload(
 def sample_push_payload(repo: Path, project: Mapping, user: Mapping, base_url: str) -> dict:
     """``Gitlab::DataBuilder::Push.build_sample``: the default branch's last three commits, newest first."""
     ref = _BRANCH_PREFIX + project["default_branch"]
-    head = gitrepo.resolve_ref(repo, ref) if gitrepo.is_repo(repo) else None
+    head = bank_repos.resolve_ref(repo, ref) if bank_repos.is_repo(repo) else None
     shas = _rev_list(repo, "--max-count=3", head) if head else []
     before, after = (shas[-1], shas[0]) if shas else (None, None)
     return push_payload(repo, project, user, before, after, ref, base_url, commits=shas)
@@ -147,7 +147,7 @@ def pushed_commits(repo: Path, project: Mapping, before: str, after: str, ref: s
     if before == BLANK_SHA and branch_name(ref) == project["default_branch"]:
         revisions = [after]
     elif before == BLANK_SHA:
-        default_head = gitrepo.resolve_ref(repo, _BRANCH_PREFIX + project["default_branch"])
+        default_head = bank_repos.resolve_ref(repo, _BRANCH_PREFIX + project["default_branch"])
         revisions = [after, f"^{default_head}"] if default_head and default_head != after else [after]
         if default_head == after:
             return [], 0
@@ -157,17 +157,17 @@ def pushed_commits(repo: Path, project: Mapping, before: str, after: str, ref: s
     listed.reverse()
     if len(listed) <= PROCESS_COMMIT_LIMIT:
         return listed, len(listed)
-    total = int(gitrepo.run_git(repo, "rev-list", "--count", *revisions).decode().strip())
+    total = int(bank_repos.run_git(repo, "rev-list", "--count", *revisions).decode().strip())
     return listed[-PROCESS_COMMIT_LIMIT:], total
 
 
 def _rev_list(repo: Path, *args: str) -> list[str]:
-    return gitrepo.run_git(repo, "rev-list", *args).decode().split()
+    return bank_repos.run_git(repo, "rev-list", *args).decode().split()
 
 
 def commit_hook_attrs(repo: Path, sha: str, project_web_url: str) -> dict:
     """``Commit#hook_attrs(with_changed_files: true)``."""
-    record = gitrepo.run_git(repo, "log", "-1", f"--format={_COMMIT_FORMAT}", sha).decode("utf-8", "replace")
+    record = bank_repos.run_git(repo, "log", "-1", f"--format={_COMMIT_FORMAT}", sha).decode("utf-8", "replace")
     commit_id, parents, author_name, author_email, committed, message = record.split("\x00", 5)
     message = message.rstrip("\n") + "\n" if message.strip() else ""
     return {
@@ -193,7 +193,7 @@ def commit_title(message: str) -> str:
 def changed_files(repo: Path, sha: str, parents: list[str]) -> dict[str, list[str]]:
     """``Commit#repo_changes``: paths added (or renamed to), modified and removed against the first parent."""
     base = ["--root", sha] if not parents else [parents[0], sha]
-    output = gitrepo.run_git(repo, "diff-tree", "-r", "-M", "--name-status", "-z", "--no-commit-id", *base)
+    output = bank_repos.run_git(repo, "diff-tree", "-r", "-M", "--name-status", "-z", "--no-commit-id", *base)
     fields = output.decode("utf-8", "replace").split("\x00")
     changes: dict[str, list[str]] = {"added": [], "modified": [], "removed": []}
     index = 0

@@ -1,4 +1,4 @@
-"""The GitLab hook receiver, served by Airflow's API server at ``/webHook`` (and ``/systemHook``), the legacy paths
+"""The GitLab webhook receiver, served by Airflow's API server at ``/webHook`` (and ``/systemHook``), the legacy paths
 (SmarterApp/AP_IMRT_ItemIngestService at tag 0.1.46,
 ``src/main/java/org/opentestsystem/ap/imrt/iis/controller/GitHookController.java``); docs/real-time-path.md.
 
@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from imrt_sync import DAG_ID
 from imrt_sync.config import EventRetryPolicy, ReceiverSettings
-from imrt_sync.hook_events import (
+from imrt_sync.webhook_events import (
     MAX_BODY_BYTES,
     EventLog,
     EventRejected,
@@ -206,9 +206,9 @@ async def receive_event(request: Request, background: BackgroundTasks):
         event = parse_event(
             request.headers.get("x-gitlab-event"), await _read_body(request), request.headers.get("x-gitlab-event-uuid")
         )
-        verdict = triage(event, settings.scope, settings.ignore_projects)
+        triaged = triage(event, settings.scope, settings.ignore_projects)
         event_id = await asyncio.wait_for(
-            run_in_threadpool(EventLog(server_engine()).record, event, verdict), RECORD_DEADLINE_SECONDS
+            run_in_threadpool(EventLog(server_engine()).record, event, triaged), RECORD_DEADLINE_SECONDS
         )
     except EventRejected as exc:
         return _answer(exc.status_code, exc.detail)
@@ -229,12 +229,12 @@ async def receive_event(request: Request, background: BackgroundTasks):
         event.event_type,
         event_id,
         event.project_id,
-        verdict.status,
-        f" ({verdict.detail})" if verdict.detail else "",
+        triaged.status,
+        f" ({triaged.detail})" if triaged.detail else "",
     )
-    if verdict.status == "pending":
+    if triaged.status == "pending":
         background.add_task(start_events_run_quietly, settings.event_retry)
-    body = {"event": event_id, "status": verdict.status}
-    if verdict.detail:
-        body["detail"] = verdict.detail
+    body = {"event": event_id, "status": triaged.status}
+    if triaged.detail:
+        body["detail"] = triaged.detail
     return JSONResponse(body)

@@ -1,4 +1,4 @@
-"""Project hooks in SQLite: their settings, their auto-disabling state and the record of every request sent.
+"""Project webhooks in SQLite: their settings, their auto-disabling state and the record of every request sent.
 
 GitLab's project webhooks API: https://docs.gitlab.com/api/project_webhooks/ (the fields and their defaults);
 auto-disabling state: https://docs.gitlab.com/user/project/integrations/webhooks/#auto-disabled-webhooks;
@@ -90,14 +90,14 @@ _DELIVERY_COLUMNS = (
 
 
 @dataclass(frozen=True)
-class HookState:
+class WebhookState:
     """A project hook's auto-disabling counters (GitLab's ``recent_failures`` and ``disabled_until``, epoch s)."""
 
     recent_failures: int = 0
     disabled_until: float | None = None
 
 
-class HookStore:
+class WebhookStore:
     """The hook half of :class:`ItemBank` (mixed in; uses its connection, transactions and projects)."""
 
     _rows: Callable[..., list[sqlite3.Row]]
@@ -166,11 +166,11 @@ class HookStore:
             )
         return self.hook(project_id, hook_id)
 
-    def hook_state(self, hook_id: int) -> HookState:
+    def hook_state(self, hook_id: int) -> WebhookState:
         rows = self._rows("SELECT recent_failures, disabled_until FROM hook_states WHERE hook_id = ?", (hook_id,))
-        return HookState(rows[0]["recent_failures"], rows[0]["disabled_until"]) if rows else HookState()
+        return WebhookState(rows[0]["recent_failures"], rows[0]["disabled_until"]) if rows else WebhookState()
 
-    def change_hook_state(self, hook_id: int, change: Callable[[HookState], HookState]) -> HookState | None:
+    def change_hook_state(self, hook_id: int, change: Callable[[WebhookState], WebhookState]) -> WebhookState | None:
         """Apply ``change`` to the hook's state atomically; None if the hook no longer exists."""
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM hooks WHERE id = ?", (hook_id,)).fetchone() is None:
@@ -178,7 +178,7 @@ class HookStore:
             row = db.execute(
                 "SELECT recent_failures, disabled_until FROM hook_states WHERE hook_id = ?", (hook_id,)
             ).fetchone()
-            new = change(HookState(row[0], row[1]) if row else HookState())
+            new = change(WebhookState(row[0], row[1]) if row else WebhookState())
             db.execute(
                 "INSERT INTO hook_states (hook_id, recent_failures, disabled_until) VALUES (?, ?, ?)"
                 " ON CONFLICT (hook_id) DO UPDATE SET recent_failures = excluded.recent_failures,"

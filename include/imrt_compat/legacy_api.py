@@ -26,8 +26,8 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 
 from imrt_sync import DAG_ID
 from imrt_sync.errors import PermanentError
-from imrt_sync.hook_events import is_webhook_run
 from imrt_sync.spring_batch import SpringBatchMirror
+from imrt_sync.webhook_events import is_webhook_run
 
 from . import airflow_runs, settings
 from .engine import server_engine

@@ -1,12 +1,12 @@
-"""The real-time path: GitLab hook events in, targeted syncs out (docs/real-time-path.md).
+"""The real-time path: GitLab webhook events in, targeted syncs out (docs/real-time-path.md).
 
 The legacy service's counterpart is its ``/webHook`` and ``/systemHook`` handling: SmarterApp/AP_IMRT_ItemIngestService
 at tag 0.1.46, ``src/main/java/org/opentestsystem/ap/imrt/iis/client/GitlabClientImpl.java`` (``onPushEvent``: a
 push to ``master`` queues an update; ``onProjectEvent``: a project created in the group gets its hook, a destroyed
 one queues a delete).
 
-The receiver (``imrt_compat.hook_receiver``) checks the secret, parses the event with :func:`parse_event`, decides with
-:func:`triage` and records it in ``imrt_webhook_event`` through :class:`EventLog` before it answers. A run of the
+The receiver (``imrt_compat.webhook_receiver``) checks the secret, parses the event with :func:`parse_event`, decides
+with :func:`triage` and records it in ``imrt_webhook_event`` through :class:`EventLog` before it answers. A run of the
 DAG started for events claims every pending event when it starts, so the pushes that arrive while a run waits are
 all absorbed by that one run; the run's ``summary`` closes its events as synced or failed.
 
@@ -94,7 +94,7 @@ class EventRejected(ValueError, PermanentError):
 
 
 @dataclass(frozen=True)
-class HookEvent:
+class WebhookEvent:
     event_type: str
     project_id: int | None
     project_path: str | None  # with namespace: "group/item"
@@ -106,7 +106,9 @@ class HookEvent:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class Triage:
+    """What triage decided for one webhook event: record it as pending (a run syncs its project) or as ignored."""
+
     status: str  # "pending" or "ignored"
     detail: str = ""
     reason: str = ""  # an ignored event's reason: NOT_USED, OUTSIDE_GROUP, IGNORED_PROJECT or OTHER_BRANCH
@@ -139,8 +141,8 @@ def sanitized(text: str) -> str:
     return _CONTROL_CHARACTERS.sub("\ufffd", text)
 
 
-def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = None) -> HookEvent:
-    """Read a project hook or system hook request (header ``X-Gitlab-Event`` and JSON body) into a HookEvent."""
+def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = None) -> WebhookEvent:
+    """Read a project hook or system hook request (header ``X-Gitlab-Event`` and JSON body) into a WebhookEvent."""
     if len(body) > MAX_BODY_BYTES:
         raise EventRejected(413, f"body larger than {MAX_BODY_BYTES} bytes")
     if gitlab_event not in ("Push Hook", "System Hook"):
@@ -161,7 +163,7 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
         return _push_event(payload, uuid)
     if gitlab_event == "System Hook" and kind in (PROJECT_CREATE, PROJECT_DESTROY, PROJECT_TRANSFER):
         old_path = _text(payload, "old_path_with_namespace") if kind == PROJECT_TRANSFER else None
-        return HookEvent(
+        return WebhookEvent(
             kind,
             _int(payload, "project_id"),
             _text(payload, "path_with_namespace"),
@@ -169,11 +171,11 @@ def parse_event(gitlab_event: str | None, body: bytes, event_uuid: str | None = 
             old_project_path=old_path,
         )
     if gitlab_event == "System Hook" and kind in OTHER_SYSTEM_EVENTS:
-        return HookEvent(kind, None, None, gitlab_event_uuid=uuid)
+        return WebhookEvent(kind, None, None, gitlab_event_uuid=uuid)
     raise EventRejected(400, f"unsupported event {_shown(kind)} in a {gitlab_event}")
 
 
-def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
+def _push_event(payload: Mapping, uuid: str | None) -> WebhookEvent:
     project = payload.get("project")
     if not isinstance(project, dict):
         raise EventRejected(400, "push event without a project object")
@@ -182,7 +184,7 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
         raise EventRejected(400, "push event: project_id and project.id differ")
     ref = _text(payload, "ref")
     sha = payload.get("checkout_sha") or payload.get("after")
-    return HookEvent(
+    return WebhookEvent(
         PUSH,
         project_id,
         _text(project, "path_with_namespace"),
@@ -193,24 +195,24 @@ def _push_event(payload: Mapping, uuid: str | None) -> HookEvent:
     )
 
 
-def triage(event: HookEvent, scope: GroupScope, ignored_paths: Iterable[str]) -> Verdict:
+def triage(event: WebhookEvent, scope: GroupScope, ignored_paths: Iterable[str]) -> Triage:
     """Act on the event, or ignore it and say why: outside the group (and its subgroups, when they are in scope), an
     ignored project, not the default branch."""
     if event.event_type not in ACTED_ON:
-        return Verdict("ignored", f"{event.event_type} events are not used by IMRT", NOT_USED)
+        return Triage("ignored", f"{event.event_type} events are not used by IMRT", NOT_USED)
     path = (event.project_path or "").rpartition("/")[2]
     moved_out = event.event_type == PROJECT_TRANSFER and scope.contains_project(event.old_project_path)
     if not scope.contains_project(event.project_path) and not moved_out:
-        return Verdict("ignored", f"project {event.project_path} is not in the {scope.describe()}", OUTSIDE_GROUP)
+        return Triage("ignored", f"project {event.project_path} is not in the {scope.describe()}", OUTSIDE_GROUP)
     if path in set(ignored_paths):
-        return Verdict("ignored", f"project {event.project_path} is in imrt_ignore_projects", IGNORED_PROJECT)
+        return Triage("ignored", f"project {event.project_path} is in imrt_ignore_projects", IGNORED_PROJECT)
     if event.event_type == PUSH:
         branch = (event.ref or "").removeprefix("refs/heads/")
         if not (event.ref or "").startswith("refs/heads/") or branch != event.default_branch:
-            return Verdict(
+            return Triage(
                 "ignored", f"push to {event.ref}, not to the default branch {event.default_branch}", OTHER_BRANCH
             )
-    return Verdict("pending")
+    return Triage("pending")
 
 
 def _int(payload: Mapping, key: str) -> int:
@@ -261,7 +263,7 @@ class EventLog:
     def __init__(self, engine: sa.Engine):
         self.engine = engine
 
-    def record(self, event: HookEvent, verdict: Verdict) -> int:
+    def record(self, event: WebhookEvent, triaged: Triage) -> int:
         """Store the event; an ignored one is also counted for its day and reason (the count outlives the row)."""
         with self.engine.begin() as conn:
             event_id = conn.scalar(
@@ -273,13 +275,13 @@ class EventLog:
                     ref=event.ref,
                     commit_sha=event.commit_sha,
                     gitlab_event_uuid=event.gitlab_event_uuid,
-                    status=verdict.status,
-                    detail=verdict.detail or None,
+                    status=triaged.status,
+                    detail=triaged.detail or None,
                 )
                 .returning(imrt_webhook_event.c.id)
             )
-            if verdict.status == "ignored":
-                _count_ignored(conn, verdict.reason or NOT_USED)
+            if triaged.status == "ignored":
+                _count_ignored(conn, triaged.reason or NOT_USED)
         return event_id
 
     def has_due(self, conn: sa.Connection | None = None) -> bool:

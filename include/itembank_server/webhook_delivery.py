@@ -1,4 +1,4 @@
-"""Project hooks and system hooks: GitLab's payloads POSTed by a worker pool after the change that fired them.
+"""Project webhooks and system hooks: GitLab's payloads POSTed by a worker pool after the change that fired them.
 
 - Delivery (``WebHookService``): https://docs.gitlab.com/user/project/integrations/webhooks/ — a JSON POST with
   ``Content-Type``, ``User-Agent: GitLab/<version>``, ``Idempotency-Key``, ``X-Gitlab-Event``,
@@ -37,8 +37,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-from . import hookpayloads
-from .hookstore import HookState, timestamp
+from . import webhook_payloads
+from .webhook_store import WebhookState, timestamp
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def _parse_flag(name: str, value: str) -> bool:
 # -- auto-disabling (WebHooks::AutoDisabling) ------------------------------------------------------------------
 
 
-def temporarily_disabled(state: HookState, now: float) -> bool:
+def temporarily_disabled(state: WebhookState, now: float) -> bool:
     return (
         state.disabled_until is not None
         and state.disabled_until >= now
@@ -99,15 +99,15 @@ def temporarily_disabled(state: HookState, now: float) -> bool:
     )
 
 
-def permanently_disabled(state: HookState) -> bool:
+def permanently_disabled(state: WebhookState) -> bool:
     return state.recent_failures > PERMANENTLY_DISABLED_FAILURE_THRESHOLD
 
 
-def executable(state: HookState, now: float) -> bool:
+def executable(state: WebhookState, now: float) -> bool:
     return not temporarily_disabled(state, now) and not permanently_disabled(state)
 
 
-def alert_status(state: HookState, now: float) -> str:
+def alert_status(state: WebhookState, now: float) -> str:
     if temporarily_disabled(state, now):
         return "temporarily_disabled"
     if permanently_disabled(state):
@@ -115,7 +115,7 @@ def alert_status(state: HookState, now: float) -> str:
     return "executable"
 
 
-def after_failure(state: HookState, now: float) -> HookState:
+def after_failure(state: WebhookState, now: float) -> WebhookState:
     """``backoff!``: count the failure; past the grace threshold, disable for a growing period."""
     if not executable(state, now):
         return state
@@ -124,12 +124,12 @@ def after_failure(state: HookState, now: float) -> HookState:
         return replace(state, recent_failures=failures)
     exponent = state.recent_failures - TEMPORARILY_DISABLED_FAILURE_THRESHOLD
     backoff = min(max(INITIAL_BACKOFF * BACKOFF_GROWTH_FACTOR**exponent, INITIAL_BACKOFF), MAX_BACKOFF)
-    return HookState(failures, now + backoff)
+    return WebhookState(failures, now + backoff)
 
 
-def after_success(state: HookState) -> HookState:
+def after_success(state: WebhookState) -> WebhookState:
     """``enable!``."""
-    return HookState()
+    return WebhookState()
 
 
 # -- deliveries --------------------------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ class Delivery:
     force: bool = False  # a test request: sent even if the hook is disabled
 
 
-class HookDispatcher:
+class WebhookDispatcher:
     """Fires GitLab's hooks for changes made through the server's front ends; delivery runs on worker threads."""
 
     def __init__(
@@ -202,13 +202,13 @@ class HookDispatcher:
         if event_name not in PROJECT_EVENTS:
             raise ValueError(f"unknown project event {event_name!r}")
         owners = [dict(user)] if user else []
-        payload = hookpayloads.project_event_payload(event_name, project, owners, old_path_with_namespace)
+        payload = webhook_payloads.project_event_payload(event_name, project, owners, old_path_with_namespace)
         for hook in self.system_hooks:
             self._submit(lambda hook=hook: self._deliver(self._system_delivery(hook, payload, project["id"])))
 
     def test_hook(self, project: Mapping, hook: Mapping, user: Mapping) -> dict:
         """Send a push test request to ``hook`` now, even if it is disabled; return its record."""
-        payload = hookpayloads.sample_push_payload(self.bank.repo_path(project), project, user, self._base_url())
+        payload = webhook_payloads.sample_push_payload(self.bank.repo_path(project), project, user, self._base_url())
         delivery = self._project_delivery(hook, payload, "push_hooks", force=True)
         return self._deliver(delivery)
 
@@ -275,12 +275,12 @@ class HookDispatcher:
 
     def _fire_push(self, project: dict, user: dict, before: str, after: str, ref: str) -> None:
         repo = self.bank.repo_path(project)
-        payload = hookpayloads.push_payload(repo, project, user, before, after, ref, self._base_url())
+        payload = webhook_payloads.push_payload(repo, project, user, before, after, ref, self._base_url())
         tag = ref.startswith("refs/tags/")
         scope, trigger = ("tag_push_events", "tag_push_hooks") if tag else ("push_events", "push_hooks")
         now = self.clock()
         for hook in self.bank.hooks(project["id"]):
-            if not hook.get(scope) or (not tag and not hookpayloads.hook_matches_branch(hook, ref)):
+            if not hook.get(scope) or (not tag and not webhook_payloads.hook_matches_branch(hook, ref)):
                 continue
             if executable(self.bank.hook_state(hook["id"]), now):
                 delivery = self._project_delivery(hook, payload, trigger)
