@@ -34,7 +34,7 @@ from imrt_sync.contracts import RunContext
 from imrt_sync.errors import ItemValidationError
 from imrt_sync.gitlab import GitLabClient, GitLabError
 from imrt_sync.gitrepo import GitFetchError, RepositoryNotFound
-from imrt_sync.pipeline import hooks as pipeline_hooks
+from imrt_sync.pipeline import webhooks as pipeline_webhooks
 from imrt_sync.schema_migrations import SchemaNotReady
 from imrt_sync.scope import GroupScope
 from imrt_sync.store import ProjectLockedError
@@ -251,7 +251,7 @@ STEP = {
 
 @pytest.fixture(autouse=True)
 def task_context(monkeypatch):
-    monkeypatch.setattr(pipeline_hooks, "WebhookRegistry", NothingRecorded)
+    monkeypatch.setattr(pipeline_webhooks, "WebhookRegistry", NothingRecorded)
     monkeypatch.setattr(dag_tasks, "get_current_context", lambda: {"ti": XComs()})
 
 

@@ -22,12 +22,12 @@ This module only gathers their public names; ``webhook_backlog`` (the summary's 
 """
 
 from ..webhook_events import webhook_backlog
-from .hooks import dispatch_webhooks
 from .items import sync_unit
 from .lifecycle import LEGACY_COMPLETE, LEGACY_START, SettingsReader, claim_events, close_events, close_run, open_run
 from .listing import LISTING_ERROR_LIMIT, RunRefused, describe_listing_failure, list_ids
 from .services import Services
 from .verdict import failed_items, summarize, unsynced_items
+from .webhooks import dispatch_webhooks
 
 __all__ = [
     "LEGACY_COMPLETE",

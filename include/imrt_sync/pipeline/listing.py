@@ -19,8 +19,8 @@ from ..gitlab import GitLabError, GitLabProject, GroupNotReadable
 from ..gitrepo import RepositoryNotFound, remote_heads
 from ..planning import Plan, ProjectState, plan_run, work_units
 from ..store import BeingCreated
-from .hooks import hook_keeper
 from .services import Services
+from .webhooks import webhook_keeper
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def _project_states(
     the same ref advertisement); a project whose reads keep failing is left out and named with its error; a listed
     project that answers 404 when read is left out and named in the third mapping (for the caller: an item of such a
     project is not deleted this run, since GitLab both listed it and denies it)."""
-    hooks = hook_keeper(services)
+    hooks = webhook_keeper(services)
     recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
 
     def state(project: GitLabProject) -> ProjectState:

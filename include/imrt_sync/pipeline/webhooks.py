@@ -1,5 +1,5 @@
-"""Hook repair: :func:`dispatch_webhooks` gives every project the plan found without a working project hook one
-(docs/how-a-run-works.md, the ``dispatch_webhooks`` task; when a hook counts and how it is fixed:
+"""Project webhook repair: :func:`dispatch_webhooks` gives every project the plan found without a working project
+webhook one (docs/how-a-run-works.md, the ``dispatch_webhooks`` task; when a webhook counts and how it is fixed:
 :mod:`imrt_sync.project_webhooks`).
 """
 
@@ -17,7 +17,7 @@ from .services import Services
 log = logging.getLogger(__name__)
 
 
-def hook_keeper(services: Services) -> WebhookKeeper:
+def webhook_keeper(services: Services) -> WebhookKeeper:
     """The project hooks' keeper, with the hook URL and secret of the settings (the listing asks it too whether a
     project is hooked)."""
     settings = services.settings
@@ -35,7 +35,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
     if params.dry_run:
         log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
-    keeper = hook_keeper(services)
+    keeper = webhook_keeper(services)
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
         futures = {pid: pool.submit(keeper.repair, pid) for pid in project_ids}
     _record_repairs(outcome, futures)
