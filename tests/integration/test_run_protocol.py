@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
+from event_waits import WAIT_SQL, BackOff
 
 from imrt_sync import DAG_ID, pipeline
 from imrt_sync.config import EventRetryPolicy, GitLabSettings, RunParams, SyncSettings
@@ -104,7 +105,7 @@ def event_rows(engine) -> list[dict]:
             for row in conn.execute(
                 sa.text(
                     "SELECT project_id, status, run_id, attempts, detail, finished_at IS NOT NULL AS finished,"
-                    " round(extract(epoch FROM next_attempt_at - now())) AS wait"
+                    f" {WAIT_SQL} AS wait"
                     " FROM imrt_webhook_event ORDER BY id"
                 )
             ).mappings()
@@ -263,7 +264,7 @@ def test_a_failed_item_sends_its_event_back_to_pending_with_a_back_off_and_the_o
         for e in event_rows(imrt_engine)
     ] == [
         (good, "synced", run.run_id, 1, None, None),
-        (broken, "pending", None, 1, error, RETRY.base_seconds),
+        (broken, "pending", None, 1, error, BackOff(RETRY.base_seconds)),
     ]
     assert list(recorded_heads(imrt_engine)) == [good]
     assert EventLog(imrt_engine).claim("webhook__next") == []  # the back-off holds it
@@ -288,7 +289,7 @@ def test_settings_that_fail_after_the_claim_cost_the_events_an_attempt(bank, ser
         "pending",
         None,
         1,
-        RETRY.base_seconds,
+        BackOff(RETRY.base_seconds),
     )
     assert released["detail"] == f"run {run.run_id} could not plan: ValueError: {SETTINGS_BROKEN}"
     assert execution_rows(imrt_engine) == []
@@ -387,4 +388,4 @@ def test_the_event_of_a_project_the_listing_could_not_read_is_not_closed_synced(
     verdict = pipeline.close_run(services, run, sync_all(services, planned, run.params))
     assert verdict["status"] == "FAILED" and recorded_heads(imrt_engine) == {}
     [event] = event_rows(imrt_engine)
-    assert (event["status"], event["attempts"], event["wait"]) == ("pending", 1, RETRY.base_seconds)
+    assert (event["status"], event["attempts"], event["wait"]) == ("pending", 1, BackOff(RETRY.base_seconds))

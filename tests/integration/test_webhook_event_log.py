@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from event_waits import WAIT_SQL, BackOff, back_offs
 
 from imrt_sync.config import EventRetryPolicy
 from imrt_sync.schema_migrations import prepare_database
@@ -38,10 +39,7 @@ def attempts(engine) -> list[tuple]:
         return [
             tuple(r)
             for r in conn.execute(
-                sa.text(
-                    "SELECT id, status, attempts, round(extract(epoch FROM next_attempt_at - now()))"
-                    " FROM imrt_webhook_event ORDER BY id"
-                )
+                sa.text(f"SELECT id, status, attempts, {WAIT_SQL} FROM imrt_webhook_event ORDER BY id")
             )
         ]
 
@@ -123,8 +121,8 @@ def test_closing_marks_failed_items_for_a_later_attempt_and_the_rest_synced(imrt
     ]
     assert [(status, n, wait) for _, status, n, wait in attempts(imrt_engine)] == [
         ("synced", 1, None),
-        ("pending", 1, 60),
-        ("pending", 1, 60),
+        ("pending", 1, BackOff(60)),
+        ("pending", 1, BackOff(60)),
     ]
     assert log.close("webhook__r1", {}, POLICY) == Closed()  # closed once
     assert not log.has_due() and log.claim("webhook__r2") == []  # the back-off holds them
@@ -144,7 +142,7 @@ def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(im
             assert closed == Closed(0, 1, 0) and status == "pending" and not log.has_due()
             make_due(imrt_engine)
             assert log.has_due()
-    assert waits == [60, 120, None]  # base, doubled; the third failure is the last
+    assert waits == back_offs(60, 120, None)  # base, doubled; the third failure is the last
     assert closed == Closed(0, 0, 1)
     [(_, _, status, run_id, detail, _, finished)] = rows(imrt_engine)
     assert (status, detail, finished) == ("failed", "project 5: attempt 3 failed", True)
@@ -158,7 +156,7 @@ def test_an_event_that_keeps_failing_backs_off_exponentially_then_ends_failed(im
     ("policy", "expected"),
     [
         (EventRetryPolicy(base_seconds=100, max_seconds=250, max_attempts=10), [100, 200, 250, 250]),
-        (EventRetryPolicy(base_seconds=2, max_seconds=10, max_attempts=10), [2, 4, 8, 10, 10]),
+        (EventRetryPolicy(base_seconds=10, max_seconds=50, max_attempts=10), [10, 20, 40, 50, 50]),
         (EventRetryPolicy(), [60, 120, 240, 480]),  # the defaults: 60 s doubled, 5 attempts, at most an hour
     ],
 )
@@ -172,7 +170,7 @@ def test_the_delay_doubles_from_the_base_up_to_the_maximum(imrt_engine, policy, 
         log.close(f"webhook__r{attempt}", {6: "failed"}, policy)
         waits.append(attempts(imrt_engine)[0][3])
         make_due(imrt_engine)
-    assert waits == expected
+    assert waits == back_offs(*expected)
 
 
 def test_a_new_push_is_due_at_once_and_takes_the_waiting_events_of_its_project_along(imrt_engine):
