@@ -34,7 +34,7 @@ from imrt_sync.config import ITEM_ID_LINE, RUN_MODES
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from imrt_sync.contracts import HooksOutcome, ListingFailure, PlanView, UnitOutcome, WorkUnit
+    from imrt_sync.contracts import ListingFailure, PlanView, UnitOutcome, WebhooksOutcome, WorkUnit
 
 DOC_MD = """
 # Item synchronization
@@ -162,7 +162,7 @@ def item_synchronization():
         plan = dag_tasks.required_plan(plan)
         with dag_tasks.task_run() as task:
             outcome = pipeline.dispatch_webhooks(task.services, plan, task.params)
-        dag_tasks.report_hooks(outcome)
+        dag_tasks.report_webhooks(outcome)
 
     @task(
         task_id=SUMMARY,
@@ -176,7 +176,7 @@ def item_synchronization():
         units: list[WorkUnit] | None,
         listing_failure: ListingFailure | None,
         unit_outcomes: Sequence[UnitOutcome] | None,
-        hooks: HooksOutcome | None,
+        hooks: WebhooksOutcome | None,
         outlet_events=None,
     ) -> None:
         """Close the run (``pipeline.close_run``) with what the other tasks published (None where a task published

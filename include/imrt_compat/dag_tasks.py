@@ -23,7 +23,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from imrt_sync import pipeline
 from imrt_sync.config import RunParams
 from imrt_sync.contracts import (
-    HooksOutcome,
     ListingFailure,
     Planned,
     PlanView,
@@ -31,6 +30,7 @@ from imrt_sync.contracts import (
     RunResults,
     UnitOutcome,
     Verdict,
+    WebhooksOutcome,
     WorkUnit,
 )
 from imrt_sync.errors import is_transient
@@ -161,10 +161,10 @@ def report_unit(outcome: UnitOutcome) -> None:
     report(UNIT_OUTCOME, outcome, unit_failure(outcome), transient=outcome["transient"])
 
 
-def report_hooks(outcome: HooksOutcome) -> None:
+def report_webhooks(outcome: WebhooksOutcome) -> None:
     """``dispatch_webhooks``' end: it fails if a hook could not be fixed, retried by Airflow when some failure may
     pass."""
-    report(HOOKS_OUTCOME, outcome, hooks_failure(outcome), transient=outcome["transient"])
+    report(HOOKS_OUTCOME, outcome, webhooks_failure(outcome), transient=outcome["transient"])
 
 
 def report_verdict(verdict: Verdict) -> None:
@@ -178,7 +178,7 @@ def unit_failure(outcome: UnitOutcome) -> str | None:
     return f"{len(failed)} of the unit's items failed: " + "; ".join(failed.values()) if failed else None
 
 
-def hooks_failure(outcome: HooksOutcome) -> str | None:
+def webhooks_failure(outcome: WebhooksOutcome) -> str | None:
     return "; ".join(outcome["failed"].values()) or None
 
 
@@ -187,7 +187,7 @@ def run_results(
     units: list[WorkUnit] | None,
     listing_failure: ListingFailure | None,
     unit_outcomes: Sequence[UnitOutcome] | None,
-    hooks: HooksOutcome | None,
+    hooks: WebhooksOutcome | None,
 ) -> RunResults:
     """What ``summary`` judges, from what the other tasks published: None (no units, no outcomes) where a task
     published nothing. ``unit_outcomes`` is Airflow's lazy sequence of the ``sync`` instances' outcomes: read in one

@@ -9,7 +9,7 @@ What travels, ``task: key (payload)``, who pushes it and who reads it:
   (docs/how-a-run-works.md).
 * ``list_ids: listing_failure`` (ListingFailure), when planning failed: ``summary``, the failure alert.
 * ``sync: unit_outcome`` (UnitOutcome), by every instance, also one that then fails: ``summary``.
-* ``dispatch_webhooks: hooks_outcome`` (HooksOutcome), also when the task then fails: ``summary``.
+* ``dispatch_webhooks: hooks_outcome`` (WebhooksOutcome), also when the task then fails: ``summary``.
 * ``summary: outcome`` (Verdict), also when the task then fails: the failure alert.
 
 The payloads are the plain values of :mod:`imrt_sync.contracts`. The DAG hands a task what it reads as TaskFlow
@@ -35,7 +35,7 @@ from imrt_sync import DAG_ID
 if TYPE_CHECKING:
     from airflow.sdk.definitions.xcom_arg import PlainXComArg
 
-    from imrt_sync.contracts import HooksOutcome, ListingFailure, PlanView, UnitOutcome, Verdict, WorkUnit
+    from imrt_sync.contracts import ListingFailure, PlanView, UnitOutcome, Verdict, WebhooksOutcome, WorkUnit
 
 T = TypeVar("T")
 
@@ -97,5 +97,5 @@ PLAN: Final[XComSlot[PlanView]] = XComSlot(LIST_IDS, "plan")
 JOB_EXECUTION_ID: Final[XComSlot[int]] = XComSlot(LIST_IDS, "jobExecutionId")
 LISTING_FAILURE: Final[XComSlot[ListingFailure]] = XComSlot(LIST_IDS, "listing_failure")
 UNIT_OUTCOME: Final[XComSlot[UnitOutcome]] = XComSlot(SYNC, "unit_outcome")
-HOOKS_OUTCOME: Final[XComSlot[HooksOutcome]] = XComSlot(DISPATCH_WEBHOOKS, "hooks_outcome")
+HOOKS_OUTCOME: Final[XComSlot[WebhooksOutcome]] = XComSlot(DISPATCH_WEBHOOKS, "hooks_outcome")
 VERDICT: Final[XComSlot[Verdict]] = XComSlot(SUMMARY, "outcome")

@@ -68,7 +68,7 @@ class UnitOutcome(TypedDict):
     transient: bool
 
 
-class HooksOutcome(TypedDict):
+class WebhooksOutcome(TypedDict):
     """What ``dispatch_webhooks`` did for the projects without a working hook."""
 
     missing: int
@@ -111,11 +111,11 @@ class RunResults:
     plan: PlanView | None
     units: list[WorkUnit] = field(default_factory=list)
     unit_outcomes: list[UnitOutcome | None] = field(default_factory=list)
-    hooks: HooksOutcome | None = None
+    hooks: WebhooksOutcome | None = None
     listing_error: str | None = None
 
 
-def no_hooks(missing: int = 0) -> HooksOutcome:
+def no_webhooks(missing: int = 0) -> WebhooksOutcome:
     """A hooks outcome in which nothing was done (yet)."""
     return {
         "missing": missing,

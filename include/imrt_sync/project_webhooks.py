@@ -1,6 +1,6 @@
 """The project webhooks IMRT keeps on every item's project: when one counts, and how a missing or broken one is fixed.
 
-A project is hooked when one of its hooks points at ``imrt_webhook_url``, sends push events, is not disabled and
+A project has a working webhook when one of its webhooks points at ``imrt_webhook_url``, sends push events, is not disabled and
 carries the current secret. GitLab never returns a hook's token ("the token isn't returned in the response",
 https://docs.gitlab.com/api/project_webhooks/#add-a-webhook-to-a-project), so ``imrt_project_hook`` records which
 hooks IMRT created or updated, with an HMAC-SHA256 fingerprint of the secret they carry (never the secret).
@@ -167,12 +167,14 @@ class WebhookKeeper:
         self._secret = secret
         self.fingerprint = secret_fingerprint(secret)
 
-    def is_hooked(self, hooks: Iterable[Mapping], recorded: Mapping[int, str], now: datetime | None = None) -> bool:
+    def has_working_webhook(
+        self, hooks: Iterable[Mapping], recorded: Mapping[int, str], now: datetime | None = None
+    ) -> bool:
         now = now or datetime.now(UTC)
         return any(webhook_is_current(hook, self.url, recorded, self.fingerprint, now) for hook in hooks)
 
     def repair(self, project_id: int) -> WebhookAction:
-        """Make the project hooked; return what it took."""
+        """Give the project a working webhook; return what it took."""
         hooks = self.gitlab.hooks(project_id)
         recorded = self.registry.recorded([project_id]).get(project_id, {})
         fix = repair_for(hooks, self.url, recorded, self.fingerprint, datetime.now(UTC))

@@ -19,7 +19,7 @@ from sync_users import add_sync_user, remove_sync_user
 
 from imrt_sync import pipeline
 from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-from imrt_sync.contracts import RunResults, no_hooks
+from imrt_sync.contracts import RunResults, no_webhooks
 from imrt_sync.gitlab import GitLabClient
 from imrt_sync.gitrepo import GitAccess
 from imrt_sync.schema_migrations import prepare_database
@@ -149,7 +149,7 @@ def test_access_lost_between_listing_and_delete_fails_the_delete_step_and_keeps_
     assert outcomes[0]["failed"] == {str(target["id"]): f"project {target['id']}: {NOT_A_MEMBER}; not deleted"}
     assert outcomes[0]["transient"] is False  # retrying will not give access back
     assert target["id"] in recorded(imrt_engine)
-    verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_hooks()))
+    verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_webhooks()))
     assert verdict["status"] == "FAILED" and NOT_A_MEMBER in verdict["message"]
 
 
@@ -285,7 +285,7 @@ def test_projects_deleted_and_created_during_a_listing_without_totals_delete_not
             plan, units = planned
             assert plan["to_delete"] == expected_plan
             outcomes = [pipeline.sync_unit(services, unit, RunParams()) for unit in units]
-            verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_hooks()))
+            verdict = pipeline.summarize(RunResults(plan, units, outcomes, no_webhooks()))
     assert recorded(imrt_engine) == {p["id"] for p in items} - {deleted["id"]}
     assert plan["failed"] == {}  # a project gone since the listing is no read failure
     assert "number of items deleted from IMRT: 1" in verdict["message"]

@@ -72,12 +72,12 @@ def test_a_project_without_the_hook_gets_one_recorded_with_a_fingerprint_not_the
 ):
     other = bank.add_hook(project, "https://ci.example.org/hook", token="ci-secret")
     keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
-    assert not keeper.is_hooked(gitlab.hooks(project), registry.recorded([project]).get(project, {}))
+    assert not keeper.has_working_webhook(gitlab.hooks(project), registry.recorded([project]).get(project, {}))
     assert keeper.repair(project) == CREATE
     created = [h for h in bank.hooks(project) if h["url"] == URL]
     assert [(h["token"], h["push_events"], h["enable_ssl_verification"]) for h in created] == [(SECRET, True, True)]
     assert [h["id"] for h in bank.hooks(project) if h["url"] != URL] == [other["id"]]  # other hooks untouched
-    assert keeper.is_hooked(gitlab.hooks(project), registry.recorded([project])[project])
+    assert keeper.has_working_webhook(gitlab.hooks(project), registry.recorded([project])[project])
     [row] = stored_rows(imrt_engine)
     assert (row["project_id"], row["hook_id"], row["secret_fingerprint"]) == (
         project,
@@ -130,7 +130,7 @@ def test_a_secret_rotation_edits_every_hook_and_counts_those_left_NEEDS_PUT(
 
     rotated = services(gitlab, imrt_engine, tmp_path, SECRET)
     keeper = WebhookKeeper(gitlab, registry, URL, SECRET)
-    assert not any(keeper.is_hooked(gitlab.hooks(pid), registry.recorded([pid]).get(pid, {})) for pid in ids)
+    assert not any(keeper.has_working_webhook(gitlab.hooks(pid), registry.recorded([pid]).get(pid, {})) for pid in ids)
     assert registry.count_not_on(secret_fingerprint(SECRET)) == len(ids)  # all still on the previous secret
     partial = dispatch_webhooks(rotated, needing_hooks(ids[:2]), RunParams())
     assert (sorted(partial["updated"]), partial["on_other_secret"]) == (sorted(ids[:2]), len(ids) - 2)

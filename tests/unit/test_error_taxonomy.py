@@ -1,7 +1,7 @@
 """One error taxonomy: which failures each step retries, decided by ``imrt_sync.errors.is_transient`` alone.
 
 Every step is driven through the functions the DAG's tasks call (``dag_tasks.listing_failed``, ``pipeline.sync_unit``
-then ``dag_tasks.report_unit``, ``pipeline.dispatch_webhooks`` then ``dag_tasks.report_hooks``, the services
+then ``dag_tasks.report_unit``, ``pipeline.dispatch_webhooks`` then ``dag_tasks.report_webhooks``, the services
 of ``dag_tasks.task_run``), with GitLab, the database and the task context stubbed; a step "retries" when its
 task ends with anything but ``AirflowFailException``, which Airflow does not retry. GitLab's errors are the real
 client's, raised from stubbed HTTP answers. No database, no GitLab.
@@ -224,7 +224,7 @@ def item_deletion(error: BaseException) -> None:
 def hook_repair(error: BaseException) -> None:
     outcome = pipeline.dispatch_webhooks(services(error), {"missing_webhook": [PROJECT]}, RunParams())
     assert list(outcome["failed"]) == [str(PROJECT)]
-    dag_tasks.report_hooks(outcome)
+    dag_tasks.report_webhooks(outcome)
 
 
 def task_services(error: BaseException) -> None:

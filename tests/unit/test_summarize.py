@@ -4,7 +4,7 @@ what only a slow run covered before. No database, no GitLab."""
 from __future__ import annotations
 
 from imrt_sync import pipeline
-from imrt_sync.contracts import HooksOutcome, PlanView, RunResults, UnitOutcome, WorkUnit, no_hooks
+from imrt_sync.contracts import PlanView, RunResults, UnitOutcome, WebhooksOutcome, WorkUnit, no_webhooks
 from imrt_sync.planning import Plan
 from imrt_sync.schema import EXIT_MESSAGE_LIMIT
 from imrt_sync.spring_batch import cut_exit_message
@@ -51,8 +51,8 @@ def outcome(
     return {"label": label, "events": dict(events or {}), "failed": dict(failed or {}), "transient": transient}
 
 
-def hooks_failed(failed: dict[str, str]) -> HooksOutcome:
-    return {**no_hooks(len(failed)), "failed": failed}
+def hooks_failed(failed: dict[str, str]) -> WebhooksOutcome:
+    return {**no_webhooks(len(failed)), "failed": failed}
 
 
 def head(total: int, missing_webhook: int, deleted: int) -> str:
@@ -69,7 +69,7 @@ def test_a_run_without_problems_completes_with_the_legacy_message_and_its_counts
         outcome("item-3", {"3": "ITEM_CREATED"}),
         outcome("item-9", {"9": "ITEM_DELETED"}),
     ]
-    hooks = {**no_hooks(2), "created": [3, 4]}
+    hooks = {**no_webhooks(2), "created": [3, 4]}
     results = RunResults(plan(5, to_sync=[2, 3], to_delete=[9], missing_webhook=[3, 4]), units, outcomes, hooks)
 
     assert pipeline.summarize(results) == {
@@ -86,7 +86,7 @@ def test_a_run_without_problems_completes_with_the_legacy_message_and_its_counts
 
 
 def test_an_item_already_up_to_date_is_read_but_not_written():
-    results = RunResults(plan(3, to_sync=[1]), [unit("item-1", sync=[1])], [outcome("item-1")], no_hooks())
+    results = RunResults(plan(3, to_sync=[1]), [unit("item-1", sync=[1])], [outcome("item-1")], no_webhooks())
     verdict = pipeline.summarize(results)
     assert (verdict["status"], verdict["message"]) == ("COMPLETED", head(3, 0, 0))
     assert (verdict["read_count"], verdict["write_count"], verdict["synced_count"]) == (3, 0, 0)
@@ -98,7 +98,7 @@ def test_unit_failures_are_listed_with_the_ids_in_numeric_order_and_counted_as_s
         outcome("item-10", failed={"10": "project 10: GitLabError: boom"}, transient=True),
         outcome("item-2..item-4 (2 items)", {"4": "ITEM_UPDATED"}, {"2": "project 2: Expecting value"}),
     ]
-    results = RunResults(plan(12, to_sync=[2, 4, 10]), units, outcomes, no_hooks())
+    results = RunResults(plan(12, to_sync=[2, 4, 10]), units, outcomes, no_webhooks())
 
     assert pipeline.summarize(results) == {
         "status": "FAILED",
@@ -117,7 +117,7 @@ def test_unit_failures_are_listed_with_the_ids_in_numeric_order_and_counted_as_s
 def test_a_unit_that_did_not_report_is_named_and_its_items_count_as_failed():
     units = [unit("item-5..item-6 (2 items)", sync=[5], delete=[6]), unit("item-7", sync=[7])]
     outcomes = [None, outcome("item-7", {"7": "ITEM_UPDATED"})]
-    results = RunResults(plan(7, to_sync=[5, 7], to_delete=[6]), units, outcomes, no_hooks())
+    results = RunResults(plan(7, to_sync=[5, 7], to_delete=[6]), units, outcomes, no_webhooks())
 
     verdict = pipeline.summarize(results)
     assert verdict["status"] == "FAILED"
@@ -163,7 +163,7 @@ def test_unreadable_projects_of_the_plan_are_failed_ids_with_their_errors():
         30: "project 30 (item-30): GitFetchError: git ls-remote answered 503",
         4: "project 4 (item-4): GitLabError: GitLab GET /api/v4/projects/4/hooks answered 500",
     }
-    results = RunResults(plan(40, unreadable=unreadable), [], [], no_hooks())
+    results = RunResults(plan(40, unreadable=unreadable), [], [], no_webhooks())
     verdict = pipeline.summarize(results)
     assert verdict["status"] == "FAILED"
     assert verdict["message"] == (
@@ -176,7 +176,7 @@ def test_unreadable_projects_of_the_plan_are_failed_ids_with_their_errors():
 
 def test_a_blocked_deletion_fails_the_run_with_the_guards_text():
     blocked = "6 of 8 items would be deleted, more than the deletion guard allows"
-    verdict = pipeline.summarize(RunResults(plan(2, blocked=blocked), [], [], no_hooks()))
+    verdict = pipeline.summarize(RunResults(plan(2, blocked=blocked), [], [], no_webhooks()))
     assert verdict["status"] == "FAILED"
     assert verdict["message"] == f"{head(2, 0, 0)}. Failed item bank ids: none. Errors: deletion guard: {blocked}"
 
@@ -206,7 +206,7 @@ def test_a_listing_failure_is_described_with_its_type_unless_it_is_ours_and_cut_
 def test_a_long_message_is_cut_to_the_column_with_an_ellipsis():
     failures = {str(pid): f"project {pid}: " + "e" * 200 for pid in range(1, 31)}
     results = RunResults(
-        plan(30), [unit("all", sync=list(range(1, 31)))], [outcome("all", failed=failures)], no_hooks()
+        plan(30), [unit("all", sync=list(range(1, 31)))], [outcome("all", failed=failures)], no_webhooks()
     )
     message = pipeline.summarize(results)["message"]
     assert len(message) == EXIT_MESSAGE_LIMIT
@@ -222,7 +222,7 @@ def test_a_message_of_exactly_the_limit_is_kept_whole():
 
 def test_nul_characters_are_removed_from_the_message():
     results = RunResults(
-        plan(1), [unit("item-1", sync=[1])], [outcome("item-1", failed={"1": "project 1: bad\x00byte"})], no_hooks()
+        plan(1), [unit("item-1", sync=[1])], [outcome("item-1", failed={"1": "project 1: bad\x00byte"})], no_webhooks()
     )
     message = pipeline.summarize(results)["message"]
     assert message == f"{head(1, 0, 0)}. Failed item bank ids: 1. Errors: project 1: badbyte"

@@ -200,7 +200,7 @@ def direct_run(
 
     from imrt_sync import pipeline
     from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-    from imrt_sync.contracts import RunContext, RunResults, no_hooks
+    from imrt_sync.contracts import RunContext, RunResults, no_webhooks
     from imrt_sync.schema_migrations import prepare_database
 
     settings = SyncSettings(
@@ -233,7 +233,7 @@ def direct_run(
             with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
                 outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, run.params), planned["units"]))
             phases[f"{SYNC} ({len(planned['units'])} units)"] = time.time() - mark
-            hooks = no_hooks()
+            hooks = no_webhooks()
             if create_hooks:
                 mark = time.time()
                 hooks = pipeline.dispatch_webhooks(services, planned["plan"], run.params)

@@ -120,15 +120,17 @@ def _project_states(
     the same ref advertisement); a project whose reads keep failing is left out and named with its error; a listed
     project that answers 404 when read is left out and named in the third mapping (for the caller: an item of such a
     project is not deleted this run, since GitLab both listed it and denies it)."""
-    hooks = webhook_keeper(services)
-    recorded_hooks = hooks.registry.recorded()  # one row per hooked project: all of them at once
+    keeper = webhook_keeper(services)
+    recorded_webhooks = keeper.registry.recorded()  # one row per project with our webhook: all of them at once
 
     def state(project: GitLabProject) -> ProjectState:
         branch = project.get("default_branch")
         heads = remote_heads(project["http_url_to_repo"], services.git_access) if branch else {}
         created = being_created.get(project["id"])
         source_head = heads.get(created.branch) if created is not None else None
-        has_webhook = hooks.is_hooked(services.gitlab.hooks(project["id"]), recorded_hooks.get(project["id"], {}))
+        has_webhook = keeper.has_working_webhook(
+            services.gitlab.hooks(project["id"]), recorded_webhooks.get(project["id"], {})
+        )
         head = heads.get(branch) if branch else None
         return ProjectState(project["id"], str(project["path"]), branch, head, has_webhook, source_head)
 

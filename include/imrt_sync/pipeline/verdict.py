@@ -5,7 +5,7 @@ message and the counts: docs/how-a-run-works.md, the ``summary`` task); :func:`f
 
 from __future__ import annotations
 
-from ..contracts import HooksOutcome, PlanView, RunResults, UnitOutcome, Verdict, VerdictStatus, WorkUnit
+from ..contracts import PlanView, RunResults, UnitOutcome, Verdict, VerdictStatus, WebhooksOutcome, WorkUnit
 from ..spring_batch import cut_exit_message
 from ..store import ITEM_ADOPTED
 
@@ -34,7 +34,7 @@ def failed_items(results: RunResults) -> dict[int, str]:
     """Every item the run failed, by project id: :func:`unsynced_items`, and the projects whose hook could not be
     fixed (their pushes would not arrive)."""
     failed = unsynced_items(results)
-    failed.update({int(pid): message for pid, message in _hook_failures(results.hooks).items()})
+    failed.update({int(pid): message for pid, message in _webhook_failures(results.hooks).items()})
     return failed
 
 
@@ -78,7 +78,7 @@ def _exit_message(plan: PlanView, deleted: int, adopted: int) -> str:
 
 
 def _problems(
-    plan: PlanView, reported: dict[str, UnitOutcome], silent: list[WorkUnit], hooks: HooksOutcome | None
+    plan: PlanView, reported: dict[str, UnitOutcome], silent: list[WorkUnit], hooks: WebhooksOutcome | None
 ) -> list[str]:
     """What failed, in the exit message's order: unreadable projects, items, silent units, hooks, the deletion
     guard."""
@@ -99,7 +99,7 @@ def _unreadable(plan: PlanView | None) -> dict[str, str]:
     return (plan.get("failed") if plan else None) or {}
 
 
-def _hook_failures(hooks: HooksOutcome | None) -> dict[str, str]:
+def _webhook_failures(hooks: WebhooksOutcome | None) -> dict[str, str]:
     """The projects whose hook could not be fixed, by project id (a JSON key: a string)."""
     return (hooks.get("failed") if hooks else None) or {}
 

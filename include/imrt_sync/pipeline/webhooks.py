@@ -9,7 +9,7 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from ..config import RunParams
-from ..contracts import HooksOutcome, PlanView, no_hooks
+from ..contracts import PlanView, WebhooksOutcome, no_webhooks
 from ..errors import is_transient
 from ..project_webhooks import CREATE, NONE, REPLACE, UPDATE, WebhookAction, WebhookKeeper, WebhookRegistry
 from .services import Services
@@ -19,19 +19,19 @@ log = logging.getLogger(__name__)
 
 def webhook_keeper(services: Services) -> WebhookKeeper:
     """The project hooks' keeper, with the hook URL and secret of the settings (the listing asks it too whether a
-    project is hooked)."""
+    project has a working webhook)."""
     settings = services.settings
     return WebhookKeeper(
         services.gitlab, WebhookRegistry(services.engine), settings.webhook_url, settings.webhook_secret
     )
 
 
-def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> HooksOutcome:
+def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> WebhooksOutcome:
     """Give every project the plan found without a working hook one (created, edited or replaced: see
     ``imrt_sync.project_webhooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
     another secret than ``imrt_webhook_secret`` (during a rotation: the previous one)."""
     project_ids = plan["missing_webhook"]
-    outcome = no_hooks(len(project_ids))
+    outcome = no_webhooks(len(project_ids))
     if params.dry_run:
         log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
@@ -44,7 +44,7 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
     return outcome
 
 
-def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[WebhookAction]]) -> None:
+def _record_repairs(outcome: WebhooksOutcome, futures: dict[int, Future[WebhookAction]]) -> None:
     """Put each project's repair in ``outcome``: created, updated, replaced (nothing when its hook was fine), or
     failed with the error."""
     done = {CREATE: outcome["created"], UPDATE: outcome["updated"], REPLACE: outcome["replaced"]}
@@ -61,7 +61,7 @@ def _record_repairs(outcome: HooksOutcome, futures: dict[int, Future[WebhookActi
             log.info("ITEM EVENT type: ITEM_MONITORED projectId: %s", project_id)
 
 
-def _log_outcome(outcome: HooksOutcome, projects: int) -> None:
+def _log_outcome(outcome: WebhooksOutcome, projects: int) -> None:
     log.info(
         "webhooks of %d projects: %d created, %d updated, %d replaced (were disabled), %d failed",
         projects,

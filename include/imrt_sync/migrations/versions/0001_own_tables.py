@@ -61,7 +61,7 @@ def _create_webhook_ignored_count() -> None:
     )
 
 
-def _create_project_hook() -> None:
+def _create_project_webhook() -> None:
     op.create_table(
         "imrt_project_hook",
         sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -85,7 +85,7 @@ def _create_project_head() -> None:
 _CREATE = {
     "imrt_webhook_event": _create_webhook_event,
     "imrt_webhook_ignored_count": _create_webhook_ignored_count,
-    "imrt_project_hook": _create_project_hook,
+    "imrt_project_hook": _create_project_webhook,
     "imrt_project_head": _create_project_head,
 }
 
