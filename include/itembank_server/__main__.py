@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .bank_store import ItemBank
 from .generator import generate_bank
+from .graphql_api import DEFAULT_TIMEOUT as GRAPHQL_TIMEOUT
 from .pagination import COUNT_LIMIT
 from .server import TOKENS_ENV, ItemBankServer, tokens_from_env
 from .users import ROLES
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=COUNT_LIMIT,
         metavar="N",
         help="above N records listings leave out X-Total, X-Total-Pages and rel=last (GitLab: 10000)",
+    )
+    serve.add_argument(
+        "--graphql-timeout",
+        type=float,
+        default=GRAPHQL_TIMEOUT,
+        metavar="S",
+        help="seconds a GraphQL query may run before its remaining fields time out (GitLab: graphql_timeout, 30)",
     )
     serve.add_argument("--verbose", action="store_true", help="log every request")
     return parser
@@ -136,6 +144,7 @@ def serve(args: argparse.Namespace) -> int:
         hook_timeout=args.hook_timeout,
         hook_ca_bundle=args.hook_ca_bundle,
         count_limit=args.count_limit,
+        graphql_timeout=args.graphql_timeout,
     ).start()
     print(f"url: {server.url}", flush=True)
     print(f"group: {args.group}", flush=True)

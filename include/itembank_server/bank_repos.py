@@ -213,3 +213,47 @@ def head_target(path: Path) -> str | None:
 
 def set_head(path: Path, branch: str) -> None:
     run_git(path, "symbolic-ref", "HEAD", f"refs/heads/{branch}")
+
+
+def blob_ids(path: Path, rev: str, names: Sequence[str]) -> list[tuple[str, str]]:
+    """``(name, blob id)`` of each of ``names`` that is a blob at ``rev``, in the order asked; names that are missing
+    or not blobs are left out (one ``git cat-file --batch-check`` for all of them, as Gitaly's ``GetBlobs`` answers
+    one call for many revision/path pairs)."""
+    if not names:
+        return []
+    stdin = "".join(f"{rev}:{name}\n" for name in names).encode("utf-8")
+    result = subprocess.run(["git", "cat-file", "--batch-check"], input=stdin, env=git_env(path), capture_output=True)
+    if result.returncode != 0:
+        raise GitError(f"git cat-file --batch-check failed in {path}: {result.stderr.decode(errors='replace').strip()}")
+    found = []
+    for name, line in zip(names, result.stdout.decode("utf-8").splitlines(), strict=False):
+        fields = line.split(" ")
+        if len(fields) == 3 and fields[1] == "blob":
+            found.append((name, fields[0]))
+    return found
+
+
+def commit_id(path: Path, rev: str) -> str | None:
+    """The commit ``rev`` names (a sha, branch, tag or ``HEAD``), None when it names no commit."""
+    result = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        env=git_env(path),
+        capture_output=True,
+    )
+    if result.returncode == 1 and not result.stdout:
+        return None
+    if result.returncode != 0:
+        raise GitError(f"git rev-parse {rev} failed in {path}: {result.stderr.decode(errors='replace').strip()}")
+    return result.stdout.decode("utf-8").strip()
+
+
+def last_commit_for_path(path: Path, commit: str, file_path: str) -> str | None:
+    """The newest commit reachable from ``commit`` that changed ``file_path`` (``.``: the whole tree), as
+    ``git log -1 -- <path>`` finds it: history simplification skips commits that leave the path as it was."""
+    out = run_git(path, "log", "-1", "--format=%H", commit, "--", file_path or ".").decode("utf-8").strip()
+    return out or None
+
+
+def commit_title(path: Path, commit: str) -> str:
+    """The first line of the commit's message."""
+    return run_git(path, "log", "-1", "--format=%s", commit).decode("utf-8").rstrip("\n")

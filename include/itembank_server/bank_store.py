@@ -173,9 +173,10 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         )
         return db.execute("SELECT * FROM groups WHERE full_path = ?", (path,)).fetchone()
 
-    def find_group(self, ref: int | str) -> dict | None:
-        """The group with numeric id ``ref`` (int or digit string) or full path ``ref``, or None."""
-        if isinstance(ref, int) or ref.isdigit():
+    def find_group(self, ref: int | str, *, by_path: bool = False) -> dict | None:
+        """The group with numeric id ``ref`` (int or digit string) or full path ``ref``, or None; ``by_path``: ``ref``
+        is a full path even when it is all digits (GraphQL's ``fullPath`` arguments)."""
+        if isinstance(ref, int) or (ref.isdigit() and not by_path):
             rows = self._rows("SELECT * FROM groups WHERE id = ?", (int(ref),))
         else:
             rows = self._rows("SELECT * FROM groups WHERE full_path = ?", (ref,))
@@ -320,9 +321,10 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         " FROM projects p JOIN groups g ON g.id = p.group_id"
     )
 
-    def find_project(self, ref: int | str) -> dict | None:
-        """The project with numeric id ``ref`` (int or digit string) or full path ``ref``, or None."""
-        if isinstance(ref, int) or ref.isdigit():
+    def find_project(self, ref: int | str, *, by_path: bool = False) -> dict | None:
+        """The project with numeric id ``ref`` (int or digit string) or full path ``ref``, or None; ``by_path``:
+        ``ref`` is a full path even when it is all digits."""
+        if isinstance(ref, int) or (ref.isdigit() and not by_path):
             rows = self._rows(f"{self._PROJECT_SELECT} WHERE p.id = ?", (int(ref),))
         else:
             rows = self._rows(f"{self._PROJECT_SELECT} WHERE p.full_path = ?", (ref,))
@@ -342,7 +344,7 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
 
     def list_projects(
         self,
-        group_id: int,
+        group_id: int | None,
         *,
         order_by: str = "created_at",
         sort: str = "desc",
@@ -353,14 +355,18 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         offset: int = 0,
         limit: int | None = None,
         visible_to: Mapping | None = None,
+        ids: Sequence[int] | None = None,
     ) -> list[dict]:
-        """One window of a group's projects, ordered like GitLab (``id`` as tie-breaker in the same direction).
+        """One window of a group's projects (every group's when ``group_id`` is None), ordered like GitLab (``id``
+        as tie-breaker in the same direction).
 
         ``id_after``/``id_before`` keep only ids above/below them (``ProjectsFinder``'s filters of the same names);
-        ``visible_to`` (a user) keeps only the projects that user may see.
+        ``visible_to`` (a user) keeps only the projects that user may see; ``ids`` only those ids.
         """
         direction = {"asc": "ASC", "desc": "DESC"}[sort]
-        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before, visible_to)
+        where, params = self._project_filter(
+            group_id, archived, include_subgroups, id_after, id_before, visible_to, ids
+        )
         order = f"{PROJECT_ORDER_COLUMNS[order_by]} {direction}"
         if order_by != "id":
             order += f", p.id {direction}"
@@ -370,7 +376,7 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
 
     def count_projects(
         self,
-        group_id: int,
+        group_id: int | None,
         *,
         archived: bool | None = None,
         include_subgroups: bool = False,
@@ -378,25 +384,33 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         id_before: int | None = None,
         cap: int | None = None,
         visible_to: Mapping | None = None,
+        ids: Sequence[int] | None = None,
     ) -> int:
         """How many projects match, counting at most ``cap`` (GitLab's limited count)."""
-        where, params = self._project_filter(group_id, archived, include_subgroups, id_after, id_before, visible_to)
+        where, params = self._project_filter(
+            group_id, archived, include_subgroups, id_after, id_before, visible_to, ids
+        )
         inner = f"SELECT 1 FROM projects p WHERE {where} LIMIT ?"
         return self._rows(f"SELECT count(*) FROM ({inner})", [*params, -1 if cap is None else cap])[0][0]
 
     def _project_filter(
         self,
-        group_id: int,
+        group_id: int | None,
         archived: bool | None,
         include_subgroups: bool,
         id_after: int | None = None,
         id_before: int | None = None,
         visible_to: Mapping | None = None,
+        ids: Sequence[int] | None = None,
     ) -> tuple[str, list]:
-        if include_subgroups:
+        clauses: list[str]
+        params: list
+        if group_id is None:
+            clauses, params = ["1"], []
+        elif include_subgroups:
             full_path = self.group(group_id)["full_path"]
             clauses = ["p.group_id IN (SELECT id FROM groups WHERE full_path = ? OR full_path LIKE ? ESCAPE '\\')"]
-            params: list = [full_path, full_path.replace("_", "\\_").replace("%", "\\%") + "/%"]
+            params = [full_path, full_path.replace("_", "\\_").replace("%", "\\%") + "/%"]
         else:
             clauses, params = ["p.group_id = ?"], [group_id]
         if archived is not None:
@@ -408,6 +422,9 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         if id_before is not None:
             clauses.append("p.id < ?")
             params.append(id_before)
+        if ids is not None:
+            clauses.append(f"p.id IN ({', '.join('?' * len(ids))})" if ids else "0")
+            params.extend(ids)
         if visible_to is not None:
             visible, visible_params = visible_projects_clause(visible_to)
             clauses.append(visible)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
-from . import api, bank_repos, git_http, git_push
+from . import api, bank_repos, git_http, git_push, graphql_api
 from .access import AccessControlledApi
 from .bank_store import ItemBank
 from .faults import Counters, Fault, Faults
@@ -185,6 +185,7 @@ class ItemBankServer:
         keyset_group_projects: bool = True,
         tls_cert: str | None = None,
         tls_key: str | None = None,
+        graphql_timeout: float = graphql_api.DEFAULT_TIMEOUT,
     ):
         """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
         ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
@@ -197,7 +198,9 @@ class ItemBankServer:
         and git alike, and its URL (``web_url``, ``http_url_to_repo``) is ``https://``, as a GitLab whose
         ``external_url`` is ``https://`` with ``nginx['ssl_certificate']`` and ``nginx['ssl_certificate_key']`` set
         (https://docs.gitlab.com/omnibus/settings/ssl/#configure-https-manually,
-        https://docs.gitlab.com/omnibus/settings/configuration/#configure-the-external-url-for-gitlab).
+        https://docs.gitlab.com/omnibus/settings/configuration/#configure-the-external-url-for-gitlab);
+        ``graphql_timeout``: seconds a GraphQL query may run before its remaining fields time out (GitLab's
+        ``gitlab.graphql_timeout``, default 30; :mod:`itembank_server.graphql_api`).
         """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
@@ -207,7 +210,10 @@ class ItemBankServer:
         for token in self.tokens:
             bank.add_token(root["id"], token)
         unmatched = [f"{method} unmatched" for method in ("GET", "POST", "PUT", "PATCH", "DELETE")]
-        self.faults = Faults(known_endpoints=[*api.endpoints(), *git_http.ENDPOINTS.values(), *unmatched])
+        graphql_endpoints = [*graphql_api.ENDPOINTS, graphql_api.GITALY_ENDPOINT]
+        self.faults = Faults(
+            known_endpoints=[*api.endpoints(), *graphql_endpoints, *git_http.ENDPOINTS.values(), *unmatched]
+        )
         self._counters = Counters()
         self._httpd = _HttpServer((host, port), _Handler, self, _tls_context(tls_cert, tls_key))
         self.host = host
@@ -228,6 +234,9 @@ class ItemBankServer:
         self.git = git_http.GitHttpBackend(bank.repos_dir)
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self.graphql = graphql_api.GraphqlApi(
+            bank, lambda: self.url, self.faults, self.stopping, timeout=graphql_timeout
+        )
 
     def start(self) -> ItemBankServer:
         if self._thread is None:
@@ -348,6 +357,13 @@ class _Handler(BaseHTTPRequestHandler):
         if path.startswith("/-/"):
             self._send(self._admin(path, query))
             return
+        method = "GET" if self.command == "HEAD" else self.command
+        if path == graphql_api.GRAPHQL_PATH and method in ("GET", "POST"):
+            endpoint = f"{method} {graphql_api.GRAPHQL_PATH}"
+            self.app.count(endpoint)
+            if not self._apply_faults(endpoint, path, is_api=True):
+                self._graphql(method, query)
+            return
         git_target = git_http.parse_git_path(path)
         if git_target is not None:
             endpoint, resolution = git_target.endpoint, None
@@ -394,6 +410,21 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(json_response(401, {"message": "401 Unauthorized"}), api_headers=True)
             return
         self._send(self.app.api.handle(resolution, request), api_headers=True)
+
+    # -- GraphQL -----------------------------------------------------------------------------------
+
+    def _graphql(self, method: str, query: str) -> None:
+        """``/api/graphql`` (:mod:`itembank_server.graphql_api`): the token as for REST; an unknown one is GitLab's
+        401 ``Invalid token`` (``GraphqlController#authorize_access_api!``). A request without a token is refused
+        the same way: GitLab would answer it with public data only, and this server models no anonymous access."""
+        body = self._body.read(_MAX_API_BODY)
+        params = parse_qsl(query, keep_blank_values=True)
+        request = api.ApiRequest(method, graphql_api.GRAPHQL_PATH, params, self.headers, body)
+        user = self.app.user_for_token(api.presented_token(request))
+        if user is None:
+            self._send(graphql_api.error_response(401, "Invalid token"), api_headers=True)
+            return
+        self._send(self.app.graphql.handle(method, params, self.headers, body, user), api_headers=True)
 
     # -- git ---------------------------------------------------------------------------------------
 
