@@ -9,9 +9,12 @@ without the files there, the schema tests fail (they never skip).
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
 import re
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -567,6 +570,24 @@ def test_the_oidc_overlay_demo_provider_is_reached_under_one_name_by_the_browser
     assert [volume.split(":")[0] for volume in idp["volumes"]] == ["idp-data"]
     assert set(oidc_overlay["volumes"]) == {"idp-data"}
     assert idp["healthcheck"]["test"] and idp["restart"] == "always"
+
+
+def test_the_demo_item_bank_image_installs_what_its_server_imports():
+    """Every distribution a module of include/itembank_server imports is installed by deploy/itembank/Dockerfile
+    (the image holds nothing else: a missing one fails the image's build, as graphql-core once did)."""
+    imported = set()
+    for path in (ROOT / "include" / "itembank_server").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"itembank_server"}
+    distributions = importlib.metadata.packages_distributions()
+    needed = {re.sub(r"[-_.]+", "-", name).lower() for module in third_party for name in distributions[module]}
+    dockerfile = (ROOT / "deploy" / "itembank" / "Dockerfile").read_text(encoding="utf-8")
+    pinned = {re.sub(r"[-_.]+", "-", name).lower() for name in re.findall(r"\b([A-Za-z][\w.-]*)==\S+", dockerfile)}
+    assert needed and needed <= pinned, sorted(needed - pinned)
 
 
 def test_the_demo_item_bank_image_pins_the_development_lock():
