@@ -852,16 +852,10 @@ class GraphqlApi:
         try:
             params = self._params(method, query, headers, body)
             if isinstance(params, list):
-                return self._multiplex(params, user)
-            size = len(str(params.get("query") or ""))
-            if size > MAX_QUERY_SIZE:
+                return json_response(200, self._multiplex(params, user))
+            if len(str(params.get("query") or "")) > MAX_QUERY_SIZE:
                 raise RequestError(422, "Query too large")
-            result = self.run(
-                str(params.get("query") or ""),
-                variables(params.get("variables")),
-                params.get("operationName") or None,
-                user,
-            )
+            return json_response(200, self._run_entry(params, user))
         except RequestError as error:
             return error_response(error.status, str(error))
         except (GitalyError, bank_repos.GitError) as error:
@@ -870,27 +864,18 @@ class GraphqlApi:
         except Exception:
             logger.exception("GraphQL request failed")
             return error_response(500, INTERNAL_ERROR)
-        return json_response(200, result)
 
-    def _multiplex(self, queries: list, user: dict) -> Response:
+    def _run_entry(self, params: Mapping, user: dict) -> dict:
+        """One query of a request: its ``query``, ``variables`` and ``operationName`` parameters."""
+        query, operation = str(params.get("query") or ""), params.get("operationName") or None
+        return self.run(query, variables(params.get("variables")), operation, user)
+
+    def _multiplex(self, queries: list, user: dict) -> list[dict]:
         """Apollo batching (``_json``): every query runs, the answer is the list of their results."""
         entries = [q if isinstance(q, dict) else {} for q in queries]
         if sum(len(str(q.get("query") or "")) for q in entries) > MAX_QUERY_SIZE:
-            return error_response(422, "Query too large")
-        try:
-            results = [
-                self.run(str(q.get("query") or ""), variables(q.get("variables")), q.get("operationName") or None, user)
-                for q in entries
-            ]
-        except RequestError as error:
-            return error_response(error.status, str(error))
-        except (GitalyError, bank_repos.GitError) as error:
-            logger.info("GraphQL request failed on a repository: %s", error)
-            return error_response(500, INTERNAL_ERROR)
-        except Exception:
-            logger.exception("GraphQL request failed")
-            return error_response(500, INTERNAL_ERROR)
-        return json_response(200, results)
+            raise RequestError(422, "Query too large")
+        return [self._run_entry(entry, user) for entry in entries]
 
     @staticmethod
     def _params(method: str, query: list[tuple[str, str]], headers: Mapping[str, str], body: bytes) -> dict | list:
