@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import statistics
 import subprocess
 import threading
@@ -30,6 +29,7 @@ import sqlalchemy as sa
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
+from devstack.git_env import isolated_git_env
 from imrt_sync import DAG_ID
 from itembank_server.users import DEVELOPER, MAINTAINER
 
@@ -105,20 +105,8 @@ def root_api(item_bank):
 
 def git_env(home: Path) -> dict[str, str]:
     """A git client isolated from user config, sending the developer's token as GitLab expects (basic auth)."""
-    import base64
-
-    basic = base64.b64encode(f"oauth2:{DEV_TOKEN}".encode()).decode()
     return {
-        **os.environ,
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "",
-        "SSH_ASKPASS": "",
-        "GIT_CONFIG_COUNT": "1",
-        "GIT_CONFIG_KEY_0": "http.extraHeader",
-        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+        **isolated_git_env(home, DEV_TOKEN),
         "GIT_AUTHOR_NAME": "Dev D",
         "GIT_AUTHOR_EMAIL": "dev@example.org",
         "GIT_COMMITTER_NAME": "Dev D",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import base64
-import os
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
 import requests
 
+from devstack.git_env import basic_auth_header as token_basic_auth
+from devstack.git_env import isolated_git_env
 from itembank_server import ItemBankServer
 
 TOKEN = "glpat-test-token"
@@ -17,29 +17,12 @@ GROUP = "iat-dev"
 
 
 def basic_auth_header(token: str = TOKEN, user: str = "oauth2") -> str:
-    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
+    return token_basic_auth(token, user)
 
 
 def git_env(home: Path, token: str | None = TOKEN) -> dict[str, str]:
     """Environment for a git client isolated from user config, sending the token as GitLab expects."""
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "",
-        "SSH_ASKPASS": "",
-    }
-    if token is not None:
-        env.update(
-            {
-                "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: {basic_auth_header(token)}",
-            }
-        )
-    return env
+    return isolated_git_env(home, token)
 
 
 def run_git(

@@ -7,12 +7,12 @@ is chosen per push (``GIT_AUTHOR_*``); the committer is always the developer.
 
 from __future__ import annotations
 
-import base64
-import os
 import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from devstack.git_env import isolated_git_env
 
 GIT_TIMEOUT = 120
 CLONE_ATTEMPTS = 3
@@ -29,18 +29,8 @@ class DeveloperGit:
         self.root.mkdir(parents=True, exist_ok=True)
         home = work_dir / "git-home"
         home.mkdir(parents=True, exist_ok=True)
-        basic = base64.b64encode(f"oauth2:{token}".encode()).decode()
         self._env = {
-            **os.environ,
-            "HOME": str(home),
-            "GIT_CONFIG_NOSYSTEM": "1",
-            "GIT_CONFIG_GLOBAL": os.devnull,
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ASKPASS": "",
-            "SSH_ASKPASS": "",
-            "GIT_CONFIG_COUNT": "1",
-            "GIT_CONFIG_KEY_0": "http.extraHeader",
-            "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            **isolated_git_env(home, token),
             "GIT_COMMITTER_NAME": username,
             "GIT_COMMITTER_EMAIL": f"{username}@example.org",
         }
