@@ -1,15 +1,18 @@
-"""The ``item_synchronization`` DAG: keeps the IMRT database in step with the GitLab item bank.
+"""The ``item_synchronization`` DAG, which keeps the IMRT database in step with the GitLab item bank, and its twin
+``item_synchronization_events``, which syncs the items of GitLab's hook events while a bank-wide run may be in
+progress (the same tasks; :class:`Shape` says what differs).
 
 A thin shell over the run protocol of ``imrt_sync.pipeline``: every task calls one pipeline function
 (``open_run``, ``sync_unit``, ``dispatch_webhooks``, ``close_run``) with its run and services
 (``imrt_compat.dag_tasks.task_run``: the settings it reads when it runs, one read of each variable per task; DAG
 parsing does no I/O: the guardrails come from Airflow's configuration, see ``imrt_compat.guardrails``). A task gets
 what other tasks published as its arguments, and publishes through the XComs named in
-``imrt_compat.task_contract``: the wiring at the end of ``item_synchronization`` shows every data edge.
+``imrt_compat.task_contract``: the wiring at the end of ``synchronization_dag`` shows every data edge.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -28,7 +31,7 @@ from imrt_compat.task_contract import (
     SYNC,
     UNIT_OUTCOME,
 )
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 from imrt_sync.config import ITEM_ID_LINE, RUN_MODES
 
 if TYPE_CHECKING:
@@ -60,8 +63,9 @@ run failed.
 every item), `item_ids` (GitLab project ids: sync only these), `dry_run` (plan and log, write nothing, create no
 hook).
 
-**Real-time path**: runs named `webhook__…` are started by the GitLab hook receiver (`/webHook`); each takes every
-pending event recorded in `imrt_webhook_event` and syncs those items. They are not mirrored into Spring Batch.
+**Real-time path**: pushes are synced by the DAG `item_synchronization_events`, whose runs (`webhook__…`) the
+GitLab hook receiver (`/webHook`) starts, while a run of this DAG may be in progress (an item is written by one run
+at a time: the item lock).
 
 **Guardrails**: run and task timeouts, the `imrt_gitlab` pool for the tasks that call GitLab, a failure alert
 with the exit message and this run's URL, the `imrt_item_data` asset updated by successful runs, and `imrt.*`
@@ -69,6 +73,22 @@ metrics: see docs/reliability.md in the repository.
 
 **Where to look**: each `sync` instance is named after its item id; its log has one `ITEM EVENT` line per item.
 A failed run's `summary` log names every failed item and its error. Configuration: docs/configuration.md in the repository.
+"""
+
+EVENTS_DOC_MD = """
+# Item synchronization: GitLab hook events
+
+The real-time path. The GitLab hook receiver (`/webHook` on the API server) records every push and project event in
+`imrt_webhook_event` and starts a run `webhook__<time>` of this DAG; the run takes every due pending event and syncs
+those items with the same tasks as `item_synchronization` (`list_ids` → `sync` → `dispatch_webhooks` → `summary`),
+closing the events as `synced` or counting a failed attempt.
+
+Its runs do not wait for a run of `item_synchronization` (nightly, full, `POST /sync`): both may write at the same
+time, one item at a time (each item's read and write hold its item lock, so the later reader writes the newer
+state). One run of this DAG at a time; pushes that arrive meanwhile are taken by the next. Not mirrored into the
+Spring Batch tables, never a reason for `POST /sync` to answer 409. Unpaused when it first appears; pausing it holds
+the events (they stay `pending`) until it is unpaused. A manual run takes the pending events, like the receiver's.
+See docs/real-time-path.md in the repository.
 """
 
 PARAMS = {
@@ -102,108 +122,134 @@ TIMEOUTS = guardrails.timeouts()
 GITLAB_POOL = guardrails.gitlab_pool()
 
 
-@dag(
-    dag_id=DAG_ID,
-    schedule="0 9 * * *",
-    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
-    catchup=False,
-    max_active_runs=1,
-    tags=["imrt", "item-bank", "gitlab"],
-    doc_md=DOC_MD,
-    params=PARAMS,
-    dagrun_timeout=TIMEOUTS.run,
-    on_failure_callback=[notifier for notifier in [alerts.failure_notifier()] if notifier],
-    default_args={
-        "retries": 2,
-        "retry_delay": timedelta(seconds=30),
-        "retry_exponential_backoff": 2.0,  # 3.x: the multiplier (30 s, then 60 s), capped by max_retry_delay
-        "max_retry_delay": timedelta(minutes=10),
-    },
+@dataclass(frozen=True)
+class Shape:
+    """What differs between the two DAGs of this file; their tasks are the same."""
+
+    dag_id: str
+    schedule: str | None
+    doc_md: str
+    params: dict
+    pool: str
+    priority_weight: int
+    is_paused_upon_creation: bool | None
+
+
+def synchronization_dag(shape: Shape):
+    @dag(
+        dag_id=shape.dag_id,
+        schedule=shape.schedule,
+        start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+        catchup=False,
+        max_active_runs=1,
+        is_paused_upon_creation=shape.is_paused_upon_creation,
+        tags=["imrt", "item-bank", "gitlab"],
+        doc_md=shape.doc_md,
+        params=shape.params,
+        dagrun_timeout=TIMEOUTS.run,
+        on_failure_callback=[notifier for notifier in [alerts.failure_notifier()] if notifier],
+        default_args={
+            "retries": 2,
+            "retry_delay": timedelta(seconds=30),
+            "retry_exponential_backoff": 2.0,  # 3.x: the multiplier (30 s, then 60 s), capped by max_retry_delay
+            "max_retry_delay": timedelta(minutes=10),
+            "priority_weight": shape.priority_weight,
+            "weight_rule": "absolute",
+        },
+    )
+    def synchronization():
+        @task(task_id=LIST_IDS, multiple_outputs=False, execution_timeout=TIMEOUTS.list_ids, pool=shape.pool)
+        def list_ids() -> list[WorkUnit]:
+            """Start and plan the run; return the work units ``sync`` is mapped over (the plan beside them)."""
+            from imrt_compat import dag_tasks
+            from imrt_sync import pipeline
+
+            with dag_tasks.task_run(failed=dag_tasks.listing_failed) as task:
+                planned = pipeline.open_run(task.run, task.engine, task.read_settings)
+            return dag_tasks.report_planned(planned)
+
+        @task(
+            task_id=SYNC,
+            map_index_template="{{ task.op_kwargs['unit']['label'] }}",
+            multiple_outputs=False,
+            execution_timeout=TIMEOUTS.sync,
+            pool=shape.pool,
+        )
+        def sync(unit: WorkUnit) -> None:
+            from imrt_compat import dag_tasks
+            from imrt_sync import pipeline
+
+            with dag_tasks.task_run() as task:
+                outcome = pipeline.sync_unit(task.services, unit, task.params)
+            dag_tasks.report_unit(outcome)
+
+        @task(
+            task_id=DISPATCH_WEBHOOKS,
+            trigger_rule="all_done",
+            multiple_outputs=False,
+            execution_timeout=TIMEOUTS.dispatch_webhooks,
+            pool=shape.pool,
+        )
+        def dispatch_webhooks(plan: PlanView | None) -> None:
+            """Fix the hooks of the projects the plan found without one. Runs after failed ``sync`` instances too; with no
+            plan (``list_ids`` failed) it fails at once, and ``summary`` says why."""
+            from imrt_compat import dag_tasks
+            from imrt_sync import pipeline
+
+            plan = dag_tasks.required_plan(plan)
+            with dag_tasks.task_run() as task:
+                outcome = pipeline.dispatch_webhooks(task.services, plan, task.params)
+            dag_tasks.report_webhooks(outcome)
+
+        @task(
+            task_id=SUMMARY,
+            trigger_rule="all_done",
+            multiple_outputs=False,
+            execution_timeout=TIMEOUTS.summary,
+            outlets=[ITEM_DATA],
+        )
+        def summary(
+            plan: PlanView | None,
+            units: list[WorkUnit] | None,
+            listing_failure: ListingFailure | None,
+            unit_outcomes: Sequence[UnitOutcome] | None,
+            hooks: WebhooksOutcome | None,
+            outlet_events=None,
+        ) -> None:
+            """Close the run (``pipeline.close_run``) with what the other tasks published (None where a task published
+            nothing) and publish its verdict, which the failure alert reads. Returns nothing, so no ``return_value``."""
+            from imrt_compat import dag_tasks
+            from imrt_sync import pipeline
+
+            results = dag_tasks.run_results(plan, units, listing_failure, unit_outcomes, hooks)
+            with dag_tasks.task_run() as task:
+                verdict = pipeline.close_run(task.services, task.run, results)
+                dag_tasks.report_metrics(task, verdict)
+            outlet_events[ITEM_DATA].extra = dag_tasks.item_data_extra(task.run, verdict)  # emitted only on success
+            dag_tasks.report_verdict(verdict)
+
+        # The data edges: each argument is what a task published (task_contract: None where it published nothing).
+        listed = list_ids()  # its return value: the work units
+        plan = PLAN.arg(listed)
+        synced = sync.expand(unit=listed)
+        hooks = dispatch_webhooks(plan=plan)
+        synced >> hooks  # the hooks once the items are in (an order, not data)
+        summary(
+            plan=plan,
+            units=listed,
+            listing_failure=LISTING_FAILURE.arg(listed),
+            unit_outcomes=UNIT_OUTCOME.arg(synced),
+            hooks=HOOKS_OUTCOME.arg(hooks),
+        )
+
+    return synchronization()
+
+
+item_synchronization = synchronization_dag(
+    Shape(DAG_ID, "0 9 * * *", DOC_MD, PARAMS, GITLAB_POOL, priority_weight=1, is_paused_upon_creation=None)
 )
-def item_synchronization():
-    @task(task_id=LIST_IDS, multiple_outputs=False, execution_timeout=TIMEOUTS.list_ids, pool=GITLAB_POOL)
-    def list_ids() -> list[WorkUnit]:
-        """Start and plan the run; return the work units ``sync`` is mapped over (the plan beside them)."""
-        from imrt_compat import dag_tasks
-        from imrt_sync import pipeline
-
-        with dag_tasks.task_run(failed=dag_tasks.listing_failed) as task:
-            planned = pipeline.open_run(task.run, task.engine, task.read_settings)
-        return dag_tasks.report_planned(planned)
-
-    @task(
-        task_id=SYNC,
-        map_index_template="{{ task.op_kwargs['unit']['label'] }}",
-        multiple_outputs=False,
-        execution_timeout=TIMEOUTS.sync,
-        pool=GITLAB_POOL,
-    )
-    def sync(unit: WorkUnit) -> None:
-        from imrt_compat import dag_tasks
-        from imrt_sync import pipeline
-
-        with dag_tasks.task_run() as task:
-            outcome = pipeline.sync_unit(task.services, unit, task.params)
-        dag_tasks.report_unit(outcome)
-
-    @task(
-        task_id=DISPATCH_WEBHOOKS,
-        trigger_rule="all_done",
-        multiple_outputs=False,
-        execution_timeout=TIMEOUTS.dispatch_webhooks,
-        pool=GITLAB_POOL,
-    )
-    def dispatch_webhooks(plan: PlanView | None) -> None:
-        """Fix the hooks of the projects the plan found without one. Runs after failed ``sync`` instances too; with no
-        plan (``list_ids`` failed) it fails at once, and ``summary`` says why."""
-        from imrt_compat import dag_tasks
-        from imrt_sync import pipeline
-
-        plan = dag_tasks.required_plan(plan)
-        with dag_tasks.task_run() as task:
-            outcome = pipeline.dispatch_webhooks(task.services, plan, task.params)
-        dag_tasks.report_webhooks(outcome)
-
-    @task(
-        task_id=SUMMARY,
-        trigger_rule="all_done",
-        multiple_outputs=False,
-        execution_timeout=TIMEOUTS.summary,
-        outlets=[ITEM_DATA],
-    )
-    def summary(
-        plan: PlanView | None,
-        units: list[WorkUnit] | None,
-        listing_failure: ListingFailure | None,
-        unit_outcomes: Sequence[UnitOutcome] | None,
-        hooks: WebhooksOutcome | None,
-        outlet_events=None,
-    ) -> None:
-        """Close the run (``pipeline.close_run``) with what the other tasks published (None where a task published
-        nothing) and publish its verdict, which the failure alert reads. Returns nothing, so no ``return_value``."""
-        from imrt_compat import dag_tasks
-        from imrt_sync import pipeline
-
-        results = dag_tasks.run_results(plan, units, listing_failure, unit_outcomes, hooks)
-        with dag_tasks.task_run() as task:
-            verdict = pipeline.close_run(task.services, task.run, results)
-            dag_tasks.report_metrics(task, verdict)
-        outlet_events[ITEM_DATA].extra = dag_tasks.item_data_extra(task.run, verdict)  # emitted only on success
-        dag_tasks.report_verdict(verdict)
-
-    # The data edges: each argument is what a task published (task_contract: None where it published nothing).
-    listed = list_ids()  # its return value: the work units
-    plan = PLAN.arg(listed)
-    synced = sync.expand(unit=listed)
-    hooks = dispatch_webhooks(plan=plan)
-    synced >> hooks  # the hooks once the items are in (an order, not data)
-    summary(
-        plan=plan,
-        units=listed,
-        listing_failure=LISTING_FAILURE.arg(listed),
-        unit_outcomes=UNIT_OUTCOME.arg(synced),
-        hooks=HOOKS_OUTCOME.arg(hooks),
-    )
-
-
-item_synchronization()
+# Pushes are synced while a bank-wide run is in progress: another DAG, first in the executor's queue, outside the
+# bank-wide runs' GitLab pool, and unpaused when created so that hook events flow without an operator's step.
+item_synchronization_events = synchronization_dag(
+    Shape(EVENTS_DAG_ID, None, EVENTS_DOC_MD, {}, "default_pool", priority_weight=100, is_paused_upon_creation=False)
+)

@@ -130,6 +130,8 @@ def airflow_environment(
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
         "AIRFLOW__CORE__EXECUTOR": edge_workers.executor_class(executor),
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        # The bank-wide runs' pool leaves an executor slot to the pushes' runs (docs/configuration.md, gitlab_pool).
+        "AIRFLOW__IMRT__GITLAB_POOL_SLOTS": str(max(1, parallelism - 1)),
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         # what to load
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),

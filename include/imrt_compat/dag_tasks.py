@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from airflow.sdk import get_current_context
 from airflow.sdk.exceptions import AirflowFailException
 
-from imrt_sync import pipeline
+from imrt_sync import EVENTS_DAG_ID, pipeline
 from imrt_sync.config import RunParams
 from imrt_sync.contracts import (
     ListingFailure,
@@ -92,10 +92,18 @@ def current_run() -> RunContext:
     that starts after the run was abandoned must not reopen its Spring Batch execution)."""
     context = get_current_context()
     try:
-        run_params = RunParams.from_mapping(dict(context["params"]))
+        run_params = run_params_of(context["dag_run"].dag_id, dict(context["params"]))
     except (TypeError, ValueError) as exc:
         fail_task(f"invalid params: {exc}", transient=False)
     return RunContext(context["run_id"], run_params, context["dag_run"].start_date)
+
+
+def run_params_of(dag_id: str, params: dict[str, Any]) -> RunParams:
+    """A run of the hook events DAG syncs the pending events' items, whatever its conf says; a run of the sync DAG
+    does what its params ask."""
+    if dag_id == EVENTS_DAG_ID:
+        return RunParams(webhook_events=True)
+    return RunParams.from_mapping(params)
 
 
 @contextmanager

@@ -27,7 +27,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from imrt_sync import DAG_ID
 from imrt_sync.errors import PermanentError
 from imrt_sync.spring_batch import SpringBatchMirror
-from imrt_sync.webhook_events import is_webhook_run
 
 from . import airflow_runs, settings
 from .engine import server_engine
@@ -147,8 +146,8 @@ def start_sync(conf_params: dict, user_name: str | None) -> JSONResponse | Plain
 def _start_unless_running(mirror: SpringBatchMirror, conf_params: dict, user_name: str | None, session):
     airflow_runs.check_triggerable(DAG_ID, session)
     reconcile(mirror, session)
-    if any(not is_webhook_run(run.run_id) for run in airflow_runs.active_runs(DAG_ID, session)):
-        return None  # a run of the real-time path does not count: the new run waits for it (max_active_runs=1)
+    if airflow_runs.active_runs(DAG_ID, session):
+        return None  # the hook events' runs are another DAG's (EVENTS_DAG_ID): they never make /sync answer 409
     check_still_awaited()
     execution = mirror.create_execution()
     run_id = f"legacy__{execution.job_execution_id}"

@@ -57,10 +57,8 @@ def _submit(event: Callable[[], None]) -> None:
 
 
 def _mirrored(dag_run) -> bool:
-    """Runs of the sync job; the real-time path's runs are recorded in ``imrt_webhook_event`` instead."""
-    from imrt_sync.webhook_events import is_webhook_run
-
-    return dag_run.dag_id == DAG_ID and not is_webhook_run(dag_run.run_id)
+    """Runs of the sync job; the real-time path's runs (another DAG) are recorded in ``imrt_webhook_event`` instead."""
+    return dag_run.dag_id == DAG_ID
 
 
 @hookimpl

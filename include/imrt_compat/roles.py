@@ -15,10 +15,11 @@ What the role allows, under ``imrt_compat.fab_auth.ImrtFabAuthManager`` (whose d
 ======================================================  ============================================================
 request                                                 decided by
 ======================================================  ============================================================
-``GET`` the DAG, its runs, task instances and logs      ``can_read`` on ``DAG:item_synchronization`` and on
-                                                        ``DAG Runs``, ``Task Instances``, ``Task Logs`` (FAB checks
-                                                        these together with read access to that DAG, so no other
-                                                        DAG becomes readable)
+``GET`` the DAGs, their runs, task instances and logs   ``can_read`` on ``DAG:item_synchronization``,
+                                                        ``DAG:item_synchronization_events`` (the pushes' runs) and
+                                                        on ``DAG Runs``, ``Task Instances``, ``Task Logs`` (FAB
+                                                        checks these together with read access to that DAG, so no
+                                                        other DAG becomes readable)
 ``POST /sync``, ``POST /sync/{projectId}``,             ``can_create`` on ``DAG Run:item_synchronization`` plus
 ``GET /sync/{id}``, ``POST .../dagRuns`` (trigger)      read access to the DAG (``ImrtFabAuthManager``)
 ``PATCH``/``DELETE`` the DAG, ``PATCH``/``DELETE``/     refused: they need ``can_edit``/``can_delete`` on the DAG
@@ -45,7 +46,7 @@ from airflow.providers.fab.www.security.permissions import (
     resource_name,
 )
 
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 
 from .fab_auth import trigger_permission
 
@@ -53,10 +54,12 @@ AUTOMATION_ROLE = "IMRT Sync Automation"
 
 
 def automation_permissions(dag_id: str = DAG_ID) -> frozenset[tuple[str, str]]:
-    """(action, resource) pairs of the automation role: trigger and read ``dag_id``, nothing else."""
+    """(action, resource) pairs of the automation role: trigger and read ``dag_id``, read the hook events' DAG,
+    nothing else."""
     return frozenset(
         {
             (ACTION_CAN_READ, resource_name(dag_id, RESOURCE_DAG)),
+            (ACTION_CAN_READ, resource_name(EVENTS_DAG_ID, RESOURCE_DAG)),
             trigger_permission(dag_id),
             (ACTION_CAN_READ, RESOURCE_DAG_RUN),
             (ACTION_CAN_READ, RESOURCE_TASK_INSTANCE),

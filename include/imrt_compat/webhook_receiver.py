@@ -25,13 +25,12 @@ from fastapi import BackgroundTasks, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from imrt_sync import DAG_ID
+from imrt_sync import EVENTS_DAG_ID
 from imrt_sync.config import EventRetryPolicy, ReceiverSettings
 from imrt_sync.webhook_events import (
     MAX_BODY_BYTES,
     EventLog,
     EventRejected,
-    is_webhook_run,
     parse_event,
     token_accepted,
     triage,
@@ -60,14 +59,14 @@ def ensure_events_run(policy: EventRetryPolicy) -> str | None:
         if not events.has_due(lock_conn):
             return None
         claiming = set(events.claiming_runs())
-        for run in airflow_runs.active_runs(DAG_ID, session):
-            if is_webhook_run(run.run_id) and will_claim(run, claiming, session):
+        for run in airflow_runs.active_runs(EVENTS_DAG_ID, session):
+            if will_claim(run, claiming, session):
                 return run.run_id
-        airflow_runs.check_triggerable(DAG_ID, session)
+        airflow_runs.check_triggerable(EVENTS_DAG_ID, session)
         run_id = airflow_runs.trigger(
-            DAG_ID,
+            EVENTS_DAG_ID,
             webhook_run_id(),
-            {"webhook_events": True},
+            {},
             None,
             session,
             note="Started by GitLab hook events (imrt_webhook_event)",
@@ -81,7 +80,7 @@ def will_claim(run: airflow_runs.ActiveRun, claiming: set[str], session) -> bool
     no events claimed by it yet."""
     if run.state == QUEUED:
         return True
-    return run.run_id not in claiming and airflow_runs.task_not_finished(DAG_ID, run.run_id, LIST_IDS, session)
+    return run.run_id not in claiming and airflow_runs.task_not_finished(EVENTS_DAG_ID, run.run_id, LIST_IDS, session)
 
 
 def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) -> int:
@@ -89,7 +88,7 @@ def release_ended_claims(events: EventLog, session, policy: EventRetryPolicy) ->
     claiming = events.claiming_runs()
     if not claiming:
         return 0
-    states = airflow_runs.run_states(DAG_ID, claiming, session)
+    states = airflow_runs.run_states(EVENTS_DAG_ID, claiming, session)
     ended = [run_id for run_id in claiming if states.get(run_id) not in (QUEUED, "running")]
     if not ended:
         return 0

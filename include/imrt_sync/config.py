@@ -232,7 +232,7 @@ class RunParams:
     mode: RunMode = "incremental"
     item_ids: tuple[int, ...] = ()
     dry_run: bool = False
-    webhook_events: bool = False  # a run started by the hook receiver: its items are the pending events' projects
+    webhook_events: bool = False  # a run of the hook events DAG: its items are the pending events' projects
 
     def __post_init__(self) -> None:
         run_mode(self.mode)
@@ -243,5 +243,4 @@ class RunParams:
             mode=params.get("mode") or "incremental",
             item_ids=item_ids_from(params.get("item_ids")),
             dry_run=bool(params.get("dry_run")),
-            webhook_events=bool(params.get("webhook_events")),
         )

@@ -5,15 +5,22 @@ at tag 0.1.46, ``src/main/java/org/opentestsystem/ap/imrt/iis/repository/Project
 so this service and the legacy Java service can share a database. The lock is taken in its own committed
 transaction, as the legacy service does, and released inside the write transaction: the item's rows and the release
 commit together or not at all.
+
+Runs of both DAGs (the bank-wide runs and the hook events' runs) may sync the same item at the same time; a sync reads
+the repository before it writes, so each item's read and write together hold the item lock (:meth:`ItemStore.item_lock`,
+a PostgreSQL advisory lock held by one connection: released when it ends, or when its process dies). The sync that
+takes the lock second reads the repository after the first one wrote: the newer state is written last.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
@@ -26,6 +33,8 @@ from .mapping import MappedItem
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 _ACQUIRE_LOCK = sa.text(
     "INSERT INTO project_lock(project_id, locked_at, created_at, updated_at, updated_by) "
     "VALUES (:project_id, :now, :now, :now, 'internal') "
@@ -33,10 +42,14 @@ _ACQUIRE_LOCK = sa.text(
     "WHERE (SELECT locked_at FROM project_lock WHERE project_id = :project_id) + INTERVAL '60 seconds' < :now"
 )
 _RELEASE_LOCK = sa.text("DELETE FROM project_lock WHERE project_id = :project_id AND locked_at = :locked_at")
+_TRY_ITEM_LOCK = sa.text("SELECT pg_try_advisory_lock(:space, :key)")
+_ITEM_UNLOCK = sa.text("SELECT pg_advisory_unlock(:space, :key)")
 
 
 # First key of the advisory locks that serialise stim_link maintenance per stimulus id ("STIM" in ASCII).
 STIMULUS_LOCK_SPACE = 0x5354494D
+# First key of the item locks, per project id ("ITEM" in ASCII).
+ITEM_LOCK_SPACE = 0x4954454D
 
 
 ITEM_ADOPTED = "ITEM_ADOPTED"  # not a legacy event: an item the legacy service synced, taken over unchanged
@@ -177,18 +190,32 @@ class ItemStore:
             self._release_after_failure(project_id, locked_at)
             raise
 
+    @contextmanager
+    def item_lock(self, project_id: int) -> Iterator[None]:
+        """Hold the item's lock while the block reads the repository and writes the item: another run syncing or
+        deleting the same item waits (up to ``lock_wait_seconds``, then :class:`ProjectLockedError`, which a later
+        attempt retries)."""
+        key = {"space": ITEM_LOCK_SPACE, "key": _int32(project_id)}
+        # A session lock, outside any transaction: none stays open while the block works.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            _wait_for(
+                lambda: conn.execute(_TRY_ITEM_LOCK, key).scalar_one() or None,
+                self._lock_wait,
+                f"project {project_id} is being synced by another run (item lock)",
+            )
+            try:
+                yield
+            finally:
+                conn.execute(_ITEM_UNLOCK, key)
+
     def _acquire(self, project_id: int) -> datetime:
-        deadline = time.monotonic() + self._lock_wait
-        pause = 0.2
-        while True:
+        def taken() -> datetime | None:
             now = _now_ms()
             with self._engine.begin() as conn:
-                if conn.execute(_ACQUIRE_LOCK, {"project_id": project_id, "now": now}).rowcount == 1:
-                    return now
-            if time.monotonic() + pause > deadline:
-                raise ProjectLockedError(f"project {project_id} is locked by another writer (project_lock)")
-            time.sleep(pause)
-            pause = min(pause * 2, 5.0)
+                inserted = conn.execute(_ACQUIRE_LOCK, {"project_id": project_id, "now": now}).rowcount == 1
+            return now if inserted else None
+
+        return _wait_for(taken, self._lock_wait, f"project {project_id} is locked by another writer (project_lock)")
 
     def _release_after_failure(self, project_id: int, locked_at: datetime) -> None:
         try:
@@ -204,6 +231,21 @@ class ItemStore:
                 f"the lock of project {project_id} was taken over by another writer while this one held it: "
                 "nothing was written"
             )
+
+
+def _wait_for(attempt: Callable[[], T | None], wait_seconds: float, locked: str) -> T:
+    """``attempt``'s first answer other than None, tried with a growing pause for up to ``wait_seconds``; then
+    :class:`ProjectLockedError` with the message ``locked``."""
+    deadline = time.monotonic() + wait_seconds
+    pause = 0.2
+    while True:
+        result = attempt()
+        if result is not None:
+            return result
+        if time.monotonic() + pause > deadline:
+            raise ProjectLockedError(locked)
+        time.sleep(pause)
+        pause = min(pause * 2, 5.0)
 
 
 def _now_ms() -> datetime:

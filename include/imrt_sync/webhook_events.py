@@ -114,10 +114,6 @@ class Triage:
     reason: str = ""  # an ignored event's reason: NOT_USED, OUTSIDE_GROUP, IGNORED_PROJECT or OTHER_BRANCH
 
 
-def is_webhook_run(run_id: str) -> bool:
-    return run_id.startswith(RUN_ID_PREFIX)
-
-
 def webhook_run_id(now: datetime | None = None) -> str:
     return RUN_ID_PREFIX + (now or datetime.now(UTC)).isoformat(timespec="microseconds")
 

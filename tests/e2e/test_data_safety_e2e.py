@@ -30,7 +30,7 @@ from e2e_helpers import wait_until
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from devstack.git_env import isolated_git_env
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 from itembank_server.users import DEVELOPER, MAINTAINER
 
 pytestmark = pytest.mark.e2e
@@ -176,22 +176,22 @@ def events_for(imrt, shas) -> list[dict]:
         ]
 
 
-def runs(stack) -> list[dict]:
-    """The newest 100 runs, oldest first."""
-    newest = stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "-run_after", "limit": 100})
+def runs(stack, dag_id: str = DAG_ID) -> list[dict]:
+    """The DAG's newest 100 runs, oldest first."""
+    newest = stack.api("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"order_by": "-run_after", "limit": 100})
     return newest.json()["dag_runs"][::-1]
 
 
 def webhook_runs(stack) -> list[dict]:
-    return [r for r in runs(stack) if r["dag_run_id"].startswith("webhook__")]
+    return runs(stack, EVENTS_DAG_ID)
 
 
 def no_active_run(stack) -> bool:
-    return not [r for r in runs(stack) if r["state"] in ("queued", "running")]
+    return not [r for r in runs(stack) + webhook_runs(stack) if r["state"] in ("queued", "running")]
 
 
-def xcom(stack, run_id: str, task_id: str, key: str):
-    path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
+def xcom(stack, dag_id: str, run_id: str, task_id: str, key: str):
+    path = f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/xcomEntries/{key}"
     response = stack.api("GET", path)
     assert response.status_code == 200, response.text
     value = response.json()["value"]
@@ -199,7 +199,8 @@ def xcom(stack, run_id: str, task_id: str, key: str):
 
 
 def task_start(stack, run_id: str, task_id: str) -> datetime:
-    [ti] = [t for t in stack.task_instances(DAG_ID, run_id) if t["task_id"] == task_id]
+    """When the task of the hook events run started."""
+    [ti] = [t for t in stack.task_instances(EVENTS_DAG_ID, run_id) if t["task_id"] == task_id]
     return datetime.fromisoformat(ti["start_date"])
 
 
@@ -208,12 +209,12 @@ def attempt_runs(stack, started: list[dict]) -> list[dict]:
     but had not yet claimed the events finds nothing due: it must succeed having planned nothing."""
     attempts = []
     for run in started:
-        state = stack.wait_for_run(DAG_ID, run["dag_run_id"], 120)
+        state = stack.wait_for_run(EVENTS_DAG_ID, run["dag_run_id"], 120)
         if state == "failed":
             attempts.append(run)
         else:
             assert state == "success", run
-            assert xcom(stack, run["dag_run_id"], "list_ids", "plan")["total_ids"] == 0, run
+            assert xcom(stack, EVENTS_DAG_ID, run["dag_run_id"], "list_ids", "plan")["total_ids"] == 0, run
     return attempts
 
 
@@ -348,7 +349,7 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(
         tried = attempt_runs(stack, [r for r in webhook_runs(stack) if r["dag_run_id"] not in runs_before])
         assert len(tried) == MAX_ATTEMPTS, tried
         for run in tried:  # the group answers, its projects do not: each run plans, then withholds the deletion
-            plan = xcom(stack, run["dag_run_id"], "list_ids", "plan")
+            plan = xcom(stack, EVENTS_DAG_ID, run["dag_run_id"], "list_ids", "plan")
             assert plan["to_delete"] == [] and LOST_ACCESS in plan["failed"][str(projects[6]["id"])], plan
         wait_until(lambda: no_active_run(stack), 300, "no active run")
 
@@ -368,7 +369,7 @@ def test_a_sync_user_without_access_deletes_nothing_and_says_why(
 
         full_run = stack.trigger(DAG_ID, conf={"mode": "full"})
         assert stack.wait_for_run(DAG_ID, full_run, 300) == "failed"
-        assert LOST_ACCESS in xcom(stack, full_run, "summary", "outcome")["message"]
+        assert LOST_ACCESS in xcom(stack, DAG_ID, full_run, "summary", "outcome")["message"]
         assert item_ids(imrt) == rows_before  # nothing deleted by any of the refused runs
         assert heads(imrt) == heads_before
     finally:

@@ -17,7 +17,7 @@ import requests
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
 from imrt_compat.roles import AUTOMATION_ROLE
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 
 pytestmark = pytest.mark.e2e
 
@@ -88,6 +88,11 @@ def test_automation_starts_syncs_through_the_legacy_route_and_the_rest_api(stack
     assert call(stack, "GET", DAG, token).status_code == 200
     assert call(stack, "GET", f"{DAG}/dagRuns/{quote(run_id, safe='')}", token).status_code == 200
     assert call(stack, "GET", f"{DAG}/dagRuns/{quote(run_id, safe='')}/taskInstances", token).status_code == 200
+    # ... and the pushes' runs, which it may not start (the hook receiver does)
+    events_dag = f"/api/v2/dags/{EVENTS_DAG_ID}"
+    assert call(stack, "GET", f"{events_dag}/dagRuns", token).status_code == 200
+    started_events = call(stack, "POST", f"{events_dag}/dagRuns", token, json={"logical_date": None, "conf": {}})
+    assert started_events.status_code == 403, started_events.text
 
 
 def test_automation_may_not_pause_delete_or_change_the_dag_or_its_runs(stack, tokens):

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack
 
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 from itembank_server import ItemBank
 
 pytestmark = pytest.mark.e2e
@@ -138,9 +138,9 @@ def test_a_2000_item_sync_with_5_pushes_a_second_loses_nothing(stack, item_bank,
         assert conn.scalar(sa.text("SELECT count(*) FROM batch_job_execution WHERE end_time IS NULL")) == 0
     event_runs = {r["run_id"] for r in closed}
     assert len(event_runs) < len(event_ids) / 5  # coalesced, not a run per push
-    assert [stack.wait_for_run(DAG_ID, run_id, timeout=300) for run_id in sorted(event_runs)] == ["success"] * len(
-        event_runs
-    )
+    assert [stack.wait_for_run(EVENTS_DAG_ID, run_id, timeout=300) for run_id in sorted(event_runs)] == [
+        "success"
+    ] * len(event_runs)
 
 
 def runs(stack) -> list[dict]:

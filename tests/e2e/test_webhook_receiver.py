@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from e2e_helpers import wait_until
 from stack_fixtures import RealStack, unpause_and_finish_scheduled_run
 
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
+from imrt_sync.store import ItemStore
 from itembank_server import ItemBank, make_item_document
 
 pytestmark = pytest.mark.e2e
@@ -51,11 +52,13 @@ def synced(stack):
 
 
 def runs(stack) -> list[dict]:
-    return stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"order_by": "run_after"}).json()["dag_runs"]
+    """The runs of both DAGs."""
+    return stack.dag_runs(DAG_ID) + stack.dag_runs(EVENTS_DAG_ID)
 
 
 def webhook_runs(stack) -> list[dict]:
-    return [r for r in runs(stack) if r["dag_run_id"].startswith("webhook__")]
+    """The runs of the hook events DAG."""
+    return stack.dag_runs(EVENTS_DAG_ID, order_by="run_after")
 
 
 def push_payload(project: dict, sha: str, ref: str | None = None) -> dict:
@@ -206,8 +209,8 @@ def test_a_push_to_the_default_branch_syncs_the_item_and_records_the_run(stack, 
     assert head_in_imrt(imrt, project["id"]) == sha
     run_id = event["run_id"]
     assert run_id.startswith("webhook__")
-    assert stack.wait_for_run(DAG_ID, run_id, timeout=120) == "success"
-    labels = [ti["rendered_map_index"] for ti in stack.task_instances(DAG_ID, run_id) if ti["task_id"] == "sync"]
+    assert stack.wait_for_run(EVENTS_DAG_ID, run_id, timeout=120) == "success"
+    labels = [ti["rendered_map_index"] for ti in stack.task_instances(EVENTS_DAG_ID, run_id) if ti["task_id"] == "sync"]
     assert labels == [project["path"]]
     with imrt.connect() as conn:  # the real-time path is not the Spring Batch job
         assert (
@@ -238,7 +241,9 @@ def test_a_burst_of_50_pushes_to_5_items_costs_a_few_runs_and_loses_nothing(stac
     # Coalesced: a queued run absorbs every push that arrives before it starts (typically 2 runs; the bound leaves
     # room for a slow machine where the burst outlasts a whole run).
     assert 1 <= len(used) <= 5, used
-    assert [stack.wait_for_run(DAG_ID, run_id, timeout=120) for run_id in sorted(used)] == ["success"] * len(used)
+    assert [stack.wait_for_run(EVENTS_DAG_ID, run_id, timeout=120) for run_id in sorted(used)] == ["success"] * len(
+        used
+    )
     with imrt.connect() as conn:  # one item_log row per commit, none twice
         assert (
             conn.scalar(
@@ -278,7 +283,7 @@ def test_events_recorded_before_an_api_server_restart_are_synced_after_it(stack,
         120,
         "earlier hook event runs to end",
     )  # so that only the restarted server can start the next one
-    stack.api("PATCH", f"/api/v2/dags/{DAG_ID}", json={"is_paused": True}).raise_for_status()
+    stack.api("PATCH", f"/api/v2/dags/{EVENTS_DAG_ID}", json={"is_paused": True}).raise_for_status()
     targets = projects[3:6]
     last_sha, event_ids = {}, []
     for project in targets:
@@ -292,7 +297,7 @@ def test_events_recorded_before_an_api_server_restart_are_synced_after_it(stack,
     runs_before_restart = {r["dag_run_id"] for r in webhook_runs(stack)}
     stack.kill("api-server")
     stack.restart("api-server")
-    stack.unpause(DAG_ID)
+    stack.unpause(EVENTS_DAG_ID)
     closed = wait_closed(imrt, event_ids)  # nobody sends anything: the restarted server's sweeper starts the run
     assert {e["status"] for e in closed} == {"synced"}
     assert {e["run_id"] for e in closed}.isdisjoint(runs_before_restart)
@@ -320,3 +325,35 @@ def test_control_characters_in_path_and_ref_are_replaced_before_they_are_stored(
     assert event["status"] == "ignored" and "\n" not in event["detail"] and "\x00" not in event["detail"]
     with imrt.connect() as conn:
         assert conn.scalar(sa.text("SELECT sum(events) FROM imrt_webhook_ignored_count")) >= 1
+
+
+def test_a_push_is_synced_while_a_bank_wide_run_is_in_progress(stack, synced, item_bank, imrt):
+    """Pushes never wait behind a bank-wide run: a full run is held at one item (the test holds that item's lock, as
+    a slow repository would); a push to another item reaches its row while that run is still running, and POST /sync
+    answers 409 meanwhile (one bank-wide run at a time). Released, the full run ends and both items are at their
+    repositories' heads."""
+    bank, projects, _ = item_bank
+    held, pushed = projects[4], projects[5]
+    held_sha = commit(bank, held, "Held by a slow repository")
+    with ItemStore(imrt).item_lock(held["id"]):
+        full_run = stack.trigger(DAG_ID, conf={"mode": "full"})
+        wait_until(
+            lambda: any(
+                ti["state"] == "running" and ti["rendered_map_index"] == held["path"]
+                for ti in stack.task_instances(DAG_ID, full_run)
+                if ti["task_id"] == "sync"
+            ),
+            180,
+            "the full run's sync of the held item",
+        )
+        sha = commit(bank, pushed, "Pushed during a full run")
+        response = send(stack, push_payload(pushed, sha))
+        assert response.status_code == 200, response.text
+        [event] = wait_closed(imrt, [response.json()["event"]], timeout=60)
+        assert (event["status"], head_in_imrt(imrt, pushed["id"])) == ("synced", sha)
+        assert stack.dag_run(DAG_ID, full_run)["state"] == "running"
+        legacy = stack.api("POST", "/sync")
+        assert legacy.status_code == 409, legacy.text
+    assert stack.wait_for_run(DAG_ID, full_run, timeout=300) == "success"
+    assert stack.wait_for_run(EVENTS_DAG_ID, event["run_id"], timeout=120) == "success"
+    assert (head_in_imrt(imrt, held["id"]), head_in_imrt(imrt, pushed["id"])) == (held_sha, sha)

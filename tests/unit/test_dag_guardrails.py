@@ -202,3 +202,24 @@ def test_a_short_jwt_secret_from_an_older_home_is_replaced(tmp_path):
     stack = AirflowStack(home, "sqlite:////nonexistent/airflow.db", dags_folder=tmp_path)
     assert len(stack.environment["AIRFLOW__API_AUTH__JWT_SECRET"]) >= 64
     assert stack.environment["AIRFLOW__API__SECRET_KEY"] == "kept"
+
+
+def test_hook_events_have_their_own_dag_with_the_same_tasks(dag):
+    """Pushes are synced while a bank-wide run is in progress: the receiver's runs belong to another DAG, one run at
+    a time as well, unscheduled, unpaused when created, ahead of the bank-wide runs in the executor's queue and out
+    of their pool, with the same tasks and wiring."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from imrt_sync import EVENTS_DAG_ID
+
+    events = DagBag(dag_folder=str(REPO_ROOT / "dags")).dags[EVENTS_DAG_ID]
+    assert events.schedule is None and dag.schedule == "0 9 * * *"
+    assert events.max_active_runs == dag.max_active_runs == 1
+    assert events.is_paused_upon_creation is False and dag.is_paused_upon_creation is None
+    assert events.params == {} and set(dag.params) == {"mode", "item_ids", "dry_run"}
+    assert {t.task_id: sorted(t.downstream_task_ids) for t in events.tasks} == {
+        t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks
+    }
+    assert {t.pool for t in events.tasks} == {"default_pool"}
+    assert min(t.priority_weight for t in events.tasks) > max(t.priority_weight for t in dag.tasks)
+    assert {t.weight_rule for t in events.tasks + dag.tasks} == {"absolute"}

@@ -200,9 +200,23 @@ class NothingRecorded:
         return 0
 
 
+class NoItemLocks:
+    """``ItemStore`` without a database, as far as these steps get before their error: item locks that always come."""
+
+    @staticmethod
+    def item_lock(project_id: int):
+        return nullcontext()
+
+
+class ServicesWithoutDatabase(pipeline.Services):
+    @property
+    def store(self):
+        return NoItemLocks()
+
+
 def services(*errors: BaseException) -> pipeline.Services:
     settings = SimpleNamespace(scope=SCOPE, webhook_url=HOOK["url"], webhook_secret="", concurrency=1)
-    return pipeline.Services(settings, FailingGitLab(*errors), engine=None, git_access=None)
+    return ServicesWithoutDatabase(settings, FailingGitLab(*errors), engine=None, git_access=None)
 
 
 def listing(error: BaseException) -> None:

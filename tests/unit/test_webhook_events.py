@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,6 @@ from imrt_sync.webhook_events import (
     OUTSIDE_GROUP,
     EventRejected,
     WebhookEvent,
-    is_webhook_run,
     parse_event,
     sanitized,
     token_accepted,
@@ -174,10 +174,9 @@ def test_token_comparison():
     assert not token_matches("anything", "")
 
 
-def test_event_runs_are_named_apart_from_other_runs():
-    run_id = webhook_run_id()
-    assert is_webhook_run(run_id)
-    assert not is_webhook_run("legacy__12") and not is_webhook_run("scheduled__2026-01-01T09:00:00+00:00")
+def test_event_runs_are_named_after_when_they_were_started():
+    started = datetime(2026, 12, 8, 3, 4, 5, 678901, tzinfo=UTC)
+    assert webhook_run_id(started) == "webhook__2026-12-08T03:04:05.678901+00:00"
 
 
 def test_during_a_rotation_both_secrets_are_accepted_and_nothing_else():

@@ -64,7 +64,7 @@ def running_sync_instances(world: World) -> list[dict]:
         if run["state"] == "running":
             found += [
                 ti
-                for ti in world.stack.airflow.task_instances(DAG_ID, run["dag_run_id"])
+                for ti in world.stack.airflow.task_instances(run["dag_id"], run["dag_run_id"])
                 if ti["task_id"] == SYNC and ti["state"] == "running"
             ]
     return found

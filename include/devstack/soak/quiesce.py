@@ -16,7 +16,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from imrt_compat.task_contract import VERDICT
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 from itembank_server.users import MAINTAINER
 
 from .stack import GROUP, SYNC_USER
@@ -94,14 +94,8 @@ def verdict_message(world: World, run_id: str) -> str:
 
 
 def all_runs(world: World) -> list[dict]:
-    found: list[dict] = []
-    while True:
-        page = world.stack.airflow.api(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"limit": 100, "offset": len(found)}
-        ).json()
-        found += page["dag_runs"]
-        if not page["dag_runs"] or len(found) >= page["total_entries"]:
-            return found
+    """Every run of both DAGs."""
+    return world.stack.airflow.dag_runs(DAG_ID) + world.stack.airflow.dag_runs(EVENTS_DAG_ID)
 
 
 def run_kind(run_id: str) -> str:

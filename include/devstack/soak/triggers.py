@@ -2,13 +2,13 @@
 ``POST /sync/{projectId}``, and the REST API's ``POST /api/v2/dags/{dag_id}/dagRuns`` with ``mode`` full or
 incremental and with ``item_ids``.
 
-The legacy routes answer 409 while any run is queued or running. They open the soak (:mod:`devstack.soak.schedule`):
-the first call of each first waits (at most ``IDLE_WAIT`` s, polling) for a moment without a run, so that each is
-seen to start one; later calls ask at once and a 409 is recorded as refused. REST triggers always queue a run
-(``max_active_runs=1``, runs start in the order they were queued); to keep the queue short, so that hook-event runs
-do not wait behind a pile of full runs and quiescence stays short, a REST trigger is chosen only while fewer than
-``MAX_QUEUED`` runs are queued (:func:`queue_has_room`, a condition of the schedule; a hook-event run is queued most
-of the time).
+The legacy routes answer 409 while a bank-wide run (of ``item_synchronization``) is queued or running; the hook
+events' runs are another DAG's and do not count. They open the soak (:mod:`devstack.soak.schedule`): the first call
+of each first waits (at most ``IDLE_WAIT`` s, polling) for a moment without a bank-wide run, so that each is seen to
+start one; later calls ask at once and a 409 is recorded as refused. REST triggers always queue a run
+(``max_active_runs=1``, runs start in the order they were queued); to keep the queue short, so that quiescence stays
+short, a REST trigger is chosen only while fewer than ``MAX_QUEUED`` bank-wide runs are queued
+(:func:`queue_has_room`, a condition of the schedule).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ MAX_QUEUED = 2
 def legacy_post(world: World, kind: str, path: str, project_id: int | None = None) -> Entry:
     if kind not in world.journal.counts():
         with contextlib.suppress(DeadlinePassed):  # ask anyway: a 409 is an answer too
-            poll_until(lambda: not world.active_runs(), min(IDLE_WAIT, max(world.remaining(), 1)), "no active run")
+            poll_until(lambda: not bank_wide(world.active_runs()), min(IDLE_WAIT, max(world.remaining(), 1)), "no run")
     airflow = world.stack.airflow
     response = requests.post(f"{airflow.url}{path}", headers={"Authorization": f"Bearer {airflow.token()}"}, timeout=60)
     if response.status_code == 200:
@@ -52,8 +52,13 @@ def sync_item(world: World) -> Entry:
     return legacy_post(world, "sync_item", f"/sync/{project['id']}", project["id"])
 
 
+def bank_wide(runs: list[dict]) -> list[dict]:
+    """The runs of ``item_synchronization`` among ``runs`` (not the hook events')."""
+    return [run for run in runs if run["dag_id"] == DAG_ID]
+
+
 def queue_has_room(world: World) -> bool:
-    return sum(run["state"] == "queued" for run in world.active_runs(max_age=1.0)) < MAX_QUEUED
+    return sum(run["state"] == "queued" for run in bank_wide(world.active_runs(max_age=1.0))) < MAX_QUEUED
 
 
 def rest_trigger(world: World, kind: str, conf: dict, project_id: tuple[int, ...] | None = None) -> Entry:

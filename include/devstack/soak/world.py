@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from imrt_sync import DAG_ID
+from imrt_sync import DAG_ID, EVENTS_DAG_ID
 
 from .bankrest import BankRest
 from .gitclient import DeveloperGit
@@ -95,13 +95,17 @@ class World:
     # ------------------------------------------------------------------------------------------------- Airflow
 
     def active_runs(self, max_age: float = 0.0) -> list[dict]:
-        """The queued and running runs; ``max_age``: an answer up to that many seconds old will do."""
+        """The queued and running runs of both DAGs (each names its ``dag_id``); ``max_age``: an answer up to that many
+        seconds old will do."""
         cached_at, runs = self._active_runs_cache
         if max_age and time.monotonic() - cached_at <= max_age:
             return runs
-        response = self.stack.airflow.api(
-            "GET", f"/api/v2/dags/{DAG_ID}/dagRuns", params={"state": list(ACTIVE_RUN_STATES), "limit": 100}
-        )
-        response.raise_for_status()
-        self._active_runs_cache = (time.monotonic(), response.json()["dag_runs"])
-        return self._active_runs_cache[1]
+        runs = []
+        for dag_id in (DAG_ID, EVENTS_DAG_ID):
+            response = self.stack.airflow.api(
+                "GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"state": list(ACTIVE_RUN_STATES), "limit": 100}
+            )
+            response.raise_for_status()
+            runs += response.json()["dag_runs"]
+        self._active_runs_cache = (time.monotonic(), runs)
+        return runs

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 
 
 def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutcome:
-    """Sync and delete the unit's items, each on its own; report per item. Never raises for one item's failure;
+    """Sync and delete the unit's items, each on its own and under its item lock (another run may be syncing the
+    same item: :meth:`~imrt_sync.store.ItemStore.item_lock`); report per item. Never raises for one item's failure;
     ``transient``: some failure may pass on a retry (:func:`~imrt_sync.errors.is_transient`)."""
     outcome: UnitOutcome = {"label": unit["label"], "events": {}, "failed": {}, "transient": False}
     absence = AbsenceWitness(services.gitlab, services.settings.scope, relist=bool(params.item_ids))
@@ -29,19 +30,19 @@ def sync_unit(services: Services, unit: WorkUnit, params: RunParams) -> UnitOutc
             log.info("DRY RUN: would %s project %s", action, project_id)
             continue
         try:
-            if action == "sync":
-                event = _sync_item(services, project_id, params)
-            else:
-                event = _delete_item(services, absence, project_id)
+            with services.store.item_lock(project_id):
+                event = (
+                    _sync_item(services, project_id, params)
+                    if action == "sync"
+                    else _delete_item(services, absence, project_id)
+                )
         except Exception as exc:
             outcome["failed"][str(project_id)] = _item_failure(project_id, exc)
             outcome["transient"] |= is_transient(exc)
         else:
-            if event is None:
-                log.info("project %s is already up to date", project_id)
-                continue
-            log.info(event.log_line())
-            outcome["events"][str(project_id)] = event.kind
+            if event is not None:
+                log.info(event.log_line())
+                outcome["events"][str(project_id)] = event.kind
     return outcome
 
 
@@ -70,7 +71,10 @@ def _sync_item(services: Services, project_id: int, params: RunParams) -> ItemEv
     revision, published = _read_revision(services, project, recorded, created, full=full)
     # A published item is rewritten from the default branch's whole history, even when its last item.json commit
     # is the one already recorded from the create branch (a fast-forward merge).
-    return services.store.save(revision, full=full or published)
+    event = services.store.save(revision, full=full or published)
+    if event is None:
+        log.info("project %s is already up to date", project_id)
+    return event
 
 
 def _read_revision(
@@ -195,4 +199,7 @@ def _delete_item(services: Services, absence: AbsenceWitness, project_id: int) -
         log.warning("project %s is in the %s again: its item is kept", project_id, services.settings.scope.describe())
         return None
     log.info("project %s: %s; deleting its item", project_id, reason)
-    return services.store.delete(project_id)
+    event = services.store.delete(project_id)
+    if event is None:
+        log.info("project %s: its item was already deleted", project_id)
+    return event

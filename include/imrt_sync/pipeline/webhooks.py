@@ -36,8 +36,13 @@ def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> 
         log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
         return outcome
     keeper = webhook_keeper(services)
+
+    def repair(project_id: int) -> WebhookAction:
+        with services.store.item_lock(project_id):  # a run of the other DAG may be fixing the same project's hook
+            return keeper.repair(project_id)
+
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
-        futures = {pid: pool.submit(keeper.repair, pid) for pid in project_ids}
+        futures = {pid: pool.submit(repair, pid) for pid in project_ids}
     _record_repairs(outcome, futures)
     outcome["on_other_secret"] = keeper.registry.count_not_on(keeper.fingerprint)
     _log_outcome(outcome, len(project_ids))
