@@ -370,7 +370,8 @@ def render_markdown(
     ceil(N/100), where the time goes, the push latency, and the end-state comparison (loud when it fails)."""
     lines = [f"Benchmark of {meta.get('date', '?')} (`python -m devstack.bench {meta.get('args', '')}`)", ""]
     lines += [f"- {key}: {value}" for key, value in meta.items() if key not in ("date", "args")]
-    lines += ["", *_case_table(results), "", *_requests_and_phases_table(results)]
+    if results:
+        lines += ["", *_case_table(results), "", *_requests_and_phases_table(results)]
     for push in pushes:
         lines += ["", f"Push latency ({push.size:,} items; {PUSH_LATENCY_TITLE}):", ""]
         lines += [f"- {line}" for line in describe_push_latency(push)]
