@@ -30,8 +30,8 @@ beside it. Generated banks are cached under ``<data-dir>/banks`` (generating 20,
 
 Figures per case: wall time; GitLab requests, REST, GraphQL and git, by endpoint (the server's counters, reset per
 case), against ceil(N/100); where the time goes (planning, the sync instances, dispatch_webhooks, summary, the
-orchestration overhead); rows written to ``imrt`` (``pg_stat_user_tables`` inserts + updates + deletes); mapped ``sync`` task instances;
-peak memory (PSS, sampled every 0.5 s) of the Airflow processes and of the whole stack (Airflow, or this process in
-direct mode, plus PostgreSQL and the item bank server). The final markdown table is also written to
-``<data-dir>/bench-report.md`` (raw figures: ``bench-results.json``).
+orchestration overhead); rows written to ``imrt`` (``pg_stat_user_tables`` inserts + updates + deletes); mapped
+``sync`` task instances; peak memory (PSS, sampled every 0.5 s) of the Airflow processes and of the whole stack
+(Airflow, or this process in direct mode, plus PostgreSQL and the item bank server). The final markdown report is
+also written to ``<data-dir>/bench-report.md`` (raw figures: ``bench-results.json``).
 """
