@@ -146,28 +146,36 @@ SHARED_STORE = "shared-objects.git"
 
 def write_shared_histories(store: Path, histories: Sequence[Sequence[CommitSpec]]) -> list[str]:
     """Write every history (each its own root commit onwards) into the bare repository ``store`` with one
-    ``git fast-import``; return the last commit of each. The store keeps no ref: the repositories that use it
-    (:func:`init_linked_repo`) hold the refs, so ``store`` must never be garbage-collected on its own."""
+    ``git fast-import``, streamed history by history (100,000 histories are about 1 GB of commands); return the last
+    commit of each. The store keeps no ref: the repositories that use it (:func:`init_linked_repo`) hold the refs,
+    so ``store`` must never be garbage-collected on its own."""
     init_bare_repo(store, "main")
     scratch = "refs/heads/bulk-import"
-    chunks, heads, mark = [], [], 1
-    for commits in histories:
-        if not commits:
-            raise ValueError("a shared history needs at least one commit")
-        chunks.append(f"reset {scratch}\n".encode())  # the next commit starts a new root
-        chunks.append(_commit_chunks(scratch.removeprefix("refs/heads/"), commits, None, first_mark=mark))
-        mark += len(commits)
-        heads.append(mark - 1)
-    chunks.append(b"done\n")
-    marks = store / "fast-import-marks"
-    result = subprocess.run(
-        ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
-        input=b"".join(chunks),
-        env=git_env(store),
-        capture_output=True,
-    )
-    if result.returncode != 0:
-        raise GitError(f"git fast-import failed in {store}: {result.stderr.decode(errors='replace').strip()}")
+    marks, errors = store / "fast-import-marks", store / "fast-import-errors"
+    heads, mark = [], 1
+    with open(errors, "wb") as stderr:
+        process = subprocess.Popen(
+            ["git", "fast-import", "--quiet", "--done", f"--export-marks={marks}"],
+            stdin=subprocess.PIPE,
+            stderr=stderr,
+            env=git_env(store),
+        )
+        assert process.stdin is not None
+        try:
+            for commits in histories:
+                if not commits:
+                    raise ValueError("a shared history needs at least one commit")
+                process.stdin.write(f"reset {scratch}\n".encode())  # the next commit starts a new root
+                process.stdin.write(_commit_chunks(scratch.removeprefix("refs/heads/"), commits, None, first_mark=mark))
+                mark += len(commits)
+                heads.append(mark - 1)
+            process.stdin.write(b"done\n")
+        finally:
+            process.stdin.close()
+            returncode = process.wait()
+    if returncode != 0:
+        raise GitError(f"git fast-import failed in {store}: {errors.read_text(errors='replace').strip()}")
+    errors.unlink()
     try:
         by_mark = dict(line.split(" ", 1) for line in marks.read_text().split("\n") if line)
     finally:
