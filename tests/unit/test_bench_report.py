@@ -294,3 +294,19 @@ def test_foreign_cpu_is_what_other_processes_used_in_between():
 
     share = foreign_share(result(wall=10.0, foreign_cpu=5.0))
     assert share == 5.0 / (10.0 * (os.cpu_count() or 1))
+
+
+def test_push_latency_reads_runs_from_the_events_whatever_their_dag():
+    from devstack.bench.pushes import PushMade, event_result, latencies
+
+    made = [PushMade(1, "a" * 40, 100.0, True), PushMade(2, "b" * 40, 101.0, True), PushMade(3, "c" * 40, 102.0, False)]
+    first_seen = {(1, "a" * 40): 103.5, (2, "b" * 40): 100.5, (3, "d" * 40): 110.0}  # 2: seen before git push returned
+    assert latencies(made, first_seen) == [3.5, 0.0, None]  # 3: another commit's row is not this push's
+    events = [
+        {"commit_sha": "a" * 40, "status": "synced", "run_id": "push__2026-01-01T00:00:00"},
+        {"commit_sha": "b" * 40, "status": "failed", "run_id": "webhook__2026-01-01T00:00:01"},
+    ]
+    result = event_result(2000, made, events, {"status": "COMPLETED"}, 300.0, 40.0)
+    assert result.event_states == ["synced", "failed", "no event"]
+    assert result.runs == {"push__2026-01-01T00:00:00": 1, "webhook__2026-01-01T00:00:01": 1}
+    assert result.during == "(d) mode=full (2 of 3 pushes returned while it ran; it ended COMPLETED)"

@@ -88,25 +88,32 @@ def events_ended(imrt_engine, shas: list[str]) -> list[dict] | None:
     return None
 
 
-def latency_result(size: int, pushes: list[PushMade], first_seen: dict, events: list[dict]) -> PushLatencyResult:
-    """Each push's push-to-row seconds (None: never seen) and how its event ended (its last event, by sha)."""
+def latencies(made: list[PushMade], first_seen: dict[tuple[int, str], float]) -> list[float | None]:
+    """Each push's push-to-row seconds: from ``git push`` returning to its commit first seen in item_git (None:
+    never seen)."""
+    found = [first_seen.get((push.project_id, push.sha)) for push in made]
+    return [None if seen is None else max(0.0, seen - push.returned_at) for push, seen in zip(made, found, strict=True)]
+
+
+def event_result(
+    size: int, made: list[PushMade], events: list[dict], verdict: dict, wall: float, pushes_seconds: float
+) -> PushLatencyResult:
+    """How each push's hook event ended (by sha; ``no event`` when the receiver has none) and the runs that took
+    them, read from ``imrt_webhook_event.run_id`` (whatever DAG those runs belong to)."""
     by_sha = {row["commit_sha"]: row for row in events}
     runs: dict[str, int] = {}
     for row in events:
         if row["run_id"]:
             runs[row["run_id"]] = runs.get(row["run_id"], 0) + 1
-    latencies = []
-    for push in pushes:
-        seen = first_seen.get((push.project_id, push.sha))
-        latencies.append(None if seen is None else max(0.0, seen - push.returned_at))
-    states = [by_sha[p.sha]["status"] if p.sha in by_sha else "no event" for p in pushes]
-    during = sum(p.during_full_sync for p in pushes)
+    during, ended = sum(p.during_full_sync for p in made), verdict.get("status")
     return PushLatencyResult(
         size=size,
-        during=f"(d) mode=full ({during} of {len(pushes)} pushes returned while it ran)",
-        latencies=latencies,
-        event_states=states,
+        during=f"(d) mode=full ({during} of {len(made)} pushes returned while it ran; it ended {ended})",
+        event_states=[by_sha[p.sha]["status"] if p.sha in by_sha else "no event" for p in made],
         runs=runs,
+        full_sync_wall=wall,
+        pushes_seconds=pushes_seconds,
+        made=made,
     )
 
 
@@ -118,7 +125,6 @@ def measure_push_latency(options, size: int, admin_url, pgdata: Path, references
 
     from ..soak.gitclient import DeveloperGit
     from ..soak.latency import RowWatcher
-    from ..soak.waiting import poll_until
     from .probes import imrt_snapshot
 
     say(f"\n=== {size:,} items, push latency (DAG mode) ===")
@@ -137,22 +143,29 @@ def measure_push_latency(options, size: int, admin_url, pgdata: Path, references
         try:
             with RowWatcher(engine, locate=lambda _pid: None) as watcher:
                 say(f"--- {size:,} items, (d) mode=full with {PUSHES} pushes made while it runs ...")
-                started = time.time()
-                run_id = runner.trigger("d")
-                still_running = lambda: runner.stack.dag_run(DAG_ID, run_id)["state"] == "running"  # noqa: E731
-                mark = time.monotonic()
-                pushes = make_pushes(developer, targets, options.push_interval, still_running)
-                pushes_seconds = time.monotonic() - mark
-                _, verdict, phases, _ = runner.finish(run_id, started)
-                shas = [p.sha for p in pushes]
-                events = poll_until(lambda: events_ended(engine, shas), EVENT_TIMEOUT, "every push's event to end")
+                result = pushes_during_full_sync(runner, developer, targets, engine, options.push_interval)
                 watcher.look()
-            result = latency_result(size, pushes, dict(watcher.first_seen), events)
-            result.full_sync_wall = phases["wall"]
-            result.pushes_seconds = pushes_seconds
-            result.during += f", its verdict {verdict.get('status')}"
+            result.latencies = latencies(result.made, watcher.first_seen)
             result.reference = references.compare(runner, imrt_snapshot(runner.imrt_url))
         finally:
             engine.dispose()
-    say(f"    pushes made in {fmt_seconds(pushes_seconds)}")
     return result
+
+
+def pushes_during_full_sync(runner, developer, targets: list[dict], engine, interval: float) -> PushLatencyResult:
+    """Trigger a ``mode=full`` run, make the pushes once it runs, wait for it to end and for every push's event to
+    end; the result without the latencies (the caller's row watcher has them)."""
+    from ..soak.waiting import poll_until
+
+    started = time.time()
+    run_id = runner.trigger("d")
+    state = lambda: runner.stack.dag_run(DAG_ID, run_id)["state"]  # noqa: E731
+    poll_until(lambda: state() != "queued", 120, "the full sync to start")
+    mark = time.monotonic()
+    made = make_pushes(developer, targets, interval, lambda: state() == "running")
+    pushes_seconds = time.monotonic() - mark
+    _, verdict, phases, _ = runner.finish(run_id, started)
+    shas = [p.sha for p in made]
+    events = poll_until(lambda: events_ended(engine, shas), EVENT_TIMEOUT, "every push's event to end")
+    say(f"    pushes made in {fmt_seconds(pushes_seconds)}; the full sync ended {verdict.get('status')}")
+    return event_result(runner.size, made, events, verdict, phases["wall"], pushes_seconds)

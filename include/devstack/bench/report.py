@@ -315,6 +315,7 @@ class PushLatencyResult:
     full_sync_wall: float = 0.0
     pushes_seconds: float = 0.0  # how long the 50 pushes took to make
     reference: str = ""
+    made: list = field(default_factory=list)  # the pushes (pushes.PushMade): project, sha, when git push returned
 
     @property
     def seen(self) -> list[float]:
