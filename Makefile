@@ -39,6 +39,9 @@ test: check
 run: install
 	$(BIN)/python -m devstack run
 
+# Issue 22 requirement 5's benchmark (docs/performance.md, "Running each case"); everything by default (hours), e.g.
+# make bench BENCH_ARGS="--planning-only 100000" or BENCH_ARGS="--push-latency --sizes 20000" for one case.
+BENCH_ARGS ?=
 bench: install
 	$(BIN)/python -m devstack.bench $(BENCH_ARGS)
 

@@ -232,9 +232,19 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         return self.create_projects(group, [spec])[0]
 
     def create_projects(
-        self, group: int | str | Mapping, specs: Iterable[ProjectSpec], *, workers: int | None = None
+        self,
+        group: int | str | Mapping,
+        specs: Iterable[ProjectSpec],
+        *,
+        workers: int | None = None,
+        shared_objects: bool = False,
     ) -> list[dict]:
         """Create many projects at once: repositories are written in parallel, rows in one transaction.
+
+        ``shared_objects``: every history is written by one ``git fast-import`` into the bank's shared object store
+        (``bank_repos.SHARED_STORE``) and each repository is a skeleton pointing at it (git alternates) with its
+        branch ref written directly: the same commits and shas, written in minutes for 100,000 projects where one
+        fast-import per repository takes hours.
 
         Fires no hook: only changes made through the HTTP front ends do (``POST /projects`` fires project_create).
         """
@@ -242,11 +252,21 @@ class ItemBank(UserStore, ProjectMemberStore, VisibilityStore, WebhookStore, Pro
         specs = list(specs)
         self._check_new_paths(group_row, specs)
         with_history = [spec for spec in specs if spec.commits]
-        if with_history:
+        if with_history and shared_objects:
+            self._write_linked_repos(group_row, with_history)
+        elif with_history:
             workers = workers or max(2, (os.cpu_count() or 2) * 2)
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 list(pool.map(lambda spec: self._write_new_repo(group_row, spec), with_history))
         return self._insert_projects(group_row, specs)
+
+    def _write_linked_repos(self, group: dict, specs: Sequence[ProjectSpec]) -> None:
+        store = self.root / bank_repos.SHARED_STORE
+        heads = bank_repos.write_shared_histories(store, [spec.commits for spec in specs])
+        for spec, head in zip(specs, heads, strict=True):
+            repo = self.repos_dir / group["full_path"] / f"{spec.path}.git"
+            shutil.rmtree(repo, ignore_errors=True)  # a stale directory without a project row is garbage
+            bank_repos.init_linked_repo(repo, spec.default_branch, store, head)
 
     def _check_new_paths(self, group: dict, specs: Sequence[ProjectSpec]) -> None:
         seen: set[str] = set()

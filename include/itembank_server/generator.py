@@ -38,6 +38,7 @@ def generate_bank(
     workers: int | None = None,
     being_created_share: float = BEING_CREATED_SHARE,
     visibility: str = "private",
+    shared_objects: bool = False,
 ) -> list[dict]:
     """Create ``count`` generated item projects in ``group`` (created if missing); return the projects.
 
@@ -45,6 +46,9 @@ def generate_bank(
 
     ``floor(being_created_share × count)`` of them, chosen by ``seed``, are items still being created (see
     :func:`choose_items_being_created`): 6 of the demo's 300, none in a bank of fewer than 50 items.
+
+    ``shared_objects``: the repositories share one object store (see :meth:`ItemBank.create_projects`): the same
+    projects, commits and shas, written fast enough for 100,000 items.
     """
     items = generate_items(count, seed, start_id=start_id)
     being_created = choose_items_being_created(items, being_created_share, seed)
@@ -54,7 +58,7 @@ def generate_bank(
         else ProjectSpec(item.item_id, item.commits, created_at=item.commits[0].committed_at, visibility=visibility)
         for item in items
     ]
-    projects = bank.create_projects(group, specs, workers=workers)
+    projects = bank.create_projects(group, specs, workers=workers, shared_objects=shared_objects)
     push_create_branches(bank, projects, being_created)
     return projects
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -119,6 +119,24 @@ class WebhookStore:
                 (project["id"], url, token, json.dumps(stored), timestamp()),
             )
         return self.hook(project["id"], cursor.lastrowid)  # type: ignore[arg-type]
+
+    def add_hooks(
+        self, project_ids: Sequence[int], url: str, *, token: str | None = None, **attributes: object
+    ) -> dict[int, int]:
+        """:meth:`add_hook` for many projects in one transaction (a generated bank of 100,000 projects); return the
+        new hook's id by project id."""
+        unknown = set(attributes) - set(HOOK_DEFAULTS)
+        if unknown:
+            raise ValueError(f"unknown hook attributes: {sorted(unknown)}")
+        stored, now, added = json.dumps({**HOOK_DEFAULTS, **attributes}), timestamp(), {}
+        with self._transaction() as db:
+            for project_id in project_ids:
+                cursor = db.execute(
+                    "INSERT INTO hooks (project_id, url, token, attributes, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (project_id, url, token, stored, now),
+                )
+                added[project_id] = cursor.lastrowid
+        return added
 
     def hooks(self, project_id: int | str) -> list[dict]:
         """The project's hooks, oldest first, including their secret ``token``."""

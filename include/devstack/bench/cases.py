@@ -14,7 +14,12 @@ CASES = {
     "c": "nothing changed",
     "d": "mode=full over the synced bank",
 }
-CASE_MODE = {"a": "incremental", "b": "incremental", "c": "incremental", "d": "full"}
+# The run cases in the order they build on each other; the planning-only case and the push-latency case are apart.
+RUN_CASES = "abcd"
+PLANNING = "p"
+PLANNING_TITLE = "nothing-changed planning only (open_run: list_ids and the plan), generated bank"
+PUSH_LATENCY_TITLE = "push-to-row latency of pushes made while a full sync runs (DAG mode)"
+CASE_MODE = {"a": "incremental", "b": "incremental", "c": "incremental", "d": "full", PLANNING: "incremental"}
 MODES = ("dag", "direct")
 
 

@@ -21,10 +21,21 @@ from imrt_sync.config import SyncSettings, field_defaults
 from ..project import REPO_ROOT
 from . import __doc__ as BENCH_DESCRIPTION
 from .bank import apply_nightly, choose_nightly, pristine_bank, project_ids
-from .cases import CASES, MODES, nightly_counts
+from .cases import CASES, MODES, RUN_CASES, nightly_counts
+from .planning import measure_planning, planning_bank
 from .probes import with_children
-from .report import GIB, CaseResult, describe_result, fmt_seconds, ratio_check, ratio_of, render_markdown, say
-from .runners import DagRunner, DirectRunner, Options, References
+from .pushes import PUSHES, measure_push_latency
+from .report import (
+    GIB,
+    CaseResult,
+    PushLatencyResult,
+    describe_push_latency,
+    describe_result,
+    fmt_seconds,
+    render_markdown,
+    say,
+)
+from .runners import DagRunner, DirectRunner, Options, References, typed_settings
 
 DEFAULT_SETTINGS = field_defaults(SyncSettings)
 
@@ -82,13 +93,59 @@ def build_parser() -> argparse.ArgumentParser:
         description=BENCH_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 20000], help="bank sizes (default: 2000 20000)")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[2000, 20000],
+        help="bank sizes of the run cases (a)-(d), and of the push-latency case with --push-latency "
+        "(default: 2000 20000)",
+    )
     parser.add_argument(
         "--cases",
         nargs="+",
         choices=sorted(CASES),
         default=sorted(CASES),
-        help="cases to report; the earlier cases they build on run too (default: all)",
+        help="run cases to report; the earlier cases they build on run too (default: all)",
+    )
+    parser.add_argument(
+        "--planning-sizes",
+        type=int,
+        nargs="*",
+        default=[100_000],
+        metavar="N",
+        help="sizes of the planning-only case (p) in a whole run (default: 100000; none: leave it out)",
+    )
+    parser.add_argument(
+        "--push-sizes",
+        type=int,
+        nargs="*",
+        default=[20_000],
+        metavar="N",
+        help="sizes of the push-latency case in a whole run (default: 20000; none: leave it out)",
+    )
+    parser.add_argument(
+        "--planning-only",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="only the planning-only case (p), at these sizes (e.g. 100000)",
+    )
+    parser.add_argument(
+        "--push-latency",
+        action="store_true",
+        help=f"only the push-latency case ({PUSHES} pushes during a full sync, DAG mode), at each of --sizes",
+    )
+    parser.add_argument(
+        "--push-interval", type=float, default=2.0, help="seconds between two pushes of the push-latency case"
+    )
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an imrt_NAME setting for both modes (DAG: AIRFLOW_VAR_IMRT_NAME; direct: SyncSettings.NAME), e.g. "
+        "--setting gitlab_listing=graphql; repeatable",
     )
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="default: both")
     parser.add_argument(
@@ -112,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_size(options: Options, size: int, admin_url, pgdata: Path, results: list[CaseResult]) -> None:
     references = References(options, admin_url)
-    last = max("abcd".index(c) for c in options.cases)
-    to_run = "abcd"[: last + 1]
+    last = max(RUN_CASES.index(c) for c in options.cases)
+    to_run = RUN_CASES[: last + 1]
     nightly = choose_nightly(project_ids(pristine_bank(options.data_dir, size)), size)
     counts = nightly_counts(size)
     # Direct first: then no idle Airflow stack shares the CPUs with it.
@@ -137,12 +194,29 @@ def run_size(options: Options, size: int, admin_url, pgdata: Path, results: list
                     results.append(result)
                 else:
                     say("    (not reported: run only as the base of a later case)")
-                dag = next((r for r in results if (r.size, r.case, r.mode) == (size, case, "dag")), None)
-                direct = next((r for r in results if (r.size, r.case, r.mode) == (size, case, "direct")), None)
-                ratio = ratio_of(dag, direct)
-                if ratio is not None:
-                    check = ratio_check(case, ratio)
-                    say(f"    DAG/direct {ratio:.2f}" + (f"  target: {check.text}" if check else ""))
+
+
+def chosen_sizes(args: argparse.Namespace) -> tuple[list[int], list[int], list[int]]:
+    """The sizes of (the run cases, the planning case, the push-latency case): everything by default; with
+    ``--planning-only`` or ``--push-latency``, only what they name."""
+    if args.planning_only or args.push_latency:
+        return [], list(args.planning_only or []), list(args.sizes) if args.push_latency else []
+    return list(args.sizes), list(args.planning_sizes), list(args.push_sizes)
+
+
+def parse_settings(pairs: Sequence[str]) -> dict[str, str]:
+    """``--setting NAME=VALUE`` pairs, checked against this checkout's SyncSettings (an unknown name stops here)."""
+    settings = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--setting {pair!r}: expected NAME=VALUE")
+        settings[name.removeprefix("imrt_")] = value
+    try:
+        typed_settings(settings)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    return settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -150,9 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    run_sizes, planning_sizes, push_sizes = chosen_sizes(args)
     options = Options(
         data_dir=args.data_dir.resolve(),
-        sizes=args.sizes,
+        sizes=run_sizes,
         cases=sorted(set(args.cases)),
         modes=args.modes,
         parallelism=args.parallelism,
@@ -160,6 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         map_bound=args.map_bound,
         batch_size=args.batch_size,
         run_timeout=args.run_timeout,
+        settings=parse_settings(args.setting),
+        push_interval=args.push_interval,
     )
     from ..postgres import start_embedded_postgres
 
@@ -172,31 +249,64 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     meta = machine_meta(options, argv)
+    meta["cases"] = (
+        f"run cases {', '.join(options.cases)} at {_sizes(run_sizes)} ({', '.join(options.modes)}); "
+        f"planning-only at {_sizes(planning_sizes)}; push latency at {_sizes(push_sizes)}"
+    )
     meta["other load at start"] = f"load average {os.getloadavg()[0]:.2f}; busy processes: {other_load()}"
     say(f"data directory: {options.data_dir}")
     for key, value in meta.items():
         say(f"{key}: {value}")
-    for size in options.sizes:
+    for size in sorted(set(run_sizes) | set(push_sizes)):
         pristine_bank(options.data_dir, size)  # generate (or reuse) before anything is timed
+    for size in planning_sizes:
+        planning_bank(options.data_dir, size)
     pgdata = options.data_dir / "pgdata"
     admin_url = start_embedded_postgres(pgdata)
     results: list[CaseResult] = []
+    pushes: list[PushLatencyResult] = []
     began = time.monotonic()
     try:
-        for size in options.sizes:
+        for size in run_sizes:
             run_size(options, size, admin_url, pgdata, results)
+        for size in planning_sizes:
+            run_planning(options, size, admin_url, pgdata, results)
+        for size in push_sizes:
+            pushes.append(run_push_latency(options, size, admin_url, pgdata))
     finally:
         meta["other load at end"] = f"load average {os.getloadavg()[0]:.2f}; busy processes: {other_load()}"
         meta["benchmark duration"] = fmt_seconds(time.monotonic() - began)
-        if results:
-            report = render_markdown(meta, results)
-            (options.data_dir / "bench-report.md").write_text(report)
-            (options.data_dir / "bench-results.json").write_text(
-                json.dumps({"meta": meta, "results": [asdict(r) for r in results]}, indent=1) + "\n"
-            )
-            say("\n" + report)
-            say(f"written to {options.data_dir / 'bench-report.md'}")
+        if results or pushes:
+            write_report(options.data_dir, meta, results, pushes)
     return 0
+
+
+def _sizes(sizes: Sequence[int]) -> str:
+    return ", ".join(f"{s:,}" for s in sizes) or "none"
+
+
+def run_planning(options: Options, size: int, admin_url, pgdata: Path, results: list[CaseResult]) -> None:
+    say(f"\n=== {size:,} projects, planning only (direct: open_run) ===")
+    result = measure_planning(options, size, admin_url, pgdata)
+    for line in describe_result(result):
+        say(f"    {line}")
+    results.append(result)
+
+
+def run_push_latency(options: Options, size: int, admin_url, pgdata: Path) -> PushLatencyResult:
+    result = measure_push_latency(options, size, admin_url, pgdata, References(options, admin_url))
+    for line in describe_push_latency(result):
+        say(f"    {line}")
+    return result
+
+
+def write_report(data_dir: Path, meta: dict, results: list[CaseResult], pushes: list[PushLatencyResult]) -> None:
+    report = render_markdown(meta, results, pushes)
+    (data_dir / "bench-report.md").write_text(report)
+    raw = {"meta": meta, "results": [asdict(r) for r in results], "push_latency": [asdict(p) for p in pushes]}
+    (data_dir / "bench-results.json").write_text(json.dumps(raw, indent=1) + "\n")
+    say("\n" + report)
+    say(f"written to {data_dir / 'bench-report.md'}")
 
 
 def _interrupted(signum: int, frame: object) -> None:

@@ -9,7 +9,7 @@ import shutil
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from .probes import (
     with_children,
     writes_delta,
 )
-from .report import CaseResult, expected_plan_problems, fmt_seconds, say, split_counters
+from .report import CaseResult, expected_plan_problems, fmt_seconds, say, split_counters, task_phases
 
 
 @dataclass
@@ -44,6 +44,8 @@ class Options:
     map_bound: int
     batch_size: int
     run_timeout: float
+    settings: dict[str, str] = field(default_factory=dict)  # --setting NAME=VALUE: imrt_NAME in both modes
+    push_interval: float = 2.0  # seconds between the push-latency case's pushes
 
 
 class References:
@@ -146,7 +148,7 @@ class ModeRunner:
         foreign = foreign_cpu_delta(foreign_before, foreign_cpu_seconds(ours))
         counters = self.server.counters()
         writes_after = settled_table_writes(self.admin_url, self.imrt_db)
-        rest, git = split_counters(counters)
+        rest, graphql, git = split_counters(counters)
         problems = expected_plan_problems(case, plan, size_now, nightly_counts_, first=first)
         memory = {
             ("airflow" if self.mode == "dag" else "process") if k == "own" else k: v for k, v in sampler.peaks.items()
@@ -163,6 +165,7 @@ class ModeRunner:
             listed=int(plan.get("total_ids", size_now)),
             changed=changed,
             rest=rest,
+            graphql=graphql,
             git=git,
             rows=writes_delta(writes_before, writes_after),
             mapped_tis=mapped,
@@ -190,18 +193,10 @@ class DirectRunner(ModeRunner):
         return plan, verdict, phases, None
 
 
-def direct_run(
-    options: Options, gitlab_url: str, imrt_url, git_cache: Path, case: str, *, create_hooks: bool = True
-) -> tuple[dict, dict, dict[str, float]]:
-    """One run of ``case`` through the run protocol the DAG's tasks call (``imrt_sync.pipeline``), in this process,
-    sync units on a thread pool as wide as the parallelism: (plan, verdict, phases). ``create_hooks`` False: the
-    hooks step is left out (a reference sync must not change the bank's hooks)."""
-    import sqlalchemy as sa
-
-    from imrt_sync import pipeline
-    from imrt_sync.config import GitLabSettings, RunParams, SyncSettings
-    from imrt_sync.contracts import RunContext, RunResults, no_webhooks
-    from imrt_sync.schema_migrations import prepare_database
+def run_settings(options: Options, gitlab_url: str, git_cache: Path):
+    """The settings of a run in this process, as the DAG's tasks read them from the stack's variables: (SyncSettings,
+    GitLabSettings); ``options.settings`` (``--setting``) on top."""
+    from imrt_sync.config import GitLabSettings, SyncSettings
 
     settings = SyncSettings(
         group=GROUP,
@@ -211,10 +206,47 @@ def direct_run(
         batch_size=options.batch_size,
         concurrency=options.concurrency,
         git_cache_dir=git_cache,
+        **typed_settings(options.settings),
     )
-    gitlab_settings = GitLabSettings(base_url=gitlab_url, token=TOKEN, allow_http=True)
+    return settings, GitLabSettings(base_url=gitlab_url, token=TOKEN, allow_http=True)
+
+
+def typed_settings(raw: Mapping[str, str]) -> dict[str, object]:
+    """``--setting`` values (``imrt_<name>`` variables) typed as ``SyncSettings``'s defaults; a name this checkout's
+    ``SyncSettings`` does not have is an error (a benchmark of a setting that is silently ignored measures nothing)."""
+    from imrt_sync.config import SyncSettings, field_defaults
+
+    defaults = field_defaults(SyncSettings)
+    typed: dict[str, object] = {}
+    for name, value in raw.items():
+        if name not in defaults:
+            raise ValueError(f"--setting {name}: SyncSettings has no field {name!r} in this checkout")
+        default = defaults[name]
+        if isinstance(default, bool):
+            typed[name] = value.lower() in ("1", "true", "yes")
+        elif isinstance(default, (int, float)):
+            typed[name] = type(default)(value)
+        else:
+            typed[name] = value
+    return typed
+
+
+def direct_run(
+    options: Options, gitlab_url: str, imrt_url, git_cache: Path, case: str, *, create_hooks: bool = True
+) -> tuple[dict, dict, dict[str, float]]:
+    """One run of ``case`` through the run protocol the DAG's tasks call (``imrt_sync.pipeline``), in this process,
+    sync units on a thread pool as wide as the parallelism: (plan, verdict, phases). ``create_hooks`` False: the
+    hooks step is left out (a reference sync must not change the bank's hooks)."""
+    import sqlalchemy as sa
+
+    from imrt_sync import pipeline
+    from imrt_sync.config import RunParams
+    from imrt_sync.contracts import RunContext, RunResults, no_webhooks
+    from imrt_sync.schema_migrations import prepare_database
+
+    settings, gitlab_settings = run_settings(options, gitlab_url, git_cache)
     run = RunContext(f"bench__{case}__{time.time_ns()}", RunParams(mode=CASE_MODE[case]))
-    phases: dict[str, float] = {}
+    spans: dict[str, list[tuple[float, float]]] = {}
     started = time.time()
     # As the DAG's tasks build theirs (imrt_compat.engine.task_engine): psycopg 3, pre-ping.
     engine = sa.create_engine(
@@ -223,27 +255,37 @@ def direct_run(
         pool_size=max(4, options.parallelism),
         connect_args={"connect_timeout": 10},
     )
-    try:
+
+    def timed(task_id: str, call):
+        """``call()``, its span recorded under ``task_id`` (as the DAG's task instance of that name would be)."""
         mark = time.time()
+        try:
+            return call()
+        finally:
+            spans.setdefault(task_id, []).append((mark, time.time()))
+
+    try:
         prepare_database(engine)
-        planned = pipeline.open_run(run, engine, lambda: (settings, gitlab_settings))
-        phases[LIST_IDS] = time.time() - mark
+        planned = timed(LIST_IDS, lambda: pipeline.open_run(run, engine, lambda: (settings, gitlab_settings)))
         with pipeline.Services.open(settings, gitlab_settings, engine) as services:
-            mark = time.time()
             with ThreadPoolExecutor(max_workers=options.parallelism) as pool:
-                outcomes = list(pool.map(lambda unit: pipeline.sync_unit(services, unit, run.params), planned["units"]))
-            phases[f"{SYNC} ({len(planned['units'])} units)"] = time.time() - mark
+                outcomes = list(
+                    pool.map(
+                        lambda unit: timed(SYNC, lambda: pipeline.sync_unit(services, unit, run.params)),
+                        planned["units"],
+                    )
+                )
             hooks = no_webhooks()
             if create_hooks:
-                mark = time.time()
-                hooks = pipeline.dispatch_webhooks(services, planned["plan"], run.params)
-                phases[DISPATCH_WEBHOOKS] = time.time() - mark
+                hooks = timed(
+                    DISPATCH_WEBHOOKS, lambda: pipeline.dispatch_webhooks(services, planned["plan"], run.params)
+                )
             results = RunResults(planned["plan"], planned["units"], outcomes, hooks)
-            verdict = pipeline.close_run(services, run, results)
+            verdict = timed(SUMMARY, lambda: pipeline.close_run(services, run, results))
     finally:
         engine.dispose()
-    phases["wall"] = time.time() - started
-    return planned["plan"], verdict, phases
+    wall = time.time() - started
+    return planned["plan"], verdict, {"wall": wall, **task_phases(wall, spans)}
 
 
 class DagRunner(ModeRunner):
@@ -251,11 +293,16 @@ class DagRunner(ModeRunner):
 
     mode = "dag"
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, hooks_to_stack: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self.stack = None
+        # True: the project hooks IMRT creates point at this stack's /webHook (the push-latency case), so that a push
+        # reaches the receiver; else at WEBHOOK_URL, which no one answers (no push is made in the other cases).
+        self.hooks_to_stack = hooks_to_stack
+        self.webhook_url = WEBHOOK_URL
 
     def setup(self) -> None:
+        from ..airflow_stack import free_port
         from ..postgres import ensure_database
         from ..project import prepare_imrt_database, project_stack, sync_environment
 
@@ -264,13 +311,16 @@ class DagRunner(ModeRunner):
         shutil.rmtree(home, ignore_errors=True)
         metadata_url = ensure_database(self.admin_url, f"bench_airflow_{self.size}", recreate=True)
         prepare_imrt_database(self.imrt_url)
+        api_port = free_port() if self.hooks_to_stack else None
+        if api_port is not None:
+            self.webhook_url = f"http://127.0.0.1:{api_port}/webHook"
         env = sync_environment(
             gitlab_url=self.server.url,
             gitlab_token=TOKEN,
             group=GROUP,
             imrt_url=self.imrt_url,
             git_cache_dir=self.work / "git-cache",
-            webhook_url=WEBHOOK_URL,
+            webhook_url=self.webhook_url,
             webhook_secret=WEBHOOK_SECRET,
         )
         env.update(
@@ -278,11 +328,15 @@ class DagRunner(ModeRunner):
                 "AIRFLOW_VAR_IMRT_CONCURRENCY": str(self.options.concurrency),
                 "AIRFLOW_VAR_IMRT_MAP_BOUND": str(self.options.map_bound),
                 "AIRFLOW_VAR_IMRT_BATCH_SIZE": str(self.options.batch_size),
+                **{f"AIRFLOW_VAR_IMRT_{name.upper()}": value for name, value in self.options.settings.items()},
                 # No scheduled run: every measured run is a REST-triggered one, alone (see the module doc).
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
+                # Every DAG of the project unpaused as it is parsed: the runs the hook receiver starts may be of a
+                # DAG other than the item synchronization DAG (a push DAG), and would wait forever paused.
+                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             }
         )
-        self.stack = project_stack(home, metadata_url, env, parallelism=self.options.parallelism)
+        self.stack = project_stack(home, metadata_url, env, parallelism=self.options.parallelism, api_port=api_port)
         say(f"  starting Airflow (parallelism {self.options.parallelism}) ...")
         self.stack.start()
         self.stack.wait_for_dag(DAG_ID)
@@ -310,9 +364,17 @@ class DagRunner(ModeRunner):
         return slot.rest_value(response.json())
 
     def execute(self, case: str) -> tuple[dict, dict, dict[str, float], int | None]:
-        stack = self.stack
         started = time.time()
-        run_id = stack.trigger(DAG_ID, {"mode": CASE_MODE[case]})
+        run_id = self.trigger(case)
+        return self.finish(run_id, started)
+
+    def trigger(self, case: str) -> str:
+        """Start one run of ``case`` through the REST API; its run id."""
+        return self.stack.trigger(DAG_ID, {"mode": CASE_MODE[case]})
+
+    def finish(self, run_id: str, started: float) -> tuple[dict, dict, dict[str, float], int | None]:
+        """Wait for the run to end; (plan, verdict, phases with the wall time from ``started``, mapped TIs)."""
+        stack = self.stack
         deadline = time.monotonic() + self.options.run_timeout
         # The wall time is the run's end_date, so polling only has to notice the end. GET dagRun costs the API server
         # ~70 ms of CPU on a run with 250 mapped instances (it loads every instance's DAG version), so the run is
@@ -336,7 +398,8 @@ class DagRunner(ModeRunner):
         if run["state"] != "success" and verdict.get("status") == "COMPLETED":
             verdict = {**verdict, "status": f"COMPLETED but run {run['state']}"}
         mapped = [ti for ti in tis if ti["task_id"] == SYNC and ti["map_index"] >= 0]
-        return plan, verdict, {"wall": ended - started, **run_phases(started, run, tis)}, len(mapped)
+        wall = ended - started
+        return plan, verdict, {"wall": wall, **task_phases(wall, task_spans(tis))}, len(mapped)
 
 
 _ENDED_TI_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
@@ -346,31 +409,11 @@ def _timestamp(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def run_phases(triggered: float, run: Mapping, tis: Sequence[Mapping]) -> dict[str, float]:
-    """Where a run's time went: trigger to start, each task's span (first start to last end), the tail."""
-    phases: dict[str, float] = {}
-    run_start = _timestamp(run.get("start_date"))
-    if run_start:
-        phases["queued"] = run_start - triggered
-    last_end = None
-    for task_id in TASK_IDS:
-        spans = [
-            (_timestamp(ti.get("start_date")), _timestamp(ti.get("end_date"))) for ti in tis if ti["task_id"] == task_id
-        ]
-        spans = [(s, e) for s, e in spans if s and e]
-        if not spans:
-            continue
-        first, last = min(s for s, _ in spans), max(e for _, e in spans)
-        name = (
-            task_id
-            if len(spans) == 1
-            else f"{task_id} ({len(spans)} TIs, mean {sum(e - s for s, e in spans) / len(spans):.1f} s)"
-        )
-        if last_end is not None:
-            phases[f"gap before {task_id}"] = max(0.0, first - last_end)
-        phases[name] = last - first
-        last_end = last
-    run_end = _timestamp(run.get("end_date"))
-    if run_end and last_end:
-        phases["tail"] = run_end - last_end
-    return phases
+def task_spans(tis: Sequence[Mapping]) -> dict[str, list[tuple[float, float]]]:
+    """The (start, end) of each ended task instance, by task id (the REST API's ``start_date``/``end_date``)."""
+    spans: dict[str, list[tuple[float, float]]] = {}
+    for ti in tis:
+        start, end = _timestamp(ti.get("start_date")), _timestamp(ti.get("end_date"))
+        if start and end and ti["task_id"] in TASK_IDS:
+            spans.setdefault(ti["task_id"], []).append((start, end))
+    return spans
