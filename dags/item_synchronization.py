@@ -83,9 +83,10 @@ The real-time path. The GitLab hook receiver (`/webHook` on the API server) reco
 those items with the same tasks as `item_synchronization` (`list_ids` → `sync` → `dispatch_webhooks` → `summary`),
 closing the events as `synced` or counting a failed attempt.
 
-Its runs do not wait for a run of `item_synchronization` (nightly, full, `POST /sync`): both may write at the same
-time, one item at a time (each item's read and write hold its item lock, so the later reader writes the newer
-state). One run of this DAG at a time; pushes that arrive meanwhile are taken by the next. Not mirrored into the
+Its runs do not wait for a run of `item_synchronization` (nightly, full, `POST /sync`), nor for each other (up to
+4 at once): they may write at the same time, one item at a time (each item's read and write hold its item lock, so
+the later reader writes the newer state). The receiver starts a run only when no run is about to take the due
+events, so pushes that arrive while a run is queued or planning are taken by it. Not mirrored into the
 Spring Batch tables, never a reason for `POST /sync` to answer 409. Unpaused when it first appears; pausing it holds
 the events (they stay `pending`) until it is unpaused. A manual run takes the pending events, like the receiver's.
 See docs/real-time-path.md in the repository.
@@ -119,6 +120,7 @@ PARAMS = {
 }
 
 TIMEOUTS = guardrails.timeouts()
+EVENTS_MAX_ACTIVE_RUNS = 4
 GITLAB_POOL = guardrails.gitlab_pool()
 
 
@@ -128,6 +130,7 @@ class Shape:
 
     dag_id: str
     schedule: str | None
+    max_active_runs: int
     doc_md: str
     params: dict
     pool: str
@@ -141,7 +144,7 @@ def synchronization_dag(shape: Shape):
         schedule=shape.schedule,
         start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
         catchup=False,
-        max_active_runs=1,
+        max_active_runs=shape.max_active_runs,
         is_paused_upon_creation=shape.is_paused_upon_creation,
         tags=["imrt", "item-bank", "gitlab"],
         doc_md=shape.doc_md,
@@ -246,10 +249,21 @@ def synchronization_dag(shape: Shape):
 
 
 item_synchronization = synchronization_dag(
-    Shape(DAG_ID, "0 9 * * *", DOC_MD, PARAMS, GITLAB_POOL, priority_weight=1, is_paused_upon_creation=None)
+    Shape(DAG_ID, "0 9 * * *", 1, DOC_MD, PARAMS, GITLAB_POOL, priority_weight=1, is_paused_upon_creation=None)
 )
 # Pushes are synced while a bank-wide run is in progress: another DAG, first in the executor's queue, outside the
-# bank-wide runs' GitLab pool, and unpaused when created so that hook events flow without an operator's step.
+# bank-wide runs' GitLab pool, and unpaused when created so that hook events flow without an operator's step. A few
+# runs at once, so that a push does not wait for a slow run (an item retrying); the receiver starts a run only when
+# none is about to claim the due events, so a burst of pushes is still taken by one or two runs.
 item_synchronization_events = synchronization_dag(
-    Shape(EVENTS_DAG_ID, None, EVENTS_DOC_MD, {}, "default_pool", priority_weight=100, is_paused_upon_creation=False)
+    Shape(
+        EVENTS_DAG_ID,
+        None,
+        EVENTS_MAX_ACTIVE_RUNS,
+        EVENTS_DOC_MD,
+        {},
+        "default_pool",
+        priority_weight=100,
+        is_paused_upon_creation=False,
+    )
 )

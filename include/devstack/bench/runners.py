@@ -331,9 +331,6 @@ class DagRunner(ModeRunner):
                 **{f"AIRFLOW_VAR_IMRT_{name.upper()}": value for name, value in self.options.settings.items()},
                 # No scheduled run: every measured run is a REST-triggered one, alone (see the module doc).
                 "AIRFLOW__SCHEDULER__USE_JOB_SCHEDULE": "False",
-                # Every DAG of the project unpaused as it is parsed: the runs the hook receiver starts may be of a
-                # DAG other than the item synchronization DAG (a push DAG), and would wait forever paused.
-                "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             }
         )
         self.stack = project_stack(home, metadata_url, env, parallelism=self.options.parallelism, api_port=api_port)
