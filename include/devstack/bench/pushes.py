@@ -2,8 +2,8 @@
 scheduler, each delivered by the server as a project hook to the stack's ``/webHook``; how long until each pushed
 commit shows in ``item_git.current_commit_hash`` (push-to-row), and how each push's hook event ended.
 
-The runs that take the events are read from the receiver's ``imrt_webhook_event.run_id``: the case assumes no DAG id
-(the push runs may be ``webhook__`` runs of the item synchronization DAG or runs of a DAG of their own).
+The runs that take the events (``webhook__`` runs of ``item_synchronization_events``) are read from the receiver's
+``imrt_webhook_event.run_id``.
 """
 
 from __future__ import annotations
