@@ -134,7 +134,6 @@ class Shape:
     doc_md: str
     params: dict
     pool: str
-    priority_weight: int
     is_paused_upon_creation: bool | None
 
 
@@ -156,8 +155,6 @@ def synchronization_dag(shape: Shape):
             "retry_delay": timedelta(seconds=30),
             "retry_exponential_backoff": 2.0,  # 3.x: the multiplier (30 s, then 60 s), capped by max_retry_delay
             "max_retry_delay": timedelta(minutes=10),
-            "priority_weight": shape.priority_weight,
-            "weight_rule": "absolute",
         },
     )
     def synchronization():
@@ -249,12 +246,13 @@ def synchronization_dag(shape: Shape):
 
 
 item_synchronization = synchronization_dag(
-    Shape(DAG_ID, "0 9 * * *", 1, DOC_MD, PARAMS, GITLAB_POOL, priority_weight=1, is_paused_upon_creation=None)
+    Shape(DAG_ID, "0 9 * * *", 1, DOC_MD, PARAMS, GITLAB_POOL, is_paused_upon_creation=None)
 )
-# Pushes are synced while a bank-wide run is in progress: another DAG, first in the executor's queue, outside the
-# bank-wide runs' GitLab pool, and unpaused when created so that hook events flow without an operator's step. A few
-# runs at once, so that a push does not wait for a slow run (an item retrying); the receiver starts a run only when
-# none is about to claim the due events, so a burst of pushes is still taken by one or two runs.
+# Pushes are synced while a bank-wide run is in progress: another DAG, outside the bank-wide runs' GitLab pool (the
+# executor's slots beyond that pool are theirs: docs/configuration.md, gitlab_pool), unpaused when created so that
+# hook events flow without an operator's step. A few runs at once, so that a push does not wait for a slow run (an
+# item retrying); the receiver starts a run only when none is about to claim the due events, so a burst of pushes is
+# still taken by one or two runs.
 item_synchronization_events = synchronization_dag(
     Shape(
         EVENTS_DAG_ID,
@@ -263,7 +261,6 @@ item_synchronization_events = synchronization_dag(
         EVENTS_DOC_MD,
         {},
         "default_pool",
-        priority_weight=100,
         is_paused_upon_creation=False,
     )
 )

@@ -106,6 +106,7 @@ class SyncSettings:
     webhook_secret: str = field(default="", repr=False)
     ignore_projects: frozenset[str] = frozenset()
     map_bound: int = 256
+    events_map_bound: int = 8  # a hook events run: a backlog of pushes is synced in a few big instances
     batch_size: int = 64
     deletion_guard_min: int = 5
     deletion_guard_ratio: float = 0.10

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -243,6 +244,24 @@ def test_a_hook_events_run_plans_the_pushed_projects_writes_no_execution_and_clo
         for e in event_rows(imrt_engine)
     ] == [(pid, "synced", 1, None, True, None) for pid in pushed]
     assert recorded_heads(imrt_engine) == heads
+
+
+def test_a_backlog_of_hook_events_maps_into_at_most_the_events_bound_and_a_bank_wide_run_into_the_map_bound(
+    bank, settings, imrt_engine
+):
+    """A hook events run maps its items into at most imrt_events_map_bound instances (a backlog in a few big ones);
+    a bank-wide run of the same items into imrt_map_bound."""
+    item_bank, projects = bank
+    prepare_database(imrt_engine)
+    for project in projects:
+        push_and_record_event(item_bank, imrt_engine, project["id"], edited_item(item_bank, project["id"], "x"), "x")
+    sync, gitlab = settings
+    bounded = replace(sync, map_bound=ITEMS, events_map_bound=2, batch_size=1)
+    events_run = RunContext("webhook__2024-05-01T12:30:45.000000+00:00", RunParams(webhook_events=True))
+    planned = pipeline.open_run(events_run, imrt_engine, lambda: (bounded, gitlab))
+    assert [len(unit["sync"]) for unit in planned["units"]] == [ITEMS // 2, ITEMS // 2]
+    bank_wide = pipeline.open_run(RunContext("manual__bound", RunParams()), imrt_engine, lambda: (bounded, gitlab))
+    assert [len(unit["sync"]) for unit in bank_wide["units"]] == [1] * ITEMS
 
 
 def test_a_failed_item_sends_its_event_back_to_pending_with_a_back_off_and_the_others_are_synced(

@@ -63,7 +63,8 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
     plan = _withhold_unproven_deletions(services, plan)
     _log_plan(plan, params)
     names = _unit_names(services, plan, projects)
-    units = work_units(list(plan.to_sync), list(plan.to_delete), settings.map_bound, names, settings.batch_size)
+    bound = settings.events_map_bound if params.webhook_events else settings.map_bound
+    units = work_units(list(plan.to_sync), list(plan.to_delete), bound, names, settings.batch_size)
     return plan.as_dict(), units
 
 
