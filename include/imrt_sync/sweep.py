@@ -1,0 +1,185 @@
+"""The sweep: every project of the group with its default branch, its head and whether ``item.json`` is there, read
+through GitLab's GraphQL API, 100 projects a request (docs/how-a-run-works.md, "The sweep").
+
+One introspection query first checks that this GitLab's ``Repository`` type has the fields the sweep reads
+(``commit(ref)`` is a 2025 addition). Then ``group(fullPath) { projects(includeSubgroups, first: 100, after) }``,
+page after page until ``hasNextPage`` is false.
+
+What GitLab answers for a repository, from its source (the paths are files of gitlab-org/gitlab):
+
+* a missing repository is no error: ``Repository#empty?`` is true without one, so ``rootRef`` and ``commit`` are
+  null and ``blobs`` is empty (app/models/repository.rb, app/graphql/resolvers/blobs_resolver.rb);
+* a field resolved after the request's timeout is null with an ``errors[]`` entry whose ``path`` names it, the rest
+  of the page intact (``Gitlab::Graphql::Timeout`` < ``GraphQL::Schema::Timeout``, lib/gitlab/graphql/timeout.rb);
+* a failing Gitaly call is not a GraphQL execution error: ``GitlabSchema`` rescues none, so the controller answers
+  the whole request with 500 ``Internal server error`` (``ERROR_STATUS_MAP``, ``StandardError => :internal``;
+  ``Gitlab::Git::ResourceExhaustedError`` is 503), app/graphql/gitlab_schema.rb, app/controllers/graphql_controller.rb.
+
+A project the sweep cannot vouch for (its node or repository errored, no default branch, no head, no ``item.json``)
+is :attr:`SweptProject.settled` false: the listing reads it on its own, never takes it as unchanged. A sweep that
+cannot answer for the whole group (an HTTP error after the retries, a refused query, a page without its projects, a
+null node: a project it cannot even name) raises :class:`SweepUnavailable`, and the run is listed through REST.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .gitlab import GitLabClient, GitLabError
+from .gitrepo import ITEM_FILE
+from .scope import GroupScope
+
+log = logging.getLogger(__name__)
+
+PAGE_SIZE = 100  # GitlabSchema default_max_page_size: a larger ``first`` is capped
+REQUIRED_REPOSITORY_FIELDS = frozenset({"rootRef", "blobs", "commit"})
+PROJECT_GID = "gid://gitlab/Project/"
+
+FIELDS_QUERY = 'query { __type(name: "Repository") { fields { name } } }'
+
+SWEEP_QUERY = f"""
+query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
+  group(fullPath: $group) {{
+    projects(includeSubgroups: $includeSubgroups, first: {PAGE_SIZE}, after: $after) {{
+      pageInfo {{ hasNextPage endCursor }}
+      nodes {{
+        id
+        path
+        namespace {{ fullPath }}
+        repository {{
+          rootRef
+          blobs(paths: ["{ITEM_FILE}"]) {{ nodes {{ oid }} }}
+          commit(ref: "HEAD") {{ sha }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+
+class SweepUnavailable(RuntimeError):
+    """The sweep cannot answer for the whole group this run; the reason names what GitLab said (never a secret)."""
+
+
+@dataclass(frozen=True)
+class SweptProject:
+    """One project as the sweep saw it."""
+
+    project_id: int
+    path: str
+    namespace: str | None
+    default_branch: str | None
+    head: str | None  # the default branch's head commit
+    has_item_file: bool
+    answered: bool  # its repository fields came without an error
+
+    @property
+    def settled(self) -> bool:
+        """Whether its head can be compared with the recorded one without reading the project on its own."""
+        return self.answered and self.default_branch is not None and self.head is not None and self.has_item_file
+
+
+def sweep_group(gitlab: GitLabClient, scope: GroupScope) -> list[SweptProject]:
+    """Every project of the scope's group (and, in scope, its subgroups') that the token's user can see."""
+    require_sweep_fields(gitlab)
+    projects: list[SweptProject] = []
+    variables: dict[str, Any] = {"group": scope.group, "includeSubgroups": scope.include_subgroups, "after": None}
+    while True:
+        page = _projects_page(_answer(gitlab, SWEEP_QUERY, variables))
+        projects += _page_projects(page)
+        info = page.get("pageInfo") or {}
+        if not info.get("hasNextPage"):
+            break
+        if not info.get("endCursor"):
+            raise SweepUnavailable("GitLab announced a next page of projects without its cursor")
+        variables["after"] = info["endCursor"]
+    return [project for project in projects if scope.contains(project.namespace)]
+
+
+def require_sweep_fields(gitlab: GitLabClient) -> None:
+    """Raise :class:`SweepUnavailable` unless this GitLab's ``Repository`` has every field the sweep reads."""
+    answer = _answer(gitlab, FIELDS_QUERY, {})
+    described = (answer.get("data") or {}).get("__type") or {}
+    fields = {field.get("name") for field in described.get("fields") or ()}
+    missing = sorted(REQUIRED_REPOSITORY_FIELDS - fields)
+    if missing:
+        raise SweepUnavailable(f"GitLab's GraphQL Repository type has no field {', '.join(missing)}")
+
+
+def _answer(gitlab: GitLabClient, query: str, variables: dict[str, Any]) -> dict:
+    """GitLab's answer; :class:`SweepUnavailable` when the request failed or the query was refused as a whole."""
+    try:
+        answer = gitlab.graphql(query, variables)
+    except GitLabError as exc:
+        raise SweepUnavailable(str(exc)) from None
+    if answer.get("data") is None:
+        raise SweepUnavailable(f"GitLab refused the GraphQL query: {_messages(answer)}")
+    return answer
+
+
+def _projects_page(answer: dict) -> dict:
+    """The ``projects`` connection of the answer, with every error that names a field inside one of its nodes set on
+    that node's ``_errors``; any other error (or no connection) makes the page unusable."""
+    group = answer["data"].get("group")
+    page = group.get("projects") if isinstance(group, dict) else None
+    if not isinstance(page, dict) or not isinstance(page.get("nodes"), list):
+        raise SweepUnavailable(f"GitLab did not list the group's projects: {_messages(answer) or 'group not visible'}")
+    nodes = page["nodes"]
+    for error in answer.get("errors") or ():
+        index = _node_index(error.get("path"))
+        if index is None or not 0 <= index < len(nodes) or not isinstance(nodes[index], dict):
+            raise SweepUnavailable(f"GitLab answered the sweep with an error: {error.get('message')}")
+        nodes[index]["_errors"] = True
+    return page
+
+
+def _node_index(path: Any) -> int | None:
+    """The index of the project node a GraphQL error's ``path`` points into, e.g. ``["group", "projects", "nodes",
+    3, "repository", "commit"]``; None when it points elsewhere."""
+    if isinstance(path, list) and len(path) > 4 and path[:3] == ["group", "projects", "nodes"]:
+        return path[3] if isinstance(path[3], int) else None
+    return None
+
+
+def _page_projects(page: Mapping) -> list[SweptProject]:
+    projects = []
+    for node in page["nodes"]:
+        if not isinstance(node, dict):
+            raise SweepUnavailable("GitLab answered a project of the group with null: the sweep cannot name it")
+        projects.append(_swept_project(node))
+    return projects
+
+
+def _swept_project(node: Mapping) -> SweptProject:
+    repository = node.get("repository")
+    answered = isinstance(repository, dict) and not node.get("_errors")
+    repository = repository if isinstance(repository, dict) else {}
+    commit = repository.get("commit") or {}
+    blobs = (repository.get("blobs") or {}).get("nodes") or ()
+    return SweptProject(
+        project_id=project_id(node.get("id")),
+        path=str(node.get("path")),
+        namespace=(node.get("namespace") or {}).get("fullPath"),
+        default_branch=repository.get("rootRef"),
+        head=commit.get("sha"),
+        has_item_file=any(isinstance(blob, dict) and blob.get("oid") for blob in blobs),
+        answered=answered,
+    )
+
+
+def project_id(global_id: Any) -> int:
+    """The project id of a GitLab global id, ``gid://gitlab/Project/42`` -> 42."""
+    text = str(global_id)
+    number = text.removeprefix(PROJECT_GID)
+    if number == text or not number.isdigit():
+        raise SweepUnavailable(f"GitLab answered a project id that is not a project's global id: {text[:80]!r}")
+    return int(number)
+
+
+def _messages(answer: Mapping) -> str:
+    errors = answer.get("errors") or ()
+    return "; ".join(str(error.get("message"))[:200] for error in errors if isinstance(error, dict))[:600]
