@@ -48,7 +48,7 @@ query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
       nodes {{
         id
         path
-        namespace {{ fullPath }}
+        fullPath
         repository {{
           rootRef
           blobs(paths: ["{ITEM_FILE}"]) {{ nodes {{ oid }} }}
@@ -163,12 +163,17 @@ def _swept_project(node: Mapping) -> SweptProject:
     return SweptProject(
         project_id=project_id(node.get("id")),
         path=str(node.get("path")),
-        namespace=(node.get("namespace") or {}).get("fullPath"),
+        namespace=_namespace(node.get("fullPath")),
         default_branch=repository.get("rootRef"),
         head=commit.get("sha"),
         has_item_file=any(isinstance(blob, dict) and blob.get("oid") for blob in blobs),
         answered=answered,
     )
+
+
+def _namespace(full_path: Any) -> str | None:
+    """The group or subgroup of a project's full path, ``iat/science/item-1`` -> ``iat/science``."""
+    return str(full_path).rpartition("/")[0] or None if full_path else None
 
 
 def project_id(global_id: Any) -> int:

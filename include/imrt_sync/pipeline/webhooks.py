@@ -1,6 +1,6 @@
 """Project webhook repair: :func:`dispatch_webhooks` gives every project the plan found without a working project
-webhook one, and checks those the plan asks to verify (docs/how-a-run-works.md, the ``dispatch_webhooks`` task; when a webhook counts and how it is fixed:
-:mod:`imrt_sync.project_webhooks`).
+webhook one, and checks those the plan asks to verify (docs/how-a-run-works.md, the ``dispatch_webhooks`` task;
+when a webhook counts and how it is fixed: :mod:`imrt_sync.project_webhooks`).
 """
 
 from __future__ import annotations
