@@ -27,6 +27,7 @@ GROUP = "iat-sweep"
 WEBHOOK_URL = "https://imrt.example.org/webHook"
 ITEMS = 120  # two pages of the sweep; 2 of them still being created (generate_bank's 2 %)
 VERIFY_DAYS = 7
+SLOW_PAGE_SECONDS = 8.0  # the server's GraphQL timeout: far more than a page takes here
 GRAPHQL = "POST /api/graphql"
 HOOKS_LIST = "GET /api/v4/projects/:id/hooks"
 PROJECT_READ = "GET /api/v4/projects/:id"
@@ -43,7 +44,7 @@ def bank_and_projects(tmp_path):
 
 @pytest.fixture
 def server(bank_and_projects):
-    with ItemBankServer(bank_and_projects[0], tokens={TOKEN}, graphql_timeout=1.0) as server:
+    with ItemBankServer(bank_and_projects[0], tokens={TOKEN}, graphql_timeout=SLOW_PAGE_SECONDS) as server:
         yield server
 
 
@@ -189,7 +190,8 @@ def test_an_item_being_created_is_synced_when_its_create_branch_moves(synced, se
     created = being_created(bank, projects)[0]
     refs = bank_repos.list_refs(bank.repo_path(bank.project(created["id"])))
     branch = next(ref.removeprefix("refs/heads/") for ref in refs if ref.startswith("refs/heads/create_"))
-    bank.push_commit(created["id"], files={"item.json": {"id": created["path"], "note": "drafted"}}, branch=branch)
+    document = json.loads(bank.read_file(created["id"], "item.json", ref=f"refs/heads/{branch}"))
+    bank.push_commit(created["id"], files={"item.json": {**document, "note": "drafted"}}, branch=branch)
 
     plan, verdict = run(services)
 
@@ -201,10 +203,14 @@ def test_a_project_whose_repository_fields_time_out_is_read_on_its_own_never_tak
     synced, server, services, imrt_engine
 ):
     bank, projects = synced
-    slow = projects[len(projects) // 2]
+    # The last project of the first page (GitLab pages projects newest first): its repository's first Gitaly call
+    # ends past the request's timeout, so its fields after that one are null with an error; the next page is a
+    # new request. (Past the timeout in mid-page, the later projects' ids are null too: the run is listed via REST.)
+    slow = sorted(projects, key=lambda project: project["id"], reverse=True)[99]
     bank.push_commit(slow["id"], files=edited_item(bank, slow["id"], "pushed while GitLab is slow"))
-    # One Gitaly call past the request's timeout: that field and every one after it are null with an error.
-    server.faults.add(GITALY_ENDPOINT, "latency", seconds=1.5, path_regex=rf"/{GROUP}/{slow['path']}\.git$", times=1)
+    server.faults.add(
+        GITALY_ENDPOINT, "latency", seconds=SLOW_PAGE_SECONDS + 1, path_regex=rf"/{GROUP}/{slow['path']}\.git$", times=1
+    )
 
     plan, verdict = run(services)
 
