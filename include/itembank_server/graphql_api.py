@@ -10,7 +10,11 @@ https://gitlab.com/gitlab-org/gitlab/-/blob/master/, e.g. ``app/graphql/gitlab_s
   ``Query too large``; bad ``variables`` are 422; an unknown token is 401 ``Invalid token`` (``authorize_access_api!``).
   Errors the controller renders are ``{"errors": [{"message": ...}]}``. An exception that is not a GraphQL execution
   error (here: a failing Gitaly call) fails the whole request with 500 ``Internal server error``
-  (``handle_exception``/``handle_internal_error`` in production).
+  (``handle_exception``/``handle_internal_error`` in production): ``GitlabSchema`` (app/graphql/gitlab_schema.rb)
+  has no ``rescue_from`` turning a Gitaly error into a field error, ``Resolvers::BlobsResolver`` rescues none, and
+  the controller's ``ERROR_STATUS_MAP`` maps ``StandardError`` to 500 (``Gitlab::Git::ResourceExhaustedError`` to 503,
+  not modelled). So a broken repository is a whole-request 500 here, not ``null`` plus ``errors[]``; the latter comes
+  only from the timeout below.
 * Authentication as for REST (``authenticate_sessionless_user!(:graphql_api)``: ``PRIVATE-TOKEN``,
   ``Authorization: Bearer``, ``private_token``/``access_token``). GitLab answers a request without a token for
   public data only; this server models no anonymous access (as its REST API, every request needs a token), so a
