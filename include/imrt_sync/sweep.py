@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ImrtError
 from .gitlab import GitLabClient, GitLabError
 from .gitrepo import ITEM_FILE
 from .scope import GroupScope
@@ -61,7 +62,7 @@ query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
 """
 
 
-class SweepUnavailable(RuntimeError):
+class SweepUnavailable(RuntimeError, ImrtError):
     """The sweep cannot answer for the whole group this run; the reason names what GitLab said (never a secret)."""
 
 
