@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from .contracts import PlanView, WorkUnit
 
@@ -133,24 +134,26 @@ def webhooks_to_verify(
     *,
     hooked: AbstractSet[int],
     delivered: AbstractSet[int],
+    checked_at: Mapping[int, datetime],
     full: bool,
     rotation_days: int,
-    day: int,
 ) -> tuple[int, ...]:
     """The listed projects whose hooks a sweep run checks, instead of listing every project's hooks.
 
     All of them in a full run or with ``rotation_days`` 0; otherwise the projects without a hook IMRT recorded
     (``hooked``: new to IMRT), the ``changed`` ones no hook delivery announced (``delivered``: a push received for
     the head the listing found; a change without one is the evidence of a broken hook), and the rotation's share:
-    the projects whose id falls on ``day`` (a day number) modulo ``rotation_days``, so every hook is checked once in
-    ``rotation_days`` days of runs.
+    the ``ceil(listed / rotation_days)`` projects whose hooks were checked longest ago (``checked_at``; never
+    first), so that runs every day check every hook within ``rotation_days`` days.
     """
     listed = sorted(set(listed))
     if full or rotation_days == 0:
         return tuple(listed)
-    undelivered = set(changed) - delivered
-    slot = day % rotation_days
-    return tuple(pid for pid in listed if pid not in hooked or pid in undelivered or pid % rotation_days == slot)
+    never = datetime.min.replace(tzinfo=UTC)
+    share = math.ceil(len(listed) / rotation_days)
+    rotation = sorted(listed, key=lambda pid: (checked_at.get(pid, never), pid))[:share]
+    wanted = {pid for pid in listed if pid not in hooked} | (set(changed) - delivered) | set(rotation)
+    return tuple(pid for pid in listed if pid in wanted)
 
 
 def _changed(

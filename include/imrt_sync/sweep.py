@@ -1,9 +1,11 @@
 """The sweep: every project of the group with its default branch, its head and whether ``item.json`` is there, read
 through GitLab's GraphQL API, 100 projects a request (docs/how-a-run-works.md, "The sweep").
 
-One introspection query first checks that this GitLab's ``Repository`` type has the fields the sweep reads
-(``commit(ref)`` is a 2025 addition). Then ``group(fullPath) { projects(includeSubgroups, first: 100, after) }``,
-page after page until ``hasNextPage`` is false.
+One introspection query first asks which fields this GitLab's ``Repository`` type has: ``rootRef`` and ``blobs`` are
+required; ``commit(ref)``, a 2025 addition, gives the head, and without it the sweep reads only the blob id of
+``item.json``, which the listing compares with the one recorded at the last sync. Then
+``group(fullPath) { projects(includeSubgroups, first: 100, after) }``, page after page until ``hasNextPage`` is
+false.
 
 What GitLab answers for a repository, from its source (the paths are files of gitlab-org/gitlab):
 
@@ -15,8 +17,8 @@ What GitLab answers for a repository, from its source (the paths are files of gi
   the whole request with 500 ``Internal server error`` (``ERROR_STATUS_MAP``, ``StandardError => :internal``;
   ``Gitlab::Git::ResourceExhaustedError`` is 503), app/graphql/gitlab_schema.rb, app/controllers/graphql_controller.rb.
 
-A project the sweep cannot vouch for (its node or repository errored, no default branch, no head, no ``item.json``)
-is :attr:`SweptProject.settled` false: the listing reads it on its own, never takes it as unchanged. A sweep that
+A project the sweep cannot vouch for (its repository errored, no default branch, no ``item.json``) is
+:attr:`SweptProject.settled` false: the listing reads it on its own, never takes it as unchanged. A sweep that
 cannot answer for the whole group (an HTTP error after the retries, a refused query, a page without its projects, a
 null node: a project it cannot even name) raises :class:`SweepUnavailable`, and the run is listed through REST.
 """
@@ -36,12 +38,13 @@ from .scope import GroupScope
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # GitlabSchema default_max_page_size: a larger ``first`` is capped
-REQUIRED_REPOSITORY_FIELDS = frozenset({"rootRef", "blobs", "commit"})
+REQUIRED_REPOSITORY_FIELDS = frozenset({"rootRef", "blobs"})
+HEAD_FIELD = "commit"
 PROJECT_GID = "gid://gitlab/Project/"
 
 FIELDS_QUERY = 'query { __type(name: "Repository") { fields { name } } }'
 
-SWEEP_QUERY = f"""
+_SWEEP_QUERY = f"""
 query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
   group(fullPath: $group) {{
     projects(includeSubgroups: $includeSubgroups, first: {PAGE_SIZE}, after: $after) {{
@@ -53,7 +56,7 @@ query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
         repository {{
           rootRef
           blobs(paths: ["{ITEM_FILE}"]) {{ nodes {{ oid }} }}
-          commit(ref: "HEAD") {{ sha }}
+          {{head}}
         }}
       }}
     }}
@@ -75,22 +78,29 @@ class SweptProject:
     namespace: str | None
     default_branch: str | None
     head: str | None  # the default branch's head commit
-    has_item_file: bool
+    item_blob: str | None  # the blob id of item.json on the default branch
     answered: bool  # its repository fields came without an error
 
     @property
     def settled(self) -> bool:
-        """Whether its head can be compared with the recorded one without reading the project on its own."""
-        return self.answered and self.default_branch is not None and self.head is not None and self.has_item_file
+        """Whether the sweep vouches for it: every repository field answered, a default branch with ``item.json``
+        (its head too, when the sweep reads heads)."""
+        return self.answered and self.default_branch is not None and self.item_blob is not None
+
+
+def sweep_query(with_head: bool) -> str:
+    """The sweep's page query, with the head of each project's default branch or without."""
+    return _SWEEP_QUERY.replace("{head}", 'commit(ref: "HEAD") { sha }' if with_head else "")
 
 
 def sweep_group(gitlab: GitLabClient, scope: GroupScope) -> list[SweptProject]:
-    """Every project of the scope's group (and, in scope, its subgroups') that the token's user can see."""
-    require_sweep_fields(gitlab)
+    """Every project of the scope's group (and, in scope, its subgroups') that the token's user can see, with its
+    head when this GitLab's GraphQL has ``Repository.commit`` (else ``head`` is None: compare ``item_blob``)."""
+    query = sweep_query(with_head=HEAD_FIELD in repository_fields(gitlab))
     projects: list[SweptProject] = []
     variables: dict[str, Any] = {"group": scope.group, "includeSubgroups": scope.include_subgroups, "after": None}
     while True:
-        page = _projects_page(_answer(gitlab, SWEEP_QUERY, variables))
+        page = _projects_page(_answer(gitlab, query, variables))
         projects += _page_projects(page)
         info = page.get("pageInfo") or {}
         if not info.get("hasNextPage"):
@@ -101,14 +111,16 @@ def sweep_group(gitlab: GitLabClient, scope: GroupScope) -> list[SweptProject]:
     return [project for project in projects if scope.contains(project.namespace)]
 
 
-def require_sweep_fields(gitlab: GitLabClient) -> None:
-    """Raise :class:`SweepUnavailable` unless this GitLab's ``Repository`` has every field the sweep reads."""
+def repository_fields(gitlab: GitLabClient) -> set[str]:
+    """The fields of this GitLab's GraphQL ``Repository`` type; :class:`SweepUnavailable` unless it has every field
+    the sweep requires."""
     answer = _answer(gitlab, FIELDS_QUERY, {})
     described = (answer.get("data") or {}).get("__type") or {}
-    fields = {field.get("name") for field in described.get("fields") or ()}
+    fields = {str(field.get("name")) for field in described.get("fields") or ()}
     missing = sorted(REQUIRED_REPOSITORY_FIELDS - fields)
     if missing:
         raise SweepUnavailable(f"GitLab's GraphQL Repository type has no field {', '.join(missing)}")
+    return fields
 
 
 def _answer(gitlab: GitLabClient, query: str, variables: dict[str, Any]) -> dict:
@@ -167,7 +179,7 @@ def _swept_project(node: Mapping) -> SweptProject:
         namespace=_namespace(node.get("fullPath")),
         default_branch=repository.get("rootRef"),
         head=commit.get("sha"),
-        has_item_file=any(isinstance(blob, dict) and blob.get("oid") for blob in blobs),
+        item_blob=next((str(blob["oid"]) for blob in blobs if isinstance(blob, dict) and blob.get("oid")), None),
         answered=answered,
     )
 

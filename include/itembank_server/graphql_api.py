@@ -711,12 +711,21 @@ RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 
-def make_schema() -> GraphQLSchema:
-    schema = build_schema(SDL)
+_REPOSITORY_COMMIT_SDL = """  "Get a single commit from the repository."
+  commit(ref: String!): Commit
+"""
+
+
+def make_schema(repository_commit: bool = True) -> GraphQLSchema:
+    """The schema; without ``repository_commit``, a GitLab from before ``Repository.commit``
+    (``Resolvers::Repositories::CommitResolver``, gitlab-org/gitlab!179542, 2025)."""
+    sdl = SDL if repository_commit else SDL.replace(_REPOSITORY_COMMIT_SDL, "")
+    schema = build_schema(sdl)
     for (type_name, field_name), resolver in RESOLVERS.items():
         object_type = schema.type_map[type_name]
         assert isinstance(object_type, GraphQLObjectType)
-        object_type.fields[field_name].resolve = resolver
+        if field_name in object_type.fields:
+            object_type.fields[field_name].resolve = resolver
     return schema
 
 
@@ -841,13 +850,14 @@ class GraphqlApi:
         stopping: threading.Event,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        repository_commit: bool = True,
     ):
         self.bank = bank
         self.base_url = base_url
         self.faults = faults
         self.stopping = stopping
         self.timeout = timeout
-        self.schema = make_schema()
+        self.schema = make_schema(repository_commit)
 
     def handle(
         self, method: str, query: list[tuple[str, str]], headers: Mapping[str, str], body: bytes, user: dict

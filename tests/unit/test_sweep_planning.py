@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from imrt_sync.config import SyncSettings
@@ -9,6 +11,7 @@ from imrt_sync.planning import webhooks_to_verify
 from imrt_sync.sweep import SweepUnavailable, SweptProject, project_id
 
 LISTED = range(1, 15)
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 def swept(**changes) -> SweptProject:
@@ -18,15 +21,15 @@ def swept(**changes) -> SweptProject:
         "namespace": "iat",
         "default_branch": "master",
         "head": "a" * 40,
-        "has_item_file": True,
+        "item_blob": "b" * 40,
         "answered": True,
     }
     return SweptProject(**{**fields, **changes})
 
 
-def test_only_a_fully_answered_project_with_a_head_and_item_json_is_settled():
-    assert swept().settled
-    for unknown in ({"answered": False}, {"default_branch": None}, {"head": None}, {"has_item_file": False}):
+def test_only_a_fully_answered_project_with_a_default_branch_holding_item_json_is_settled():
+    assert swept().settled and swept(head=None).settled  # without a head: compared by item.json's blob
+    for unknown in ({"answered": False}, {"default_branch": None}, {"item_blob": None}):
         assert not swept(**unknown).settled, unknown
 
 
@@ -37,31 +40,36 @@ def test_a_project_global_id_gives_its_id_and_anything_else_is_refused():
             project_id(bad)
 
 
-def test_hooks_checked_are_the_new_the_changed_without_delivery_and_the_rotation_slot():
-    checked = webhooks_to_verify(
-        LISTED, {3: "c3", 4: "c4"}, hooked=set(LISTED) - {2}, delivered={4}, full=False, rotation_days=7, day=12
+def checked(*, changed=(), hooked=frozenset(LISTED), delivered=frozenset(), checked_at=None, full=False, days=7):
+    return webhooks_to_verify(
+        LISTED,
+        changed,
+        hooked=hooked,
+        delivered=delivered,
+        checked_at=checked_at or {},
+        full=full,
+        rotation_days=days,
     )
-    assert checked == (2, 3, 5, 12)  # 2 new, 3 changed without delivery, 5 and 12 on slot 12 % 7
+
+
+def test_hooks_checked_are_the_new_the_changed_without_delivery_and_the_longest_unchecked():
+    at = {pid: T0 + timedelta(minutes=pid) for pid in LISTED if pid not in (9, 11)}  # 9, 11: never checked
+    chosen = checked(changed={3: "c3", 4: "c4"}, hooked=set(LISTED) - {2}, delivered={4}, checked_at=at)
+    assert chosen == (2, 3, 9, 11)  # 2 new, 3 changed without delivery, then ceil(14 / 7) = 2 never checked
 
 
 def test_every_hook_is_checked_in_a_full_run_or_with_a_rotation_of_zero_days():
-    for full, days in ((True, 7), (False, 0)):
-        checked = webhooks_to_verify(
-            LISTED, {}, hooked=set(LISTED), delivered=set(), full=full, rotation_days=days, day=3
-        )
-        assert checked == tuple(LISTED)
+    assert checked(full=True) == checked(days=0) == tuple(LISTED)
 
 
-def test_over_a_rotation_every_hook_is_checked_once():
-    days = 5
-    checked = [
-        pid
-        for day in range(100, 100 + days)
-        for pid in webhooks_to_verify(
-            LISTED, {}, hooked=set(LISTED), delivered=set(), full=False, rotation_days=days, day=day
-        )
-    ]
-    assert sorted(checked) == list(LISTED)
+def test_runs_that_record_their_checks_check_every_hook_once_in_the_rotation():
+    days, at, seen = 5, {}, []
+    for run in range(days):
+        chosen = checked(checked_at=at, days=days)
+        assert len(chosen) == 3  # ceil(14 / 5)
+        seen += chosen
+        at.update(dict.fromkeys(chosen, T0 + timedelta(days=run)))
+    assert set(seen) == set(LISTED)  # 15 checks for 14 hooks: the last run checks one of the first again
 
 
 def test_the_listing_setting_and_the_rotation_are_checked():

@@ -13,7 +13,6 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import date
 
 from ..absence import AccessNotProven, prove_full_access
 from ..config import RunParams
@@ -23,7 +22,7 @@ from ..gitlab import GitLabError, GitLabProject, GroupNotReadable
 from ..gitrepo import RepositoryNotFound, remote_heads
 from ..planning import Plan, ProjectState, plan_run, webhooks_to_verify, work_units
 from ..store import BeingCreated
-from ..sweep import SweepUnavailable, sweep_group
+from ..sweep import SweepUnavailable, SweptProject, sweep_group
 from ..webhook_events import EventLog
 from .services import Services
 from .webhooks import webhook_keeper
@@ -114,14 +113,39 @@ def _swept_listing(services: Services, params: RunParams, being_created: dict[in
     except SweepUnavailable as exc:
         log.warning("listing the group through REST this run: the GraphQL sweep is not available (%s)", exc)
         return None
-    settled = [p for p in swept if p.settled and p.project_id not in being_created]
-    reread_ids = sorted({p.project_id for p in swept} - {p.project_id for p in settled})
+    heads = _vouched_heads(services, swept, being_created)
+    reread_ids = sorted(p.project_id for p in swept if p.project_id not in heads)
     projects, unreadable, vanished = _reread_projects(services, reread_ids)
     states, failed, gone = _project_states(services, projects, being_created, read_hooks=False)
-    states += [ProjectState(p.project_id, p.path, p.default_branch, p.head, None) for p in settled]
+    states += [
+        ProjectState(p.project_id, p.path, p.default_branch, heads[p.project_id], None)
+        for p in swept
+        if p.project_id in heads
+    ]
     log.info("swept %d projects; %d read on their own", len(swept), len(reread_ids))
     names = {p.project_id: p.path for p in swept}
     return Listing(states, {**unreadable, **failed}, {**vanished, **gone}, names, swept=True)
+
+
+def _vouched_heads(
+    services: Services, swept: list[SweptProject], being_created: dict[int, BeingCreated]
+) -> dict[int, str]:
+    """The default-branch head of each swept project the sweep vouches for, by id: the head it read, or, from a
+    GitLab whose GraphQL has no ``Repository.commit``, the head recorded at the last sync when ``item.json``'s blob
+    is still the one recorded then. The others (not settled, items still being created, a blob that changed or was
+    never recorded) are read on their own."""
+    settled = [p for p in swept if p.settled and p.project_id not in being_created]
+    blobs: dict[int, str] = {}
+    recorded: dict[int, str | None] = {}
+    if any(p.head is None for p in settled):
+        blobs, recorded = services.store.recorded_item_blobs(), services.store.recorded_heads()
+    heads = {}
+    for project in settled:
+        unchanged = blobs.get(project.project_id) == project.item_blob
+        head = project.head or (recorded.get(project.project_id) if unchanged else None)
+        if head is not None:
+            heads[project.project_id] = head
+    return heads
 
 
 def _reread_projects(
@@ -153,15 +177,15 @@ def _webhooks_to_verify(services: Services, plan: Plan, listing: Listing, params
     """The projects whose hooks this run checks (:func:`imrt_sync.planning.webhooks_to_verify`)."""
     heads = {state.project_id: state.head for state in listing.states if state.head is not None}
     changed = {pid: heads[pid] for pid in plan.to_sync if pid in heads}
-    keeper = webhook_keeper(services)
+    registry = webhook_keeper(services).registry
     return webhooks_to_verify(
         listing.names,
         changed,
-        hooked=set(keeper.registry.recorded()),
+        hooked=set(registry.recorded()),
         delivered=EventLog(services.engine).delivered(changed),
+        checked_at=registry.checked_at(),
         full=params.mode == "full",
         rotation_days=services.settings.webhook_verify_days,
-        day=date.today().toordinal(),
     )
 
 
