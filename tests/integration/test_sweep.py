@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from datetime import date
 
 import pytest
 import sqlalchemy as sa
@@ -88,18 +87,21 @@ def item_log_rows(engine) -> int:
         return conn.scalar(sa.text("SELECT count(*) FROM item_log"))
 
 
-def in_rotation(project_id: int) -> bool:
-    return project_id % VERIFY_DAYS == date.today().toordinal() % VERIFY_DAYS
+def next_rotation(engine) -> set[int]:
+    """The projects whose hooks the next run's rotation checks: the ceil(N / days) checked longest ago."""
+    with engine.connect() as conn:
+        ids = conn.scalars(sa.text("SELECT project_id FROM imrt_project_hook_check ORDER BY checked_at, project_id"))
+        return set(list(ids)[: math.ceil(ITEMS / VERIFY_DAYS)])
 
 
 def being_created(bank: ItemBank, projects: list[dict]) -> list[dict]:
     return [p for p in projects if bank.read_file(p["id"], "item.json") is None]
 
 
-def outside_rotation(bank: ItemBank, projects: list[dict], count: int) -> list[dict]:
-    """``count`` published items whose hook today's rotation does not check."""
-    created = {p["id"] for p in being_created(bank, projects)}
-    return [p for p in projects if p["id"] not in created and not in_rotation(p["id"])][:count]
+def outside_rotation(bank: ItemBank, engine, projects: list[dict], count: int) -> list[dict]:
+    """``count`` published items whose hook the next run's rotation does not check."""
+    left_out = {p["id"] for p in being_created(bank, projects)} | next_rotation(engine)
+    return [p for p in projects if p["id"] not in left_out][:count]
 
 
 def edited_item(bank: ItemBank, project_id: int, note: str) -> dict:
@@ -119,9 +121,9 @@ def record_push_event(bank: ItemBank, engine, project_id: int, before: str, afte
     EventLog(engine).record(event, triage(event, GroupScope(GROUP), ()))
 
 
-def test_a_nothing_changed_run_costs_one_graphql_request_per_hundred_projects(synced, server, services):
+def test_a_nothing_changed_run_costs_one_graphql_request_per_hundred_projects(synced, server, services, imrt_engine):
     bank, projects = synced
-    rotation = [p for p in projects if in_rotation(p["id"])]
+    rotation = next_rotation(imrt_engine)
     created = being_created(bank, projects)
     assert len(created) == 2
 
@@ -129,7 +131,7 @@ def test_a_nothing_changed_run_costs_one_graphql_request_per_hundred_projects(sy
 
     assert verdict["status"] == "COMPLETED", verdict
     assert plan["to_sync"] == [] and plan["unchanged"] == ITEMS and plan["to_delete"] == []
-    assert plan["verify_webhooks"] == sorted(p["id"] for p in rotation)
+    assert plan["verify_webhooks"] == sorted(rotation)
     counters = server.counters()
     assert counters[GRAPHQL] == 1 + math.ceil(ITEMS / 100)  # the introspection query, then one page per 100
     assert counters[PROJECT_READ] == len(created)  # items being created: their create branch is read over git
@@ -141,7 +143,7 @@ def test_a_nothing_changed_run_costs_one_graphql_request_per_hundred_projects(sy
 
 def test_a_changed_project_is_synced_and_its_hook_checked_only_without_a_delivery(synced, services, imrt_engine):
     bank, projects = synced
-    delivered, silent, readme_only = outside_rotation(bank, projects, 3)
+    delivered, silent, readme_only = outside_rotation(bank, imrt_engine, projects, 3)
     before = bank.head(delivered["id"])
     after = bank.push_commit(delivered["id"], files=edited_item(bank, delivered["id"], "delivered"))
     record_push_event(bank, imrt_engine, delivered["id"], before, after)
@@ -159,9 +161,11 @@ def test_a_changed_project_is_synced_and_its_hook_checked_only_without_a_deliver
     assert {silent["id"], readme_only["id"]} <= checked and delivered["id"] not in checked
 
 
-def test_a_changed_project_whose_hook_is_gone_gets_it_back_and_the_exit_message_counts_it(synced, services):
+def test_a_changed_project_whose_hook_is_gone_gets_it_back_and_the_exit_message_counts_it(
+    synced, services, imrt_engine
+):
     bank, projects = synced
-    (broken,) = outside_rotation(bank, projects, 1)
+    (broken,) = outside_rotation(bank, imrt_engine, projects, 1)
     for hook in services.gitlab.hooks(broken["id"]):
         services.gitlab.delete_hook(broken["id"], hook["id"])
     bank.push_commit(broken["id"], files=edited_item(bank, broken["id"], "pushed while the hook was gone"))
@@ -263,7 +267,7 @@ def test_the_rest_listing_setting_never_asks_graphql(synced, server, imrt_engine
 
 def test_a_project_missing_from_the_sweep_is_deleted_only_once_proven_gone(synced, services, imrt_engine):
     bank, projects = synced
-    gone = outside_rotation(bank, projects, 1)[0]
+    gone = outside_rotation(bank, imrt_engine, projects, 1)[0]
     bank.delete_project(gone["id"])
 
     plan, verdict = run(services)
@@ -271,3 +275,47 @@ def test_a_project_missing_from_the_sweep_is_deleted_only_once_proven_gone(synce
     assert plan["gone"] == [gone["id"]] and plan["to_delete"] == [gone["id"]]
     assert gone["id"] not in recorded_heads(imrt_engine)
     assert verdict["message"].endswith("number of items deleted from IMRT: 1")
+
+
+def test_each_run_checks_the_hooks_checked_longest_ago(synced, services, imrt_engine):
+    first_share = next_rotation(imrt_engine)
+    plan, _ = run(services)
+    assert set(plan["verify_webhooks"]) == first_share
+
+    second_share = next_rotation(imrt_engine)
+    plan, _ = run(services)
+    assert set(plan["verify_webhooks"]) == second_share and not second_share & first_share
+
+
+@pytest.fixture
+def server_without_commit(bank_and_projects):
+    with ItemBankServer(bank_and_projects[0], tokens={TOKEN}, graphql_repository_commit=False) as server:
+        yield server
+
+
+def test_a_gitlab_without_repository_commit_is_swept_by_the_item_json_blob(
+    bank_and_projects, server_without_commit, imrt_engine, tmp_path
+):
+    bank, projects = bank_and_projects
+    server = server_without_commit
+    prepare_database(imrt_engine)
+    with open_services(server, imrt_engine, tmp_path / "git-cache") as services:
+        plan, verdict = run(services)  # nothing recorded: every project read on its own, then its blob recorded
+        assert verdict["status"] == "COMPLETED", verdict
+        with imrt_engine.connect() as conn:
+            blobs = dict(conn.execute(sa.text("SELECT project_id, item_blob_oid FROM imrt_project_head")).all())
+        published = [p for p in projects if p not in being_created(bank, projects)]
+        project = bank.project(published[0]["id"])
+        assert blobs[project["id"]] == bank_repos.blob_ids(bank.repo_path(project), "HEAD", ["item.json"])[0][1]
+
+        edited, readme_only = published[1], published[2]
+        bank.push_commit(edited["id"], files=edited_item(bank, edited["id"], "edited"))
+        bank.push_commit(readme_only["id"], files={"README.md": "# only the readme\n"})
+        server.reset_counters()
+        plan, verdict = run(services)
+
+    assert verdict["status"] == "COMPLETED", verdict
+    assert plan["to_sync"] == [edited["id"]]  # the README-only push leaves item.json's blob as it was
+    counters = server.counters()
+    assert counters[GRAPHQL] == 1 + math.ceil(ITEMS / 100)
+    assert counters[PROJECT_READ] == len(being_created(bank, projects)) + 2  # + the edited one, then its sync

@@ -9,7 +9,6 @@ Revision ID: 0002
 Revises: 0001
 """
 
-import sqlalchemy as sa
 from alembic import op
 
 revision = "0002"
@@ -19,11 +18,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("imrt_project_head", sa.Column("item_blob_oid", sa.String(64), nullable=True))
-    op.create_table(
-        "imrt_project_hook_check",
-        sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
-        sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.text("current_timestamp")),
+    # IF NOT EXISTS: a database made from the model (``schema.metadata.create_all``, as ensure_schema did) has both.
+    op.execute("ALTER TABLE imrt_project_head ADD COLUMN IF NOT EXISTS item_blob_oid VARCHAR(64)")
+    op.execute(
+        "CREATE TABLE IF NOT EXISTS imrt_project_hook_check ("
+        " project_id BIGINT NOT NULL PRIMARY KEY,"
+        " checked_at TIMESTAMP WITH TIME ZONE NOT NULL DEFAULT CURRENT_TIMESTAMP)"
     )
 
 
