@@ -24,7 +24,13 @@ from imrt_sync.schema_migrations import (
     require_current_schema,
 )
 
-OWN_TABLES = {"imrt_webhook_event", "imrt_webhook_ignored_count", "imrt_project_hook", "imrt_project_head"}
+OWN_TABLES = {
+    "imrt_webhook_event",
+    "imrt_webhook_ignored_count",
+    "imrt_project_hook",
+    "imrt_project_head",
+    "imrt_project_hook_check",
+}
 LEGACY_TABLES = {table.name for table in schema.LEGACY_TABLES}
 
 # What ensure_schema created before the webhook retry columns and the create-branch head existed.
