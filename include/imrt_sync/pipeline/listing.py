@@ -115,7 +115,8 @@ def _swept_listing(services: Services, params: RunParams, being_created: dict[in
         return None
     heads = _vouched_heads(services, swept, being_created)
     reread_ids = sorted(p.project_id for p in swept if p.project_id not in heads)
-    projects, unreadable, vanished = _reread_projects(services, reread_ids)
+    names = {p.project_id: p.path for p in swept}
+    projects, unreadable, vanished = _reread_projects(services, {pid: names[pid] for pid in reread_ids})
     states, failed, gone = _project_states(services, projects, being_created, read_hooks=False)
     states += [
         ProjectState(p.project_id, p.path, p.default_branch, heads[p.project_id], None)
@@ -123,7 +124,6 @@ def _swept_listing(services: Services, params: RunParams, being_created: dict[in
         if p.project_id in heads
     ]
     log.info("swept %d projects; %d read on their own", len(swept), len(reread_ids))
-    names = {p.project_id: p.path for p in swept}
     return Listing(states, {**unreadable, **failed}, {**vanished, **gone}, names, swept=True)
 
 
@@ -149,10 +149,11 @@ def _vouched_heads(
 
 
 def _reread_projects(
-    services: Services, project_ids: list[int]
+    services: Services, paths: dict[int, str]
 ) -> tuple[list[GitLabProject], dict[int, str], dict[int, str]]:
-    """The projects by id (``GET /projects/:id``): those read, those whose read failed and those answering 404, by
-    id with the message."""
+    """The projects of ``paths`` (project id -> path) read by id (``GET /projects/:id``): those read, those whose
+    read failed and those answering 404, by id with the message."""
+    project_ids = list(paths)
 
     def read(project_id: int) -> GitLabProject | None | Exception:
         try:
@@ -165,11 +166,11 @@ def _reread_projects(
     projects = [result for result in results if isinstance(result, dict)]
     failed, vanished = {}, {}
     for project_id, result in zip(project_ids, results, strict=True):
-        listed: GitLabProject = {"id": project_id, "path": f"project {project_id}"}  # type: ignore[typeddict-item]
         if result is None:
-            vanished[project_id] = _vanished_message(listed, GitLabError("404 Project Not Found", status=404))
+            not_found = GitLabError("404 Project Not Found", status=404)
+            vanished[project_id] = _vanished_message(project_id, paths[project_id], not_found)
         elif isinstance(result, Exception):
-            failed[project_id] = _read_failure(listed, result)
+            failed[project_id] = _read_failure(project_id, paths[project_id], result)
     return projects, failed, vanished
 
 
@@ -263,9 +264,9 @@ def _project_states(
         try:
             return state(project)
         except (RepositoryNotFound, GitLabError) as exc:
-            return exc if _vanished(exc) else _read_failure(project, exc)
+            return exc if _vanished(exc) else _read_failure(project["id"], project["path"], exc)
         except Exception as exc:
-            return _read_failure(project, exc)
+            return _read_failure(project["id"], project["path"], exc)
 
     with ThreadPoolExecutor(max_workers=services.settings.concurrency) as pool:
         results = list(pool.map(isolated, projects))
@@ -281,7 +282,7 @@ def _split_reads(
         project["id"]: result for project, result in zip(projects, results, strict=True) if isinstance(result, str)
     }
     vanished = {
-        project["id"]: _vanished_message(project, result)
+        project["id"]: _vanished_message(project["id"], project["path"], result)
         for project, result in zip(projects, results, strict=True)
         if isinstance(result, Exception)
     }
@@ -292,17 +293,17 @@ def _vanished(exc: Exception) -> bool:
     return isinstance(exc, RepositoryNotFound) or (isinstance(exc, GitLabError) and exc.status == 404)
 
 
-def _vanished_message(project: GitLabProject, exc: Exception) -> str:
-    log.warning("project %s (%s) was listed, then answered 404: %s", project["id"], project["path"], exc)
+def _vanished_message(project_id: int, path: str, exc: Exception) -> str:
+    log.warning("project %s (%s) was listed, then answered 404: %s", project_id, path, exc)
     return (
-        f"project {project['id']} ({project['path']}): listed by GitLab, then not found when read ({exc}): deleted "
+        f"project {project_id} ({path}): listed by GitLab, then not found when read ({exc}): deleted "
         "or access lost meanwhile; not deleted this run, the next run decides"
     )
 
 
-def _read_failure(project: GitLabProject, exc: Exception) -> str:
-    log.error("reading project %s (%s) failed: %s", project["id"], project["path"], exc)
-    return f"project {project['id']} ({project['path']}): {type(exc).__name__}: {exc}"
+def _read_failure(project_id: int, path: str, exc: Exception) -> str:
+    log.error("reading project %s (%s) failed: %s", project_id, path, exc)
+    return f"project {project_id} ({path}): {type(exc).__name__}: {exc}"
 
 
 def _log_plan(plan: Plan, params: RunParams) -> None:
