@@ -224,6 +224,26 @@ def test_a_project_whose_repository_fields_time_out_is_read_on_its_own_never_tak
     assert recorded_heads(imrt_engine)[slow["id"]] == bank.head(slow["id"])
 
 
+def test_projects_the_sweep_cannot_name_list_the_run_through_rest_and_delete_nothing(
+    synced, server, services, imrt_engine, caplog
+):
+    bank, projects = synced
+    # Past the timeout in mid-page, every later project's id is null, so is the project (its id is non-null).
+    slow = sorted(projects, key=lambda project: project["id"], reverse=True)[10]
+    path = rf"/{GROUP}/{slow['path']}\.git$"
+    server.faults.add(GITALY_ENDPOINT, "latency", seconds=SLOW_PAGE_SECONDS + 1, path_regex=path, times=1)
+    heads = recorded_heads(imrt_engine)
+
+    with caplog.at_level(logging.WARNING, logger="imrt_sync.pipeline.listing"):
+        plan, verdict = run(services)
+
+    assert verdict["status"] == "COMPLETED", verdict
+    assert plan["to_delete"] == [] and plan["gone"] == [] and plan["total_ids"] == ITEMS
+    assert recorded_heads(imrt_engine) == heads
+    assert server.counters()[HOOKS_LIST] == ITEMS  # the REST listing: every project's hooks
+    assert "listing the group through REST this run" in caplog.text and "Timeout on Project.id" in caplog.text
+
+
 def test_a_sweep_gitlab_answers_with_500_falls_back_to_rest_and_deletes_nothing(
     synced, server, services, imrt_engine, caplog
 ):
