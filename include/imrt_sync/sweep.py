@@ -26,7 +26,7 @@ null node: a project it cannot even name) raises :class:`SweepUnavailable`, and 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from .scope import GroupScope
 log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # GitlabSchema default_max_page_size: a larger ``first`` is capped
+BRANCHES_PER_QUERY = 40  # aliased project(fullPath) { repository { commit } } fields: well under complexity 250
 REQUIRED_REPOSITORY_FIELDS = frozenset({"rootRef", "blobs"})
 HEAD_FIELD = "commit"
 PROJECT_GID = "gid://gitlab/Project/"
@@ -75,6 +76,7 @@ class SweptProject:
 
     project_id: int
     path: str
+    full_path: str
     namespace: str | None
     default_branch: str | None
     head: str | None  # the default branch's head commit
@@ -109,6 +111,36 @@ def sweep_group(gitlab: GitLabClient, scope: GroupScope) -> list[SweptProject]:
             raise SweepUnavailable("GitLab announced a next page of projects without its cursor")
         variables["after"] = info["endCursor"]
     return [project for project in projects if scope.contains(project.namespace)]
+
+
+def branch_heads(gitlab: GitLabClient, branches: Sequence[tuple[str, str]]) -> list[str | None]:
+    """The head of each ``(project full path, branch)``, in order, :data:`BRANCHES_PER_QUERY` a request (aliased
+    ``project(fullPath) { repository { commit(ref) { sha } } }``); None where GitLab gave none: no such project or
+    branch, or an error at that project. :class:`SweepUnavailable` when a request failed as a whole."""
+    heads: list[str | None] = []
+    for start in range(0, len(branches), BRANCHES_PER_QUERY):
+        chunk = branches[start : start + BRANCHES_PER_QUERY]
+        variables: dict[str, Any] = {}
+        for n, (full_path, branch) in enumerate(chunk):
+            variables[f"p{n}"], variables[f"r{n}"] = full_path, branch
+        data = _answer(gitlab, _branch_heads_query(len(chunk)), variables)["data"]
+        heads += [_commit_sha(data.get(f"p{n}")) for n in range(len(chunk))]
+    return heads
+
+
+def _branch_heads_query(count: int) -> str:
+    arguments = ", ".join(f"$p{n}: ID!, $r{n}: String!" for n in range(count))
+    fields = " ".join(
+        f"p{n}: project(fullPath: $p{n}) {{ repository {{ commit(ref: $r{n}) {{ sha }} }} }}" for n in range(count)
+    )
+    return f"query BranchHeads({arguments}) {{ {fields} }}"
+
+
+def _commit_sha(project: Any) -> str | None:
+    repository = project.get("repository") if isinstance(project, dict) else None
+    commit = repository.get("commit") if isinstance(repository, dict) else None
+    sha = commit.get("sha") if isinstance(commit, dict) else None
+    return str(sha) if sha else None
 
 
 def repository_fields(gitlab: GitLabClient) -> set[str]:
@@ -176,6 +208,7 @@ def _swept_project(node: Mapping) -> SweptProject:
     return SweptProject(
         project_id=project_id(node.get("id")),
         path=str(node.get("path")),
+        full_path=str(node.get("fullPath")),
         namespace=_namespace(node.get("fullPath")),
         default_branch=repository.get("rootRef"),
         head=commit.get("sha"),

@@ -18,6 +18,7 @@ def swept(**changes) -> SweptProject:
     fields = {
         "project_id": 7,
         "path": "item-7",
+        "full_path": "iat/item-7",
         "namespace": "iat",
         "default_branch": "master",
         "head": "a" * 40,

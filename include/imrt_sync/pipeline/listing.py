@@ -22,7 +22,7 @@ from ..gitlab import GitLabError, GitLabProject, GroupNotReadable
 from ..gitrepo import RepositoryNotFound, remote_heads
 from ..planning import Plan, ProjectState, plan_run, webhooks_to_verify, work_units
 from ..store import BeingCreated
-from ..sweep import SweepUnavailable, SweptProject, sweep_group
+from ..sweep import SweepUnavailable, SweptProject, branch_heads, sweep_group
 from ..webhook_events import EventLog
 from .services import Services
 from .webhooks import webhook_keeper
@@ -114,11 +114,12 @@ def _swept_listing(services: Services, params: RunParams, being_created: dict[in
         log.warning("listing the group through REST this run: the GraphQL sweep is not available (%s)", exc)
         return None
     heads = _vouched_heads(services, swept, being_created)
-    reread_ids = sorted(p.project_id for p in swept if p.project_id not in heads)
+    created = _items_being_created(services, swept, being_created)
     names = {p.project_id: p.path for p in swept}
+    reread_ids = sorted(pid for pid in names if pid not in heads and pid not in created)
     projects, unreadable, vanished = _reread_projects(services, {pid: names[pid] for pid in reread_ids})
     states, failed, gone = _project_states(services, projects, being_created, read_hooks=False)
-    states += [
+    states += list(created.values()) + [
         ProjectState(p.project_id, p.path, p.default_branch, heads[p.project_id], None)
         for p in swept
         if p.project_id in heads
@@ -146,6 +147,29 @@ def _vouched_heads(
         if head is not None:
             heads[project.project_id] = head
     return heads
+
+
+def _items_being_created(
+    services: Services, swept: list[SweptProject], being_created: dict[int, BeingCreated]
+) -> dict[int, ProjectState]:
+    """The state of each item still being created whose default-branch head the sweep read, with the head of its
+    create branch read through GraphQL (:func:`imrt_sync.sweep.branch_heads`, 40 a request), by project id. An item
+    whose create branch GitLab did not show (gone, or an error) is left out, to be read on its own."""
+    candidates = [
+        p for p in swept if p.project_id in being_created and p.answered and p.default_branch and p.head is not None
+    ]
+    if not candidates:
+        return {}
+    try:
+        tips = branch_heads(services.gitlab, [(p.full_path, being_created[p.project_id].branch) for p in candidates])
+    except SweepUnavailable as exc:
+        log.warning("reading the %d items being created on their own: %s", len(candidates), exc)
+        return {}
+    return {
+        p.project_id: ProjectState(p.project_id, p.path, p.default_branch, p.head, None, tip)
+        for p, tip in zip(candidates, tips, strict=True)
+        if tip is not None
+    }
 
 
 def _reread_projects(
