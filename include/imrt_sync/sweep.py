@@ -5,7 +5,8 @@ One introspection query first asks which fields this GitLab's ``Repository`` typ
 required; ``commit(ref)``, a 2025 addition, gives the head, and without it the sweep reads only the blob id of
 ``item.json``, which the listing compares with the one recorded at the last sync. Then
 ``group(fullPath) { projects(includeSubgroups, first: 100, after) }``, page after page until ``hasNextPage`` is
-false.
+false. :func:`branch_heads` reads other branches' heads (the create branches of items still being created), 40
+projects a request.
 
 What GitLab answers for a repository, from its source (the paths are files of gitlab-org/gitlab):
 
