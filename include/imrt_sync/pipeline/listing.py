@@ -102,9 +102,9 @@ def _rest_listing(services: Services, params: RunParams, being_created: dict[int
 
 def _swept_listing(services: Services, params: RunParams, being_created: dict[int, BeingCreated]) -> Listing | None:
     """The sweep's listing of a group run (None for a targeted run, with ``imrt_gitlab_listing`` rest, or when the
-    sweep cannot answer for the whole group: the REST listing then plans the run). Each project the sweep cannot
-    vouch for, and each item still being created (its create branch is not in the sweep), is read on its own as the
-    REST listing reads it."""
+    sweep cannot answer for the whole group: the REST listing then plans the run). The create branches of items
+    still being created are read through GraphQL too; each project the sweep cannot vouch for is read on its own, as
+    the REST listing reads it."""
     settings = services.settings
     if params.item_ids or settings.listing != "graphql":
         return None
