@@ -60,6 +60,8 @@ DEFAULTS: dict[str, str] = {
     "imrt_concurrency": field_default(SyncSettings, "concurrency"),
     "imrt_git_cache_dir": "",
     "imrt_gitlab_allow_http": field_default(GitLabSettings, "allow_http"),
+    "imrt_gitlab_listing": field_default(SyncSettings, "listing"),
+    "imrt_webhook_verify_days": field_default(SyncSettings, "webhook_verify_days"),
 }
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
@@ -121,6 +123,8 @@ def sync_settings(values: Mapping[str, str] | None = None) -> SyncSettings:
             concurrency=_number(values, int, "imrt_concurrency"),
             git_cache_dir=Path(values["imrt_git_cache_dir"] or _default_cache_dir()),
             event_retry=event_retry_policy(values),
+            listing=values["imrt_gitlab_listing"].strip().lower(),  # type: ignore[arg-type]  # checked by SyncSettings
+            webhook_verify_days=_number(values, int, "imrt_webhook_verify_days"),
         )
     except SettingsError:
         raise

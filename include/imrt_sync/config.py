@@ -98,6 +98,12 @@ class EventRetryPolicy:
             raise ValueError(f"imrt_webhook_retention_days must be >= 1, not {self.retention_days}")
 
 
+ListingMethod = Literal["graphql", "rest"]
+"""``graphql``: the sweep (:mod:`imrt_sync.sweep`), falling back to ``rest`` for a run it cannot serve; ``rest``: the
+REST listing and a ref advertisement and hooks list per project."""
+LISTING_METHODS: tuple[ListingMethod, ...] = get_args(ListingMethod)
+
+
 @dataclass(frozen=True)
 class SyncSettings:
     group: str
@@ -116,9 +122,18 @@ class SyncSettings:
     lock_wait_seconds: float = 75.0
     max_item_json_bytes: int = 5 * 1024 * 1024
     event_retry: EventRetryPolicy = EventRetryPolicy()
+    listing: ListingMethod = "graphql"  # how a group run reads the group: the GraphQL sweep, or REST per project
+    webhook_verify_days: int = 7  # a sweep run verifies every project's hook once in so many days; 0: every run
 
     def __post_init__(self) -> None:
         DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)  # raises ValueError on invalid settings
+        if self.listing not in LISTING_METHODS:
+            raise ValueError(f"imrt_gitlab_listing must be graphql or rest, not {self.listing!r}")
+        if isinstance(self.webhook_verify_days, bool) or not 0 <= self.webhook_verify_days <= 366:
+            raise ValueError(
+                f"imrt_webhook_verify_days must be a number of days from 0 (every run) to 366, "
+                f"not {self.webhook_verify_days!r}"
+            )
 
     @property
     def deletion_guard(self) -> DeletionGuard:

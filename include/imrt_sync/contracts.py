@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, NotRequired, TypedDict
 
 if TYPE_CHECKING:
     from .config import RunParams
@@ -40,6 +40,7 @@ class PlanView(TypedDict):
     missing_webhook: list[int]
     deletion_blocked: str
     failed: dict[str, str]
+    verify_webhooks: NotRequired[list[int]]  # absent from plans made before the sweep
 
 
 class Planned(TypedDict):

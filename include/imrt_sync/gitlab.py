@@ -1,7 +1,9 @@
-"""A small GitLab REST v4 client: group projects, projects and project hooks.
+"""A small GitLab client: REST v4 for group projects, projects and project hooks, and GitLab's GraphQL endpoint for
+the nightly sweep (:mod:`imrt_sync.sweep`).
 
-Every call has a timeout. Reads are retried with exponential back-off on 429 (honouring ``Retry-After``), 5xx,
-timeouts and dropped connections; hook creation is retried only where GitLab cannot have acted (429, failed connect):
+Every call has a timeout. Reads, and GraphQL queries (POSTs that change nothing), are retried with exponential
+back-off on 429 (honouring ``Retry-After``), 5xx, timeouts and dropped connections; hook creation is retried only
+where GitLab cannot have acted (429, failed connect):
 ``GitLabSettings.retry_policy`` (:class:`~imrt_sync.transport.RetryPolicy`), which the ref-advertisement read shares.
 The access token (``PRIVATE-TOKEN``) goes only to the configured scheme, host and port: a pagination link elsewhere
 is refused and redirects are not followed (a 3xx is an error). TLS trust, a client certificate and proxies come from
@@ -79,11 +81,13 @@ class GitLabClient:
     def __init__(self, settings: GitLabSettings):
         self.settings = settings
         self._api = settings.base_url.rstrip("/") + "/api/v4"
+        self._graphql = settings.base_url.rstrip("/") + "/api/graphql"
         self._origin = settings.origin
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._transport = settings.transport.requests_options()
         self._reads = _session(settings, settings.retry_policy.reads())
         self._writes = _session(settings, settings.retry_policy.writes())
+        self._queries = _session(settings, settings.retry_policy.queries())
 
     @property
     def origin(self) -> str:
@@ -93,6 +97,7 @@ class GitLabClient:
     def close(self) -> None:
         self._reads.close()
         self._writes.close()
+        self._queries.close()
 
     def __enter__(self) -> GitLabClient:
         return self
@@ -170,6 +175,16 @@ class GitLabClient:
             body["token"] = secret
         response = self._request(self._writes, "POST", f"/projects/{project_id}/hooks", json=body)
         return _json(_checked(response))
+
+    def graphql(self, query: str, variables: dict | None = None) -> dict:
+        """GitLab's answer to a GraphQL query (``POST /api/graphql``): the JSON object with ``data`` and, when a field
+        or the whole query failed, ``errors`` (https://docs.gitlab.com/api/graphql/). An HTTP error (404 where there
+        is no GraphQL endpoint, 5xx after the retries) is a :class:`GitLabError` as for REST."""
+        body = {"query": query, "variables": variables or {}}
+        answer = _json(_checked(self._request(self._queries, "POST", self._graphql, json=body)))
+        if not isinstance(answer, dict):
+            raise GitLabError("GitLab POST /api/graphql did not return a JSON object")
+        return answer
 
     def _get_json(self, path: str, params: dict | None = None):
         return _json(_checked(self._request(self._reads, "GET", path, params=params)))

@@ -267,10 +267,16 @@ class ItemRepository:
 
     def has_file(self, sha: str, path: str) -> bool:
         """Whether ``path`` is a file at commit ``sha``."""
+        return self.blob_id(sha, path) is not None
+
+    def blob_id(self, sha: str, path: str) -> str | None:
+        """The blob id of file ``path`` at commit ``sha`` (what GitLab's GraphQL ``blobs { oid }`` answers); None
+        when it is not a file there."""
         try:
-            return (self._open().commit(sha).tree / path).type == "blob"
+            entry = self._open().commit(sha).tree / path
         except KeyError:
-            return False
+            return None
+        return entry.hexsha if entry.type == "blob" else None
 
     def item_history(self, head: str, path: str, since: str | None) -> ItemHistory:
         """The commits reachable from ``head`` that changed ``path``, oldest first.

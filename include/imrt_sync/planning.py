@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from .contracts import PlanView, WorkUnit
 
@@ -17,7 +19,7 @@ class ProjectState:
     path: str
     default_branch: str | None
     head: str | None
-    has_webhook: bool
+    has_webhook: bool | None  # None: its hooks were not read by the listing (the sweep checks them on evidence)
     source_head: str | None = None  # the head of the create_<user> branch of an item still being created
 
 
@@ -54,6 +56,7 @@ class Plan:
     deletion_blocked: str = ""
     gone: tuple[int, ...] = field(default=())
     failed: dict[int, str] = field(default_factory=dict)  # projects of the listing whose state could not be read
+    verify_webhooks: tuple[int, ...] = ()  # projects whose hooks dispatch_webhooks checks, and fixes if need be
 
     def without_deletions(self, reason: str) -> Plan:
         """This plan with no deletion: every item whose project is missing fails with ``reason`` instead."""
@@ -73,6 +76,7 @@ class Plan:
             "missing_webhook": list(self.missing_webhook),
             "deletion_blocked": self.deletion_blocked,
             "failed": {str(pid): message for pid, message in sorted(self.failed.items())},
+            "verify_webhooks": list(self.verify_webhooks),
         }
 
 
@@ -118,10 +122,38 @@ def plan_run(
         empty=tuple(empty),
         to_delete=tuple(to_delete),
         gone=tuple(gone),
-        missing_webhook=tuple(sorted(p.project_id for p in projects if not p.has_webhook)),
+        missing_webhook=tuple(sorted(p.project_id for p in projects if p.has_webhook is False)),
         deletion_blocked=blocked,
         failed=unreadable,
     )
+
+
+def webhooks_to_verify(
+    listed: Iterable[int],
+    changed: Iterable[int],
+    *,
+    hooked: AbstractSet[int],
+    delivered: AbstractSet[int],
+    checked_at: Mapping[int, datetime],
+    full: bool,
+    rotation_days: int,
+) -> tuple[int, ...]:
+    """The listed projects whose hooks a sweep run checks, instead of listing every project's hooks.
+
+    All of them in a full run or with ``rotation_days`` 0; otherwise the projects without a hook IMRT recorded
+    (``hooked``: new to IMRT), the ``changed`` ones no hook delivery announced (``delivered``: a push received for
+    the head the listing found; a change without one is the evidence of a broken hook), and the rotation's share:
+    the ``ceil(listed / rotation_days)`` projects whose hooks were checked longest ago (``checked_at``; never
+    first), so that runs every day check every hook within ``rotation_days`` days.
+    """
+    listed = sorted(set(listed))
+    if full or rotation_days == 0:
+        return tuple(listed)
+    never = datetime.min.replace(tzinfo=UTC)
+    share = math.ceil(len(listed) / rotation_days)
+    rotation = sorted(listed, key=lambda pid: (checked_at.get(pid, never), pid))[:share]
+    wanted = {pid for pid in listed if pid not in hooked} | (set(changed) - delivered) | set(rotation)
+    return tuple(pid for pid in listed if pid in wanted)
 
 
 def _changed(

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from .gitlab import GitLabClient
-from .schema import imrt_project_hook
+from .schema import imrt_project_hook, imrt_project_hook_check
 
 _FINGERPRINT_KEY = b"imrt-project-hook-secret-fingerprint-v1"
 
@@ -151,6 +151,19 @@ class WebhookRegistry:
                 sa.delete(imrt_project_hook).where(c.project_id == project_id, c.hook_id.not_in(list(hook_ids)))
             ).rowcount
 
+    def checked_at(self) -> dict[int, datetime]:
+        """When ``dispatch_webhooks`` last checked each project's hooks (``imrt_project_hook_check``)."""
+        c = imrt_project_hook_check.c
+        with self.engine.connect() as conn:
+            return dict(conn.execute(sa.select(c.project_id, c.checked_at)).all())
+
+    def mark_checked(self, project_id: int) -> None:
+        statement = pg_insert(imrt_project_hook_check).values(project_id=project_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                statement.on_conflict_do_update(index_elements=["project_id"], set_={"checked_at": sa.func.now()})
+            )
+
     def count_not_on(self, fingerprint: str) -> int:
         """Recorded hooks carrying another secret than the one with this fingerprint."""
         c = imrt_project_hook.c
@@ -185,6 +198,7 @@ class WebhookKeeper:
             self.gitlab.delete_hook(project_id, hook_id)
         remaining = {hook["id"] for hook in hooks} - set(stale) | {kept}
         self.registry.forget_all_but(project_id, remaining)
+        self.registry.mark_checked(project_id)
         return fix.action
 
     def _apply(self, project_id: int, fix: WebhookRepair) -> int:

@@ -10,9 +10,10 @@ them (SmarterApp/AP_IMRT_Schema at tag 0.1.5: ``src/main/resources/db/migration/
 
 Plus tables of this service's own: ``imrt_webhook_event`` (the GitLab hook events the real-time path received),
 ``imrt_webhook_ignored_count`` (how many events were ignored, per day and reason), ``imrt_project_hook`` (the
-project hooks IMRT created or fixed, with a fingerprint of the secret each carries) and ``imrt_project_head`` (the
+project hooks IMRT created or fixed, with a fingerprint of the secret each carries), ``imrt_project_head`` (the
 branch head each project was synced at: ``item_git`` records the last commit that changed ``item.json``, as the
-legacy service did, so runs stay incremental by head through this table).
+legacy service did, so runs stay incremental by head through this table), and ``imrt_project_hook_check`` (when each
+project's hooks were last checked).
 
 Unnamed legacy constraints are left unnamed here too, so PostgreSQL gives them the same default names
 (``item_pkey``, ``item_git_item_key_fkey``, ...). Database defaults are ``server_default``.
@@ -59,6 +60,7 @@ __all__ = [
     "imrt_project_head",
     "imrt_webhook_ignored_count",
     "imrt_project_hook",
+    "imrt_project_hook_check",
 ]
 
 metadata = sa.MetaData()
@@ -353,6 +355,16 @@ imrt_project_head = sa.Table(  # the default-branch head each project had when i
     # The head of the create_<user> branch an item still being created was read from (NULL for the others).
     sa.Column("source_head_sha", sa.String(64), nullable=True),
     sa.Column("observed_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
+    # The blob id of item.json at that head (NULL without one): the sweep's change token where GitLab's GraphQL
+    # Repository has no commit field.
+    sa.Column("item_blob_oid", sa.String(64), nullable=True),
+)
+
+imrt_project_hook_check = sa.Table(  # when dispatch_webhooks last checked each project's hooks
+    "imrt_project_hook_check",
+    metadata,
+    sa.Column("project_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("checked_at", sa.DateTime(timezone=True), nullable=False, server_default=_NOW),
 )
 
 
@@ -371,4 +383,10 @@ LEGACY_TABLES = (
     item_attachment,
     item_form,
 )
-OWN_TABLES = (imrt_webhook_event, imrt_webhook_ignored_count, imrt_project_hook, imrt_project_head)
+OWN_TABLES = (
+    imrt_webhook_event,
+    imrt_webhook_ignored_count,
+    imrt_project_hook,
+    imrt_project_head,
+    imrt_project_hook_check,
+)

@@ -92,6 +92,7 @@ class Revision:
     statuses: tuple[str | None, ...] = ()
     incremental: bool = False
     source_head: Commit | None = None
+    item_blob: str | None = None  # the blob id of item.json at ``head`` (None without one there)
 
     @property
     def is_being_created(self) -> bool:
@@ -130,6 +131,14 @@ class ItemStore:
         query = sa.select(git.c.project_id, head.c.head_sha).outerjoin(head, head.c.project_id == git.c.project_id)
         if project_ids is not None:
             query = query.where(git.c.project_id.in_(list(project_ids)))
+        with self._engine.connect() as conn:
+            return dict(conn.execute(query).all())
+
+    def recorded_item_blobs(self) -> dict[int, str]:
+        """The blob id of ``item.json`` at the head each project was last synced at, for the projects that have one
+        recorded (``imrt_project_head.item_blob_oid``)."""
+        head = schema.imrt_project_head
+        query = sa.select(head.c.project_id, head.c.item_blob_oid).where(head.c.item_blob_oid.is_not(None))
         with self._engine.connect() as conn:
             return dict(conn.execute(query).all())
 
@@ -305,6 +314,7 @@ def _record_head(conn: sa.Connection, revision: Revision) -> bool:
     observed = {
         "head_sha": revision.head.sha,
         "source_head_sha": revision.source_head.sha if revision.source_head is not None else None,
+        "item_blob_oid": revision.item_blob,
     }
     statement = insert(heads).values(project_id=revision.project_id, **observed)
     statement = statement.on_conflict_do_update(

@@ -82,6 +82,17 @@ class RetryPolicy:
             raise_on_status=False,
         )
 
+    def queries(self) -> Retry:
+        """GraphQL queries: POSTs that change nothing, so retried as reads are."""
+        return Retry(
+            total=self.retries,
+            backoff_factor=self.backoff_factor,
+            status_forcelist=RETRY_STATUSES,
+            other=0,
+            allowed_methods=frozenset({"POST"}),
+            raise_on_status=False,
+        )
+
     def writes(self) -> Retry:
         """Creations (POST): only where GitLab cannot have acted, a 429 and a connection that failed."""
         return Retry(

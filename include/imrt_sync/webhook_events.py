@@ -280,6 +280,18 @@ class EventLog:
                 _count_ignored(conn, triaged.reason or NOT_USED)
         return event_id
 
+    def delivered(self, heads: Mapping[int, str]) -> set[int]:
+        """The projects of ``heads`` (project id -> a head commit) for which a push event with that commit came in
+        (kept ``retention_days``): the evidence that their hook works."""
+        if not heads:
+            return set()
+        t = imrt_webhook_event.c
+        query = sa.select(t.project_id, t.commit_sha).where(
+            t.event_type == PUSH, t.project_id.in_(list(heads)), t.commit_sha.in_(set(heads.values()))
+        )
+        with self.engine.connect() as conn:
+            return {pid for pid, sha in conn.execute(query) if heads.get(pid) == sha}
+
     def has_due(self, conn: sa.Connection | None = None) -> bool:
         """Whether a pending event is due: new, or its back-off is over."""
         t = imrt_webhook_event.c

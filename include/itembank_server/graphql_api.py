@@ -10,7 +10,11 @@ https://gitlab.com/gitlab-org/gitlab/-/blob/master/, e.g. ``app/graphql/gitlab_s
   ``Query too large``; bad ``variables`` are 422; an unknown token is 401 ``Invalid token`` (``authorize_access_api!``).
   Errors the controller renders are ``{"errors": [{"message": ...}]}``. An exception that is not a GraphQL execution
   error (here: a failing Gitaly call) fails the whole request with 500 ``Internal server error``
-  (``handle_exception``/``handle_internal_error`` in production).
+  (``handle_exception``/``handle_internal_error`` in production): ``GitlabSchema`` (app/graphql/gitlab_schema.rb)
+  has no ``rescue_from`` turning a Gitaly error into a field error, ``Resolvers::BlobsResolver`` rescues none, and
+  the controller's ``ERROR_STATUS_MAP`` maps ``StandardError`` to 500 (``Gitlab::Git::ResourceExhaustedError`` to 503,
+  not modelled). So a broken repository is a whole-request 500 here, not ``null`` plus ``errors[]``; the latter comes
+  only from the timeout below.
 * Authentication as for REST (``authenticate_sessionless_user!(:graphql_api)``: ``PRIVATE-TOKEN``,
   ``Authorization: Bearer``, ``private_token``/``access_token``). GitLab answers a request without a token for
   public data only; this server models no anonymous access (as its REST API, every request needs a token), so a
@@ -707,12 +711,21 @@ RESOLVERS: dict[tuple[str, str], Callable[..., Any]] = {
 }
 
 
-def make_schema() -> GraphQLSchema:
-    schema = build_schema(SDL)
+_REPOSITORY_COMMIT_SDL = """  "Get a single commit from the repository."
+  commit(ref: String!): Commit
+"""
+
+
+def make_schema(repository_commit: bool = True) -> GraphQLSchema:
+    """The schema; without ``repository_commit``, a GitLab from before ``Repository.commit``
+    (``Resolvers::Repositories::CommitResolver``, gitlab-org/gitlab!179542, 2025)."""
+    sdl = SDL if repository_commit else SDL.replace(_REPOSITORY_COMMIT_SDL, "")
+    schema = build_schema(sdl)
     for (type_name, field_name), resolver in RESOLVERS.items():
         object_type = schema.type_map[type_name]
         assert isinstance(object_type, GraphQLObjectType)
-        object_type.fields[field_name].resolve = resolver
+        if field_name in object_type.fields:
+            object_type.fields[field_name].resolve = resolver
     return schema
 
 
@@ -837,13 +850,14 @@ class GraphqlApi:
         stopping: threading.Event,
         *,
         timeout: float = DEFAULT_TIMEOUT,
+        repository_commit: bool = True,
     ):
         self.bank = bank
         self.base_url = base_url
         self.faults = faults
         self.stopping = stopping
         self.timeout = timeout
-        self.schema = make_schema()
+        self.schema = make_schema(repository_commit)
 
     def handle(
         self, method: str, query: list[tuple[str, str]], headers: Mapping[str, str], body: bytes, user: dict

@@ -186,6 +186,7 @@ class ItemBankServer:
         tls_cert: str | None = None,
         tls_key: str | None = None,
         graphql_timeout: float = graphql_api.DEFAULT_TIMEOUT,
+        graphql_repository_commit: bool = True,
     ):
         """``system_hooks``: :class:`SystemHook` or ``URL[,token=T][,push_events=false]...`` specs;
         ``hook_timeout``: seconds a hook request may take (GitLab's webhook timeout, default 10);
@@ -200,7 +201,9 @@ class ItemBankServer:
         (https://docs.gitlab.com/omnibus/settings/ssl/#configure-https-manually,
         https://docs.gitlab.com/omnibus/settings/configuration/#configure-the-external-url-for-gitlab);
         ``graphql_timeout``: seconds a GraphQL query may run before its remaining fields time out (GitLab's
-        ``gitlab.graphql_timeout``, default 30; :mod:`itembank_server.graphql_api`).
+        ``gitlab.graphql_timeout``, default 30; :mod:`itembank_server.graphql_api`);
+        ``graphql_repository_commit``: off, GraphQL's ``Repository`` has no ``commit`` field, as before GitLab added
+        it in 2025.
         """
         self.bank = bank
         self.tokens = frozenset(tokens if tokens is not None else tokens_from_env())
@@ -235,7 +238,12 @@ class ItemBankServer:
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
         self.graphql = graphql_api.GraphqlApi(
-            bank, lambda: self.url, self.faults, self.stopping, timeout=graphql_timeout
+            bank,
+            lambda: self.url,
+            self.faults,
+            self.stopping,
+            timeout=graphql_timeout,
+            repository_commit=graphql_repository_commit,
         )
 
     def start(self) -> ItemBankServer:

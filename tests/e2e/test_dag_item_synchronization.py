@@ -308,6 +308,9 @@ def test_missing_webhooks_are_created_and_counted(dag, configured, bank, imrt_en
     assert run(dag)[0].state == "success"
     for p in projects[:2]:
         item_bank.remove_hooks(p["id"])
+        # A change no hook delivered: the evidence on which the sweep checks the project's hooks.
+        document = json.loads(_item_json(item_bank, p["id"]))
+        item_bank.push_commit(p["id"], files={"item.json": {**document, "note": "pushed without a hook"}})
     dag_run, _ = run(dag)
     assert dag_run.state == "success"
     assert "number of items requiring project webhook: 2," in _summary_message(dag, dag_run)

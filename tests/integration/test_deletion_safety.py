@@ -9,6 +9,7 @@ shaped like GitLab's own.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -199,6 +200,8 @@ def test_a_project_that_keeps_failing_is_reported_and_skipped_and_nothing_is_del
     synced, server, services, imrt_engine, failing
 ):
     bank, projects = synced
+    # The REST listing's per-project reads failing (the sweep reads neither; a sweep failing falls back to them).
+    services = dataclasses.replace(services, settings=dataclasses.replace(services.settings, listing="rest"))
     broken, edited, gone = projects[0], projects[1], projects[2]
     head = edit_item_json(bank, edited["id"], "edited")
     bank.delete_project(gone["id"])
@@ -260,7 +263,9 @@ def test_projects_deleted_and_created_during_a_listing_without_totals_delete_not
     bank.create_project(GROUP, "pad-last")
     shifted, deleted = items[5], items[9]  # first of page 2 before the shift; on page 2
     with ItemBankServer(bank, tokens={TOKEN}, count_limit=50, keyset_group_projects=keyset) as server:
-        settings = SyncSettings(group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4)
+        settings = SyncSettings(  # the REST listing's pages (the sweep's are test_sweep's)
+            group=GROUP, webhook_url=WEBHOOK_URL, git_cache_dir=tmp_path / "cache", concurrency=4, listing="rest"
+        )
         gitlab_settings = GitLabSettings(
             base_url=server.url, token=TOKEN, retries=2, backoff_factor=0.01, allow_http=True
         )
@@ -322,6 +327,8 @@ def test_a_project_listed_but_404_by_id_is_contradictory_and_kept(synced, server
 def test_a_listed_project_that_answers_404_when_read_is_not_deleted_that_run(synced, server, services, imrt_engine):
     _, projects = synced
     target = projects[6]
+    # The REST listing's hooks read (the sweep reads no hooks while listing).
+    services = dataclasses.replace(services, settings=dataclasses.replace(services.settings, listing="rest"))
     server.faults.add(
         "GET /api/v4/projects/:id/hooks",
         "status",

@@ -24,7 +24,13 @@ from imrt_sync.schema_migrations import (
     require_current_schema,
 )
 
-OWN_TABLES = {"imrt_webhook_event", "imrt_webhook_ignored_count", "imrt_project_hook", "imrt_project_head"}
+OWN_TABLES = {
+    "imrt_webhook_event",
+    "imrt_webhook_ignored_count",
+    "imrt_project_hook",
+    "imrt_project_head",
+    "imrt_project_hook_check",
+}
 LEGACY_TABLES = {table.name for table in schema.LEGACY_TABLES}
 
 # What ensure_schema created before the webhook retry columns and the create-branch head existed.
@@ -75,12 +81,12 @@ def catalog(engine: sa.Engine) -> list[tuple]:
 def test_upgrade_from_empty_creates_the_own_tables_at_head_in_their_own_version_table(imrt_engine):
     assert current_revision(imrt_engine) is None
 
-    assert schema_migrations.upgrade(imrt_engine) == head_revision() == "0001"
+    assert schema_migrations.upgrade(imrt_engine) == head_revision() == "0002"
 
     assert table_names(imrt_engine) == OWN_TABLES | {"imrt_alembic_version"}  # no legacy table, no alembic_version
     assert current_revision(imrt_engine) == head_revision()
     with imrt_engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM imrt_alembic_version")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text("SELECT version_num FROM imrt_alembic_version")).scalars().all() == ["0002"]
 
 
 def test_the_migrated_own_tables_are_the_model_in_imrt_sync_schema(imrt_engine):
@@ -173,7 +179,7 @@ def test_the_check_refuses_a_database_never_migrated_naming_the_upgrade_command(
 
     with pytest.raises(
         SchemaNotReady,
-        match=r"at schema revision none, this code needs 0001: "
+        match=r"at schema revision none, this code needs 0002: "
         r"run `python -m imrt_compat\.migrate upgrade`",
     ):
         require_current_schema(imrt_engine)
@@ -239,7 +245,7 @@ def migrate_command(imrt_db_url, *args: str) -> subprocess.CompletedProcess:
 def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):
     before = migrate_command(imrt_db_url, "current")
     assert before.returncode == 1, before.stderr
-    assert "current: none  head: 0001" in before.stdout
+    assert "current: none  head: 0002" in before.stdout
     assert "run `python -m imrt_compat.migrate upgrade`" in before.stdout
 
     bootstrap = migrate_command(imrt_db_url, "bootstrap-legacy")
@@ -249,11 +255,12 @@ def test_the_command_reports_bootstraps_and_upgrades(imrt_db_url, imrt_engine):
     assert "wrote Flyway's history V1..V20" in bootstrap.stderr  # the log lines show
     upgrade = migrate_command(imrt_db_url, "upgrade")
     assert upgrade.returncode == 0, upgrade.stderr
-    assert "imrt database at revision 0001 (imrt_alembic_version)" in upgrade.stdout
-    assert "Running upgrade  -> 0001" in upgrade.stderr  # Alembic's own log line
+    assert "imrt database at revision 0002 (imrt_alembic_version)" in upgrade.stdout
+    assert "Running upgrade  -> 0001" in upgrade.stderr  # Alembic's own log lines
+    assert "Running upgrade 0001 -> 0002" in upgrade.stderr
 
     after = migrate_command(imrt_db_url, "current")
-    assert (after.returncode, after.stdout.strip()) == (0, "current: 0001  head: 0001")
+    assert (after.returncode, after.stdout.strip()) == (0, "current: 0002  head: 0002")
     assert table_names(imrt_engine) == LEGACY_TABLES | OWN_TABLES | {"imrt_alembic_version", FLYWAY_TABLE}
     password = json.loads(airflow_connection(imrt_db_url))["password"]
     for result in (before, bootstrap, upgrade, after):

@@ -104,6 +104,9 @@ def required_variables(monkeypatch):
         ("IMRT_DELETION_GUARD_RATIO", "ten percent", "imrt_deletion_guard_ratio must be a number, not 'ten percent'"),
         ("IMRT_DELETION_GUARD_MIN", "-1", "imrt_deletion_guard_min must be a whole number of items, 0 or more"),
         ("IMRT_DELETION_GUARD_MIN", "2.5", "imrt_deletion_guard_min must be a whole number, not '2.5'"),
+        ("IMRT_GITLAB_LISTING", "soap", "imrt_gitlab_listing must be graphql or rest, not 'soap'"),
+        ("IMRT_WEBHOOK_VERIFY_DAYS", "-1", "imrt_webhook_verify_days must be a number of days from 0"),
+        ("IMRT_WEBHOOK_VERIFY_DAYS", "weekly", "imrt_webhook_verify_days must be a whole number, not 'weekly'"),
     ],
 )
 def test_invalid_deletion_guard_variables_are_a_settings_error_naming_the_variable(
@@ -112,6 +115,13 @@ def test_invalid_deletion_guard_variables_are_a_settings_error_naming_the_variab
     monkeypatch.setenv(f"AIRFLOW_VAR_{variable}", value)
     with pytest.raises(SettingsError, match=message):
         sync_settings()
+
+
+def test_the_listing_is_the_sweep_unless_set_to_rest(monkeypatch, required_variables):
+    assert (sync_settings().listing, sync_settings().webhook_verify_days) == ("graphql", 7)
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_LISTING", " REST ")
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_VERIFY_DAYS", "0")
+    assert (sync_settings().listing, sync_settings().webhook_verify_days) == ("rest", 0)
 
 
 def test_the_deletion_guard_bounds_are_accepted(monkeypatch, required_variables):

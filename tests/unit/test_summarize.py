@@ -228,3 +228,10 @@ def test_nul_characters_are_removed_from_the_message():
     assert message == f"{head(1, 0, 0)}. Failed item bank ids: 1. Errors: project 1: badbyte"
     assert cut_exit_message(None) == ""
     assert cut_exit_message("\x00" * (EXIT_MESSAGE_LIMIT + 5) + "ok") == "ok"  # cut after the NULs are gone
+
+
+def test_hooks_a_sweep_run_checked_count_as_requiring_a_webhook_only_when_created_or_fixed():
+    swept = {**plan(6), "verify_webhooks": [1, 2, 3, 4]}
+    hooks = {**no_webhooks(4), "created": [2], "replaced": [3]}  # 1 and 4 were fine
+    verdict = pipeline.summarize(RunResults(swept, [], [], hooks))
+    assert verdict["status"] == "COMPLETED" and verdict["message"] == head(6, 2, 0)

@@ -97,8 +97,18 @@ def _read_revision(
             item, statuses = _read_item(
                 repo, project_id, tip.sha, branch, history.commits, settings.max_item_json_bytes
             )
+        item_blob = repo.blob_id(head.sha, ITEM_FILE)
     revision = Revision(
-        project_id, settings.group, branch, head, history.commits, item, statuses, history.incremental, source_head
+        project_id,
+        settings.group,
+        branch,
+        head,
+        history.commits,
+        item,
+        statuses,
+        history.incremental,
+        source_head,
+        item_blob,
     )
     return revision, published
 

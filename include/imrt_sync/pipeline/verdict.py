@@ -19,7 +19,7 @@ def summarize(results: RunResults) -> Verdict:
     reported, silent = _reported_units(results.unit_outcomes, results.units)
     deleted = _count_events(reported, "ITEM_DELETED")
     adopted = _count_events(reported, ITEM_ADOPTED)
-    message = _exit_message(plan, deleted, adopted)
+    message = _exit_message(plan, _webhooks_required(plan, results.hooks), deleted, adopted)
     problems = _problems(plan, reported, silent, results.hooks)
     failed_ids = [str(pid) for pid in sorted(unsynced_items(results))]
     written = sum(len(o["events"]) for o in reported.values()) - adopted
@@ -65,11 +65,21 @@ def _verdict(
     }
 
 
-def _exit_message(plan: PlanView, deleted: int, adopted: int) -> str:
+def _webhooks_required(plan: PlanView, hooks: WebhooksOutcome | None) -> int:
+    """The legacy count of "items requiring project webhook": the projects the listing found without a working hook,
+    and those whose hook a check found wanting (created, fixed, or failed to be)."""
+    verified = set(plan.get("verify_webhooks", ())) - set(plan["missing_webhook"])
+    if not verified or hooks is None:
+        return len(plan["missing_webhook"])
+    wanting = {*hooks["created"], *hooks["updated"], *hooks["replaced"], *map(int, hooks["failed"])}
+    return len(plan["missing_webhook"]) + len(verified & wanting)
+
+
+def _exit_message(plan: PlanView, webhooks_required: int, deleted: int, adopted: int) -> str:
     """The legacy exit message's counts (and the items adopted from the legacy service, when there are any)."""
     message = (
         f"Total item bank ids: {plan['total_ids']}, "
-        f"number of items requiring project webhook: {len(plan['missing_webhook'])}, "
+        f"number of items requiring project webhook: {webhooks_required}, "
         f"number of items deleted from IMRT: {deleted}"
     )
     if adopted:

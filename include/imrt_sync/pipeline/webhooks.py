@@ -1,6 +1,6 @@
 """Project webhook repair: :func:`dispatch_webhooks` gives every project the plan found without a working project
-webhook one (docs/how-a-run-works.md, the ``dispatch_webhooks`` task; when a webhook counts and how it is fixed:
-:mod:`imrt_sync.project_webhooks`).
+webhook one, and checks those the plan asks to verify (docs/how-a-run-works.md, the ``dispatch_webhooks`` task;
+when a webhook counts and how it is fixed: :mod:`imrt_sync.project_webhooks`).
 """
 
 from __future__ import annotations
@@ -27,13 +27,16 @@ def webhook_keeper(services: Services) -> WebhookKeeper:
 
 
 def dispatch_webhooks(services: Services, plan: PlanView, params: RunParams) -> WebhooksOutcome:
-    """Give every project the plan found without a working hook one (created, edited or replaced: see
+    """Give every project the plan found without a working hook one, and check the hooks of the projects the plan
+    asks to verify, fixing those that do not work (created, edited or replaced: see
     ``imrt_sync.project_webhooks``); report what was done, what failed, and how many hooks IMRT recorded still carry
     another secret than ``imrt_webhook_secret`` (during a rotation: the previous one)."""
-    project_ids = plan["missing_webhook"]
+    project_ids = sorted({*plan["missing_webhook"], *plan.get("verify_webhooks", ())})
     outcome = no_webhooks(len(project_ids))
     if params.dry_run:
-        log.info("DRY RUN: would create or fix the webhook on %d projects: %s", len(project_ids), project_ids)
+        log.info(
+            "DRY RUN: would check, and create or fix, the webhook of %d projects: %s", len(project_ids), project_ids
+        )
         return outcome
     keeper = webhook_keeper(services)
 
