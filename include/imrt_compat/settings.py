@@ -62,6 +62,7 @@ DEFAULTS: dict[str, str] = {
     "imrt_gitlab_allow_http": field_default(GitLabSettings, "allow_http"),
     "imrt_gitlab_listing": field_default(SyncSettings, "listing"),
     "imrt_webhook_verify_days": field_default(SyncSettings, "webhook_verify_days"),
+    "imrt_webhook_verify_spread": field_default(SyncSettings, "webhook_verify_spread"),
 }
 _TRUE, _FALSE = frozenset({"true", "1", "yes", "on"}), frozenset({"false", "0", "no", "off", ""})
 
@@ -125,6 +126,7 @@ def sync_settings(values: Mapping[str, str] | None = None) -> SyncSettings:
             event_retry=event_retry_policy(values),
             listing=values["imrt_gitlab_listing"].strip().lower(),  # type: ignore[arg-type]  # checked by SyncSettings
             webhook_verify_days=_number(values, int, "imrt_webhook_verify_days"),
+            webhook_verify_spread=flag(values["imrt_webhook_verify_spread"], "imrt_webhook_verify_spread"),
         )
     except SettingsError:
         raise

@@ -124,6 +124,7 @@ class SyncSettings:
     event_retry: EventRetryPolicy = EventRetryPolicy()
     listing: ListingMethod = "graphql"  # how a group run reads the group: the GraphQL sweep, or REST per project
     webhook_verify_days: int = 7  # a sweep run verifies every project's hook once in so many days; 0: every run
+    webhook_verify_spread: bool = False  # False: all hooks due at once (a weekly run); True: 1/days of them a run
 
     def __post_init__(self) -> None:
         DeletionGuard(self.deletion_guard_min, self.deletion_guard_ratio)  # raises ValueError on invalid settings

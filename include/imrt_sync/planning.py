@@ -6,7 +6,7 @@ import math
 from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from .contracts import PlanView, WorkUnit
 
@@ -136,24 +136,41 @@ def webhooks_to_verify(
     delivered: AbstractSet[int],
     checked_at: Mapping[int, datetime],
     full: bool,
-    rotation_days: int,
+    rotation: HookRotation,
 ) -> tuple[int, ...]:
     """The listed projects whose hooks a sweep run checks, instead of listing every project's hooks.
 
-    All of them in a full run or with ``rotation_days`` 0; otherwise the projects without a hook IMRT recorded
+    All of them in a full run or with ``rotation.days`` 0; otherwise the projects without a hook IMRT recorded
     (``hooked``: new to IMRT), the ``changed`` ones no hook delivery announced (``delivered``: a push received for
-    the head the listing found; a change without one is the evidence of a broken hook), and the rotation's share:
-    the ``ceil(listed / rotation_days)`` projects whose hooks were checked longest ago (``checked_at``; never
-    first), so that runs every day check every hook within ``rotation_days`` days.
+    the head the listing found; a change without one is the evidence of a broken hook), and the rotation's
+    (:class:`HookRotation`; ``checked_at``: when each project's hooks were last checked, never when absent).
     """
     listed = sorted(set(listed))
-    if full or rotation_days == 0:
+    if full or rotation.days == 0:
         return tuple(listed)
-    never = datetime.min.replace(tzinfo=UTC)
-    share = math.ceil(len(listed) / rotation_days)
-    rotation = sorted(listed, key=lambda pid: (checked_at.get(pid, never), pid))[:share]
-    wanted = {pid for pid in listed if pid not in hooked} | (set(changed) - delivered) | set(rotation)
+    new = {pid for pid in listed if pid not in hooked}
+    wanted = new | (set(changed) - delivered) | rotation.due(listed, checked_at)
     return tuple(pid for pid in listed if pid in wanted)
+
+
+@dataclass(frozen=True)
+class HookRotation:
+    """When every hook is checked again: each ``days`` days. ``spread`` False: a run checks every hook last checked
+    ``days`` or more days before ``now`` (hooks checked together come due together: after a first sync, one run a
+    week checks them all, the other runs none); True: each run checks the ``ceil(projects / days)`` hooks checked
+    longest ago (the same work every night)."""
+
+    days: int
+    spread: bool
+    now: datetime
+
+    def due(self, listed: list[int], checked_at: Mapping[int, datetime]) -> set[int]:
+        never = datetime.min.replace(tzinfo=UTC)
+        if self.spread:
+            share = math.ceil(len(listed) / self.days)
+            return set(sorted(listed, key=lambda pid: (checked_at.get(pid, never), pid))[:share])
+        cutoff = self.now - timedelta(days=self.days)
+        return {pid for pid in listed if checked_at.get(pid, never) <= cutoff}
 
 
 def _changed(

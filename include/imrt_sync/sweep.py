@@ -1,12 +1,13 @@
 """The sweep: every project of the group with its default branch, its head and whether ``item.json`` is there, read
 through GitLab's GraphQL API, 100 projects a request (docs/how-a-run-works.md, "The sweep").
 
-One introspection query first asks which fields this GitLab's ``Repository`` type has: ``rootRef`` and ``blobs`` are
-required; ``commit(ref)``, a 2025 addition, gives the head, and without it the sweep reads only the blob id of
-``item.json``, which the listing compares with the one recorded at the last sync. Then
 ``group(fullPath) { projects(includeSubgroups, first: 100, after) }``, page after page until ``hasNextPage`` is
-false. :func:`branch_heads` reads other branches' heads (the create branches of items still being created), 40
-projects a request.
+false, with ``rootRef``, the blob id of ``item.json`` and ``commit(ref: "HEAD")``, the head. ``Repository.commit``
+is a 2025 addition: a GitLab that refuses the first page with it is swept without it (the sweep then reads only the
+blob id of ``item.json``, which the listing compares with the one recorded at the last sync). No introspection
+request: a nothing-changed run costs the pages, and the group's answer is the proof that it is readable.
+:func:`branch_heads` reads other branches' heads (the create branches of items still being created), 40 projects a
+request.
 
 What GitLab answers for a repository, from its source (the paths are files of gitlab-org/gitlab):
 
@@ -40,11 +41,7 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 100  # GitlabSchema default_max_page_size: a larger ``first`` is capped
 BRANCHES_PER_QUERY = 40  # aliased project(fullPath) { repository { commit } } fields: well under complexity 250
-REQUIRED_REPOSITORY_FIELDS = frozenset({"rootRef", "blobs"})
-HEAD_FIELD = "commit"
 PROJECT_GID = "gid://gitlab/Project/"
-
-FIELDS_QUERY = 'query { __type(name: "Repository") { fields { name } } }'
 
 _SWEEP_QUERY = f"""
 query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
@@ -69,6 +66,10 @@ query Sweep($group: ID!, $includeSubgroups: Boolean!, $after: String) {{
 
 class SweepUnavailable(RuntimeError, ImrtError):
     """The sweep cannot answer for the whole group this run; the reason names what GitLab said (never a secret)."""
+
+
+class QueryRefused(SweepUnavailable):
+    """GitLab refused the query as a whole (``data`` null, e.g. a field this GitLab's schema does not have)."""
 
 
 @dataclass(frozen=True)
@@ -99,11 +100,19 @@ def sweep_query(with_head: bool) -> str:
 def sweep_group(gitlab: GitLabClient, scope: GroupScope) -> list[SweptProject]:
     """Every project of the scope's group (and, in scope, its subgroups') that the token's user can see, with its
     head when this GitLab's GraphQL has ``Repository.commit`` (else ``head`` is None: compare ``item_blob``)."""
-    query = sweep_query(with_head=HEAD_FIELD in repository_fields(gitlab))
+    with_head = True
     projects: list[SweptProject] = []
     variables: dict[str, Any] = {"group": scope.group, "includeSubgroups": scope.include_subgroups, "after": None}
     while True:
-        page = _projects_page(_answer(gitlab, query, variables))
+        try:
+            answer = _answer(gitlab, sweep_query(with_head), variables)
+        except QueryRefused as exc:
+            if not with_head or variables["after"] is not None:
+                raise
+            log.info("sweeping by the blob id of %s: GitLab refused Repository.commit (%s)", ITEM_FILE, exc)
+            with_head = False
+            continue
+        page = _projects_page(answer)
         projects += _page_projects(page)
         info = page.get("pageInfo") or {}
         if not info.get("hasNextPage"):
@@ -144,18 +153,6 @@ def _commit_sha(project: Any) -> str | None:
     return str(sha) if sha else None
 
 
-def repository_fields(gitlab: GitLabClient) -> set[str]:
-    """The fields of this GitLab's GraphQL ``Repository`` type; :class:`SweepUnavailable` unless it has every field
-    the sweep requires."""
-    answer = _answer(gitlab, FIELDS_QUERY, {})
-    described = (answer.get("data") or {}).get("__type") or {}
-    fields = {str(field.get("name")) for field in described.get("fields") or ()}
-    missing = sorted(REQUIRED_REPOSITORY_FIELDS - fields)
-    if missing:
-        raise SweepUnavailable(f"GitLab's GraphQL Repository type has no field {', '.join(missing)}")
-    return fields
-
-
 def _answer(gitlab: GitLabClient, query: str, variables: dict[str, Any]) -> dict:
     """GitLab's answer; :class:`SweepUnavailable` when the request failed or the query was refused as a whole."""
     try:
@@ -163,7 +160,7 @@ def _answer(gitlab: GitLabClient, query: str, variables: dict[str, Any]) -> dict
     except GitLabError as exc:
         raise SweepUnavailable(str(exc)) from None
     if answer.get("data") is None:
-        raise SweepUnavailable(f"GitLab refused the GraphQL query: {_messages(answer)}")
+        raise QueryRefused(f"GitLab refused the GraphQL query: {_messages(answer)}")
     return answer
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from dataclasses import replace
 
 import pytest
 import sqlalchemy as sa
@@ -88,10 +89,28 @@ def item_log_rows(engine) -> int:
 
 
 def next_rotation(engine) -> set[int]:
-    """The projects whose hooks the next run's rotation checks: the ceil(N / days) checked longest ago."""
+    """The projects whose hooks the next run's rotation checks: those checked VERIFY_DAYS or more days ago."""
     with engine.connect() as conn:
-        ids = conn.scalars(sa.text("SELECT project_id FROM imrt_project_hook_check ORDER BY checked_at, project_id"))
-        return set(list(ids)[: math.ceil(ITEMS / VERIFY_DAYS)])
+        return set(
+            conn.scalars(
+                sa.text(
+                    "SELECT project_id FROM imrt_project_hook_check WHERE checked_at <= now() - make_interval(days => :d)"
+                ),
+                {"d": VERIFY_DAYS},
+            )
+        )
+
+
+def checked_days_ago(engine, project_ids: list[int], days: int) -> None:
+    """Date the last hook check of the projects back, as if it had been made ``days`` days ago."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE imrt_project_hook_check SET checked_at = now() - make_interval(days => :d) "
+                "WHERE project_id = ANY(:ids)"
+            ),
+            {"d": days, "ids": project_ids},
+        )
 
 
 def being_created(bank: ItemBank, projects: list[dict]) -> list[dict]:
@@ -133,10 +152,9 @@ def test_a_nothing_changed_run_costs_one_graphql_request_per_hundred_projects(sy
     assert plan["to_sync"] == [] and plan["unchanged"] == ITEMS and plan["to_delete"] == []
     assert plan["verify_webhooks"] == sorted(rotation)
     counters = server.counters()
-    # The introspection query, one page per 100 projects, one query for the create branches (40 a query).
-    assert counters[GRAPHQL] == 1 + math.ceil(ITEMS / 100) + 1
-    assert counters[HOOKS_LIST] == len(rotation)
-    assert sum(counters.values()) == 1 + counters[GRAPHQL] + len(rotation)  # + 1: GET /groups/:id
+    # One page per 100 projects and one query for the create branches (40 a query); nothing else at all.
+    assert counters.get(HOOKS_LIST, 0) == len(rotation) == 0  # every hook was checked by the first run
+    assert counters == {GRAPHQL: math.ceil(ITEMS / 100) + 1}
 
 
 def test_a_changed_project_is_synced_and_its_hook_checked_only_without_a_delivery(synced, services, imrt_engine):
@@ -295,14 +313,26 @@ def test_a_project_missing_from_the_sweep_is_deleted_only_once_proven_gone(synce
     assert verdict["message"].endswith("number of items deleted from IMRT: 1")
 
 
-def test_each_run_checks_the_hooks_checked_longest_ago(synced, services, imrt_engine):
-    first_share = next_rotation(imrt_engine)
+def test_a_run_checks_the_hooks_due_and_they_are_not_due_again_for_a_week(synced, services, imrt_engine):
+    """The weekly rotation: right after the first run checked every hook none is due; hooks last checked a week
+    ago are checked by the next run, and then not again."""
+    bank, projects = synced
+    assert next_rotation(imrt_engine) == set()
+    week_old = [p["id"] for p in projects[:5]]
+    checked_days_ago(imrt_engine, week_old, VERIFY_DAYS)
     plan, _ = run(services)
-    assert set(plan["verify_webhooks"]) == first_share
+    assert plan["verify_webhooks"] == sorted(week_old)
+    plan, _ = run(services)
+    assert plan["verify_webhooks"] == [] and next_rotation(imrt_engine) == set()
 
-    second_share = next_rotation(imrt_engine)
-    plan, _ = run(services)
-    assert set(plan["verify_webhooks"]) == second_share and not second_share & first_share
+
+def test_a_spread_rotation_checks_the_hooks_checked_longest_ago_each_run(synced, services, imrt_engine):
+    spread = replace(services, settings=replace(services.settings, webhook_verify_spread=True))
+    share = math.ceil(ITEMS / VERIFY_DAYS)
+    first, _ = run(spread)
+    second, _ = run(spread)
+    assert len(first["verify_webhooks"]) == len(second["verify_webhooks"]) == share
+    assert not set(first["verify_webhooks"]) & set(second["verify_webhooks"])
 
 
 @pytest.fixture

@@ -122,6 +122,9 @@ def test_the_listing_is_the_sweep_unless_set_to_rest(monkeypatch, required_varia
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_GITLAB_LISTING", " REST ")
     monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_VERIFY_DAYS", "0")
     assert (sync_settings().listing, sync_settings().webhook_verify_days) == ("rest", 0)
+    assert sync_settings().webhook_verify_spread is False
+    monkeypatch.setenv("AIRFLOW_VAR_IMRT_WEBHOOK_VERIFY_SPREAD", "true")
+    assert sync_settings().webhook_verify_spread is True
 
 
 def test_the_deletion_guard_bounds_are_accepted(monkeypatch, required_variables):

@@ -13,6 +13,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
 from ..absence import AccessNotProven, prove_full_access
 from ..config import RunParams
@@ -20,7 +21,7 @@ from ..contracts import PlanView, WorkUnit
 from ..errors import PermanentError
 from ..gitlab import GitLabError, GitLabProject, GroupNotReadable
 from ..gitrepo import RepositoryNotFound, remote_heads
-from ..planning import Plan, ProjectState, plan_run, webhooks_to_verify, work_units
+from ..planning import HookRotation, Plan, ProjectState, plan_run, webhooks_to_verify, work_units
 from ..store import BeingCreated
 from ..sweep import SweepUnavailable, SweptProject, branch_heads, sweep_group
 from ..webhook_events import EventLog
@@ -47,10 +48,10 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
         return Plan(0, (), (), (), (), ()).as_dict(), []
     log.info("getting item bank ids from source control")
     started = time.monotonic()
-    _require_readable_group(services)
     being_created = services.store.items_being_created(params.item_ids or None)
-    listing = _swept_listing(services, params, being_created)
+    listing = _swept_listing(services, params, being_created)  # the group's answer shows that it is readable
     if listing is None:
+        _require_readable_group(services)
         listing = _rest_listing(services, params, being_created)
     log.info(
         "retrieved %d item bank ids from source control in %d seconds", len(listing.names), time.monotonic() - started
@@ -203,7 +204,7 @@ def _webhooks_to_verify(services: Services, plan: Plan, listing: Listing, params
     """The projects whose hooks this run checks (:func:`imrt_sync.planning.webhooks_to_verify`)."""
     heads = {state.project_id: state.head for state in listing.states if state.head is not None}
     changed = {pid: heads[pid] for pid in plan.to_sync if pid in heads}
-    registry = webhook_keeper(services).registry
+    registry, settings = webhook_keeper(services).registry, services.settings
     return webhooks_to_verify(
         listing.names,
         changed,
@@ -211,7 +212,7 @@ def _webhooks_to_verify(services: Services, plan: Plan, listing: Listing, params
         delivered=EventLog(services.engine).delivered(changed),
         checked_at=registry.checked_at(),
         full=params.mode == "full",
-        rotation_days=services.settings.webhook_verify_days,
+        rotation=HookRotation(settings.webhook_verify_days, settings.webhook_verify_spread, datetime.now(UTC)),
     )
 
 
