@@ -78,16 +78,16 @@ def test_request_budget_is_one_request_per_hundred_projects_plus_ten():
     assert pages(1) == 1 and request_budget(1) == 11
 
 
-def test_nightly_counts_and_choice_are_disjoint_and_deterministic():
+def test_nightly_choice_is_deterministic_and_the_unhooked_are_among_the_changed():
     assert nightly_counts(2000) == {"changed": 20, "unhooked": 10, "deleted": 5}
     assert nightly_counts(20000) == {"changed": 200, "unhooked": 100, "deleted": 50}
     assert nightly_counts(40) == {"changed": 1, "unhooked": 1, "deleted": 1}
     ids = list(range(1000, 3000))
     first, again = choose_nightly(ids, 2000), choose_nightly(list(reversed(ids)), 2000)
     assert first == again
-    sets = [set(first.changed), set(first.unhooked), set(first.deleted)]
-    assert [len(s) for s in sets] == [20, 10, 5]
-    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    changed, unhooked, deleted = set(first.changed), set(first.unhooked), set(first.deleted)
+    assert [len(s) for s in (changed, unhooked, deleted)] == [20, 10, 5]
+    assert unhooked < changed and not changed & deleted
 
 
 def test_split_counters_separates_rest_graphql_and_git_and_drops_zeros():
@@ -156,7 +156,10 @@ def test_expected_plan_problems():
         "missing_webhook": list(range(10)),
         "deletion_blocked": "",
     }
-    assert expected_plan_problems("b", plan_b, 1995, counts, first=False) == []
+    assert expected_plan_problems("b", plan_b, 1995, counts, first=False, swept=False) == []
+    swept_b = {**plan_b, "missing_webhook": [], "verify_webhooks": list(range(20))}  # the 20 changed, undelivered
+    assert expected_plan_problems("b", swept_b, 1995, counts, first=False) == []
+    assert expected_plan_problems("b", plan_b, 1995, counts, first=False) == ["hooks to check 10 not 20"]
     plan_c = {**plan_b, "to_sync": [1], "to_delete": [], "missing_webhook": []}
     assert expected_plan_problems("c", plan_c, 1995, counts, first=False) == ["to sync 1 not 0"]
     plan_a = {"total_ids": 2000, "to_sync": list(range(2000)), "to_delete": [], "missing_webhook": list(range(2000))}

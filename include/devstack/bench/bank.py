@@ -140,10 +140,12 @@ class Nightly:
 
 
 def choose_nightly(project_ids: Sequence[int], size: int) -> Nightly:
+    """The changed, unhooked and deleted projects of case (b). The unhooked ones are among the changed ones: a hook
+    that broke shows when a push goes undelivered, which is the evidence the sweep acts on."""
     counts = nightly_counts(size)
-    picked = random.Random(f"nightly-{size}").sample(sorted(project_ids), sum(counts.values()))
-    c, u = counts["changed"], counts["unhooked"]
-    return Nightly(tuple(sorted(picked[:c])), tuple(sorted(picked[c : c + u])), tuple(sorted(picked[c + u :])))
+    c, u, d = counts["changed"], counts["unhooked"], counts["deleted"]
+    picked = random.Random(f"nightly-{size}").sample(sorted(project_ids), c + d)
+    return Nightly(tuple(sorted(picked[:c])), tuple(sorted(picked[:u])), tuple(sorted(picked[c:])))
 
 
 def apply_nightly(bank_root: Path, nightly: Nightly) -> None:

@@ -10,7 +10,7 @@ WEBHOOK_SECRET = "bench-webhook-secret"
 
 CASES = {
     "a": "first full sync",
-    "b": "nightly incremental (1% changed, 0.5% unhooked, 0.25% deleted)",
+    "b": "nightly incremental (1% changed, half of them with their hook removed, 0.25% deleted)",
     "c": "nothing changed",
     "d": "mode=full over the synced bank",
 }

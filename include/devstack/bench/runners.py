@@ -149,7 +149,8 @@ class ModeRunner:
         counters = self.server.counters()
         writes_after = settled_table_writes(self.admin_url, self.imrt_db)
         rest, graphql, git = split_counters(counters)
-        problems = expected_plan_problems(case, plan, size_now, nightly_counts_, first=first)
+        swept = self.options.settings.get("gitlab_listing", "graphql") != "rest"
+        problems = expected_plan_problems(case, plan, size_now, nightly_counts_, first=first, swept=swept)
         memory = {
             ("airflow" if self.mode == "dag" else "process") if k == "own" else k: v for k, v in sampler.peaks.items()
         }
