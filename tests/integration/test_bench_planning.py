@@ -44,6 +44,8 @@ def planning_reads(url) -> dict:
             "being_created": store.items_being_created(),
             "count": store.recorded_count(),
             "hooked": {pid: set(hooks.values()) for pid, hooks in WebhookRegistry(engine).recorded().items()},
+            "item_blobs": store.recorded_item_blobs(),
+            "hooks_checked": set(WebhookRegistry(engine).checked_at()),
         }
     finally:
         engine.dispose()
@@ -103,4 +105,5 @@ def test_planning_over_a_filled_planning_bank_finds_nothing_to_do(tmp_path, pg_a
         bank.close()
     assert plan["total_ids"] == SIZE
     assert plan["to_sync"] == [] and plan["to_delete"] == [] and plan["missing_webhook"] == []
+    assert plan["verify_webhooks"] == []  # every hook checked by the sync the fill stands for
     assert plan["failed"] == {} and plan["unchanged"] == SIZE - len(plan["empty"])

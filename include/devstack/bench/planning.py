@@ -9,15 +9,16 @@ IMRT's database is then filled with what a full sync of that bank writes *for wh
 * ``item_git`` (project id, path, ``ingest_source``: the default branch, or the create branch of an item still
   being created) and ``item`` (``is_being_created``), one row per project;
 * ``imrt_project_head`` (``head_sha``: the default branch's head; ``source_head_sha``: the create branch's head of an
-  item still being created, else NULL);
-* ``imrt_project_hook`` (the project's hook id and the fingerprint of the webhook secret).
+  item still being created, else NULL; ``item_blob_oid``: the blob id of ``item.json`` at that head, if any);
+* ``imrt_project_hook`` (the project's hook id and the fingerprint of the webhook secret), and
+  ``imrt_project_hook_check`` (the hook checked now, as the sync's ``dispatch_webhooks`` records it).
 
 Planning reads exactly these (``ItemStore.recorded_heads``, ``items_being_created``, ``recorded_count``,
-``WebhookRegistry.recorded``); ``tests/integration/test_bench_planning.py`` checks, on a small bank, that these
-columns equal what a real full sync writes, and that planning over the fill finds nothing to do. The item's other
-columns are placeholders (an empty ``item_json``, empty texts): the filled database serves this case only, which
-never syncs an item. (A real sync of 100,000 items takes hours here; replicating a small sync's rows would copy
-documents that do not match the projects.)
+``recorded_item_blobs``, ``WebhookRegistry.recorded``, ``checked_at``); ``tests/integration/test_bench_planning.py``
+checks, on a small bank, that these columns equal what a real full sync writes, and that planning over the fill
+finds nothing to do. The item's other columns are placeholders (an empty ``item_json``, empty texts): the filled
+database serves this case only, which never syncs an item. (A real sync of 100,000 items takes hours here;
+replicating a small sync's rows would copy documents that do not match the projects.)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class RecordedProject:
     branch: str  # item_git.ingest_source: the branch item.json was read from
     head: str  # imrt_project_head.head_sha: the default branch's head
     source_head: str | None  # imrt_project_head.source_head_sha: the create branch's head (items being created)
+    item_blob: str | None  # imrt_project_head.item_blob_oid: item.json's blob id at ``head`` (None without one)
     hook_id: int  # imrt_project_hook.hook_id: IMRT's webhook on the project
 
 
@@ -93,12 +95,20 @@ def recorded_projects(bank_root: Path) -> list[RecordedProject]:
                     branch=create or project["default_branch"],
                     head=bank.head(project["id"]) or "",
                     source_head=bank.head(project["id"], create) if create else None,
+                    item_blob=_item_blob(bank, project),
                     hook_id=hooks[0]["id"],
                 )
             )
         return recorded
     finally:
         bank.close()
+
+
+def _item_blob(bank, project: dict) -> str | None:
+    from itembank_server.bank_repos import blob_ids
+
+    found = blob_ids(bank.repo_path(project), project["default_branch"], ["item.json"])
+    return found[0][1] if found else None
 
 
 def _create_branch(bank, project: dict) -> str | None:
@@ -130,7 +140,19 @@ def fill_imrt(imrt_url, projects: Sequence[RecordedProject], webhook_secret: str
                 )
                 conn.execute(
                     schema.imrt_project_head.insert(),
-                    [{"project_id": p.project_id, "head_sha": p.head, "source_head_sha": p.source_head} for p in batch],
+                    [
+                        {
+                            "project_id": p.project_id,
+                            "head_sha": p.head,
+                            "source_head_sha": p.source_head,
+                            "item_blob_oid": p.item_blob,
+                        }
+                        for p in batch
+                    ],
+                )
+                conn.execute(
+                    schema.imrt_project_hook_check.insert(),
+                    [{"project_id": p.project_id, "checked_at": now} for p in batch],
                 )
                 conn.execute(
                     schema.imrt_project_hook.insert(),
