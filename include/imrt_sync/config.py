@@ -112,6 +112,7 @@ class SyncSettings:
     webhook_secret: str = field(default="", repr=False)
     ignore_projects: frozenset[str] = frozenset()
     map_bound: int = 256
+    map_one_per_item: int = 32  # up to this many items, a run maps one instance per item; more are batched
     events_map_bound: int = 8  # a hook events run: a backlog of pushes is synced in a few big instances
     batch_size: int = 64
     deletion_guard_min: int = 5

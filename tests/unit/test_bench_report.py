@@ -259,7 +259,10 @@ def test_render_markdown_shows_targets_requests_phases_and_a_loud_no():
     assert "14.0 s (≤ 15.0 s: PASS)" in row_b and "≤ 30" not in row_b
     assert "planning (list_ids) 4.0 s, orchestration overhead 2.0 s" in report
     assert "- MISS: 2,000 (c) nothing changed, dag: wall: MISS by 1.0 s (+20%)" in lines
-    assert "- PASS: 2,000 (b) nightly incremental (1% changed, half of them with their hook removed, 0.25% deleted), dag: wall: " in report
+    assert (
+        "- PASS: 2,000 (b) nightly incremental (1% changed, half of them with their hook removed, 0.25% deleted), dag: wall: "
+        in report
+    )
     assert "- PASS: 2,000 items, push-to-row p95 ≤ 10 s: PASS (8.0 s under, 20% of target)" in lines
     assert "Same end state in both modes (every imrt row): yes" in report
     assert "Same end state as one full sync of the same bank (every case and mode): yes" in report

@@ -167,6 +167,16 @@ def test_batch_size_gives_way_to_the_bound_on_huge_banks():
     assert max(len(u["sync"]) for u in units) == 79  # ceil(20000 / 256)
 
 
+def test_mid_sized_work_is_batched_and_small_work_keeps_one_item_per_unit():
+    """A nightly run of 250 changed items maps 4 batches, not 250 instances; 32 items or fewer keep their own."""
+    nightly = work_units(list(range(1, 251)), [], bound=256, names={}, batch_size=64, one_per_item=32)
+    assert [len(u["sync"]) for u in nightly] == [64, 64, 64, 58]
+    small = work_units(list(range(1, 33)), [], bound=256, names={}, batch_size=64, one_per_item=32)
+    assert len(small) == 32 and all(len(u["sync"]) == 1 for u in small)
+    full = work_units(list(range(1, 20001)), [], bound=256, names={}, batch_size=64, one_per_item=32)
+    assert len(full) == 254  # a full sync of a large bank: as many units as the bound allows
+
+
 def test_work_within_the_bound_stays_one_item_per_unit_whatever_the_batch_size():
     units = work_units(list(range(1, 257)), [], bound=256, names={}, batch_size=64)
     assert len(units) == 256 and all(len(u["sync"]) == 1 for u in units)

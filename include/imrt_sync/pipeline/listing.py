@@ -78,7 +78,9 @@ def list_ids(services: Services, params: RunParams) -> tuple[PlanView, list[Work
     _log_plan(plan, params)
     names = {**listing.names, **(services.store.item_ids(plan.to_delete) if plan.to_delete else {})}
     bound = settings.events_map_bound if params.webhook_events else settings.map_bound
-    units = work_units(list(plan.to_sync), list(plan.to_delete), bound, names, settings.batch_size)
+    units = work_units(
+        list(plan.to_sync), list(plan.to_delete), bound, names, settings.batch_size, settings.map_one_per_item
+    )
     return plan.as_dict(), units
 
 
