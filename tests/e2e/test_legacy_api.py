@@ -217,7 +217,7 @@ def test_abandon_a_live_run(stack, unpaused, item_bank, imrt):
     unknown = requests.put(f"{stack.url}/abandon/987654", headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert unknown.status_code == 404 and unknown.text == "Could not find job instance for instance id 987654"
 
-    server.faults.add("GET /api/v4/groups/:id/projects", "latency", seconds=20, times=1)
+    server.faults.add("POST /api/graphql", "latency", seconds=20, times=1)  # the listing's first page
     started = post(stack, "/sync", token=token).json()
     run_id = f"legacy__{started['jobExecutionId']}"
     wait_until(lambda: stack.dag_run(DAG_ID, run_id)["state"] == "running", 60, "the run to be running")

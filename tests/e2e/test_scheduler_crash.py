@@ -17,6 +17,7 @@ from imrt_sync import DAG_ID
 pytestmark = pytest.mark.e2e
 
 BANK_SIZE = 6
+SWEEP = "POST /api/graphql"  # the group's projects, 100 a request
 STACK = RealStack(
     name="crash",
     group="iat-crash",
@@ -37,12 +38,12 @@ def task_state(stack, run_id: str, task_id: str) -> str | None:
 
 def test_a_run_survives_a_scheduler_crash_and_its_row_ends_truthfully(stack, item_bank, imrt):
     server = item_bank.server
-    server.faults.add("GET /api/v4/groups/:id/projects", "latency", seconds=30, times=1)
+    server.faults.add(SWEEP, "latency", seconds=30, times=1)  # the listing's first page of the group's projects
     stack.unpause(DAG_ID)
     run = wait_until(lambda: stack.api("GET", f"/api/v2/dags/{DAG_ID}/dagRuns").json()["dag_runs"], 60, "a run")[0]
     run_id = run["dag_run_id"]
     wait_until(lambda: task_state(stack, run_id, "list_ids") == "running", 60, "list_ids to be running")
-    wait_until(lambda: server.counters().get("GET /api/v4/groups/:id/projects"), 30, "the listing to start")
+    wait_until(lambda: server.counters().get(SWEEP), 30, "the listing to start")
 
     stack.kill("scheduler")
     with imrt.connect() as conn:
