@@ -19,7 +19,7 @@ import requests
 from imrt_compat.task_contract import SYNC
 
 from . import engine
-from .probe import DAG_ID, Airflow, Sql, wait_for
+from .probe import DAG_ID, EVENTS_DAG_ID, Airflow, Sql, wait_for
 from .settings import ADMIN, ALERT_TO, AUTOMATION, GROUP, OIDC_PROVIDER, Deployment, secret_values
 
 ONE_SHOT = {"airflow-init", "imrt-bootstrap", "imrt-migrate"}
@@ -352,17 +352,24 @@ def check_failure_alert(bank: Bank, compose: engine.Compose, airflow: Airflow, p
     links = re.findall(r'href="([^"]+)"', text)
     link = links[0] if links else ""
     page = airflow.get(link) if link.startswith(airflow.url) else None
-    run_id = requests.utils.unquote(link.rsplit("/runs/", 1)[-1]) if "/runs/" in link else ""
+    linked = re.search(r"/dags/([^/]+)/runs/([^/?#]+)", link)
+    dag_id, run_id = (linked.group(1), requests.utils.unquote(linked.group(2))) if linked else ("", "")
     admin = airflow.token(ADMIN, "airflow_admin_password")
-    run = airflow.call("GET", f"/api/v2/dags/{DAG_ID}/dagRuns/{requests.utils.quote(run_id, safe='')}", admin)
+    run = airflow.call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{requests.utils.quote(run_id, safe='')}", admin)
     state = run.json().get("state") if run.status_code == 200 else f"HTTP {run.status_code}"
-    ok = ALERT_TO in alert["To"] and page is not None and page.status_code == 200 and state == "failed"
+    ok = (
+        ALERT_TO in alert["To"]
+        and page is not None
+        and page.status_code == 200
+        and dag_id == EVENTS_DAG_ID  # a push's run: the hook events' DAG
+        and state == "failed"
+    )
     return Check(
         "a forced failure -> the alert e-mail at the SMTP server, with a working link",
         ok,
         f"{latency:.0f} s after the push, mail to {alert['To']} from {alert['From']}: {alert['Subject']!r}, "
         f"exit message {exit_message.group(1) if exit_message else '?'!r}; link {link} -> "
-        f"HTTP {page.status_code if page is not None else '-'} through the proxy; run {run_id} is {state}",
+        f"HTTP {page.status_code if page is not None else '-'} through the proxy; run {run_id} of {dag_id} is {state}",
     )
 
 

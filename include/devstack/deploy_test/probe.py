@@ -15,6 +15,7 @@ from . import engine
 from .settings import EXTERNAL_HOST, Deployment
 
 DAG_ID = "item_synchronization"
+EVENTS_DAG_ID = "item_synchronization_events"
 _original_create_connection = urllib3.util.connection.create_connection
 
 
